@@ -1,0 +1,33 @@
+# Two commands for a new user: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export YOLO_OFFLINE := 1
+export YOLO_VERBOSE := False
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Installs the package with everything the demo and the tests use.
+$(VENV)/.boxloop-dev: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.boxloop-dev
+	$(VENV)/bin/boxloop demo --out demo-out
+
+test: $(VENV)/.boxloop-dev
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.boxloop-dev
+	$(PY) bench/ingest.py
+
+lint: $(VENV)/.boxloop-dev
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

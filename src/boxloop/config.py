@@ -1,0 +1,184 @@
+"""boxloop.toml → frozen dataclasses. Nothing is read at import; environment variables
+``BOXLOOP_<SECTION>_<KEY>`` override the file (e.g. ``BOXLOOP_TRAIN_EPOCHS=5``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "Config",
+    "LabelStudioConfig",
+    "PredictConfig",
+    "SelectConfig",
+    "TrainConfig",
+    "default_toml",
+    "load_config",
+]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "yolov8n.yaml"
+    epochs: int = 30
+    imgsz: int = 320
+    batch: int = 16
+    device: str = "cpu"
+    patience: int = 50
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    conf: float = 0.01
+    iou: float = 0.6
+    runtime: str = "torch"
+    batch: int = 8
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    budget: int = 50
+    strategy: str = "least_confidence:1"
+    diverse: bool = True
+    presets: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelStudioConfig:
+    url: str = ""
+    project: str = ""
+    storage: str = "local-files"
+    document_root: str = ""
+    skipped: str = "pool"
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "boxloop"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    labelstudio: LabelStudioConfig = field(default_factory=LabelStudioConfig)
+
+
+_SECTIONS: dict[str, type] = {
+    "train": TrainConfig,
+    "predict": PredictConfig,
+    "select": SelectConfig,
+    "labelstudio": LabelStudioConfig,
+}
+
+
+def _coerce(value: Any, to: Any, where: str) -> Any:
+    kind = {int: int, float: float, bool: bool, str: str}.get(
+        to if isinstance(to, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(str(to), None),  # type: ignore[arg-type]
+        None,
+    )
+    if kind is None:
+        return value
+    if kind is bool and isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from e
+
+
+def _section(cls: type, raw: Mapping[str, Any], where: str, env: Mapping[str, str]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(fields)}"
+        )
+    values = dict(raw)
+    section = where.rsplit("[", 1)[-1].rstrip("]")
+    for name in fields:
+        key = f"BOXLOOP_{section.upper()}_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    return cls(
+        **{
+            k: v if k == "presets" else _coerce(v, fields[k].type, f"{where} {k}")
+            for k, v in values.items()
+        }
+    )
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read a boxloop.toml; unknown sections or keys are errors naming them."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: not found") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    project = raw.pop("project", {})
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: project, {', '.join(_SECTIONS)}"
+        )
+    sections = {
+        name: _section(cls, raw.get(name, {}), f"{path} [{name}]", env)
+        for name, cls in _SECTIONS.items()
+    }
+    return Config(name=str(project.get("name", path.parent.name)), **sections)
+
+
+def default_toml(name: str) -> str:
+    """The boxloop.toml a new workspace starts with: every setting, with its default."""
+    c = Config()
+    return f'''# boxloop workspace settings. Environment variables BOXLOOP_<SECTION>_<KEY> override them.
+[project]
+name = "{name}"
+
+[train]
+model = "{c.train.model}"   # a model yaml (from scratch) or a .pt file (transfer learning)
+epochs = {c.train.epochs}
+imgsz = {c.train.imgsz}
+batch = {c.train.batch}
+device = "{c.train.device}"     # "cpu", "0", "0,1"
+patience = {c.train.patience}
+workers = {c.train.workers}
+
+[predict]
+conf = {c.predict.conf}         # low on purpose: active learning needs the uncertain boxes
+iou = {c.predict.iou}
+runtime = "{c.predict.runtime}"  # "torch" or "onnx"
+batch = {c.predict.batch}
+
+[select]
+budget = {c.select.budget}
+strategy = "{c.select.strategy}"
+diverse = {str(c.select.diverse).lower()}
+
+[select.presets]
+video = "least_confidence:1,flicker:2"
+
+[labelstudio]
+url = ""                  # e.g. http://127.0.0.1:8080; the token comes from LABEL_STUDIO_API_KEY
+project = ""
+storage = "local-files"   # "local-files", "upload" or "cloud"
+document_root = ""
+skipped = "pool"          # skipped tasks go back to the "pool" or stay "skipped"
+'''

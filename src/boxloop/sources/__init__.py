@@ -1,0 +1,1 @@
+"""Where items come from: image files and folders, frame sequences and videos."""

@@ -1,0 +1,141 @@
+"""Find image files, index them from their headers, and load them as displayed."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, Problems
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageInfo",
+    "expand_paths",
+    "file_sha256",
+    "load_image",
+    "natural_key",
+    "read_image_info",
+]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# EXIF orientations 5-8 turn the picture by 90 degrees: displayed width and height swap.
+_TRANSPOSED = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What indexing an image learns without decoding its pixels."""
+
+    path: Path
+    sha256: str
+    width: int  # as displayed, after EXIF orientation
+    height: int
+    orientation: int = 1
+
+
+def natural_key(s: str) -> list[object]:
+    """Sort key where digit runs compare as numbers: ``2.jpg`` before ``10.jpg``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def expand_paths(
+    paths: Iterable[str | Path], suffixes: frozenset[str] = IMAGE_SUFFIXES
+) -> Iterator[Path]:
+    """Files under ``paths`` (folders recursively, globs, plain files) with one of
+    ``suffixes``, each once, in natural order per argument. A path that matches nothing
+    is an InputError naming it."""
+    seen: set[Path] = set()
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = [f for f in p.rglob("*") if f.suffix.lower() in suffixes and f.is_file()]
+        elif p.is_file():
+            found = [p]
+        else:
+            found = [Path(g) for g in glob.glob(str(p), recursive=True)]
+            found = [f for f in found if f.is_file() and f.suffix.lower() in suffixes]
+            if not found:
+                raise InputError(f"{p}: no such file, folder or matching glob")
+        for f in sorted(found, key=lambda f: natural_key(str(f))):
+            f = f.absolute()
+            if f not in seen:
+                seen.add(f)
+                yield f
+
+
+def read_image_info(path: str | Path, sha256: str | None = None) -> ImageInfo:
+    """Index an image from its header: size as displayed and EXIF orientation.
+    Raises InputError (with the path) for an empty, truncated or non-image file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from e
+    if size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = 1
+            try:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+            except Exception:  # a broken EXIF block must not hide a good image  # noqa: BLE001
+                orientation = 1
+            _check_not_truncated(im, path, size)
+    except UnidentifiedImageError as e:
+        raise InputError(f"{path}: not an image (cannot identify the format)") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: unreadable image: {e}") from e
+    if orientation in _TRANSPOSED:
+        w, h = h, w
+    return ImageInfo(path, sha256 or file_sha256(path), w, h, orientation)
+
+
+def _check_not_truncated(im: object, path: Path, size: int) -> None:
+    """Cheap truncation check: a JPEG must end with its EOI marker, a PNG with IEND."""
+    fmt = getattr(im, "format", None)
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 16))
+        tail = f.read()
+    if fmt == "JPEG" and b"\xff\xd9" not in tail:
+        raise InputError(f"{path}: truncated JPEG (no end-of-image marker)")
+    if fmt == "PNG" and b"IEND" not in tail:
+        raise InputError(f"{path}: truncated PNG (no IEND chunk)")
+
+
+def load_image(uri: str | Path) -> np.ndarray:
+    """Decode an image as displayed (EXIF orientation applied): RGB uint8, HxWx3."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(uri) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{uri}: cannot decode image: {e}") from e
+
+
+def problems_for(paths: Iterable[Path], problems: Problems) -> Iterator[ImageInfo]:
+    """Index every path; bad ones go to ``problems`` and the rest are yielded."""
+    for p in paths:
+        try:
+            yield read_image_info(p)
+        except InputError as e:
+            problems.add(p, str(e).split(": ", 1)[-1] if str(e).startswith(str(p)) else str(e))

@@ -1,0 +1,561 @@
+"""The SQLite store: items, classes, versioned human labels, predictions, embeddings,
+model versions, evaluations. One file per workspace, WAL mode, every write in a transaction.
+
+Boxes are kept as one compact blob per (item, label version) or (item, model version):
+a pool of a million images with a hundred low-confidence boxes each stays a million rows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, StoreError
+from .types import SPLITS, Detections, Item
+
+__all__ = ["ITEM_STATES", "Store", "decode_detections", "encode_detections"]
+
+ITEM_STATES = ("pool", "prelabeled", "in_review", "labeled")
+
+# Append-only: a new feature adds a new entry, existing entries never change.
+# Statements are split on ";", so comments inside must not contain one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE classes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE items (
+        id TEXT PRIMARY KEY,
+        uri TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        split TEXT CHECK (split IN ('train', 'val', 'test')),
+        video_id TEXT,
+        frame_index INTEGER,
+        added_at REAL NOT NULL
+    );
+    CREATE INDEX items_sha ON items (sha256);
+    CREATE INDEX items_video ON items (video_id, frame_index);
+    -- every path an item was seen at (exact duplicates share one item)
+    CREATE TABLE item_sources (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        path TEXT NOT NULL,
+        stem TEXT NOT NULL,
+        PRIMARY KEY (item_id, path)
+    );
+    CREATE INDEX item_sources_stem ON item_sources (stem);
+    CREATE TABLE labels (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        version INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        round INTEGER,
+        created_at REAL NOT NULL,
+        n_boxes INTEGER NOT NULL,
+        boxes BLOB NOT NULL,
+        PRIMARY KEY (item_id, version)
+    );
+    CREATE TABLE model_versions (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        backend TEXT NOT NULL,
+        path TEXT,
+        classes TEXT NOT NULL,
+        round INTEGER,
+        meta TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE predictions (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        model_version TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        n_boxes INTEGER NOT NULL,
+        boxes BLOB NOT NULL,
+        PRIMARY KEY (model_version, item_id)
+    );
+    CREATE TABLE embeddings (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        model_version TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (model_version, item_id)
+    );
+    CREATE TABLE evaluations (
+        model_version TEXT NOT NULL,
+        split TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        metrics TEXT NOT NULL,
+        PRIMARY KEY (model_version, split)
+    );
+    -- a batch chosen for labeling, with its manifest (JSON: config, seed, the why)
+    CREATE TABLE selections (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        model_version TEXT,
+        strategy TEXT NOT NULL,
+        seed INTEGER,
+        manifest TEXT NOT NULL
+    );
+    CREATE TABLE selection_items (
+        selection_id TEXT NOT NULL REFERENCES selections (id),
+        rank INTEGER NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        score REAL NOT NULL,
+        why TEXT NOT NULL,
+        PRIMARY KEY (selection_id, item_id)
+    );
+    -- an item sent to an annotation tool, open until its labels are pulled back
+    CREATE TABLE tasks (
+        tool TEXT NOT NULL,
+        project TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        task_id TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done', 'skipped')),
+        pushed_at REAL NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (tool, project, item_id)
+    );
+    CREATE INDEX tasks_item ON tasks (item_id, status);
+    """,
+]
+
+
+def encode_detections(d: Detections) -> bytes:
+    """Detections → bytes (uncompressed npz: arrays keep dtype and shape)."""
+    arrays: dict[str, np.ndarray] = {"xyxy": d.xyxy, "class_id": d.class_id}
+    if d.confidence is not None:
+        arrays["confidence"] = d.confidence
+    for k, v in d.data.items():
+        arrays[f"data.{k}"] = v
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def decode_detections(blob: bytes) -> Detections:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        data = {k[5:]: z[k] for k in z.files if k.startswith("data.")}
+        return Detections(
+            z["xyxy"], z["class_id"], z["confidence"] if "confidence" in z.files else None, data
+        )
+
+
+def _item(row: sqlite3.Row) -> Item:
+    return Item(
+        id=row["id"],
+        uri=row["uri"],
+        width=row["width"],
+        height=row["height"],
+        sha256=row["sha256"],
+        split=row["split"],
+        video_id=row["video_id"],
+        frame_index=row["frame_index"],
+        labeled_round=row["labeled_round"] if "labeled_round" in row.keys() else None,
+    )
+
+
+_ITEM_COLUMNS = (
+    "i.id, i.uri, i.width, i.height, i.sha256, i.split, i.video_id, i.frame_index, "
+    "(SELECT l.round FROM labels l WHERE l.item_id = i.id ORDER BY l.version LIMIT 1) AS labeled_round"
+)
+
+
+class Store:
+    """A workspace's state in one SQLite file.
+
+    >>> with Store.open(tmp_path / "boxloop.db") as store:  # doctest: +SKIP
+    ...     store.set_classes(["digit"])
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        path = Path(path)
+        try:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot open the store: {e}") from e
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(conn, path)
+        store._migrate()
+        return store
+
+    @classmethod
+    def memory(cls) -> Store:
+        """An in-memory store, for tests and simulations."""
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        store = cls(conn)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside lands, or nothing does. Nests (savepoints)."""
+        if self.conn.in_transaction:
+            name = f"sp{time.perf_counter_ns()}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            self.conn.execute(f"RELEASE {name}")
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as c:
+            has_meta = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            done = 0
+            if has_meta:
+                row = c.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                done = int(row[0]) if row else 0
+            if done > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path}: store schema {done} is newer than this boxloop "
+                    f"({len(MIGRATIONS)}); upgrade boxloop"
+                )
+            for script in MIGRATIONS[done:]:
+                for stmt in script.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(len(MIGRATIONS)),),
+            )
+
+    # -- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- classes --------------------------------------------------------------------------
+    def classes(self) -> list[str]:
+        """The project's class names; the index is the class id."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM classes ORDER BY id")]
+
+    def set_classes(self, names: Sequence[str]) -> None:
+        """Set the class list of a new project (an existing list can only be extended)."""
+        current = self.classes()
+        if current and list(names[: len(current)]) != current:
+            raise InputError(
+                f"cannot change the class list {current} to {list(names)}; classes can only be added"
+            )
+        self.add_classes(list(names)[len(current) :])
+
+    def add_classes(self, names: Iterable[str]) -> list[str]:
+        """Append new class names (existing ones are ignored); returns the full list."""
+        with self.transaction() as c:
+            existing = set(self.classes())
+            for name in names:
+                name = name.strip()
+                if not name:
+                    raise InputError("a class name cannot be empty")
+                if name not in existing:
+                    n = c.execute("SELECT COUNT(*) FROM classes").fetchone()[0]
+                    c.execute("INSERT INTO classes (id, name) VALUES (?, ?)", (n, name))
+                    existing.add(name)
+        return self.classes()
+
+    # -- items ----------------------------------------------------------------------------
+    def add_item(self, item: Item, source_path: str | None = None) -> tuple[Item, bool]:
+        """Record an item (or find it: same id = same content or same frame); returns
+        (the stored item, whether it is new). The source path is remembered either way."""
+        with self.transaction() as c:
+            row = c.execute(f"SELECT {_ITEM_COLUMNS} FROM items i WHERE i.id=?", (item.id,)).fetchone()
+            new = row is None
+            if new:
+                c.execute(
+                    "INSERT INTO items (id, uri, width, height, sha256, split, video_id, "
+                    "frame_index, added_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (item.id, item.uri, item.width, item.height, item.sha256, item.split,
+                     item.video_id, item.frame_index, time.time()),
+                )
+            if source_path is not None:
+                c.execute(
+                    "INSERT OR IGNORE INTO item_sources (item_id, path, stem) VALUES (?,?,?)",
+                    (item.id, source_path, Path(source_path).stem),
+                )
+        return (item if new else _item(row)), new
+
+    def get_item(self, item_id: str) -> Item:
+        row = self.conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items i WHERE i.id=?", (item_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no item with id {item_id!r}")
+        return _item(row)
+
+    def items(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        split: str | None = None,
+        state: str | None = None,
+        model_version: str | None = None,
+    ) -> list[Item]:
+        """Items in stable order (video frames in frame order), filtered by ids, split or state."""
+        sql = f"SELECT {_ITEM_COLUMNS} FROM items i"
+        where, args = [], []  # type: ignore[var-annotated]
+        if split is not None:
+            where.append("i.split = ?")
+            args.append(split)
+        if state is not None:
+            where.append(self._state_sql(state, model_version))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY i.video_id IS NOT NULL, i.video_id, i.frame_index, i.added_at, i.id"
+        rows = self.conn.execute(sql, args).fetchall()
+        items = [_item(r) for r in rows]
+        if ids is not None:
+            wanted = list(dict.fromkeys(ids))
+            by_id = {it.id: it for it in items}
+            missing = [i for i in wanted if i not in by_id]
+            if missing:
+                raise InputError(f"unknown item id(s): {', '.join(missing[:5])}")
+            items = [by_id[i] for i in wanted]
+        return items
+
+    def _state_sql(self, state: str, model_version: str | None) -> str:
+        labeled = "EXISTS (SELECT 1 FROM labels l WHERE l.item_id = i.id)"
+        in_review = "EXISTS (SELECT 1 FROM tasks t WHERE t.item_id = i.id AND t.status = 'open')"
+        predicted = "EXISTS (SELECT 1 FROM predictions p WHERE p.item_id = i.id" + (
+            f" AND p.model_version = {self._quote(model_version)})" if model_version else ")"
+        )
+        if state == "labeled":
+            return labeled
+        if state == "in_review":
+            return f"NOT {labeled} AND {in_review}"
+        if state == "prelabeled":
+            return f"NOT {labeled} AND NOT {in_review} AND {predicted}"
+        if state == "pool":
+            return f"NOT {labeled} AND NOT {in_review} AND NOT {predicted}"
+        if state == "unlabeled":
+            return f"NOT {labeled}"
+        raise InputError(f"unknown item state {state!r}; known: {', '.join(ITEM_STATES)}, unlabeled")
+
+    @staticmethod
+    def _quote(s: str) -> str:
+        return "'" + s.replace("'", "''") + "'"
+
+    def count_items(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def count_by_state(self) -> dict[str, int]:
+        return {
+            s: int(self.conn.execute(f"SELECT COUNT(*) FROM items i WHERE {self._state_sql(s, None)}").fetchone()[0])
+            for s in ITEM_STATES
+        }
+
+    def items_by_stem(self, stem: str) -> list[tuple[str, str]]:
+        """(item id, source path) pairs of items once seen at a path with this file stem."""
+        rows = self.conn.execute(
+            "SELECT item_id, path FROM item_sources WHERE stem=? ORDER BY path", (stem,)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def sources(self, item_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT path FROM item_sources WHERE item_id=? ORDER BY path", (item_id,))]
+
+    def set_split(self, assignments: Mapping[str, str | None]) -> None:
+        """Assign splits; an item already in the frozen test split never moves."""
+        with self.transaction() as c:
+            for item_id, split in assignments.items():
+                if split is not None and split not in SPLITS:
+                    raise InputError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+                c.execute(
+                    "UPDATE items SET split=? WHERE id=? AND (split IS NULL OR split != 'test')",
+                    (split, item_id),
+                )
+
+    # -- labels ---------------------------------------------------------------------------
+    def add_label(
+        self, item_id: str, labels: Detections, *, source: str, round: int | None = None
+    ) -> int | None:
+        """Add a human label version; returns its number, or None when it equals the newest
+        version already stored (re-importing the same files adds nothing)."""
+        blob = encode_detections(Detections(labels.xyxy, labels.class_id))
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT version, boxes FROM labels WHERE item_id=? ORDER BY version DESC LIMIT 1",
+                (item_id,),
+            ).fetchone()
+            if row is not None and decode_detections(row["boxes"]).equals(labels, atol=1e-3):
+                return None
+            version = 1 if row is None else row["version"] + 1
+            c.execute(
+                "INSERT INTO labels (item_id, version, source, round, created_at, n_boxes, boxes) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (item_id, version, source, round, time.time(), len(labels), blob),
+            )
+        return version
+
+    def latest_labels(self, ids: Iterable[str] | None = None) -> dict[str, Detections]:
+        """The newest human label version of each labeled item (or of ``ids`` that have one)."""
+        rows = self.conn.execute(
+            "SELECT l.item_id, l.boxes FROM labels l JOIN "
+            "(SELECT item_id, MAX(version) v FROM labels GROUP BY item_id) m "
+            "ON l.item_id = m.item_id AND l.version = m.v"
+        )
+        out = {r[0]: decode_detections(r[1]) for r in rows}
+        if ids is not None:
+            out = {i: out[i] for i in ids if i in out}
+        return out
+
+    def label_versions(self, item_id: str) -> list[dict[str, Any]]:
+        """Every human label version of an item, oldest first."""
+        rows = self.conn.execute(
+            "SELECT version, source, round, created_at, boxes FROM labels WHERE item_id=? "
+            "ORDER BY version", (item_id,)
+        )
+        return [
+            {"version": r[0], "source": r[1], "round": r[2], "created_at": r[3],
+             "labels": decode_detections(r[4])}
+            for r in rows
+        ]
+
+    def box_counts(self) -> dict[int, int]:
+        """Boxes per class id over the newest label versions."""
+        counts: dict[int, int] = {}
+        for d in self.latest_labels().values():
+            for cid, n in zip(*np.unique(d.class_id, return_counts=True)):
+                counts[int(cid)] = counts.get(int(cid), 0) + int(n)
+        return counts
+
+    # -- predictions and embeddings -------------------------------------------------------
+    def put_predictions(self, model_version: str, predictions: Mapping[str, Detections]) -> None:
+        """Store predictions (replacing earlier ones of the same item and model version)."""
+        now = time.time()
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO predictions (item_id, model_version, created_at, n_boxes, boxes) "
+                "VALUES (?,?,?,?,?)",
+                [(i, model_version, now, len(d), encode_detections(d)) for i, d in predictions.items()],
+            )
+
+    def predictions(
+        self, model_version: str, ids: Iterable[str] | None = None
+    ) -> dict[str, Detections]:
+        rows = self.conn.execute(
+            "SELECT item_id, boxes FROM predictions WHERE model_version=?", (model_version,)
+        )
+        out = {r[0]: decode_detections(r[1]) for r in rows}
+        if ids is not None:
+            out = {i: out[i] for i in ids if i in out}
+        return out
+
+    def predicted_versions(self) -> list[str]:
+        """Model versions that have predictions, newest first."""
+        rows = self.conn.execute(
+            "SELECT model_version, MAX(created_at) t FROM predictions GROUP BY model_version ORDER BY t DESC"
+        )
+        return [r[0] for r in rows]
+
+    def put_embeddings(self, model_version: str, embeddings: Mapping[str, np.ndarray]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO embeddings (item_id, model_version, vector) VALUES (?,?,?)",
+                [(i, model_version, np.asarray(v, np.float32).tobytes()) for i, v in embeddings.items()],
+            )
+
+    def embeddings(
+        self, model_version: str, ids: Sequence[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """(item ids, float32 matrix) of the embeddings stored for a model version."""
+        rows = self.conn.execute(
+            "SELECT item_id, vector FROM embeddings WHERE model_version=? ORDER BY item_id",
+            (model_version,),
+        ).fetchall()
+        by_id = {r[0]: np.frombuffer(r[1], np.float32) for r in rows}
+        keep = [i for i in (ids if ids is not None else by_id) if i in by_id]
+        if not keep:
+            return [], np.zeros((0, 0), np.float32)
+        return keep, np.stack([by_id[i] for i in keep])
+
+    # -- model versions and evaluations ---------------------------------------------------
+    def add_model_version(
+        self,
+        version: str,
+        *,
+        backend: str,
+        classes: Sequence[str],
+        path: str | None = None,
+        round: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO model_versions (id, created_at, backend, path, classes, round, meta) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (version, time.time(), backend, path, json.dumps(list(classes)), round,
+                 json.dumps(dict(meta or {}))),
+            )
+
+    def model_versions(self) -> list[dict[str, Any]]:
+        """Every model version, oldest first."""
+        rows = self.conn.execute("SELECT * FROM model_versions ORDER BY created_at, id")
+        return [
+            {**dict(r), "classes": json.loads(r["classes"]), "meta": json.loads(r["meta"])}
+            for r in rows
+        ]
+
+    def model_version(self, version: str | None = None) -> dict[str, Any]:
+        """One model version (the newest when ``version`` is None)."""
+        versions = self.model_versions()
+        if not versions:
+            raise InputError("no model version yet; run `boxloop train` (or `boxloop add predictions`)")
+        if version is None:
+            return versions[-1]
+        for v in versions:
+            if v["id"] == version:
+                return v
+        raise InputError(
+            f"unknown model version {version!r}; known: {', '.join(v['id'] for v in versions)}"
+        )
+
+    def put_evaluation(self, model_version: str, split: str, metrics: Mapping[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO evaluations (model_version, split, created_at, metrics) "
+                "VALUES (?,?,?,?)",
+                (model_version, split, time.time(), json.dumps(dict(metrics))),
+            )
+
+    def evaluation(self, model_version: str, split: str = "test") -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT metrics FROM evaluations WHERE model_version=? AND split=?", (model_version, split)
+        ).fetchone()
+        return json.loads(row[0]) if row else None

@@ -1,0 +1,107 @@
+"""A workspace: one project folder holding boxloop.toml, the SQLite store, runs/ and exports/."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .config import Config, default_toml, load_config
+from .errors import ConfigError, InputError
+from .store import Store
+
+__all__ = ["CONFIG_NAME", "STORE_NAME", "Workspace", "find_workspace"]
+
+CONFIG_NAME = "boxloop.toml"
+STORE_NAME = "boxloop.db"
+
+
+@dataclass
+class Workspace:
+    """A boxloop project folder.
+
+    >>> ws = Workspace.init("lcd", classes=["0", "1"])  # doctest: +SKIP
+    >>> ws.store.classes()                               # doctest: +SKIP
+    ['0', '1']
+    """
+
+    root: Path
+
+    @classmethod
+    def init(cls, root: str | Path, classes: Sequence[str], *, name: str | None = None) -> Workspace:
+        """Create a workspace (or reopen one with the same classes)."""
+        root = Path(root).absolute()
+        if not classes:
+            raise InputError("a project needs at least one class (--classes a,b,c)")
+        dupes = sorted({c for c in classes if list(classes).count(c) > 1})
+        if dupes:
+            raise InputError(f"duplicate class name(s): {', '.join(dupes)}")
+        root.mkdir(parents=True, exist_ok=True)
+        cfg = root / CONFIG_NAME
+        if not cfg.exists():
+            tmp = cfg.with_suffix(".toml.tmp")
+            tmp.write_text(default_toml(name or root.name), encoding="utf-8")
+            os.replace(tmp, cfg)
+        for sub in ("runs", "exports", "frames"):
+            (root / sub).mkdir(exist_ok=True)
+        ws = cls(root)
+        ws.store.set_classes(list(classes))
+        return ws
+
+    @classmethod
+    def open(cls, root: str | Path) -> Workspace:
+        root = Path(root).absolute()
+        if not (root / CONFIG_NAME).is_file():
+            raise ConfigError(f"{root}: not a boxloop workspace (no {CONFIG_NAME}); run `boxloop init`")
+        return cls(root)
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.root / CONFIG_NAME)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.root / STORE_NAME)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.store.classes()
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.root / "frames"
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+            del self.__dict__["store"]
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def find_workspace(start: str | Path | None = None) -> Workspace:
+    """The workspace at ``start`` or its nearest parent holding boxloop.toml
+    (``BOXLOOP_WORKSPACE`` when ``start`` is None and it is set)."""
+    if start is None:
+        start = os.environ.get("BOXLOOP_WORKSPACE") or Path.cwd()
+    here = Path(start).absolute()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return Workspace(d)
+    raise ConfigError(
+        f"{here}: no boxloop workspace here or above; create one with `boxloop init DIR --classes a,b`"
+    )
