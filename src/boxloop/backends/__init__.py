@@ -1,0 +1,1 @@
+"""Detector backends behind one protocol (base.py); heavy libraries load only inside them."""
