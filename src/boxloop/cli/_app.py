@@ -1,0 +1,104 @@
+"""The Typer app, its sub-apps and the helpers every command shares."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import BoxloopError, Problems
+from ..workspace import Workspace, find_workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+__all__ = [
+    "WorkspaceOpt",
+    "add_app",
+    "app",
+    "console",
+    "err_console",
+    "open_workspace",
+    "report_problems",
+]
+
+class BoxloopTyper(typer.Typer):
+    """A Typer whose commands turn a BoxloopError into one red line and exit code 1."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(*args, **kwargs)
+
+        def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(f)
+            def run(*a: Any, **k: Any) -> Any:
+                try:
+                    return f(*a, **k)
+                except BoxloopError as e:
+                    err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+                    raise typer.Exit(1) from None
+                except KeyboardInterrupt:
+                    err_console.print("interrupted; re-run the same command to finish the job")
+                    raise typer.Exit(130) from None
+
+            register(run)
+            return f
+
+        return decorate
+
+
+app = BoxloopTyper(
+    name="boxloop",
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help=(
+        "Active learning for object detection: train on the boxes you drew, pre-label the "
+        "rest, label what teaches the model most.\n\n"
+        "Example: boxloop init lcd --classes 0,1,2 && cd lcd && boxloop add labels ~/data --format yolo"
+    ),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+add_app = BoxloopTyper(no_args_is_help=True, help="Add images, labels, videos or predictions to the workspace.")
+app.add_typer(add_app, name="add")
+
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace folder (default: BOXLOOP_WORKSPACE, or the nearest folder up holding boxloop.toml).",
+        show_default=False,
+    ),
+]
+
+
+def open_workspace(path: Path | None) -> Workspace:
+    return find_workspace(path)
+
+
+def progress_disabled() -> bool:
+    """No progress bars when output is not a terminal or BOXLOOP_NO_PROGRESS is set."""
+    return bool(os.environ.get("BOXLOOP_NO_PROGRESS")) or not console.is_terminal
+
+
+def report_problems(problems: Problems, *, strict: bool, limit: int = 50) -> None:
+    """Print the end-of-batch summary of skipped inputs; with ``strict`` exit 1."""
+    if not problems:
+        return
+    err_console.print(f"[yellow]{len(problems)} problem(s); these inputs were skipped:[/yellow]")
+    for p in list(problems)[:limit]:
+        err_console.print(f"  {p}", markup=False, highlight=False)
+    if len(problems) > limit:
+        err_console.print(f"  ... and {len(problems) - limit} more")
+    if strict:
+        err_console.print("[red]--strict: failing because of the problems above[/red]")
+        raise typer.Exit(1)
