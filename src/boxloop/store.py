@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, StoreError
-from .types import SPLITS, Detections, Item
+from .types import SPLITS, Detections, Item, Selection
 
 __all__ = ["ITEM_STATES", "Store", "decode_detections", "encode_detections"]
 
@@ -559,3 +559,59 @@ class Store:
             "SELECT metrics FROM evaluations WHERE model_version=? AND split=?", (model_version, split)
         ).fetchone()
         return json.loads(row[0]) if row else None
+
+    # -- selections -------------------------------------------------------------------------
+    def save_selection(self, selection: Selection) -> None:
+        """Record a selection and the why of each pick (idempotent on the selection id)."""
+        manifest = {
+            "id": selection.id,
+            "model_version": selection.model_version,
+            "strategy": selection.strategy,
+            "seed": selection.seed,
+            "config": dict(selection.config),
+            "item_ids": list(selection.item_ids),
+        }
+        with self.transaction() as c:
+            c.execute("DELETE FROM selection_items WHERE selection_id=?", (selection.id,))
+            c.execute(
+                "INSERT OR REPLACE INTO selections (id, created_at, model_version, strategy, seed, manifest) "
+                "VALUES (?,?,?,?,?,?)",
+                (selection.id, time.time(), selection.model_version, selection.strategy,
+                 selection.seed, json.dumps(manifest)),
+            )
+            c.executemany(
+                "INSERT INTO selection_items (selection_id, rank, item_id, score, why) VALUES (?,?,?,?,?)",
+                [
+                    (selection.id, rank, item_id, float(selection.scores.get(item_id, 0.0)),
+                     json.dumps(dict(selection.why.get(item_id, {}))))
+                    for rank, item_id in enumerate(selection.item_ids)
+                ],
+            )
+
+    def selection(self, selection_id: str | None = None) -> Selection:
+        """A saved selection; the newest one when ``selection_id`` is None or "latest"."""
+        if selection_id in (None, "latest"):
+            row = self.conn.execute(
+                "SELECT * FROM selections ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                raise InputError("no selection yet; run `boxloop select --budget N`")
+        else:
+            row = self.conn.execute("SELECT * FROM selections WHERE id=?", (selection_id,)).fetchone()
+            if row is None:
+                raise InputError(f"no selection {selection_id!r}")
+        rows = self.conn.execute(
+            "SELECT item_id, score, why FROM selection_items WHERE selection_id=? ORDER BY rank",
+            (row["id"],),
+        ).fetchall()
+        manifest = json.loads(row["manifest"])
+        return Selection(
+            id=row["id"],
+            model_version=row["model_version"],
+            strategy=row["strategy"],
+            seed=row["seed"],
+            item_ids=tuple(r[0] for r in rows),
+            scores={r[0]: r[1] for r in rows},
+            why={r[0]: json.loads(r[2]) for r in rows},
+            config=manifest.get("config", {}),
+        )
