@@ -81,8 +81,18 @@ WorkspaceOpt = Annotated[
 ]
 
 
+_global: dict[str, Path | None] = {"workspace": None}
+
+
+@app.callback()
+def _main(workspace: WorkspaceOpt = None) -> None:
+    """Active learning for object detection."""
+    _global["workspace"] = workspace
+
+
 def open_workspace(path: Path | None) -> Workspace:
-    return find_workspace(path)
+    """The workspace named by the command's -w, else the global -w, else found from cwd."""
+    return find_workspace(path or _global["workspace"])
 
 
 def progress_disabled() -> bool:

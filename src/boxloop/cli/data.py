@@ -1,0 +1,212 @@
+"""Commands for the dataset: init, add images/labels/video, split, export, status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import InputError
+from ..ingest import LABEL_FORMATS, IngestReport
+from ..workspace import Workspace
+from ._app import WorkspaceOpt, add_app, app, console, open_workspace, progress_disabled, report_problems
+
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if any input had a problem.")]
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar (silent when not on a terminal); yields an ``advance(n)`` callback."""
+    if progress_disabled():
+        yield lambda n: None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _finish(report: IngestReport, strict: bool) -> None:
+    console.print(report.summary())
+    for note in report.notes:
+        console.print(note)
+    report_problems(report.problems, strict=strict)
+
+
+@app.command("init")
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new workspace (created if missing).")],
+    classes: Annotated[str | None, typer.Option("--classes", help="Comma-separated class names, e.g. car,person.")] = None,
+    classes_from: Annotated[
+        Path | None, typer.Option("--classes-from", help="data.yaml, classes.txt or classmap.yaml to take class names from.")
+    ] = None,
+) -> None:
+    """Create a workspace: boxloop.toml, the store, runs/ and exports/.
+
+    Example: boxloop init lcd --classes-from ~/data/lcd/data.yaml
+    """
+    from ..formats.yolo import parse_class_names
+
+    if (classes is None) == (classes_from is None):
+        raise InputError("give exactly one of --classes a,b,c or --classes-from FILE")
+    names = parse_class_names(classes_from) if classes_from else [c.strip() for c in classes.split(",") if c.strip()]  # type: ignore[union-attr]
+    ws = Workspace.init(directory, names)
+    console.print(f"workspace [bold]{ws.root}[/bold] with {len(names)} classes: {', '.join(names)}")
+    console.print(f"next: boxloop -w {directory} add images PATH  (or add labels PATH --format yolo)")
+
+
+@add_app.command("images")
+def add_images_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) or globs.")],
+    sequence: Annotated[
+        bool, typer.Option("--sequence", help="Each folder is one ordered frame sequence (2.jpg before 10.jpg).")
+    ] = False,
+    strict: StrictOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Add images to the pool (jpg, png, bmp, webp, tif); exact duplicates are kept once.
+
+    Example: boxloop add images ~/photos/batch1 "~/photos/extra/*.jpg"
+    """
+    from ..ingest import add_images
+
+    ws = open_workspace(workspace)
+    with progress_bar("indexing images") as advance:
+        report = add_images(ws, paths, sequence=sequence, progress=advance)
+    _finish(report, strict)
+
+
+@add_app.command("labels")
+def add_labels_cmd(
+    path: Annotated[Path, typer.Argument(help="A YOLO/VOC folder, or a COCO / Label Studio JSON or CVAT XML file.")],
+    format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(LABEL_FORMATS)}.")] = "yolo",
+    classes_from: Annotated[
+        Path | None, typer.Option("--classes-from", help="Class names of YOLO ids (default: data.yaml/classes.txt found under PATH).")
+    ] = None,
+    add_classes: Annotated[bool, typer.Option("--add-classes", help="Add class names the project does not have yet.")] = False,
+    images: Annotated[Path | None, typer.Option("--images", help="Folder to find the images a label file names.")] = None,
+    strict: StrictOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Import human labels and their images; each import is a new label version.
+
+    Example: boxloop add labels ~/data/lcd --format yolo
+    """
+    from ..ingest import add_labels
+
+    ws = open_workspace(workspace)
+    with progress_bar("importing labels") as advance:
+        report = add_labels(
+            ws, path, format=format, classes_from=classes_from, add_classes=add_classes, images=images, progress=advance
+        )
+    _finish(report, strict)
+
+
+@add_app.command("video")
+def add_video_cmd(
+    path: Annotated[Path, typer.Argument(help="A video file (mp4, mov, avi, mkv, ...).")],
+    every: Annotated[int | None, typer.Option("--every", help="Keep every Nth frame.")] = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="Keep F frames per second.")] = None,
+    strict: StrictOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Decode frames of a video into the workspace, in order, for temporal scoring.
+
+    Example: boxloop add video rowing.mp4 --fps 2
+    """
+    from ..ingest import add_video
+
+    if every is not None and fps is not None:
+        raise InputError("give --every N or --fps F, not both")
+    ws = open_workspace(workspace)
+    with progress_bar("decoding frames") as advance:
+        report = add_video(ws, path, every=every if fps is None else None, fps=fps, progress=advance)
+    _finish(report, strict)
+
+
+@app.command("split")
+def split_cmd(
+    val: Annotated[float, typer.Option("--val", help="Fraction of new labeled items for validation.")] = 0.2,
+    test: Annotated[float, typer.Option("--test", help="Fraction for the test split (only when none exists yet).")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffle.")] = 0,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Split labeled items into train/val/test (test is frozen once made; a video stays on one side).
+
+    Example: boxloop split --val 0.2 --test 0.1 --seed 0
+    """
+    from ..split import assign_splits
+
+    ws = open_workspace(workspace)
+    report = assign_splits(ws.store, val=val, test=test, seed=seed)
+    new = ", ".join(f"{n} {s}" for s, n in report.assigned.items() if n) or "nothing new"
+    console.print(f"assigned: {new}")
+    console.print("totals: " + ", ".join(f"{s} {n}" for s, n in report.totals.items()))
+    if report.test_frozen:
+        console.print("the test split already existed and was kept (frozen); new labels went to train/val")
+
+
+@app.command("export")
+def export_cmd(
+    format: Annotated[str, typer.Option("--format", "-f", help="yolo, coco, voc, cvat or labelstudio.")] = "yolo",
+    what: Annotated[str, typer.Option("--what", help="labeled, prelabeled (pool with predicted boxes) or all.")] = "labeled",
+    zip: Annotated[bool, typer.Option("--zip", help="Write one .zip instead of a folder.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: exports/FORMAT-WHAT-TIME).")] = None,
+    model_version: Annotated[str | None, typer.Option("--model-version", help="Predictions to use for prelabels (default: newest).")] = None,
+    conf: Annotated[float, typer.Option("--conf", help="Lowest confidence of a predicted box in a prelabeled export.")] = 0.25,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export the dataset; written aside and renamed, so a failed export leaves no half file.
+
+    Example: boxloop export --format yolo --what prelabeled --zip
+    """
+    from ..export import export
+
+    ws = open_workspace(workspace)
+    path = export(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf)
+    console.print(f"exported to [bold]{path}[/bold]")
+    if format == "yolo" and not zip and what == "labeled":
+        console.print(f"train with: yolo train data={path / 'data.yaml'}")
+
+
+@app.command("status")
+def status_cmd(workspace: WorkspaceOpt = None) -> None:
+    """Items by state and split, boxes per class, model versions.
+
+    Example: boxloop status
+    """
+    from ..status import workspace_status
+
+    ws = open_workspace(workspace)
+    st = workspace_status(ws)
+    console.print(f"[bold]{ws.root}[/bold]: {st['items']} images, round {st['round']}")
+    t = Table(title="items by state")
+    t.add_column("state")
+    t.add_column("images", justify="right")
+    for state, n in st["by_state"].items():
+        t.add_row(state, str(n))
+    console.print(t)
+    t = Table(title="labeled items by split")
+    t.add_column("split")
+    t.add_column("images", justify="right")
+    for split, n in st["by_split"].items():
+        t.add_row(split, str(n))
+    console.print(t)
+    t = Table(title="boxes per class (newest human labels)")
+    t.add_column("id", justify="right")
+    t.add_column("class")
+    t.add_column("boxes", justify="right")
+    for i, (name, n) in enumerate(st["boxes_per_class"].items()):
+        t.add_row(str(i), name, str(n))
+    console.print(t)
+    for extra in st.get("extra_tables", []):
+        console.print(extra)
+    if st["model_versions"]:
+        console.print("model versions: " + ", ".join(st["model_versions"]))

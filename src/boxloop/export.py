@@ -1,0 +1,263 @@
+"""Write the dataset out: YOLO (Ultralytics layout), COCO, Pascal VOC, CVAT, Label Studio
+tasks; labeled, pre-labeled (the zip people upload to an annotator) or all.
+
+Every export is written aside and renamed into place: a failed export leaves no half file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import unicodedata
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import InputError
+from .formats import ImageLabels
+from .formats.yolo import format_yolo_labels, yolo_data_yaml
+from .split import assign_splits
+from .types import Detections, Item
+from .workspace import Workspace
+
+__all__ = ["EXPORT_FORMATS", "EXPORT_WHAT", "export", "safe_names", "write_yolo_dataset"]
+
+log = logging.getLogger(__name__)
+EXPORT_FORMATS = ("yolo", "coco", "voc", "cvat", "labelstudio")
+EXPORT_WHAT = ("labeled", "prelabeled", "all")
+DEFAULT_PRELABEL_CONF = 0.25
+
+
+def safe_names(items: Sequence[Item]) -> dict[str, str]:
+    """A unique, portable file name per item: ASCII letters, digits, ``._-`` only, the
+    original stem kept where possible, the item id appended on a clash."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for it in items:
+        name = it.name.split("?", 1)[0]
+        stem, dot, suffix = name.rpartition(".")
+        if not dot:
+            stem, suffix = name, "jpg"
+        ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+        clean = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._") or "image"
+        candidate = f"{clean}.{suffix.lower()}"
+        if candidate.lower() in taken:
+            candidate = f"{clean}_{it.id[:8]}.{suffix.lower()}"
+        taken.add(candidate.lower())
+        out[it.id] = candidate
+    return out
+
+
+@contextmanager
+def _atomic_dir(dest: Path) -> Iterator[Path]:
+    """Build a folder aside and move it to ``dest`` when complete (replacing an old one)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{time.time_ns()}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+
+
+def _place_image(src: str, dst: Path, *, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.symlink(os.path.abspath(src), dst)
+            return
+        except OSError:
+            log.debug("symlink failed for %s, copying", src)
+    shutil.copy2(src, dst)
+
+
+def _boxes_for(
+    ws: Workspace, what: str, model_version: str | None, conf: float
+) -> tuple[list[Item], dict[str, Detections], dict[str, bool]]:
+    """Items to export, their boxes, and whether each item's boxes are human labels."""
+    store = ws.store
+    labels = store.latest_labels() if what in ("labeled", "all") else {}
+    preds: dict[str, Detections] = {}
+    if what in ("prelabeled", "all"):
+        versions = store.predicted_versions()
+        mv = model_version or (versions[0] if versions else None)
+        if mv is None and what == "prelabeled":
+            raise InputError("no predictions yet; run `boxloop predict` before a prelabeled export")
+        if mv is not None:
+            for item_id, d in store.predictions(mv).items():
+                if item_id not in labels and d.confidence is not None:
+                    preds[item_id] = d[d.confidence >= conf]
+    if what == "labeled":
+        items = store.items(ids=list(labels)) if labels else []
+    elif what == "prelabeled":
+        items = store.items(ids=list(preds)) if preds else []
+    else:
+        items = store.items()
+    if not items:
+        raise InputError(
+            f"nothing to export for --what {what}: "
+            + ("no labeled images yet (boxloop add labels ...)" if what != "prelabeled" else "no pre-labeled images")
+        )
+    boxes = {it.id: labels.get(it.id, preds.get(it.id)) for it in items}
+    boxes = {k: v for k, v in boxes.items() if v is not None}
+    return items, boxes, {it.id: it.id in labels for it in items}
+
+
+def write_yolo_dataset(
+    ws: Workspace,
+    dest: Path,
+    *,
+    what: str = "labeled",
+    link: bool = True,
+    splits: Sequence[str] = ("train", "val", "test"),
+    model_version: str | None = None,
+    conf: float = DEFAULT_PRELABEL_CONF,
+) -> Path:
+    """Write an Ultralytics dataset (``images/<split>/``, ``labels/<split>/``, data.yaml)
+    and return the data.yaml path; ``yolo train data=<it>`` accepts it unchanged.
+
+    Labeled items without a split get train/val first. Images are symlinked with ``link``
+    (a training view) or copied (an export). Pre-labeled exports are flat (``images/``,
+    ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
+    if what == "labeled":
+        assign_splits(ws.store, val=0.2, test=0.0)
+    items, boxes, _ = _boxes_for(ws, what, model_version, conf)
+    names = safe_names(items)
+    classes = ws.classes
+    by_split: dict[str, int] = {}
+    with _atomic_dir(dest) as tmp:
+        for it in items:
+            sub = (it.split or "train") if what == "labeled" else ""
+            if what == "labeled" and sub not in splits:
+                continue
+            by_split[sub] = by_split.get(sub, 0) + 1
+            _place_image(it.uri, tmp / "images" / sub / names[it.id], link=link)
+            if it.id in boxes:
+                text = format_yolo_labels(boxes[it.id], width=it.width, height=it.height)
+                label = (tmp / "labels" / sub / names[it.id]).with_suffix(".txt")
+                label.parent.mkdir(parents=True, exist_ok=True)
+                label.write_text(text, encoding="utf-8")
+        if what == "labeled":
+            split_paths = {s: f"images/{s}" for s in ("train", "val", "test") if by_split.get(s)}
+            split_paths.setdefault("train", "images/train")
+            split_paths.setdefault("val", split_paths["train"])
+        else:
+            split_paths = {"train": "images", "val": "images"}
+        (tmp / "data.yaml").write_text(yolo_data_yaml(dest, classes, split_paths), encoding="utf-8")
+        if what != "labeled":
+            import yaml
+
+            (tmp / "classmap.yaml").write_text(
+                yaml.safe_dump({i: n for i, n in enumerate(classes)}, allow_unicode=True), encoding="utf-8"
+            )
+    return dest / "data.yaml"
+
+
+def _records(items: Sequence[Item], boxes: dict[str, Detections], names: dict[str, str], classes: list[str], prefix: str) -> list[ImageLabels]:
+    out = []
+    for it in items:
+        d = boxes.get(it.id, Detections.empty())
+        out.append(
+            ImageLabels(
+                file_name=f"{prefix}{names[it.id]}",
+                width=it.width,
+                height=it.height,
+                xyxy=d.xyxy,
+                class_names=tuple(classes[c] for c in d.class_id),
+                scores=d.confidence,
+            )
+        )
+    return out
+
+
+def export(
+    ws: Workspace,
+    *,
+    format: str = "yolo",
+    what: str = "labeled",
+    zip: bool = False,
+    out: Path | None = None,
+    model_version: str | None = None,
+    conf: float = DEFAULT_PRELABEL_CONF,
+) -> Path:
+    """Export the workspace's dataset; returns the folder (or .zip) written under exports/."""
+    if format not in EXPORT_FORMATS:
+        raise InputError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if what not in EXPORT_WHAT:
+        raise InputError(f"unknown --what {what!r}; known: {', '.join(EXPORT_WHAT)}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = Path(out) if out else ws.exports_dir / f"{format}-{what}-{stamp}"
+    if zip and dest.suffix == ".zip":
+        dest = dest.with_suffix("")
+    if format == "yolo":
+        write_yolo_dataset(ws, dest, what=what, link=False, model_version=model_version, conf=conf)
+    else:
+        _export_other(ws, dest, format=format, what=what, model_version=model_version, conf=conf)
+    if not zip:
+        return dest
+    archive = dest.with_suffix(".zip")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp_name, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(dest.rglob("*")):
+                if f.is_file():
+                    z.write(f, f.relative_to(dest).as_posix())
+        os.replace(tmp_name, archive)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    return archive
+
+
+def _export_other(ws: Workspace, dest: Path, *, format: str, what: str, model_version: str | None, conf: float) -> None:
+    items, boxes, human = _boxes_for(ws, what, model_version, conf)
+    names = safe_names(items)
+    classes = ws.classes
+    with _atomic_dir(dest) as tmp:
+        image_dir = "JPEGImages" if format == "voc" else "images"
+        for it in items:
+            _place_image(it.uri, tmp / image_dir / names[it.id], link=False)
+        if format == "coco":
+            from .formats.coco import to_coco
+
+            records = _records(items, boxes, names, classes, "images/")
+            (tmp / "annotations.json").write_text(json.dumps(to_coco(records, classes)), encoding="utf-8")
+        elif format == "voc":
+            from .formats.voc import to_voc
+
+            (tmp / "Annotations").mkdir()
+            for rec in _records(items, boxes, names, classes, ""):
+                xml = to_voc(rec, folder=image_dir)
+                (tmp / "Annotations" / Path(rec.file_name).with_suffix(".xml").name).write_text(xml, encoding="utf-8")
+            sets = tmp / "ImageSets" / "Main"
+            sets.mkdir(parents=True)
+            for split in ("train", "val", "test"):
+                stems = [Path(names[it.id]).stem for it in items if it.split == split]
+                if stems:
+                    (sets / f"{split}.txt").write_text("\n".join(stems) + "\n", encoding="utf-8")
+        elif format == "cvat":
+            from .formats.cvat import to_cvat_images
+
+            records = _records(items, boxes, names, classes, "")
+            (tmp / "annotations.xml").write_text(to_cvat_images(records, classes), encoding="utf-8")
+        elif format == "labelstudio":
+            from .formats.labelstudio import export_tasks
+
+            records = _records(items, boxes, names, classes, "images/")
+            tasks = export_tasks(records, human=[human[it.id] for it in items], model_version=model_version)
+            (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1), encoding="utf-8")

@@ -1,0 +1,520 @@
+"""Bring images, frame sequences, videos and label files into a workspace.
+
+Source folders are only read. Every bad file or line becomes a Problem (``path:line:
+reason``) and the rest of the batch goes on; re-running an import adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import numpy as np
+
+from .errors import InputError, Problems
+from .formats import ImageLabels
+from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
+from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
+from .types import Detections, Item
+from .workspace import Workspace
+
+__all__ = [
+    "LABEL_FORMATS",
+    "IngestReport",
+    "add_images",
+    "add_labels",
+    "add_video",
+    "current_round",
+    "index_image",
+]
+
+log = logging.getLogger(__name__)
+LABEL_FORMATS = ("yolo", "coco", "voc", "labelstudio", "cvat")
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestReport:
+    """What an import did: new items, items already known, label versions added."""
+
+    added: int = 0
+    known: int = 0
+    labeled: int = 0
+    unchanged_labels: int = 0
+    problems: Problems = field(default_factory=Problems)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.added} new image(s)", f"{self.known} already known"]
+        if self.labeled or self.unchanged_labels:
+            parts.append(f"{self.labeled} label version(s) added")
+            if self.unchanged_labels:
+                parts.append(f"{self.unchanged_labels} unchanged")
+        if self.problems:
+            parts.append(f"{len(self.problems)} problem(s)")
+        return ", ".join(parts)
+
+
+def current_round(ws: Workspace) -> int:
+    """The round new human labels belong to (0 = labels brought in before any round)."""
+    return int(ws.store.get_meta("round", "0") or 0)
+
+
+def _frame_item_id(video_id: str, frame_index: int) -> str:
+    return hashlib.sha256(f"{video_id}:{frame_index}".encode()).hexdigest()[:16]
+
+
+def index_image(
+    path: Path, *, video_id: str | None = None, frame_index: int | None = None
+) -> Item:
+    """An Item for an image file, from its header (InputError naming the file if unreadable).
+    Stills are identified by content (exact duplicates are one item); frames by position."""
+    info = read_image_info(path)
+    item_id = info.sha256[:16] if video_id is None else _frame_item_id(video_id, frame_index or 0)
+    return Item(
+        id=item_id,
+        uri=str(path),
+        width=info.width,
+        height=info.height,
+        sha256=info.sha256,
+        video_id=video_id,
+        frame_index=frame_index,
+    )
+
+
+def _record(ws: Workspace, item: Item, path: Path, report: IngestReport) -> Item:
+    stored, new = ws.store.add_item(item, str(path))
+    if new:
+        report.added += 1
+    else:
+        report.known += 1
+    return stored
+
+
+def add_images(
+    ws: Workspace,
+    paths: Iterable[str | Path],
+    *,
+    sequence: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Index image files, folders (recursive) or globs into the pool.
+
+    With ``sequence``, each folder is one ordered frame sequence (natural order, so
+    ``2.jpg`` comes before ``10.jpg``) and its frames keep their order for temporal scorers.
+    """
+    report = IngestReport()
+    paths = list(paths)
+    if not sequence:
+        files = _expand_reporting(paths, report.problems)
+        for f in files:
+            _add_one(ws, f, report)
+            if progress:
+                progress(1)
+        return report
+    for p in paths:
+        folder = Path(p).absolute()
+        if not folder.is_dir():
+            report.problems.add(folder, "--sequence needs a folder of frames")
+            continue
+        frames = sorted(
+            (f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()),
+            key=lambda f: natural_key(f.name),
+        )
+        seq_id = "seq-" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+        for index, f in zip(_frame_numbers(frames), frames):
+            _add_one(ws, f, report, video_id=seq_id, frame_index=index)
+            if progress:
+                progress(1)
+    return report
+
+
+def _frame_numbers(frames: Sequence[Path]) -> list[int]:
+    """The number in each frame's name when every name has a distinct one, else positions."""
+    numbers = []
+    for f in frames:
+        digits = re.findall(r"\d+", f.stem)
+        numbers.append(int(digits[-1]) if digits else None)
+    if None not in numbers and len(set(numbers)) == len(numbers):
+        return numbers  # type: ignore[return-value]
+    return list(range(len(frames)))
+
+
+def _expand_reporting(paths: Sequence[str | Path], problems: Problems) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        try:
+            files.extend(expand_paths([p]))
+        except InputError as e:
+            problems.add(p, str(e).removeprefix(f"{p}: "))
+    return list(dict.fromkeys(files))
+
+
+def _add_one(
+    ws: Workspace,
+    path: Path,
+    report: IngestReport,
+    *,
+    video_id: str | None = None,
+    frame_index: int | None = None,
+) -> Item | None:
+    try:
+        item = index_image(path, video_id=video_id, frame_index=frame_index)
+    except InputError as e:
+        report.problems.add(path, str(e).removeprefix(f"{path}: "))
+        return None
+    return _record(ws, item, path, report)
+
+
+def add_video(
+    ws: Workspace,
+    path: str | Path,
+    *,
+    every: int | None = None,
+    fps: float | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Decode frames of a video into the workspace (``frames/<video id>/``) and add them
+    in order; re-running after an interruption decodes only what is missing."""
+    from .sources.video import sample_frames, video_id
+
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise InputError(f"{path}: no such video file")
+    vid = video_id(path)
+    out = ws.frames_dir / vid
+    out.mkdir(parents=True, exist_ok=True)
+    report = IngestReport()
+    for index, frame in sample_frames(path, out, every=every, fps=fps):
+        item = _add_one(ws, frame, report, video_id=vid, frame_index=index)
+        if item is not None:
+            ws.store.add_item(item, f"{path}#frame={index}")
+        if progress:
+            progress(1)
+    if not report.added and not report.known:
+        report.problems.add(path, "no frames decoded")
+    return report
+
+
+# -- labels ------------------------------------------------------------------------------
+
+
+def add_labels(
+    ws: Workspace,
+    path: str | Path,
+    *,
+    format: str,
+    classes_from: str | Path | None = None,
+    add_classes: bool = False,
+    images: str | Path | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Import human labels (a new label version per image) and the images they belong to.
+
+    Class ids are mapped to the project's classes **by name**; a name the project does not
+    have is an InputError naming both lists, unless ``add_classes``.
+    """
+    if format not in LABEL_FORMATS:
+        raise InputError(f"unknown label format {format!r}; known: {', '.join(LABEL_FORMATS)}")
+    path = Path(path).absolute()
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if format == "yolo":
+        return _add_yolo(ws, path, classes_from=classes_from, add_classes=add_classes, progress=progress)
+    report = IngestReport()
+    records, base = _parse_records(path, format, report.problems)
+    roots = [Path(images).absolute()] if images else [base]
+    _add_records(ws, records, roots, report, format=format, source=path, add_classes=add_classes, progress=progress)
+    return report
+
+
+def _map_names(ws: Workspace, names: Iterable[str], *, add_classes: bool, source: Path) -> dict[str, int]:
+    """Project class id for each name; unknown names are an error naming both lists."""
+    names = list(dict.fromkeys(names))
+    project = ws.store.classes()
+    unknown = [n for n in names if n not in project]
+    if unknown:
+        if not add_classes:
+            raise InputError(
+                f"{source}: class name(s) {unknown} are not in the project.\n"
+                f"  in the labels: {names}\n  in the project: {project}\n"
+                "Rename them, or pass --add-classes to add them to the project."
+            )
+        project = ws.store.add_classes(unknown)
+    return {n: project.index(n) for n in names}
+
+
+def _find_class_file(root: Path) -> Path | None:
+    if root.is_file():
+        root = root.parent
+    candidates = [f for f in root.rglob("*") if f.name.lower() in CLASS_FILES and f.is_file()]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda f: (len(f.relative_to(root).parts), CLASS_FILES.index(f.name.lower())))
+
+
+def _pair_yolo(root: Path, problems: Problems) -> tuple[list[tuple[Path, Path | None]], list[Path]]:
+    """(image, label file or None) pairs under ``root``, by file stem: Ultralytics layout
+    (``images/`` beside ``labels/``), side by side, or a stem unique in the tree."""
+    images, texts = [], []
+    for f in sorted(root.rglob("*"), key=lambda f: natural_key(str(f))):
+        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(root).parts):
+            continue
+        suffix = f.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            images.append(f)
+        elif suffix == ".txt" and f.name.lower() not in CLASS_FILES:
+            texts.append(f)
+    by_stem: dict[str, list[Path]] = {}
+    by_path_stem: dict[Path, Path] = {}
+    for img in images:
+        by_stem.setdefault(img.stem, []).append(img)
+        by_path_stem[img.with_suffix("")] = img
+    paired: dict[Path, Path] = {}
+    for txt in texts:
+        img = _image_for_label(txt, by_path_stem)
+        if img is None:
+            same = by_stem.get(txt.stem, [])
+            if len(same) == 1:
+                img = same[0]
+            elif len(same) > 1:
+                problems.add(
+                    txt,
+                    f"ambiguous: images with stem {txt.stem!r} in several folders "
+                    f"({', '.join(str(s.parent) for s in same[:3])}); use the images/ + labels/ layout",
+                )
+                continue
+            else:
+                problems.add(txt, f"label file with no image (no image named {txt.stem}.* here)")
+                continue
+        if img in paired:
+            problems.add(txt, f"a second label file for {img} (first: {paired[img]})")
+            continue
+        paired[img] = txt
+    return [(img, paired.get(img)) for img in images], texts
+
+
+def _image_for_label(txt: Path, by_path_stem: dict[Path, Path]) -> Path | None:
+    parts = list(txt.with_suffix("").parts)
+    for i in range(len(parts) - 1, -1, -1):  # the last `labels` folder becomes `images`
+        if parts[i] == "labels":
+            img = by_path_stem.get(Path(*parts[:i], "images", *parts[i + 1 :]))
+            if img is not None:
+                return img
+    return by_path_stem.get(txt.with_suffix(""))
+
+
+def _add_yolo(
+    ws: Workspace,
+    root: Path,
+    *,
+    classes_from: str | Path | None,
+    add_classes: bool,
+    progress: Progress | None,
+) -> IngestReport:
+    report = IngestReport()
+    if not root.is_dir():
+        raise InputError(f"{root}: YOLO labels are read from a folder (images/ and labels/)")
+    names_file = Path(classes_from) if classes_from else _find_class_file(root)
+    if names_file is None:
+        raise InputError(
+            f"{root}: no class names for these YOLO labels (looked for {', '.join(CLASS_FILES)}); "
+            "pass --classes-from FILE"
+        )
+    file_names = parse_class_names(names_file)
+    pairs, _ = _pair_yolo(root, report.problems)
+    parsed: list[tuple[Item, Path, Path | None, Detections | None]] = []
+    for img, txt in pairs:
+        try:
+            item = index_image(img)
+        except InputError as e:
+            report.problems.add(img, str(e).removeprefix(f"{img}: "))
+            if txt is not None:
+                report.problems.add(txt, "skipped: its image is unreadable")
+            continue
+        labels = None
+        if txt is not None:
+            try:
+                text = txt.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as e:
+                report.problems.add(txt, f"cannot read: {e}")
+                text = None
+            if text is not None:
+                labels, problems = parse_yolo_labels(
+                    text, width=item.width, height=item.height, n_classes=len(file_names), source=str(txt)
+                )
+                report.problems.extend(problems)
+        parsed.append((item, img, txt, labels))
+    used = sorted({int(c) for *_, d in parsed if d is not None for c in d.class_id})
+    mapping = _map_names(ws, [file_names[c] for c in used], add_classes=add_classes, source=names_file)
+    to_project = np.full(len(file_names), -1, np.int64)
+    for c in used:
+        to_project[c] = mapping[file_names[c]]
+    rnd = current_round(ws)
+    with ws.store.transaction():
+        for item, img, txt, labels in parsed:
+            stored = _record(ws, item, img, report)
+            if labels is not None:
+                remapped = Detections(labels.xyxy, to_project[labels.class_id])
+                _store_label(ws, stored.id, remapped, f"yolo:{txt}", rnd, report)
+            if progress:
+                progress(1)
+    return report
+
+
+def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, rnd: int, report: IngestReport) -> None:
+    if ws.store.add_label(item_id, labels, source=source, round=rnd) is None:
+        report.unchanged_labels += 1
+    else:
+        report.labeled += 1
+
+
+# -- COCO, VOC, CVAT, Label Studio: records that name their image ---------------------------
+
+
+def _parse_records(path: Path, format: str, problems: Problems) -> tuple[list[ImageLabels], Path]:
+    """Parse a label file (or a folder of VOC XML files) into records; returns (records,
+    the folder image references are relative to)."""
+    if format == "voc":
+        files = [path] if path.is_file() else sorted(path.rglob("*.xml"), key=lambda f: natural_key(str(f)))
+        from .formats.voc import parse_voc
+
+        records = []
+        for f in files:
+            try:
+                record, probs = parse_voc(f.read_text(encoding="utf-8-sig"), source=str(f))
+            except (InputError, OSError, UnicodeDecodeError) as e:
+                problems.add(f, str(e).removeprefix(f"{f}: "))
+                continue
+            problems.extend(probs)
+            records.append(record)
+        base = path.parent if path.is_file() else path
+        return records, (base.parent if base.name.lower() == "annotations" else base)
+    if not path.is_file():
+        raise InputError(f"{path}: {format} labels are read from one file")
+    text = path.read_text(encoding="utf-8-sig")
+    if format == "cvat":
+        from .formats.cvat import parse_cvat_images
+
+        records, _, probs = parse_cvat_images(text, source=str(path))
+    else:
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from e
+        if format == "coco":
+            from .formats.coco import parse_coco
+
+            records, _, probs = parse_coco(obj, source=str(path))
+        else:
+            from .formats.labelstudio import parse_labelstudio_export
+
+            records, probs = parse_labelstudio_export(obj, source=str(path))
+    problems.extend(probs)
+    return records, path.parent
+
+
+_LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+
+
+def image_ref_name(ref: str) -> str:
+    """The file name an image reference points at: a path, a URL, a Label Studio
+    local-files URL (``/data/local-files/?d=dir/a.jpg``) or upload (``/data/upload/1/3f2a9c1e-a.jpg``)."""
+    parsed = urlparse(ref)
+    if parsed.query and "d" in parse_qs(parsed.query):
+        ref = parse_qs(parsed.query)["d"][0]
+    else:
+        ref = unquote(parsed.path) if parsed.scheme or ref.startswith("/data/") else ref
+    name = ref.replace("\\", "/").rsplit("/", 1)[-1]
+    if "/data/upload/" in parsed.path:
+        name = _LS_UPLOAD_PREFIX.sub("", name)
+    return name
+
+
+class _ImageFinder:
+    """Resolves an image reference from a label file to a file under some roots, or to an
+    item the store already knows by that file name."""
+
+    def __init__(self, ws: Workspace, roots: Sequence[Path]) -> None:
+        self.ws = ws
+        self.roots = roots
+        self._by_name: dict[str, list[Path]] | None = None
+
+    def _index(self) -> dict[str, list[Path]]:
+        if self._by_name is None:
+            self._by_name = {}
+            for root in self.roots:
+                if root.is_dir():
+                    for f in root.rglob("*"):
+                        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                            self._by_name.setdefault(f.name, []).append(f)
+        return self._by_name
+
+    def find(self, ref: str) -> tuple[Path | None, str | None, str | None]:
+        """(file, known item id, problem)."""
+        direct = Path(ref)
+        for candidate in ([direct] if direct.is_absolute() else [r / ref for r in self.roots]):
+            if candidate.is_file():
+                return candidate, None, None
+        name = image_ref_name(ref)
+        files = self._index().get(name, [])
+        if len(files) == 1:
+            return files[0], None, None
+        if len(files) > 1:
+            return None, None, f"ambiguous image {ref!r}: {len(files)} files named {name}"
+        known = {i for i, p in self.ws.store.items_by_stem(Path(name).stem) if Path(p).name == name}
+        if len(known) == 1:
+            return None, known.pop(), None
+        return None, None, f"no image found for {ref!r} (looked under {', '.join(map(str, self.roots))})"
+
+
+def _add_records(
+    ws: Workspace,
+    records: Sequence[ImageLabels],
+    roots: Sequence[Path],
+    report: IngestReport,
+    *,
+    format: str,
+    source: Path,
+    add_classes: bool,
+    progress: Progress | None,
+) -> None:
+    finder = _ImageFinder(ws, roots)
+    resolved: list[tuple[Item, Path | None, ImageLabels]] = []
+    for rec in records:
+        where = f"{format}:{rec.file_name}" if rec.line is None else f"{format}:{rec.file_name} (line {rec.line})"
+        file, item_id, problem = finder.find(rec.file_name)
+        if problem:
+            report.problems.add(where, problem, rec.line)
+            continue
+        try:
+            item = index_image(file) if file is not None else ws.store.get_item(item_id)  # type: ignore[arg-type]
+        except InputError as e:
+            report.problems.add(file or rec.file_name, str(e).removeprefix(f"{file}: "))
+            continue
+        if rec.width and rec.height and (rec.width, rec.height) != (item.width, item.height):
+            report.problems.add(
+                where,
+                f"size in the label file {rec.width}x{rec.height} differs from the image as "
+                f"displayed {item.width}x{item.height}",
+                rec.line,
+            )
+            continue
+        resolved.append((item, file, rec))
+    mapping = _map_names(
+        ws, (n for _, _, r in resolved for n in r.class_names), add_classes=add_classes, source=source
+    )
+    rnd = current_round(ws)
+    with ws.store.transaction():
+        for item, file, rec in resolved:
+            stored = _record(ws, item, file, report) if file is not None else item
+            labels = Detections(rec.xyxy, np.array([mapping[n] for n in rec.class_names], np.int64))
+            _store_label(ws, stored.id, labels, f"{format}:{rec.file_name}", rnd, report)
+            if progress:
+                progress(1)
