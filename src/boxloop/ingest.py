@@ -349,7 +349,12 @@ def _add_yolo(
                 labels, problems = parse_yolo_labels(
                     text, width=item.width, height=item.height, n_classes=len(file_names), source=str(txt)
                 )
-                report.problems.extend(problems)
+                if problems:
+                    # partial labels would teach the model that a missed object is background:
+                    # the image stays in the pool until its label file is fixed
+                    report.problems.extend(problems)
+                    report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
+                    labels = None
         parsed.append((item, img, txt, labels))
     used = sorted({int(c) for *_, d in parsed if d is not None for c in d.class_id})
     mapping = _map_names(ws, [file_names[c] for c in used], add_classes=add_classes, source=names_file)

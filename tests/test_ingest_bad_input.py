@@ -1,0 +1,222 @@
+"""Every bad input of issue 2: reported as `path:line: reason`, the good files still imported,
+--strict fails with exit code 1, and nothing is written into the source folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from boxloop.cli import app
+from boxloop.ingest import add_images, add_labels
+from boxloop.workspace import Workspace
+
+from _images import tree_snapshot, write_image
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+
+
+def yolo_folder(root: Path, labels: dict[str, str], *, images: list[str] | None = None) -> Path:
+    """images/<stem>.jpg and labels/<stem>.txt with classes.txt naming cat, dog."""
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("cat\ndog\n")
+    for i, stem in enumerate(images if images is not None else list(labels)):
+        write_image(root / "images" / f"{stem}.jpg", seed=i)
+    for stem, text in labels.items():
+        (root / "labels" / f"{stem}.txt").write_text(text)
+    return root
+
+
+def messages(report) -> list[str]:  # type: ignore[no-untyped-def]
+    return [str(p) for p in report.problems]
+
+
+GOOD = "0 0.5 0.5 0.2 0.2\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("0 0.5 0.5 0.2\n", 1, "expected 5 (class cx cy w h) fields, got 4"),
+        ("1 0.1 0.1 0.1 0.1\n0 0.5 abc 0.2 0.2\n", 2, "not a number"),
+        ("0 0.9 0.5 0.4 0.2\n", 1, "box extends outside the image"),
+        ("0 1.5 0.5 0.2 0.2\n", 1, "coordinates outside [0, 1]"),
+        ("7 0.5 0.5 0.2 0.2\n", 1, "class id 7 is beyond the 2 class names"),
+        ("0 0.5 0.5 0 0.2\n", 1, "zero or negative size"),
+    ],
+    ids=["fields", "non-number", "outside", "coords", "class-id", "zero-size"],
+)
+def test_bad_label_line_is_reported_with_path_and_line_and_the_rest_imported(
+    ws: Workspace, tmp_path: Path, text: str, line: int, reason: str
+) -> None:
+    src = yolo_folder(tmp_path / "src", {"bad": text, "good": GOOD})
+    report = add_labels(ws, src, format="yolo")
+    bad_txt = src / "labels" / "bad.txt"
+    assert any(m.startswith(f"{bad_txt}:{line}: ") and reason in m for m in messages(report)), messages(report)
+    assert f"{bad_txt}: label file skipped (its image stays unlabeled) until fixed" in messages(report)
+    assert len(ws.store.latest_labels()) == 1  # the good file; partial labels are never stored
+    assert report.added == 2  # both images, the one with the bad labels in the pool
+    assert ws.store.count_by_state()["pool"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("zero.jpg", b"", "empty file (0 bytes)"),
+        ("text.jpg", b"this is not an image\n", "not an image"),
+        ("trunc.jpg", None, "truncated"),
+    ],
+)
+def test_unreadable_image_is_reported_and_the_good_ones_imported(
+    ws: Workspace, tmp_path: Path, name: str, content: bytes | None, reason: str
+) -> None:
+    src = tmp_path / "src"
+    write_image(src / "good.jpg")
+    bad = src / name
+    if content is None:
+        full = write_image(tmp_path / "full.jpg", size=(200, 150)).read_bytes()
+        bad.write_bytes(full[: len(full) // 2])
+    else:
+        bad.write_bytes(content)
+    report = add_images(ws, [src])
+    assert report.added == 1
+    assert any(m.startswith(f"{bad}: ") and reason in m for m in messages(report)), messages(report)
+
+
+def test_label_file_with_no_image_and_a_stray_readme_are_reported(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"a": GOOD, "orphan": GOOD}, images=["a"])
+    (src / "labels" / "README.txt").write_text("These labels were made by hand.\n")
+    report = add_labels(ws, src, format="yolo")
+    msgs = messages(report)
+    assert any(m.startswith(str(src / "labels" / "orphan.txt")) and "no image" in m for m in msgs)
+    assert any(m.startswith(str(src / "labels" / "README.txt")) and "no image" in m for m in msgs)
+    assert len(ws.store.latest_labels()) == 1
+
+
+def test_same_stem_in_two_folders_pairs_by_layout_and_reports_ambiguity(ws: Workspace, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "classes.txt").parent.mkdir(parents=True)
+    (src / "classes.txt").write_text("cat\ndog\n")
+    # Ultralytics layout with splits: same stem in train and val pairs by folder
+    for split, seed, text in (("train", 1, "0 0.5 0.5 0.2 0.2\n"), ("val", 2, "1 0.3 0.3 0.2 0.2\n")):
+        write_image(src / "images" / split / "x.jpg", seed=seed)
+        (src / "labels" / split).mkdir(parents=True)
+        (src / "labels" / split / "x.txt").write_text(text)
+    # a loose label whose stem matches two images elsewhere cannot be paired
+    write_image(src / "a" / "y.jpg", seed=3)
+    write_image(src / "b" / "y.jpg", seed=4)
+    (src / "loose").mkdir()
+    (src / "loose" / "y.txt").write_text(GOOD)
+    report = add_labels(ws, src, format="yolo")
+    labels = ws.store.latest_labels()
+    assert sorted(int(d.class_id[0]) for d in labels.values()) == [0, 1]
+    assert any(m.startswith(str(src / "loose" / "y.txt")) and "ambiguous" in m for m in messages(report))
+    assert report.added == 4
+
+
+def test_awkward_path_names_are_imported(ws: Workspace, tmp_path: Path) -> None:
+    names = ["with space", "colon:name", "paren (1)", "café_ünïcode", "日本"]
+    src = yolo_folder(tmp_path / "src dir (x)", {n: GOOD for n in names})
+    report = add_labels(ws, src, format="yolo")
+    assert not report.problems, messages(report)
+    assert len(ws.store.latest_labels()) == len(names)
+    out = tmp_path / "export"
+    from boxloop.export import write_yolo_dataset
+
+    data = write_yolo_dataset(ws, out, link=False)
+    written = [p.name for p in (out / "images").rglob("*.jpg")]
+    assert len(written) == len(names) and all(n.isascii() and " " not in n and ":" not in n for n in written)
+    assert data.is_file()
+
+
+def test_exif_rotated_photo_has_displayed_size_and_labels_follow_it(ws: Workspace, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "labels").mkdir(parents=True)
+    (src / "classes.txt").write_text("cat\ndog\n")
+    write_image(src / "images" / "rot.jpg", size=(80, 40), orientation=6)  # stored 80x40, shown 40x80
+    (src / "labels" / "rot.txt").write_text("0 0.5 0.25 0.5 0.25\n")
+    add_labels(ws, src, format="yolo")
+    (item,) = ws.store.items()
+    assert (item.width, item.height) == (40, 80)
+    (labels,) = ws.store.latest_labels().values()
+    assert labels.xyxy.tolist() == [[10.0, 10.0, 30.0, 30.0]]
+
+
+def test_empty_label_file_is_a_labeled_image_with_no_objects(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"empty": "", "good": GOOD}, images=["empty", "good", "unlabeled"])
+    add_labels(ws, src, format="yolo")
+    labels = ws.store.latest_labels()
+    assert len(labels) == 2
+    assert sum(len(d) == 0 for d in labels.values()) == 1
+    assert ws.store.count_by_state()["pool"] == 1
+
+
+def test_unknown_class_name_names_both_lists_unless_add_classes(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"a": "2 0.5 0.5 0.2 0.2\n"})
+    (src / "classes.txt").write_text("cat\ndog\nbird\n")
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(src)])
+    assert result.exit_code == 1
+    assert "['bird']" in result.output and "['cat', 'dog']" in result.output
+    assert ws.store.latest_labels() == {}
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(src), "--add-classes"])
+    assert result.exit_code == 0, result.output
+    assert ws.store.classes() == ["cat", "dog", "bird"]
+    (d,) = ws.store.latest_labels().values()
+    assert d.class_id.tolist() == [2]
+
+
+def test_names_map_by_name_not_by_id(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"a": "0 0.5 0.5 0.2 0.2\n"})
+    (src / "classes.txt").write_text("dog\ncat\n")  # file id 0 is dog = project id 1
+    add_labels(ws, src, format="yolo")
+    (d,) = ws.store.latest_labels().values()
+    assert d.class_id.tolist() == [1]
+
+
+def test_strict_fails_with_exit_1_and_summary_lists_problems(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"bad": "0 x 0.5 0.2 0.2\n", "good": GOOD})
+    before = tree_snapshot(src)
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(src), "--strict"])
+    assert result.exit_code == 1
+    assert f"{src / 'labels' / 'bad.txt'}:1: not a number" in result.output.replace("\n", "")
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(src)])
+    assert result.exit_code == 0
+    assert tree_snapshot(src) == before  # nothing written into the user's folder
+
+
+def test_reimport_adds_nothing_and_duplicates_are_one_item(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"a": GOOD, "b": GOOD})
+    first = add_labels(ws, src, format="yolo")
+    again = add_labels(ws, src, format="yolo")
+    assert (first.added, first.labeled) == (2, 2)
+    assert (again.added, again.known, again.labeled, again.unchanged_labels) == (0, 2, 0, 2)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "same.jpg").write_bytes((src / "images" / "a.jpg").read_bytes())
+    dup = add_images(ws, [copy])
+    assert (dup.added, dup.known) == (0, 1)
+    assert ws.store.count_items() == 2
+    item = ws.store.items()[0]
+    assert len(ws.store.sources(item.id)) == 2  # both paths remembered
+
+
+def test_sequence_folder_uses_natural_frame_order(ws: Workspace, tmp_path: Path) -> None:
+    seq = tmp_path / "seq"
+    for i in (10, 2, 1):
+        write_image(seq / f"{i}.jpg", seed=i)
+    add_images(ws, [seq], sequence=True)
+    frames = ws.store.items()
+    assert [Path(f.uri).name for f in frames] == ["1.jpg", "2.jpg", "10.jpg"]
+    assert [f.frame_index for f in frames] == [1, 2, 10]
+    assert len({f.video_id for f in frames}) == 1
+
+
+def test_missing_path_is_reported(ws: Workspace, tmp_path: Path) -> None:
+    report = add_images(ws, [tmp_path / "nope"])
+    assert messages(report) == [f"{tmp_path / 'nope'}: no such file, folder or matching glob"]
