@@ -1,0 +1,153 @@
+"""Detections, the store (versions never overwritten, idempotent writes), config, splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import boxloop
+from boxloop.config import load_config
+from boxloop.errors import ConfigError, InputError
+from boxloop.split import assign_splits
+from boxloop.store import Store, decode_detections, encode_detections
+from boxloop.types import Detections, Item
+from boxloop.workspace import Workspace, find_workspace
+
+
+def test_public_api_is_explicit() -> None:
+    assert set(boxloop.__all__) <= set(dir(boxloop))
+    assert "Detections" in boxloop.__all__ and "Workspace" in boxloop.__all__
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"xyxy": np.zeros((2, 4)), "class_id": [1]}, "class_id has 1 entries for 2 boxes"),
+        ({"xyxy": np.zeros((1, 4)), "class_id": [1], "confidence": [0.1, 0.2]}, "confidence has 2"),
+        ({"xyxy": np.zeros((1, 4)), "class_id": [1], "data": {"p": np.zeros((2, 3))}}, "data['p']"),
+    ],
+)
+def test_detections_check_shapes(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        Detections(**kwargs)
+
+
+def test_detections_are_frozen_and_mask_indexing_returns_new_ones() -> None:
+    xyxy = np.array([[0, 0, 10, 10], [5, 5, 8, 9]], np.float32)
+    d = Detections(xyxy, [0, 1], [0.9, 0.2], {"class_probs": np.array([[0.9, 0.1], [0.4, 0.6]])})
+    xyxy[0, 0] = 99  # the caller's array is copied
+    assert d.xyxy[0, 0] == 0
+    with pytest.raises(ValueError):
+        d.xyxy[0, 0] = 1
+    low = d[d.confidence < 0.5]
+    assert len(low) == 1 and low.class_id.tolist() == [1] and low.data["class_probs"].shape == (1, 2)
+    assert len(Detections.empty()) == 0 and Detections.empty().confidence is None
+    assert len(Detections.concat([d, Detections.empty(with_confidence=True)])) == 2
+
+
+def test_detections_survive_the_store_encoding() -> None:
+    d = Detections([[1, 2, 3, 4]], [3], [0.5], {"class_probs": np.eye(4, dtype=np.float32)[3:], "imputed": np.array([True])})
+    back = decode_detections(encode_detections(d))
+    assert back.equals(d) and back.confidence.tolist() == [0.5]
+    assert back.data["imputed"].tolist() == [True] and back.data["class_probs"].shape == (1, 4)
+
+
+def test_label_versions_are_added_never_overwritten() -> None:
+    store = Store.memory()
+    store.set_classes(["a", "b"])
+    store.add_item(Item("i1", "/x.jpg", 10, 10, "s1"))
+    assert store.add_label("i1", Detections([[0, 0, 5, 5]], [0]), source="first") == 1
+    assert store.add_label("i1", Detections([[0, 0, 5, 5]], [0]), source="again") is None
+    assert store.add_label("i1", Detections([[0, 0, 6, 5]], [1]), source="fix", round=2) == 2
+    versions = store.label_versions("i1")
+    assert [v["source"] for v in versions] == ["first", "fix"]
+    assert store.latest_labels()["i1"].class_id.tolist() == [1]
+    assert store.items()[0].labeled_round is None  # the first version was round None
+
+
+def test_predictions_are_replaced_not_duplicated() -> None:
+    store = Store.memory()
+    store.add_item(Item("i1", "/x.jpg", 10, 10, "s1"))
+    p = Detections([[0, 0, 5, 5]], [0], [0.3])
+    store.put_predictions("mv1", {"i1": p})
+    store.put_predictions("mv1", {"i1": p})
+    n = store.conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    assert n == 1 and store.count_by_state()["prelabeled"] == 1
+
+
+def test_classes_can_only_be_extended() -> None:
+    store = Store.memory()
+    store.set_classes(["a", "b"])
+    store.set_classes(["a", "b", "c"])
+    with pytest.raises(InputError, match="can only be added"):
+        store.set_classes(["b", "a"])
+
+
+def test_store_from_a_newer_boxloop_is_refused(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "db") as store:
+        store.set_meta("schema", "999")
+    with pytest.raises(Exception, match="newer than this boxloop"):
+        Store.open(tmp_path / "db")
+
+
+def test_config_unknown_key_and_env_override(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["a"])
+    cfg = load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_EPOCHS": "3"})
+    assert cfg.train.epochs == 3 and cfg.predict.conf == 0.01
+    (tmp_path / "bad.toml").write_text("[train]\nepochs = 1\nepoch = 2\n")
+    with pytest.raises(ConfigError, match="unknown key.*epoch"):
+        load_config(tmp_path / "bad.toml", env={})
+    with pytest.raises(ConfigError, match="not a boxloop workspace|no boxloop workspace"):
+        find_workspace(tmp_path / "elsewhere")
+
+
+def _labeled_store(n_stills: int, videos: dict[str, int]) -> Store:
+    store = Store.memory()
+    store.set_classes(["a"])
+    items = [Item(f"s{i}", f"/s{i}.jpg", 10, 10, f"h{i}") for i in range(n_stills)]
+    for vid, frames in videos.items():
+        items += [Item(f"{vid}-{f}", f"/{vid}/{f}.jpg", 10, 10, f"h{vid}{f}", video_id=vid, frame_index=f) for f in range(frames)]
+    for it in items:
+        store.add_item(it)
+        store.add_label(it.id, Detections.empty(), source="t")
+    return store
+
+
+def test_split_is_seeded_and_test_is_frozen() -> None:
+    a, b = _labeled_store(50, {}), _labeled_store(50, {})
+    assign_splits(a, val=0.2, test=0.1, seed=3)
+    assign_splits(b, val=0.2, test=0.1, seed=3)
+    assert [it.split for it in a.items()] == [it.split for it in b.items()]
+    test_before = {it.id for it in a.items(split="test")}
+    assert len(test_before) == 5
+    for i in range(50, 80):
+        a.add_item(Item(f"s{i}", f"/s{i}.jpg", 10, 10, f"h{i}"))
+        a.add_label(f"s{i}", Detections.empty(), source="t")
+    report = assign_splits(a, val=0.2, test=0.5, seed=0)
+    assert report.test_frozen and {it.id for it in a.items(split="test")} == test_before
+    a.set_split({next(iter(test_before)): "train"})  # set_split refuses to move test items too
+    assert {it.id for it in a.items(split="test")} == test_before
+
+
+def test_frames_of_one_video_never_straddle_test_and_train() -> None:
+    store = _labeled_store(10, {f"v{i}": 8 for i in range(6)})
+    assign_splits(store, val=0.2, test=0.3, seed=1)
+    sides: dict[str, set] = {}
+    for it in store.items():
+        if it.video_id:
+            sides.setdefault(it.video_id, set()).add(it.split)
+    assert all(len(s) == 1 for s in sides.values()), sides
+    assert any(s == {"test"} for s in sides.values())
+    # new frames of a test video go to test
+    vid = next(v for v, s in sides.items() if s == {"test"})
+    store.add_item(Item("late", "/late.jpg", 10, 10, "hl", video_id=vid, frame_index=99))
+    store.add_label("late", Detections.empty(), source="t")
+    assign_splits(store, seed=0)
+    assert store.get_item("late").split == "test"
+
+
+def test_split_rejects_bad_fractions() -> None:
+    with pytest.raises(InputError, match="leaves nothing to train on"):
+        assign_splits(Store.memory(), val=0.6, test=0.5)
