@@ -37,6 +37,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 LABEL_FORMATS = ("yolo", "coco", "voc", "labelstudio", "cvat")
 Progress = Callable[[int], None]
+_CHUNK = 256
 
 
 @dataclass
@@ -113,10 +114,12 @@ def add_images(
     paths = list(paths)
     if not sequence:
         files = _expand_reporting(paths, report.problems)
-        for f in files:
-            _add_one(ws, f, report)
+        for start in range(0, len(files), _CHUNK):
+            with ws.store.transaction():  # one commit per chunk: fast, and a re-run resumes
+                for f in files[start : start + _CHUNK]:
+                    _add_one(ws, f, report)
             if progress:
-                progress(1)
+                progress(len(files[start : start + _CHUNK]))
         return report
     for p in paths:
         folder = Path(p).absolute()
