@@ -121,6 +121,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tool, project, item_id)
     );
     CREATE INDEX tasks_item ON tasks (item_id, status);
+    -- the round ledger: one row per round, one per step run in it (resume after a crash)
+    CREATE TABLE rounds (
+        round INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        config TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE round_steps (
+        round INTEGER NOT NULL REFERENCES rounds (round),
+        step TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+        started_at REAL NOT NULL,
+        seconds REAL,
+        result TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (round, step)
+    );
     """,
 ]
 
