@@ -1,0 +1,128 @@
+"""The round ledger: what each round cost and bought, from the rounds/round_steps tables.
+
+A round's steps store their results as JSON (``train``: model_version, labeled_images,
+labeled_boxes; ``evaluate``: map50, map50_95, per_class_ap; ``pull``: acceptance counts);
+the ledger joins them into one :class:`RoundRecord` per round and keeps ``runs/history.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .store import Store
+from .types import RoundRecord
+from .workspace import Workspace
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "finish_round",
+    "finish_step",
+    "history",
+    "open_round",
+    "start_step",
+    "step_results",
+    "write_history_csv",
+]
+
+HISTORY_COLUMNS = (
+    "round", "labeled_images", "labeled_boxes", "model_version", "map50", "map50_95",
+    "accepted", "adjusted", "deleted", "added", "per_class_ap", "seconds",
+)
+
+
+def open_round(store: Store, config: Mapping[str, Any] | None = None) -> int:
+    """The round to work on: the newest unfinished one, else a new one (numbered from 1).
+    Labels pulled from now on belong to it (store meta ``round``)."""
+    row = store.conn.execute("SELECT round, finished_at FROM rounds ORDER BY round DESC LIMIT 1").fetchone()
+    if row is not None and row["finished_at"] is None:
+        return int(row["round"])
+    rnd = 1 if row is None else int(row["round"]) + 1
+    with store.transaction() as c:
+        c.execute(
+            "INSERT INTO rounds (round, started_at, config) VALUES (?,?,?)",
+            (rnd, time.time(), json.dumps(dict(config or {}))),
+        )
+        c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('round', ?)", (str(rnd),))
+    return rnd
+
+
+def step_results(store: Store, rnd: int) -> dict[str, dict[str, Any]]:
+    """{step: {"status", "seconds", "result"}} of a round, in the order the steps ran."""
+    rows = store.conn.execute(
+        "SELECT step, status, seconds, result FROM round_steps WHERE round=? ORDER BY started_at", (rnd,)
+    )
+    return {r["step"]: {"status": r["status"], "seconds": r["seconds"], "result": json.loads(r["result"])} for r in rows}
+
+
+def start_step(store: Store, rnd: int, step: str) -> float:
+    t = time.time()
+    with store.transaction() as c:
+        c.execute(
+            "INSERT OR REPLACE INTO round_steps (round, step, status, started_at) VALUES (?,?,'running',?)",
+            (rnd, step, t),
+        )
+    return t
+
+
+def finish_step(store: Store, rnd: int, step: str, started: float, result: Mapping[str, Any], *, ok: bool = True) -> None:
+    with store.transaction() as c:
+        c.execute(
+            "UPDATE round_steps SET status=?, seconds=?, result=? WHERE round=? AND step=?",
+            ("done" if ok else "failed", time.time() - started, json.dumps(dict(result)), rnd, step),
+        )
+
+
+def finish_round(store: Store, rnd: int) -> None:
+    with store.transaction() as c:
+        c.execute("UPDATE rounds SET finished_at=? WHERE round=?", (time.time(), rnd))
+
+
+def history(store: Store) -> list[RoundRecord]:
+    """One record per round, oldest first."""
+    out = []
+    for row in store.conn.execute("SELECT round FROM rounds ORDER BY round").fetchall():
+        steps = step_results(store, row["round"])
+        train = steps.get("train", {}).get("result", {})
+        ev = steps.get("evaluate", {}).get("result", {})
+        pulled = steps.get("pull", {}).get("result", {})
+        out.append(
+            RoundRecord(
+                round=int(row["round"]),
+                labeled_images=int(train.get("labeled_images", 0)),
+                labeled_boxes=int(train.get("labeled_boxes", 0)),
+                model_version=train.get("model_version"),
+                map50=ev.get("map50"),
+                map50_95=ev.get("map50_95"),
+                per_class_ap=ev.get("per_class_ap", {}),
+                acceptance=pulled.get("acceptance", {}),
+                seconds={k: round(v["seconds"], 2) for k, v in steps.items() if v["seconds"] is not None},
+            )
+        )
+    return out
+
+
+def write_history_csv(ws: Workspace) -> Path:
+    """Write ``runs/history.csv`` (atomically) and return its path."""
+    path = ws.runs_dir / "history.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".history.", dir=path.parent, suffix=".csv")
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(HISTORY_COLUMNS)
+        for r in history(ws.store):
+            w.writerow([
+                r.round, r.labeled_images, r.labeled_boxes, r.model_version or "",
+                "" if r.map50 is None else f"{r.map50:.4f}",
+                "" if r.map50_95 is None else f"{r.map50_95:.4f}",
+                *(r.acceptance.get(k, "") for k in ("accepted", "adjusted", "deleted", "added")),
+                json.dumps(dict(r.per_class_ap)), json.dumps(dict(r.seconds)),
+            ])
+    os.replace(tmp, path)
+    return path
