@@ -55,10 +55,10 @@ def _xywh(bbox: Any) -> tuple[tuple[float, float, float, float] | None, str | No
     """``[x, y, w, h]`` as four finite numbers with a positive size, or the reason it is not."""
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return None, f"bbox must be a list of 4 numbers [x, y, w, h], got {bbox!r}"
-    values = [_number(v) for v in bbox]
-    if any(v is None for v in values):
+    values = [v for v in map(_number, bbox) if v is not None]
+    if len(values) != 4:
         return None, f"bbox has a value that is not a finite number: {bbox!r}"
-    x, y, w, h = values  # type: ignore[misc]
+    x, y, w, h = values
     if w <= 0 or h <= 0:
         return None, f"bbox has zero or negative size (w={w:g}, h={h:g})"
     return (x, y, w, h), None
@@ -73,8 +73,7 @@ def _fit(
         return [x1, y1, x2, y2], None
     if x1 < -SLACK_PX or y1 < -SLACK_PX or x2 > width + SLACK_PX or y2 > height + SLACK_PX:
         return None, (
-            f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] (xyxy) lies outside the "
-            f"{width}x{height} image"
+            f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] (xyxy) lies outside the {width}x{height} image"
         )
     return [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))], None
 
@@ -83,11 +82,15 @@ def _require_list(obj: Mapping[str, Any], key: str, source: str) -> list[Any]:
     value = obj.get(key)
     if not isinstance(value, list):
         found = "missing" if value is None else f"a {type(value).__name__}"
-        raise InputError(f"{source}: not COCO detection labels: {key!r} is {found}, expected a list")
+        raise InputError(
+            f"{source}: not COCO detection labels: {key!r} is {found}, expected a list"
+        )
     return value
 
 
-def parse_coco(obj: Mapping[str, Any], *, source: str) -> tuple[list[ImageLabels], list[str], Problems]:
+def parse_coco(
+    obj: Mapping[str, Any], *, source: str
+) -> tuple[list[ImageLabels], list[str], Problems]:
     """COCO JSON → one record per image (an image with no annotations is labeled empty), the
     category names ordered by category id, and the Problems of skipped records.
 
@@ -102,7 +105,9 @@ def parse_coco(obj: Mapping[str, Any], *, source: str) -> tuple[list[ImageLabels
     ([[1.0, 2.0, 4.0, 6.0]], ('cat',), ['cat'])
     """
     if not isinstance(obj, Mapping):
-        raise InputError(f"{source}: not COCO labels: the top level is a {type(obj).__name__}, expected an object")
+        raise InputError(
+            f"{source}: not COCO labels: the top level is a {type(obj).__name__}, expected an object"
+        )
     images = _require_list(obj, "images", source)
     annotations = _require_list(obj, "annotations", source)
     categories = _require_list(obj, "categories", source)
@@ -115,13 +120,19 @@ def parse_coco(obj: Mapping[str, Any], *, source: str) -> tuple[list[ImageLabels
             continue
         cid, name = cat.get("id"), cat.get("name")
         if not isinstance(cid, int) or isinstance(cid, bool):
-            problems.add(source, f"{_where('categories', i, cat)}: category id must be an integer, got {cid!r}")
+            problems.add(
+                source,
+                f"{_where('categories', i, cat)}: category id must be an integer, got {cid!r}",
+            )
             continue
         if not isinstance(name, str) or not name.strip():
             problems.add(source, f"{_where('categories', i, cat)}: category has no name")
             continue
         if cid in names_by_id:
-            problems.add(source, f"{_where('categories', i, cat)}: duplicate category id (first: {names_by_id[cid]!r})")
+            problems.add(
+                source,
+                f"{_where('categories', i, cat)}: duplicate category id (first: {names_by_id[cid]!r})",
+            )
             continue
         names_by_id[cid] = name.strip()
     class_names = list(dict.fromkeys(names_by_id[c] for c in sorted(names_by_id)))
@@ -149,7 +160,10 @@ def parse_coco(obj: Mapping[str, Any], *, source: str) -> tuple[list[ImageLabels
         else:
             width, height = (_whole(v) for v in size)
             if width is None or height is None or width <= 0 or height <= 0:
-                problems.add(source, f"{where}: width/height must be positive integers, got {size[0]!r}x{size[1]!r}")
+                problems.add(
+                    source,
+                    f"{where}: width/height must be positive integers, got {size[0]!r}x{size[1]!r}",
+                )
                 continue
         image_order.append(iid)
         image_info[iid] = (file_name, width, height)
@@ -187,14 +201,21 @@ def parse_coco(obj: Mapping[str, Any], *, source: str) -> tuple[list[ImageLabels
         if scored:
             score = _number(ann.get("score"))
             if score is None:
-                problems.add(source, f"{where}: score must be a finite number in a file of predictions, got {ann.get('score')!r}")
+                problems.add(
+                    source,
+                    f"{where}: score must be a finite number in a file of predictions, got {ann.get('score')!r}",
+                )
                 continue
             scores[iid].append(score)
         boxes[iid].append(xyxy)
         names[iid].append(names_by_id[cid])
 
     if crowd:
-        log.info("%s: %d crowd region(s) kept apart as ignore regions", source, sum(map(len, crowd.values())))
+        log.info(
+            "%s: %d crowd region(s) kept apart as ignore regions",
+            source,
+            sum(map(len, crowd.values())),
+        )
     records = []
     for iid in image_order:
         file_name, width, height = image_info[iid]
@@ -230,14 +251,24 @@ def to_coco(
     Raises ValueError for a record without a size or with a class not in ``classes``.
     """
     category_of = {name: i + 1 for i, name in enumerate(classes)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, rec in enumerate(records, start=1):
         if rec.width is None or rec.height is None:
             raise ValueError(f"{rec.file_name}: COCO needs the image width and height")
-        images.append({"id": image_id, "file_name": rec.file_name, "width": int(rec.width), "height": int(rec.height)})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": rec.file_name,
+                "width": int(rec.width),
+                "height": int(rec.height),
+            }
+        )
         for k, (box, name) in enumerate(zip(rec.xyxy.tolist(), rec.class_names, strict=True)):
             if name not in category_of:
-                raise ValueError(f"{rec.file_name}: class {name!r} is not in the class list {list(classes)}")
+                raise ValueError(
+                    f"{rec.file_name}: class {name!r} is not in the class list {list(classes)}"
+                )
             x1, y1, x2, y2 = box
             w, h = round(x2 - x1, 6), round(y2 - y1, 6)
             ann: dict[str, Any] = {
@@ -257,7 +288,9 @@ def to_coco(
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(classes)],
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(classes)
+        ],
     }
 
 
@@ -285,7 +318,9 @@ def parse_coco_results(
             problems.add(source, f"[{i}]: image_id must be an integer or a string, got {iid!r}")
             continue
         if cid is None:
-            problems.add(source, f"[{i}]: category_id must be an integer, got {det.get('category_id')!r}")
+            problems.add(
+                source, f"[{i}]: category_id must be an integer, got {det.get('category_id')!r}"
+            )
             continue
         xywh, reason = _xywh(det.get("bbox"))
         if xywh is None:

@@ -77,7 +77,9 @@ def _coord(value: str | None) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _size(root: ET.Element, source: str, line_of: LineOf, problems: Problems) -> tuple[int | None, int | None]:
+def _size(
+    root: ET.Element, source: str, line_of: LineOf, problems: Problems
+) -> tuple[int | None, int | None]:
     """Image width and height from ``<size>``; None when absent or written as 0 (unknown)."""
     size = root.find("size")
     if size is None:
@@ -86,7 +88,11 @@ def _size(root: ET.Element, source: str, line_of: LineOf, problems: Problems) ->
     try:
         width, height = (int(float(v)) for v in raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        problems.add(source, f"<size> is not two integers (width={raw[0]!r}, height={raw[1]!r}); boxes are not checked against the image", line_of(size))
+        problems.add(
+            source,
+            f"<size> is not two integers (width={raw[0]!r}, height={raw[1]!r}); boxes are not checked against the image",
+            line_of(size),
+        )
         return None, None
     if width <= 0 or height <= 0:
         return None, None
@@ -107,7 +113,9 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
     """
     root, line_of = _parse_xml(text, source=source)
     if root.tag != "annotation":
-        raise InputError(f"{source}: not a Pascal VOC annotation (the root element is <{root.tag}>, expected <annotation>)")
+        raise InputError(
+            f"{source}: not a Pascal VOC annotation (the root element is <{root.tag}>, expected <annotation>)"
+        )
     file_name = _text(root, "filename")
     if file_name is None:
         path = _text(root, "path")
@@ -131,21 +139,38 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
             problems.add(source, f"<object> #{n} ({name}) has no <bndbox>", line)
             continue
         raw = [_text(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
-        values = [_coord(v) for v in raw]
-        if any(v is None for v in values):
-            shown = ", ".join(f"{t}={v!r}" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), raw, strict=True))
-            problems.add(source, f"<object> #{n} ({name}): <bndbox> needs four numbers, got {shown}", line)
+        values = [v for v in map(_coord, raw) if v is not None]
+        if len(values) != 4:
+            shown = ", ".join(
+                f"{t}={v!r}" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), raw, strict=True)
+            )
+            problems.add(
+                source, f"<object> #{n} ({name}): <bndbox> needs four numbers, got {shown}", line
+            )
             continue
-        xmin, ymin, xmax, ymax = values  # type: ignore[misc]
+        xmin, ymin, xmax, ymax = values
         x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
         if x2 <= x1 or y2 <= y1:
-            problems.add(source, f"<object> #{n} ({name}): box has zero or negative size (xmin={xmin:g}, xmax={xmax:g}, ymin={ymin:g}, ymax={ymax:g})", line)
+            problems.add(
+                source,
+                f"<object> #{n} ({name}): box has zero or negative size (xmin={xmin:g}, xmax={xmax:g}, ymin={ymin:g}, ymax={ymax:g})",
+                line,
+            )
             continue
         if width is not None and height is not None:
             if x1 < -SLACK_PX or y1 < -SLACK_PX or x2 > width + SLACK_PX or y2 > height + SLACK_PX:
-                problems.add(source, f"<object> #{n} ({name}): box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} lies outside the {width}x{height} image", line)
+                problems.add(
+                    source,
+                    f"<object> #{n} ({name}): box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} lies outside the {width}x{height} image",
+                    line,
+                )
                 continue
-            x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+            x1, y1, x2, y2 = (
+                max(x1, 0.0),
+                max(y1, 0.0),
+                min(x2, float(width)),
+                min(y2, float(height)),
+            )
         else:
             x1, y1 = max(x1, 0.0), max(y1, 0.0)
         boxes.append([x1, y1, x2, y2])
@@ -192,14 +217,18 @@ def to_voc(record: ImageLabels, *, folder: str = "images") -> str:
     ET.SubElement(size, "height").text = str(int(record.height))
     ET.SubElement(size, "depth").text = "3"
     ET.SubElement(root, "segmented").text = "0"
-    for k, ((x1, y1, x2, y2), name) in enumerate(zip(record.xyxy.tolist(), record.class_names, strict=True)):
+    for k, ((x1, y1, x2, y2), name) in enumerate(
+        zip(record.xyxy.tolist(), record.class_names, strict=True)
+    ):
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = name
         ET.SubElement(obj, "pose").text = "Unspecified"
         ET.SubElement(obj, "truncated").text = "1" if truncated[k] else "0"
         ET.SubElement(obj, "difficult").text = "1" if difficult[k] else "0"
         bndbox = ET.SubElement(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1 + 1, y1 + 1, x2, y2), strict=True):
+        for tag, value in zip(
+            ("xmin", "ymin", "xmax", "ymax"), (x1 + 1, y1 + 1, x2, y2), strict=True
+        ):
             ET.SubElement(bndbox, tag).text = _decimal(value)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
