@@ -77,3 +77,30 @@ def test_failed_export_leaves_nothing(coco_ws: Workspace, tmp_path: Path, monkey
     with pytest.raises(OSError, match="disk full"):
         export(coco_ws, format="yolo", out=tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("format", "label_path", "atol"), [("coco", "annotations.json", 1e-3), ("voc", "Annotations", 1e-2), ("cvat", "annotations.xml", 1e-3)])
+def test_export_in_each_format_reimports_to_the_same_boxes(
+    coco_ws: Workspace, tmp_path: Path, format: str, label_path: str, atol: float
+) -> None:
+    out = export(coco_ws, format=format, out=tmp_path / format)
+    again = Workspace.init(tmp_path / "again", classes=coco_ws.classes)
+    report = add_labels(again, out / label_path, format=format)
+    assert not report.problems, [str(p) for p in report.problems][:5]
+    before, after = boxes_by_sha(coco_ws), boxes_by_sha(again)
+    assert before.keys() == after.keys() and len(after) == 126
+    for sha, (xyxy, cls) in before.items():
+        np.testing.assert_allclose(after[sha][0], xyxy, atol=atol)  # same boxes, same order
+        assert np.array_equal(after[sha][1], cls)
+
+
+def test_coco_export_loads_in_pycocotools_with_the_same_box_count(coco_ws: Workspace, tmp_path: Path) -> None:
+    from pycocotools.coco import COCO
+
+    out = export(coco_ws, format="coco", out=tmp_path / "coco")
+    coco = COCO(str(out / "annotations.json"))
+    n_boxes = sum(len(d) for d in coco_ws.store.latest_labels().values())
+    assert len(coco.getAnnIds()) == n_boxes == 929
+    assert len(coco.getImgIds()) == 126
+    first = coco.loadImgs(coco.getImgIds()[:1])[0]
+    assert (out / first["file_name"]).is_file()
