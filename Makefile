@@ -20,7 +20,13 @@ $(VENV)/.boxloop-dev: pyproject.toml | $(VENV)/bin/python
 demo: $(VENV)/.boxloop-dev
 	$(VENV)/bin/boxloop demo --out demo-out
 
-test: $(VENV)/.boxloop-dev
+# The report test opens the HTML report in Debian's Chromium (no browser download).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) for the report test"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(VENV)/.boxloop-dev $(CHROMIUM)
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.boxloop-dev
