@@ -1,0 +1,156 @@
+"""The selection gallery: base64 JPEG thumbnails with predicted boxes drawn over them as SVG,
+and the why of each pick rendered generically (component scores, text, nested values).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from ..errors import InputError
+from ..types import Detections, Item, Selection
+from .svg import PALETTE
+
+__all__ = ["card", "format_value", "thumbnail_data_uri", "why_html"]
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = 256
+MIN_CONFIDENCE = 0.25
+
+
+def thumbnail_data_uri(uri: str, *, size: int = THUMB_SIZE, quality: int = 82) -> str:
+    """A ``data:image/jpeg;base64,…`` thumbnail of an image as displayed (EXIF applied),
+    at most ``size`` pixels on its longer side."""
+    from PIL import Image
+
+    from ..sources.images import load_image
+
+    im = Image.fromarray(load_image(uri))
+    im.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def format_value(value: Any, *, depth: int = 0) -> str:
+    """A why value as short plain text: floats to 3 decimals, dicts and lists compactly."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3f}" if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= 160 else value[:159] + "…"
+    if depth >= 2:
+        return "…"
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{k}: {format_value(v, depth=depth + 1)}" for k, v in list(value.items())[:8])
+        more = ", …" if len(value) > 8 else ""
+        return "{" + inner + more + "}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(format_value(v, depth=depth + 1) for v in value[:8])
+        more = ", …" if len(value) > 8 else ""
+        return "[" + inner + more + "]"
+    try:  # numpy scalars and the like
+        return format_value(float(value), depth=depth)
+    except (TypeError, ValueError):
+        return str(value)[:160]
+
+
+def why_html(why: Mapping[str, Any]) -> str:
+    """The why of one pick as a definition list of its keys and values (escaped)."""
+    if not why:
+        return '<p class="muted small">no why recorded</p>'
+    rows = "".join(
+        f"<dt>{escape(str(k))}</dt><dd>{escape(format_value(v))}</dd>" for k, v in why.items()
+    )
+    return f'<dl class="why">{rows}</dl>'
+
+
+def _boxes_svg(item: Item, detections: Detections | None, classes: Sequence[str]) -> tuple[str, int]:
+    """Boxes (confidence ≥ MIN_CONFIDENCE) in the item's displayed pixel frame, as an SVG that
+    lies over the thumbnail; returns the SVG and the number of boxes drawn."""
+    if detections is None or not len(detections):
+        return "", 0
+    if detections.confidence is not None:
+        detections = detections[detections.confidence >= MIN_CONFIDENCE]
+    if not len(detections):
+        return "", 0
+    w, h = max(1, item.width), max(1, item.height)
+    # Text is sized in the item's pixels; cards are of one width, so scale by the width
+    # for ~11 px on a card as wide as a thumbnail.
+    font = w / THUMB_SIZE * 11
+    parts = [
+        f'<svg class="boxes" viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
+        f'xmlns="http://www.w3.org/2000/svg">'
+    ]
+    # Most confident last, so it is drawn on top.
+    conf_all = detections.confidence
+    order = list(range(len(detections)))
+    if conf_all is not None:
+        order.sort(key=lambda i: float(conf_all[i]))
+    for i in order:
+        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
+        cid = int(detections.class_id[i])
+        name = classes[cid] if 0 <= cid < len(classes) else str(cid)
+        color = PALETTE[cid % len(PALETTE)]
+        conf = "" if detections.confidence is None else f" {float(detections.confidence[i]):.2f}"
+        label = escape(f"{name}{conf}")
+        # The tag sits above the box, or inside its top edge when the box touches the top.
+        tag_h = font * 1.35
+        tag_y = y1 - tag_h if y1 >= tag_h else y1
+        tag_w = font * (0.62 * len(f"{name}{conf}") + 0.6)
+        parts.append(
+            f'<g><title>{label}</title>'
+            f'<rect class="box" x="{x1:.1f}" y="{y1:.1f}" width="{max(0.0, x2 - x1):.1f}" height="{max(0.0, y2 - y1):.1f}" '
+            f'fill="none" stroke="{color}" stroke-width="2" vector-effect="non-scaling-stroke"/>'
+            f'<rect class="tag" x="{x1:.1f}" y="{tag_y:.1f}" width="{tag_w:.1f}" height="{tag_h:.1f}" fill="{color}"/>'
+            f'<text x="{x1 + font * 0.3:.1f}" y="{tag_y + font * 1.0:.1f}" font-size="{font:.1f}" '
+            f'class="box-label">{label}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts), len(detections)
+
+
+def card(
+    item: Item,
+    *,
+    rank: int,
+    selection: Selection,
+    detections: Detections | None,
+    classes: Sequence[str],
+) -> str:
+    """One gallery card: thumbnail with boxes, name, selection score and the why."""
+    score = selection.scores.get(item.id)
+    score_txt = "—" if score is None else f"{float(score):.3f}"
+    try:
+        src = thumbnail_data_uri(item.uri)
+    except InputError as e:
+        log.warning("gallery: %s", e)
+        picture = f'<div class="thumb missing">image not readable<br><span class="small">{escape(item.uri)}</span></div>'
+        n_boxes = 0
+    else:
+        boxes, n_boxes = _boxes_svg(item, detections, classes)
+        ratio = f"{max(1, item.width)} / {max(1, item.height)}"
+        picture = (
+            f'<div class="thumb" style="aspect-ratio: {ratio}">'
+            f'<img src="{src}" alt="{escape(item.name)}" loading="eager">{boxes}</div>'
+        )
+    return (
+        f'<figure class="card" data-item="{escape(item.id)}">{picture}'
+        f'<figcaption><div class="card-head"><span class="rank">#{rank}</span> '
+        f'<span class="name" title="{escape(item.uri)}">{escape(item.name)}</span>'
+        f'<span class="score" title="selection score">{score_txt}</span></div>'
+        f'<div class="small muted">{item.width}×{item.height} · {n_boxes} predicted box'
+        f'{"" if n_boxes == 1 else "es"} ≥ {MIN_CONFIDENCE}</div>'
+        f"{why_html(selection.why.get(item.id, {}))}</figcaption></figure>"
+    )

@@ -1,0 +1,329 @@
+"""Inline SVG charts for the report: line curves with bands, bars, stacked bars, scatter.
+
+Every function returns one ``<svg>`` string with a viewBox (it scales to the page width),
+axes with ticks, a legend where there is more than one series, and a ``<title>`` tooltip
+on each mark. Text is escaped here, so callers pass plain strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+__all__ = [
+    "PALETTE",
+    "ScatterPoint",
+    "Series",
+    "hbar_chart",
+    "line_chart",
+    "nice_ticks",
+    "scatter_chart",
+    "stacked_bar_chart",
+]
+
+# Colour-blind-friendly (Okabe-Ito, reordered), then a few more for many classes.
+PALETTE = (
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
+    "#882255", "#44AA99", "#999933", "#AA4499", "#332288",
+)
+
+_W, _H = 720, 320
+_LEFT, _RIGHT, _TOP, _BOTTOM = 58, 170, 14, 46
+
+
+@dataclass(frozen=True)
+class Series:
+    """One curve: points (xs, ys), an optional band (lo, hi) around it, a colour."""
+
+    name: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    color: str
+    lo: Sequence[float] | None = None
+    hi: Sequence[float] | None = None
+    dashed: bool = False
+
+
+@dataclass(frozen=True)
+class ScatterPoint:
+    """One dot of a scatter plot, with its hover text."""
+
+    x: float
+    y: float
+    color: str
+    r: float = 3.0
+    title: str = ""
+
+
+def _f(v: float) -> str:
+    """A coordinate with two decimals, the way SVG files stay small."""
+    return f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+def _fmt_tick(v: float, step: float) -> str:
+    """A tick label with just the decimals the step needs (0.25 → two, 5 → none)."""
+    decimals = 0
+    while decimals < 8 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
+        decimals += 1
+    return f"{v:.{decimals}f}"
+
+
+def nice_ticks(lo: float, hi: float, *, n: int = 5) -> tuple[float, float, list[float]]:
+    """Round axis limits and evenly spaced ticks (1, 2, 2.5 or 5 times a power of ten)."""
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        lo, hi = 0.0, 1.0
+    if hi < lo:
+        lo, hi = hi, lo
+    if hi - lo < 1e-12:
+        hi = lo + (abs(lo) * 0.1 or 1.0)
+    raw = (hi - lo) / max(1, n)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw - 1e-12)
+    start = math.floor(lo / step + 1e-9) * step
+    stop = math.ceil(hi / step - 1e-9) * step
+    count = round((stop - start) / step)
+    ticks = [start + i * step for i in range(count + 1)]
+    return start, stop, ticks
+
+
+def _open(width: int, height: int, label: str) -> str:
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(label)}</title>"
+    )
+
+
+def _axes(
+    *,
+    x0: float, x1: float, y0: float, y1: float,
+    xticks: list[float], yticks: list[float],
+    sx: object, sy: object,
+    x_label: str, y_label: str,
+    width: int, height: int, left: int, right: int, top: int, bottom: int,
+    x_tick_labels: Sequence[str] | None = None,
+) -> list[str]:
+    """Grid lines, tick labels and axis titles for a plot area."""
+    parts = []
+    xstep = xticks[1] - xticks[0] if len(xticks) > 1 else 1.0
+    ystep = yticks[1] - yticks[0] if len(yticks) > 1 else 1.0
+    for t in yticks:
+        y = sy(t)  # type: ignore[operator]
+        parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{_f(y)}" y2="{_f(y)}"/>')
+        parts.append(f'<text class="tick" x="{left - 6}" y="{_f(y + 4)}" text-anchor="end">{_fmt_tick(t, ystep)}</text>')
+    for i, t in enumerate(xticks):
+        x = sx(t)  # type: ignore[operator]
+        label = x_tick_labels[i] if x_tick_labels is not None else _fmt_tick(t, xstep)
+        parts.append(f'<line class="axis" x1="{_f(x)}" x2="{_f(x)}" y1="{height - bottom}" y2="{height - bottom + 4}"/>')
+        parts.append(f'<text class="tick" x="{_f(x)}" y="{height - bottom + 17}" text-anchor="middle">{escape(label)}</text>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}"/>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}"/>')
+    cx = (left + width - right) / 2
+    parts.append(f'<text class="axis-title" x="{_f(cx)}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>')
+    cy = (top + height - bottom) / 2
+    parts.append(
+        f'<text class="axis-title" x="14" y="{_f(cy)}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {_f(cy)})">{escape(y_label)}</text>'
+    )
+    return parts
+
+
+def _legend(entries: Sequence[tuple[str, str, bool]], *, x: float, y: float) -> list[str]:
+    """A column of (name, colour, dashed) swatches; long names are cut, the full one hovers."""
+    parts = []
+    for i, (name, color, dashed) in enumerate(entries):
+        yy = y + i * 20
+        dash = ' stroke-dasharray="5 3"' if dashed else ""
+        short = name if len(name) <= 20 else name[:19] + "…"
+        parts.append(
+            f'<g class="legend-entry"><title>{escape(name)}</title>'
+            f'<line x1="{_f(x)}" x2="{_f(x + 22)}" y1="{_f(yy)}" y2="{_f(yy)}" stroke="{color}" stroke-width="3"{dash}/>'
+            f'<text class="legend" x="{_f(x + 28)}" y="{_f(yy + 4)}">{escape(short)}</text></g>'
+        )
+    return parts
+
+
+def line_chart(
+    series: Sequence[Series],
+    *,
+    x_label: str,
+    y_label: str,
+    title: str,
+    y_max: float | None = None,
+) -> str:
+    """Curves of y against x, each with markers and an optional shaded band (mean ± std)."""
+    series = [s for s in series if len(s.xs)]
+    if not series:
+        return ""
+    xs = [x for s in series for x in s.xs]
+    ys = [y for s in series for y in (*s.ys, *(s.hi or ()))]
+    x0, x1, xticks = nice_ticks(min(0.0, min(xs)), max(xs))
+    top = max(ys) if y_max is None else y_max
+    y0, y1, yticks = nice_ticks(0.0, max(top, 1e-6))
+    if y_max is not None and y_max <= 1.0 and y1 > 1.0:
+        y1, yticks = 1.0, [t for t in yticks if t <= 1.0 + 1e-9]
+    pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+
+    def sx(v: float) -> float:
+        return _LEFT + (v - x0) / (x1 - x0) * pw
+
+    def sy(v: float) -> float:
+        return _TOP + ph - (min(max(v, y0), y1) - y0) / (y1 - y0) * ph
+
+    parts = [_open(_W, _H, title)]
+    parts += _axes(x0=x0, x1=x1, y0=y0, y1=y1, xticks=xticks, yticks=yticks, sx=sx, sy=sy,
+                   x_label=x_label, y_label=y_label, width=_W, height=_H,
+                   left=_LEFT, right=_RIGHT, top=_TOP, bottom=_BOTTOM)
+    for s in series:
+        if s.lo is not None and s.hi is not None and len(s.xs) > 1:
+            upper = [f"{_f(sx(x))},{_f(sy(y))}" for x, y in zip(s.xs, s.hi, strict=True)]
+            lower = [f"{_f(sx(x))},{_f(sy(y))}" for x, y in zip(reversed(s.xs), reversed(s.lo), strict=True)]
+            parts.append(
+                f'<polygon class="band" points="{" ".join(upper + lower)}" fill="{s.color}">'
+                f"<title>{escape(s.name)}: mean ± std</title></polygon>"
+            )
+    for s in series:
+        pts = " ".join(f"{_f(sx(x))},{_f(sy(y))}" for x, y in zip(s.xs, s.ys, strict=True))
+        dash = ' stroke-dasharray="6 4"' if s.dashed else ""
+        parts.append(f'<polyline class="line" points="{pts}" stroke="{s.color}"{dash}/>')
+        for i, (x, y) in enumerate(zip(s.xs, s.ys, strict=True)):
+            band = ""
+            if s.lo is not None and s.hi is not None:
+                band = f" ± {(s.hi[i] - s.lo[i]) / 2:.3f}"
+            parts.append(
+                f'<circle class="marker" cx="{_f(sx(x))}" cy="{_f(sy(y))}" r="3.5" fill="{s.color}">'
+                f"<title>{escape(s.name)}: {x:g} → {y:.3f}{band}</title></circle>"
+            )
+    parts += _legend([(s.name, s.color, s.dashed) for s in series], x=_W - _RIGHT + 18, y=_TOP + 10)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def hbar_chart(
+    rows: Sequence[tuple[str, float | None]],
+    *,
+    title: str,
+    max_value: float = 1.0,
+    color: str = PALETTE[0],
+) -> str:
+    """Horizontal bars, one per (label, value); a value of None reads "n/a" with no bar."""
+    if not rows:
+        return ""
+    row_h, label_w, value_w, width = 24, 150, 60, 720
+    top, bottom = 8, 30
+    height = top + bottom + row_h * len(rows)
+    bar_w = width - label_w - value_w
+    _, x1, ticks = nice_ticks(0.0, max_value)
+
+    def sx(v: float) -> float:
+        return label_w + max(0.0, min(v, x1)) / x1 * bar_w
+
+    parts = [_open(width, height, title)]
+    base = top + row_h * len(rows)
+    for t in ticks:
+        parts.append(f'<line class="grid" x1="{_f(sx(t))}" x2="{_f(sx(t))}" y1="{top}" y2="{base}"/>')
+        parts.append(f'<text class="tick" x="{_f(sx(t))}" y="{base + 16}" text-anchor="middle">{_fmt_tick(t, ticks[1] - ticks[0] if len(ticks) > 1 else 1)}</text>')
+    for i, (label, value) in enumerate(rows):
+        y = top + i * row_h
+        short = label if len(label) <= 22 else label[:21] + "…"
+        parts.append(
+            f'<text class="bar-label" x="{label_w - 8}" y="{y + row_h / 2 + 4}" text-anchor="end">'
+            f"<title>{escape(label)}</title>{escape(short)}</text>"
+        )
+        if value is None or not math.isfinite(value):
+            parts.append(f'<text class="bar-value muted" x="{label_w + 4}" y="{y + row_h / 2 + 4}">n/a</text>')
+            continue
+        w = sx(value) - label_w
+        parts.append(
+            f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{_f(max(w, 0.5))}" height="{row_h - 8}" '
+            f'rx="2" fill="{color}"><title>{escape(label)}: {value:.3f}</title></rect>'
+        )
+        parts.append(f'<text class="bar-value" x="{_f(label_w + w + 6)}" y="{y + row_h / 2 + 4}">{value:.3f}</text>')
+    parts.append(f'<line class="axis" x1="{label_w}" x2="{label_w}" y1="{top}" y2="{base}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def stacked_bar_chart(
+    categories: Sequence[str],
+    layers: Sequence[tuple[str, Sequence[float], str]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+) -> str:
+    """Vertical bars per category, stacked from ``layers`` of (name, values, colour)."""
+    if not categories or not layers:
+        return ""
+    totals = [sum(layer[1][i] for layer in layers) for i in range(len(categories))]
+    _, y1, yticks = nice_ticks(0.0, max(max(totals), 1.0))
+    pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    slot = pw / len(categories)
+    bar = min(56.0, slot * 0.6)
+
+    def sx(i: float) -> float:
+        return _LEFT + slot * (i + 0.5)
+
+    def sy(v: float) -> float:
+        return _TOP + ph - v / y1 * ph
+
+    parts = [_open(_W, _H, title)]
+    parts += _axes(x0=0, x1=1, y0=0, y1=y1, xticks=list(range(len(categories))), yticks=yticks,
+                   sx=sx, sy=sy, x_label=x_label, y_label=y_label, width=_W, height=_H,
+                   left=_LEFT, right=_RIGHT, top=_TOP, bottom=_BOTTOM, x_tick_labels=list(categories))
+    for i, cat in enumerate(categories):
+        acc = 0.0
+        for name, values, color in layers:
+            v = float(values[i])
+            if v <= 0:
+                continue
+            share = f" ({v / totals[i]:.0%})" if totals[i] else ""
+            parts.append(
+                f'<rect class="bar" x="{_f(sx(i) - bar / 2)}" y="{_f(sy(acc + v))}" width="{_f(bar)}" '
+                f'height="{_f(sy(acc) - sy(acc + v))}" fill="{color}">'
+                f"<title>{escape(cat)}: {escape(name)} {v:g}{share}</title></rect>"
+            )
+            acc += v
+        parts.append(f'<text class="tick" x="{_f(sx(i))}" y="{_f(sy(acc) - 5)}" text-anchor="middle">{acc:g}</text>')
+    parts += _legend([(name, color, False) for name, _, color in layers], x=_W - _RIGHT + 18, y=_TOP + 10)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter_chart(
+    points: Sequence[ScatterPoint],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    legend: Sequence[tuple[str, str]],
+) -> str:
+    """Dots at (x, y), drawn in the order given (later on top), each with a hover title."""
+    if not points:
+        return ""
+    xs, ys = [p.x for p in points], [p.y for p in points]
+    x0, x1, xticks = nice_ticks(min(xs), max(xs))
+    y0, y1, yticks = nice_ticks(min(ys), max(ys))
+    width, height = _W, 440
+    pw, ph = width - _LEFT - _RIGHT, height - _TOP - _BOTTOM
+
+    def sx(v: float) -> float:
+        return _LEFT + (v - x0) / (x1 - x0) * pw
+
+    def sy(v: float) -> float:
+        return _TOP + ph - (v - y0) / (y1 - y0) * ph
+
+    parts = [_open(width, height, title)]
+    parts += _axes(x0=x0, x1=x1, y0=y0, y1=y1, xticks=xticks, yticks=yticks, sx=sx, sy=sy,
+                   x_label=x_label, y_label=y_label, width=width, height=height,
+                   left=_LEFT, right=_RIGHT, top=_TOP, bottom=_BOTTOM)
+    for p in points:
+        tip = f"<title>{escape(p.title)}</title>" if p.title else ""
+        parts.append(
+            f'<circle class="dot" cx="{_f(sx(p.x))}" cy="{_f(sy(p.y))}" r="{_f(p.r)}" fill="{p.color}">{tip}</circle>'
+        )
+    parts += _legend([(name, color, False) for name, color in legend], x=width - _RIGHT + 18, y=_TOP + 10)
+    parts.append("</svg>")
+    return "".join(parts)

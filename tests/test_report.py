@@ -1,0 +1,333 @@
+"""The HTML report, opened in real headless Chromium: it renders, its images load, boxes sit
+where the predictions say, nothing is fetched, the console stays clean."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _images import write_image
+from boxloop import ledger
+from boxloop.cli import app
+from boxloop.report import build_report
+from boxloop.report.embeddings import pca_2d
+from boxloop.report.gallery import format_value
+from boxloop.report.simulation import labels_to_reach, read_simulation, summarize
+from boxloop.report.svg import nice_ticks
+from boxloop.sources.images import file_sha256
+from boxloop.types import Detections, Item, Selection
+from boxloop.workspace import Workspace
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+XSS = "<script>window.__pwned = 1</script>"
+
+
+# -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One real headless Chromium for the module, closed at the end."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Opened:
+    """A page with what it logged and requested while loading."""
+
+    def __init__(self, browser: Any, path: Path) -> None:
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on(
+            "request",
+            lambda r: None if r.url.startswith(("file:", "data:")) else self.external.append(r.url),
+        )
+        self.page.goto(path.as_uri())
+
+    def images(self) -> list[dict[str, Any]]:
+        return self.page.evaluate(
+            "Array.from(document.images).map(i => ({complete: i.complete, w: i.naturalWidth, "
+            "h: i.naturalHeight, alt: i.alt}))"
+        )
+
+    def text(self) -> str:
+        return self.page.inner_text("body")
+
+
+def _write_simulation(path: Path) -> Path:
+    curves = {"random": [0.10, 0.20, 0.30, 0.42], "least_confidence": [0.10, 0.35, 0.44, 0.45]}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["strategy", "seed", "round", "labeled_images", "map50", "map50_95"])
+        for strategy, values in curves.items():
+            for seed in (0, 1):
+                for rnd, v in enumerate(values):
+                    w.writerow([strategy, seed, rnd, 10 * (rnd + 1), f"{v * 1.6 + seed * 0.02:.4f}", f"{v + seed * 0.02:.4f}"])
+        w.writerow(["random", "x", 9, 10, 0.1, 0.1])  # a bad seed: skipped, noted on the page
+    return path
+
+
+@pytest.fixture
+def full_ws(tmp_path: Path) -> Workspace:
+    """Items (one EXIF-rotated, one whose file is gone), labels, predictions, embeddings,
+    a selection and two ledger rounds."""
+    ws = Workspace.init(tmp_path / "ws", classes=["0", "1", "2"])
+    store = ws.store
+    images = tmp_path / "images"
+    sizes = {"a": (64, 48), "b": (80, 60), "c": (96, 64), "d": (64, 64), "e": (64, 48), "f": (40, 30)}
+    for k, (i, size) in enumerate(sizes.items()):
+        path = write_image(images / f"{i}.jpg", size, seed=k, orientation=6 if i == "e" else None)
+        w, h = (size[1], size[0]) if i == "e" else size  # orientation 6 turns it: displayed 48×64
+        store.add_item(Item(i, str(path), w, h, file_sha256(path)))
+    store.add_item(Item("gone", str(images / "gone.jpg"), 50, 50, "0" * 64))
+    store.add_label("a", Detections([[4, 4, 30, 30], [32, 10, 60, 40]], [0, 1]), source="test")
+    store.add_label("b", Detections([[10, 10, 50, 40]], [2]), source="test")
+    store.put_predictions("mv1", {
+        "c": Detections([[0, 0, 48, 32], [50, 20, 90, 60]], [1, 2], [0.9, 0.2]),  # 0.2 is not drawn
+        "d": Detections([[8, 8, 40, 40]], [0], [0.55]),
+        "e": Detections([[0, 0, 24, 32]], [2], [0.8]),  # the top-left quarter as displayed
+        "f": Detections.empty(with_confidence=True),
+    })
+    rng = np.random.default_rng(0)
+    store.put_embeddings("mv1", {i: rng.normal(size=8).astype(np.float32) for i in (*sizes, "gone")})
+    store.save_selection(Selection(
+        id="s1", model_version="mv1", strategy="least_confidence:1", seed=0,
+        item_ids=("e", "c", "d", "gone"),
+        scores={"e": 0.91, "c": 0.7, "d": 0.456789, "gone": 0.1},
+        why={
+            "e": {"least_confidence": 0.7, "detail": {"boxes": 3, "min_conf": 0.3141592}, "note": XSS},
+            "c": {"least_confidence": 0.61234, "rank_terms": [0.1, 0.25, True]},
+            "d": {"least_confidence": 0.5},
+        },
+    ))
+    rounds = [
+        ("mv0", 2, 3, 0.41, 0.21, {"0": 0.3, "1": 0.1, "2": 0.05}, None),
+        ("mv1", 4, 6, 0.62, 0.38, {"0": 0.5, "1": 0.25, "2": None}, {"accepted": 5, "adjusted": 2, "deleted": 1, "added": 3}),
+    ]
+    for mv, n_img, n_box, m50, m5095, per_class, acceptance in rounds:
+        rnd = ledger.open_round(store)
+        t = ledger.start_step(store, rnd, "train")
+        ledger.finish_step(store, rnd, "train", t, {"model_version": mv, "labeled_images": n_img, "labeled_boxes": n_box})
+        t = ledger.start_step(store, rnd, "evaluate")
+        ledger.finish_step(store, rnd, "evaluate", t, {"map50": m50, "map50_95": m5095, "per_class_ap": per_class})
+        if acceptance:
+            t = ledger.start_step(store, rnd, "pull")
+            ledger.finish_step(store, rnd, "pull", t, {"acceptance": acceptance})
+        ledger.finish_round(store, rnd)
+    return ws
+
+
+# -- the page in Chromium ----------------------------------------------------------------------
+def test_report_renders_in_chromium_with_images_boxes_and_no_requests(full_ws: Workspace, tmp_path: Path, browser: Any) -> None:
+    sim = _write_simulation(tmp_path / "simulation.csv")
+    out = build_report(full_ws, simulation_csv=sim)
+    assert out == full_ws.root / "report.html"
+    html = out.read_text(encoding="utf-8")
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in html
+    assert XSS not in html
+
+    opened = Opened(browser, out)
+    page = opened.page
+    try:
+        assert page.title() == "boxloop report — ws"
+        rows = page.locator("table.rounds tbody tr")
+        assert rows.count() == 2
+        assert rows.nth(0).locator("td").nth(1).inner_text() == "2"
+        assert rows.nth(1).locator("td").nth(3).inner_text() == "mv1"
+        assert rows.nth(1).locator("td").nth(5).inner_text() == "0.380"
+        assert rows.nth(1).locator("td").nth(6).inner_text() == "+0.170"  # what round 2 bought
+        assert rows.nth(1).locator("td").nth(7).inner_text() == "5"
+        # own curve, two simulation charts, per-class, acceptance, embedding map
+        assert page.locator("#curves svg.chart").count() == 3
+        assert page.locator("#curves svg.chart polygon.band").count() == 4  # 2 strategies × 2 metrics
+        assert page.locator("#per-class svg.chart rect.bar").count() == 2  # class "2" has no AP: n/a
+        assert "n/a" in page.locator("#per-class").inner_text()
+        assert "round 2" in page.locator("#per-class").inner_text()
+        assert page.locator("#acceptance svg.chart rect.bar").count() == 4
+        reach = page.locator("table.reach tbody tr")
+        assert reach.count() == 2
+        assert "0.75×" in reach.nth(1).inner_text()  # least confidence: 30 labels vs random's 40
+        assert "1 bad line(s) skipped" in page.locator("#curves").inner_text()
+        assert page.locator("#embeddings svg.chart circle.dot").count() == 7
+
+        # images load: three thumbnails (the missing file is a placeholder, not a broken <img>)
+        images = opened.images()
+        assert len(images) == 3
+        assert all(i["complete"] and i["w"] > 0 and i["h"] > 0 for i in images), images
+        rotated = next(i for i in images if i["alt"] == "e.jpg")
+        assert (rotated["w"], rotated["h"]) == (48, 64)  # EXIF orientation applied
+        assert "image not readable" in page.locator('figure[data-item="gone"]').inner_text()
+
+        # boxes: only confidence ≥ 0.25, scaled to the displayed thumbnail
+        assert page.locator('figure[data-item="c"] svg.boxes rect.box').count() == 1
+        img = page.locator('figure[data-item="e"] img').bounding_box()
+        box = page.locator('figure[data-item="e"] svg.boxes rect.box').bounding_box()
+        assert box["x"] == pytest.approx(img["x"], abs=2) and box["y"] == pytest.approx(img["y"], abs=2)
+        assert box["width"] == pytest.approx(img["width"] / 2, abs=2)
+        assert box["height"] == pytest.approx(img["height"] / 2, abs=2)
+        assert "2 0.80" in page.locator('figure[data-item="e"] svg.boxes text').text_content()
+
+        # the why, generically, and user text escaped (shown, not run)
+        why_e = page.locator('figure[data-item="e"] dl.why').inner_text()
+        assert "0.700" in why_e and "boxes: 3" in why_e and "min_conf: 0.314" in why_e
+        assert XSS in why_e
+        assert page.evaluate("window.__pwned") is None
+        assert "[0.100, 0.250, yes]" in page.locator('figure[data-item="c"] dl.why').inner_text()
+        assert page.locator('figure[data-item="d"] .score').inner_text() == "0.457"
+
+        assert opened.errors == []
+        assert opened.external == []
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    finally:
+        page.close()
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_empty_workspace_page_says_what_to_do_next(tmp_path: Path, browser: Any) -> None:
+    ws = Workspace.init(tmp_path / "empty", classes=["0", "1", "2"])
+    out = build_report(ws, out=tmp_path / "out" / "empty.html")
+    opened = Opened(browser, out)
+    try:
+        text = opened.text()
+        assert "boxloop add images" in text and "boxloop add labels" in text
+        assert "0\nitems" in text
+        assert opened.errors == [] and opened.external == []
+    finally:
+        opened.page.close()
+
+
+def test_report_without_rounds_names_the_commands_that_fill_it(tmp_path: Path, browser: Any) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["0", "1", "2"])
+    path = write_image(tmp_path / "img" / "a.png", (32, 24))
+    ws.store.add_item(Item("a", str(path), 32, 24, file_sha256(path)))
+    ws.store.add_label("a", Detections([[1, 1, 10, 10]], [1]), source="test")
+    out = build_report(ws)
+    opened = Opened(browser, out)
+    try:
+        page = opened.page
+        assert "no rounds yet — run boxloop round" in page.locator("#rounds").inner_text()
+        assert "no selection yet — run boxloop select --budget N" in page.locator("#gallery").inner_text()
+        assert "no embeddings yet" in page.locator("#embeddings").inner_text()
+        assert "boxloop pull" in page.locator("#acceptance").inner_text()
+        assert page.locator("svg.chart").count() == 0
+        assert opened.errors == [] and opened.external == []
+    finally:
+        opened.page.close()
+
+
+# -- writing and the command line --------------------------------------------------------------
+def test_report_overwrites_atomically_leaving_no_temp_files(full_ws: Workspace, tmp_path: Path) -> None:
+    out = tmp_path / "r" / "report.html"
+    out.parent.mkdir()
+    out.write_text("old")
+    build_report(full_ws, out=out)
+    assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]
+    assert build_report(full_ws, out=out.parent) == out  # a folder: report.html inside it
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # the permissions of a plain new file
+
+
+def test_cli_report_writes_and_prints_the_path(full_ws: Workspace, tmp_path: Path) -> None:
+    sim = _write_simulation(tmp_path / "sim.csv")
+    out = tmp_path / "cli" / "report.html"
+    res = CliRunner().invoke(app, ["-w", str(full_ws.root), "report", "--out", str(out), "--simulation", str(sim)])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == str(out)
+    assert "table class=\"reach\"" in out.read_text(encoding="utf-8")
+
+    res = CliRunner().invoke(app, ["-w", str(full_ws.root), "report"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == str(full_ws.root / "report.html")
+
+
+def test_cli_report_with_a_missing_simulation_csv_is_one_error_line(full_ws: Workspace, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["-w", str(full_ws.root), "report", "--simulation", str(tmp_path / "nope.csv")])
+    assert res.exit_code == 1
+    assert "nope.csv" in res.output and "Traceback" not in res.output
+    assert not (full_ws.root / "report.html").exists()
+
+
+# -- the pure parts ----------------------------------------------------------------------------
+def test_simulation_summary_mean_std_and_labels_to_reach(tmp_path: Path) -> None:
+    sim = read_simulation(_write_simulation(tmp_path / "sim.csv"))
+    assert sim.strategies == ["random", "least_confidence"]
+    assert len(sim.problems) == 1 and next(iter(sim.problems)).line == 18
+    curves = summarize(sim.rows, "map50_95")
+    last = curves["random"][-1]
+    assert (last.labeled_images, last.n) == (40, 2)
+    assert last.mean == pytest.approx(0.43)
+    assert last.std == pytest.approx(np.std([0.42, 0.44], ddof=1))
+    target, reached = labels_to_reach(curves, fraction=0.9)
+    assert target == pytest.approx(0.9 * 0.46)
+    assert reached == {"random": 40, "least_confidence": 30}
+    target, reached = labels_to_reach({"never": []}, fraction=0.9)
+    assert target is None and reached == {"never": None}
+
+
+def test_simulation_csv_without_required_columns_names_them(tmp_path: Path) -> None:
+    from boxloop.errors import InputError
+
+    path = tmp_path / "bad.csv"
+    path.write_text("strategy,seed,round\nrandom,0,1\n")
+    with pytest.raises(InputError, match="labeled_images, map50, map50_95"):
+        read_simulation(path)
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "expected"),
+    [(0, 1, [0, 0.2, 0.4, 0.6, 0.8, 1.0]), (0, 37, [0, 10, 20, 30, 40]), (0.5, 0.5, None), (0, 0.42, [0, 0.1, 0.2, 0.3, 0.4, 0.5])],
+)
+def test_nice_ticks_cover_the_range_with_round_steps(lo: float, hi: float, expected: list[float] | None) -> None:
+    start, stop, ticks = nice_ticks(lo, hi)
+    assert start <= lo and stop >= hi and stop > start
+    if expected is not None:
+        assert ticks == pytest.approx(expected)
+
+
+def test_pca_finds_the_main_direction_and_is_deterministic() -> None:
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=200)
+    x = np.outer(t, [1.0, 1.0, 0.0, 0.0]) + 0.05 * rng.normal(size=(200, 4))
+    coords, share = pca_2d(x)
+    assert coords.shape == (200, 2)
+    assert share[0] > 0.95 and share[0] >= share[1]
+    assert abs(np.corrcoef(coords[:, 0], t)[0, 1]) > 0.99
+    again, _ = pca_2d(x[::-1])
+    assert np.allclose(again[::-1], coords)
+    one, share1 = pca_2d(np.arange(5, dtype=float).reshape(5, 1))
+    assert one.shape == (5, 2) and share1[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.123456, "0.123"), (3, "3"), (True, "yes"), (None, "—"), ("near dup", "near dup"),
+        ({"a": 0.5, "b": [1, 2.0]}, "{a: 0.500, b: [1, 2.000]}"),
+        (list(range(10)), "[0, 1, 2, 3, 4, 5, 6, 7, …]"), (np.float32(0.25), "0.250"),
+    ],
+)
+def test_why_values_render_compactly(value: Any, text: str) -> None:
+    assert format_value(value) == text
