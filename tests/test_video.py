@@ -1,0 +1,146 @@
+"""Video frame sampling: which frames are kept, where they go, and that a re-run adds nothing."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from boxloop import synth
+from boxloop.errors import InputError
+from boxloop.sources import video
+from boxloop.sources.images import load_image, natural_key, read_image_info
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """A 20-frame, 10 fps mp4 of a counting LCD display, and the frames it was made from."""
+    root = tmp_path_factory.mktemp("clip")
+    seq = synth.generate_sequence(root / "seq", n_frames=20, seed=4)
+    frames = sorted((seq / "images").iterdir(), key=lambda p: natural_key(p.name))
+    return synth.write_video(frames, root / "counter.mp4", fps=10.0), frames
+
+
+@pytest.fixture(params=["av", "cv2"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with PyAV, then again as if PyAV were not installed (OpenCV fallback)."""
+    if request.param == "cv2":
+        monkeypatch.setitem(sys.modules, "av", None)  # makes `import av` raise ImportError
+    return request.param
+
+
+def test_every_second_frame(clip: tuple[Path, list[Path]], tmp_path: Path, decoder: str) -> None:
+    path, _ = clip
+    got = list(video.sample_frames(path, tmp_path / "f", every=2))
+    assert [i for i, _ in got] == list(range(0, 20, 2))
+    assert [p.name for _, p in got] == [f"frame_{i:06d}.jpg" for i in range(0, 20, 2)]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [p.name for _, p in got]
+    assert read_image_info(got[0][1]).width == 320
+
+
+def test_five_per_second_of_a_ten_fps_video(
+    clip: tuple[Path, list[Path]], tmp_path: Path, decoder: str
+) -> None:
+    path, _ = clip
+    assert [i for i, _ in video.sample_frames(path, tmp_path / "f", fps=5)] == list(range(0, 20, 2))
+    # 3 per second: the first frame at or after each third of a second
+    assert [i for i, _ in video.sample_frames(path, tmp_path / "g", fps=3)] == [0, 4, 7, 10, 14, 17]
+
+
+def test_kept_frames_look_like_the_frames_encoded(
+    clip: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    path, frames = clip
+    got = dict(video.sample_frames(path, tmp_path / "f", every=7))
+    assert list(got) == [0, 7, 14]
+    for i, out in got.items():
+        a = load_image(out).astype(np.int16)
+        b = load_image(frames[i]).astype(np.int16)
+        assert a.shape == b.shape and np.abs(a - b).mean() < 6, i
+    # frames differ from each other much more than from their own encoding
+    assert np.abs(load_image(got[0]).astype(np.int16) - load_image(frames[7])).mean() > 6
+
+
+def test_rerun_writes_nothing_new(clip: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    path, _ = clip
+    out = tmp_path / "f"
+    first = list(video.sample_frames(path, out, every=3))
+    stamps = {p: p.stat().st_mtime_ns for _, p in first}
+    (out / "frame_000009.jpg").unlink()  # as if the first run had stopped early
+    seen: list[int] = []
+    second = list(video.sample_frames(path, out, every=3, progress=seen.append))
+    assert second == first
+    assert seen == list(range(1, 21))
+    for p, stamp in stamps.items():
+        if p.name != "frame_000009.jpg":
+            assert p.stat().st_mtime_ns == stamp, p
+    assert (out / "frame_000009.jpg").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_video_id_is_a_content_hash(clip: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    path, _ = clip
+    copy = tmp_path / "renamed.mp4"
+    copy.write_bytes(path.read_bytes())
+    vid = video.video_id(path)
+    assert len(vid) == 16 and int(vid, 16) >= 0
+    assert video.video_id(copy) == vid
+    copy.write_bytes(path.read_bytes() + b"\0")
+    assert video.video_id(copy) != vid
+
+
+def test_probe_reads_size_rate_and_length(clip: tuple[Path, list[Path]], decoder: str) -> None:
+    info = video.probe_video(clip[0])
+    assert (info.width, info.height, info.frames) == (320, 240, 20)
+    assert info.fps == pytest.approx(10.0) and info.duration == pytest.approx(2.0, abs=0.15)
+
+
+def test_text_file_named_mp4_is_an_input_error(tmp_path: Path, decoder: str) -> None:
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("this is not a video\n")
+    with pytest.raises(InputError, match=r"holiday\.mp4"):
+        video.sample_frames(fake, tmp_path / "f")  # at the call, before any iteration
+    with pytest.raises(InputError, match=r"holiday\.mp4"):
+        video.probe_video(fake)
+    assert not (tmp_path / "f").exists()
+
+
+def test_missing_and_empty_files_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"gone\.mp4"):
+        list(video.sample_frames(tmp_path / "gone.mp4", tmp_path / "f"))
+    with pytest.raises(InputError, match=r"gone\.mp4"):
+        video.video_id(tmp_path / "gone.mp4")
+    (tmp_path / "zero.mp4").touch()
+    with pytest.raises(InputError, match=r"zero\.mp4.*empty"):
+        list(video.sample_frames(tmp_path / "zero.mp4", tmp_path / "f"))
+
+
+@pytest.mark.parametrize(
+    ("every", "fps", "message"),
+    [
+        (2, 5.0, "not both"),
+        (0, None, "--every"),
+        (1.5, None, "--every"),
+        (None, 0.0, "--fps"),
+        (None, float("nan"), "--fps"),
+    ],
+)
+def test_bad_sampling_options(
+    clip: tuple[Path, list[Path]], tmp_path: Path, every: object, fps: object, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        list(video.sample_frames(clip[0], tmp_path / "f", every=every, fps=fps))  # type: ignore[arg-type]
+
+
+def test_fps_sampling_follows_timestamps_of_a_variable_rate_video() -> None:
+    # A phone video that stutters: 30 fps, then a 0.5 s gap, then 10 fps.
+    times = [Fraction(i, 30) for i in range(15)] + [
+        Fraction(1) + Fraction(i, 10) for i in range(10)
+    ]
+    keep = video._Keep(None, 2.0)
+    kept = [i for i, t in enumerate(times) if keep(i, t)]
+    # one frame per half second of video time; the 0.5-1.0 s slot holds no frame at all
+    assert [float(times[i]) for i in kept] == [0.0, 1.0, 1.5]
