@@ -138,6 +138,37 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (round, step)
     );
     """,
+    """
+    -- pre-label acceptance of the labels pulled for one item from one annotation tool
+    CREATE TABLE acceptance (
+        tool TEXT NOT NULL,
+        project TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        annotation TEXT NOT NULL,
+        model_version TEXT,
+        round INTEGER,
+        created_at REAL NOT NULL,
+        accepted INTEGER NOT NULL,
+        adjusted INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        added INTEGER NOT NULL,
+        seconds_saved REAL NOT NULL,
+        PRIMARY KEY (tool, project, item_id)
+    );
+    CREATE INDEX acceptance_round ON acceptance (round)
+    """,
+    """
+    -- boxes a model assertion says should be there (flicker: the mean of the matched boxes
+    -- of the frames before and after), offered as pre-labels, flagged data.imputed
+    CREATE TABLE imputed_boxes (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        model_version TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        n_boxes INTEGER NOT NULL,
+        boxes BLOB NOT NULL,
+        PRIMARY KEY (model_version, item_id)
+    )
+    """,
 ]
 
 
@@ -631,3 +662,144 @@ class Store:
             why={r[0]: json.loads(r[2]) for r in rows},
             config=manifest.get("config", {}),
         )
+
+    # -- annotation tasks and pre-label acceptance ------------------------------------------
+    def put_task(
+        self,
+        tool: str,
+        project: str,
+        item_id: str,
+        task_id: str,
+        *,
+        status: str = "open",
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record (or replace) the task an item has in an annotation tool's project."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO tasks (tool, project, item_id, task_id, status, pushed_at, meta) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (tool, str(project), item_id, str(task_id), status, time.time(), json.dumps(dict(meta or {}))),
+            )
+
+    def tasks(
+        self, tool: str, project: str | None = None, *, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Tasks sent to a tool (one project, one status, or all), oldest first; ``meta`` decoded."""
+        sql, args = "SELECT * FROM tasks WHERE tool=?", [tool]
+        if project is not None:
+            sql += " AND project=?"
+            args.append(str(project))
+        if status is not None:
+            sql += " AND status=?"
+            args.append(status)
+        rows = self.conn.execute(sql + " ORDER BY pushed_at, rowid", args).fetchall()
+        return [{**dict(r), "meta": json.loads(r["meta"])} for r in rows]
+
+    def update_task(
+        self,
+        tool: str,
+        project: str,
+        item_id: str,
+        *,
+        status: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Change a task's status and/or replace its meta."""
+        with self.transaction() as c:
+            if status is not None:
+                c.execute(
+                    "UPDATE tasks SET status=? WHERE tool=? AND project=? AND item_id=?",
+                    (status, tool, str(project), item_id),
+                )
+            if meta is not None:
+                c.execute(
+                    "UPDATE tasks SET meta=? WHERE tool=? AND project=? AND item_id=?",
+                    (json.dumps(dict(meta)), tool, str(project), item_id),
+                )
+
+    def delete_task(self, tool: str, project: str, item_id: str) -> None:
+        """Forget a task (its item goes back to the pool unless it has labels)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM tasks WHERE tool=? AND project=? AND item_id=?", (tool, str(project), item_id))
+
+    def skipped_item_ids(self) -> set[str]:
+        """Items a person skipped in an annotation tool (kept out of new selections)."""
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT item_id FROM tasks WHERE status='skipped'")}
+
+    def put_acceptance(
+        self,
+        tool: str,
+        project: str,
+        item_id: str,
+        counts: Mapping[str, int],
+        *,
+        annotation: str,
+        seconds_saved: float,
+        model_version: str | None = None,
+        round: int | None = None,
+    ) -> None:
+        """Record what a person did with an item's pre-labels (the newest pull replaces an older one)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO acceptance (tool, project, item_id, annotation, model_version, "
+                "round, created_at, accepted, adjusted, deleted, added, seconds_saved) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (tool, str(project), item_id, str(annotation), model_version, round, time.time(),
+                 int(counts.get("accepted", 0)), int(counts.get("adjusted", 0)),
+                 int(counts.get("deleted", 0)), int(counts.get("added", 0)), float(seconds_saved)),
+            )
+
+    def acceptance_rows(self, *, tool: str | None = None, round: int | None = None) -> list[dict[str, Any]]:
+        """Per-item acceptance records, oldest first."""
+        sql, args = "SELECT * FROM acceptance WHERE 1=1", []  # type: ignore[var-annotated]
+        if tool is not None:
+            sql += " AND tool=?"
+            args.append(tool)
+        if round is not None:
+            sql += " AND round=?"
+            args.append(round)
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY created_at, rowid", args)]
+
+    def acceptance_by_round(self) -> dict[int | None, dict[str, float]]:
+        """Per round: items, accepted, adjusted, deleted, added and seconds_saved, summed over tools."""
+        rows = self.conn.execute(
+            "SELECT round, COUNT(*) items, SUM(accepted) accepted, SUM(adjusted) adjusted, "
+            "SUM(deleted) deleted, SUM(added) added, SUM(seconds_saved) seconds_saved "
+            "FROM acceptance GROUP BY round ORDER BY round"
+        )
+        return {
+            r["round"]: {k: (float(r[k]) if k == "seconds_saved" else int(r[k]))
+                         for k in ("items", "accepted", "adjusted", "deleted", "added", "seconds_saved")}
+            for r in rows
+        }
+
+    # -- imputed boxes (model assertions) ---------------------------------------------------
+    def put_imputed(self, model_version: str, imputed: Mapping[str, Detections]) -> None:
+        """Store the boxes a model assertion imputes per item (replacing earlier ones of the
+        same item and model version); every box is flagged ``data["imputed"] = True``."""
+        now = time.time()
+        rows = [
+            (item_id, model_version, now, len(d),
+             encode_detections(d.with_data(imputed=np.ones(len(d), bool))))
+            for item_id, d in imputed.items()
+        ]
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO imputed_boxes (item_id, model_version, created_at, n_boxes, boxes) "
+                "VALUES (?,?,?,?,?)",
+                rows,
+            )
+
+    def imputed(
+        self, model_version: str, ids: Iterable[str] | None = None
+    ) -> dict[str, Detections]:
+        """The imputed boxes of a model version, per item that has any."""
+        rows = self.conn.execute(
+            "SELECT item_id, boxes FROM imputed_boxes WHERE model_version=? AND n_boxes > 0",
+            (model_version,),
+        )
+        out = {r[0]: decode_detections(r[1]) for r in rows}
+        if ids is not None:
+            out = {i: out[i] for i in ids if i in out}
+        return out

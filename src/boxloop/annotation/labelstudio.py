@@ -1,0 +1,738 @@
+"""Label Studio round trip through label-studio-sdk: push a selection as pre-labeled tasks
+(in active-learning order, with the why), pull corrections back as new human label versions,
+and record what the person did with each pre-label.
+
+State lives in the store's ``tasks`` table (tool ``labelstudio``, project = the Label Studio
+project id). Every task also carries ``data.boxloop_item`` = the item id, so an interrupted
+push or pull is finished by running it again: nothing is imported twice, nothing is lost.
+The API token comes from ``--token`` or ``LABEL_STUDIO_API_KEY`` and is never logged or stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, urlparse
+
+import numpy as np
+
+from ..errors import InputError, Problems, SyncError
+from ..formats import ImageLabels
+from ..formats.labelstudio import (
+    LabelConfig,
+    box_regions,
+    build_task,
+    label_config,
+    newest_annotation,
+    parse_label_config,
+    parse_regions,
+    why_text,
+)
+from ..types import Detections, Item
+from ..workspace import Workspace
+from .acceptance import acceptance, seconds_saved, sum_acceptance
+
+__all__ = [
+    "ITEM_KEY",
+    "PRELABEL_CONF",
+    "TOOL",
+    "PullReport",
+    "PushReport",
+    "connect",
+    "image_urls",
+    "pull",
+    "push",
+    "resolve_token",
+    "resolve_url",
+]
+
+log = logging.getLogger(__name__)
+
+TOOL = "labelstudio"
+ITEM_KEY = "boxloop_item"
+PRELABEL_CONF = 0.25
+META_URL = "labelstudio.url"
+META_PROJECT = "labelstudio.project"
+TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+IMPUTED_NOTE = "imputed: the model lost this object here but found it in the neighbouring frames"
+_BATCH = 500
+T = TypeVar("T")
+
+
+@dataclass
+class PushReport:
+    """What a push did."""
+
+    url: str
+    project_id: int
+    project_title: str
+    created: int = 0
+    reused: int = 0
+    predictions_added: int = 0
+    boxes: int = 0
+    below_threshold: int = 0
+    not_in_config: int = 0
+    problems: Problems = field(default_factory=Problems)
+
+    def summary(self) -> str:
+        parts = [f"{self.created} new task(s)", f"{self.reused} already there"]
+        if self.predictions_added:
+            parts.append(f"new pre-labels added to {self.predictions_added} existing task(s)")
+        parts.append(f"{self.boxes} pre-label box(es)")
+        if self.below_threshold:
+            parts.append(f"{self.below_threshold} box(es) under the pre-label threshold left out")
+        if self.not_in_config:
+            parts.append(f"{self.not_in_config} box(es) of classes the project does not label left out")
+        return (
+            f"Label Studio project {self.project_title!r} (id {self.project_id}) at {self.url}: "
+            + ", ".join(parts)
+        )
+
+
+@dataclass
+class PullReport:
+    """What a pull did, and the pre-label acceptance of the items it labeled."""
+
+    url: str
+    project_id: int
+    labeled: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    open: int = 0
+    skipped: int = 0
+    back_to_pool: int = 0
+    reopened: int = 0
+    acceptance: dict[str, float] = field(default_factory=dict)
+    problems: Problems = field(default_factory=Problems)
+
+    def summary(self) -> str:
+        parts = [f"{self.labeled} newly labeled", f"{self.updated} updated", f"{self.unchanged} unchanged",
+                 f"{self.open} still open"]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        if self.back_to_pool:
+            parts.append(f"{self.back_to_pool} back to the pool")
+        if self.reopened:
+            parts.append(f"{self.reopened} reopened (annotation deleted)")
+        text = f"pulled from project {self.project_id} at {self.url}: " + ", ".join(parts)
+        a = self.acceptance
+        if a.get("items"):
+            text += (
+                f"\npre-labels: {a['accepted']:.0f} accepted, {a['adjusted']:.0f} adjusted, "
+                f"{a['deleted']:.0f} deleted, {a['added']:.0f} added by hand; "
+                f"about {a['seconds_saved'] / 60:.1f} min of drawing saved"
+            )
+        return text
+
+
+# -- connection --------------------------------------------------------------------------
+def resolve_token(token: str | None = None) -> str:
+    """The API token: ``token`` or the ``LABEL_STUDIO_API_KEY`` environment variable."""
+    token = token or os.environ.get(TOKEN_ENV, "")
+    if not token.strip():
+        raise SyncError(
+            f"no Label Studio API token: set {TOKEN_ENV} (Account & Settings > Legacy Token "
+            "in Label Studio) or pass --token"
+        )
+    return token.strip()
+
+
+def _check_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InputError(f"{url!r} is not a Label Studio URL; expected e.g. http://127.0.0.1:8080")
+    return url
+
+
+def resolve_url(ws: Workspace, url: str | None = None) -> str:
+    """The server URL: ``url``, else ``[labelstudio] url`` in boxloop.toml, else the one
+    saved by ``boxloop labelstudio connect``."""
+    url = url or ws.config.labelstudio.url or ws.store.get_meta(META_URL) or ""
+    if not url:
+        raise SyncError("no Label Studio URL: run `boxloop labelstudio connect --url URL` (or pass --url)")
+    return _check_url(url)
+
+
+def _call(url: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one SDK call, turning transport and HTTP failures into a SyncError that names
+    the server and says what to do (never the token)."""
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        return fn(*args, **kwargs)
+    except httpx.TransportError as e:
+        raise SyncError(
+            f"cannot reach Label Studio at {url} while trying to {what} ({type(e).__name__}: {e}); "
+            "is the server running, and is the URL right?"
+        ) from None
+    except ApiError as e:
+        if e.status_code == 401:
+            raise SyncError(
+                f"Label Studio at {url} refused the API token (401 Unauthorized) while trying to {what}. "
+                f"Set {TOKEN_ENV} (or --token) to the token shown under Account & Settings; boxloop "
+                "sends it as a legacy token ('Authorization: Token ...'), so legacy tokens must be "
+                "enabled for the organisation (LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)."
+            ) from None
+        if e.status_code == 403:
+            raise SyncError(
+                f"Label Studio at {url} does not allow this user to {what} (403 Forbidden)"
+            ) from None
+        body = e.body if isinstance(e.body, (str, dict, list)) else ""
+        raise SyncError(
+            f"Label Studio at {url} answered {e.status_code} while trying to {what}: {str(body)[:500]}"
+        ) from None
+
+
+def _client(url: str, token: str) -> Any:
+    from label_studio_sdk import LabelStudio
+
+    return LabelStudio(base_url=url, api_key=token, timeout=120)
+
+
+def _plain(obj: Any) -> Any:
+    """An SDK model (or a plain value) as JSON-like dicts, datetimes as ISO strings."""
+    if hasattr(obj, "dict") and not isinstance(obj, dict):
+        obj = obj.dict()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (dt.datetime, dt.date)):
+        return obj.isoformat()
+    return obj
+
+
+def connect(ws: Workspace, *, url: str, token: str | None = None) -> dict[str, str]:
+    """Check that the server answers and accepts the token, then save its URL (never the
+    token) in the workspace; returns the user and server version."""
+    url = _check_url(url)
+    client = _client(url, resolve_token(token))
+    me = _plain(_call(url, "read the current user", client.users.whoami))
+    try:
+        version = str(_plain(client.versions.get()).get("release", "?"))
+    except Exception as e:  # the version is informative only; whoami already proved access
+        log.debug("no version from %s: %s", url, type(e).__name__)
+        version = "?"
+    ws.store.set_meta(META_URL, url)
+    log.info("connected to Label Studio %s at %s as %s", version, url, me.get("email"))
+    return {"url": url, "user": str(me.get("email") or me.get("username") or me.get("id")), "version": version}
+
+
+# -- projects ----------------------------------------------------------------------------
+def _project_title(ws: Workspace, project: str | None) -> str:
+    return project or ws.config.labelstudio.project or ws.store.get_meta(META_PROJECT) or ws.config.name
+
+
+def _find_project(client: Any, url: str, title: str, *, create_with: str | None) -> dict[str, Any]:
+    """The project titled ``title`` (or with that id); created with ``create_with`` as its
+    labeling config when missing and ``create_with`` is given."""
+    if title.isdigit():
+        try:
+            return _plain(_call(url, f"read project {title}", client.projects.get, id=int(title)))
+        except SyncError as e:
+            if " 404 " not in str(e):
+                raise
+    found = [
+        _plain(p)
+        for p in _call(url, "list projects", lambda: list(client.projects.list(title=title, page_size=100)))
+    ]
+    exact = [p for p in found if p.get("title") == title]
+    if len(exact) > 1:
+        ids = ", ".join(str(p["id"]) for p in exact)
+        raise SyncError(f"several Label Studio projects at {url} are titled {title!r} (ids {ids}); pass --project ID")
+    if exact:
+        return exact[0]
+    if create_with is None:
+        raise SyncError(f"no Label Studio project titled {title!r} at {url}; push to it first, or pass --project")
+    log.info("creating Label Studio project %r at %s", title, url)
+    return _plain(
+        _call(
+            url,
+            f"create project {title!r}",
+            client.projects.create,
+            title=title,
+            label_config=create_with,
+            description="Created by boxloop: images picked by active learning, pre-labeled. "
+            "Sort by prediction score to label in the order that teaches the model most.",
+        )
+    )
+
+
+def _project_config(project: Mapping[str, Any], classes: Sequence[str], url: str) -> LabelConfig:
+    """The project's RectangleLabels control; names boxloop does not know are an error listing them."""
+    lc = parse_label_config(project.get("label_config") or "")
+    unknown = [n for n in lc.labels if n not in classes]
+    if unknown:
+        raise SyncError(
+            f"Label Studio project {project.get('title')!r} (id {project.get('id')}) at {url} labels "
+            f"{len(unknown)} name(s) boxloop does not know: {', '.join(unknown)}. boxloop's classes: "
+            f"{', '.join(classes)}. Rename them in the project's labeling config, or add them as "
+            "classes (`boxloop pull --add-classes`)."
+        )
+    return lc
+
+
+# -- image references --------------------------------------------------------------------
+def _is_url(uri: str) -> bool:
+    return "://" in uri
+
+
+def image_urls(
+    items: Sequence[Item], *, storage: str = "local-files", document_root: str | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Each item's image reference for Label Studio, and the folders a local-files storage
+    must cover.
+
+    ``local-files``: ``/data/local-files/?d=<path relative to the document root>``; the
+    document root defaults to the folder above the images' common folder and must be the
+    server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``. ``cloud``: the item's own URL
+    (``s3://``, ``gs://``, ``https://``; Label Studio resolves it through its storages)."""
+    urls: dict[str, str] = {}
+    if storage == "cloud":
+        for it in items:
+            if not _is_url(it.uri):
+                raise InputError(f"{it.uri}: storage 'cloud' needs images at URLs (s3://, gs://, https://)")
+            urls[it.id] = it.uri
+        return urls, []
+    if storage == "upload":
+        raise InputError(
+            "storage 'upload' is not supported by boxloop push; use 'local-files' (default) or 'cloud'"
+        )
+    if storage != "local-files":
+        raise InputError(f"unknown [labelstudio] storage {storage!r}; known: local-files, cloud")
+    remote = [it.uri for it in items if _is_url(it.uri)]
+    if remote:
+        raise InputError(f"{remote[0]}: images at URLs need [labelstudio] storage = \"cloud\"")
+    paths = {it.id: os.path.normpath(os.path.abspath(it.uri)) for it in items}
+    if not paths:
+        return {}, []
+    if document_root:
+        root = os.path.normpath(os.path.abspath(os.path.expanduser(document_root)))
+    else:
+        common = os.path.commonpath([os.path.dirname(p) for p in paths.values()])
+        root = os.path.dirname(common)
+    dirs: set[str] = set()
+    for item_id, p in paths.items():
+        rel = os.path.relpath(p, root)
+        if rel.startswith(".."):
+            raise InputError(
+                f"{p} is not under the local-files document root {root}; set [labelstudio] "
+                "document_root to a folder above every image, and start Label Studio with "
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to the same folder"
+            )
+        parts = rel.split(os.sep)
+        if len(parts) < 2:
+            raise InputError(
+                f"{p} lies directly in the document root {root}; Label Studio serves only files in "
+                "sub-folders of it: choose a document_root one level higher"
+            )
+        dirs.add(os.path.join(root, parts[0]))
+        urls[item_id] = "/data/local-files/?d=" + quote(posixpath.join(*parts))
+    return urls, sorted(dirs)
+
+
+def _ensure_local_storage(client: Any, url: str, project_id: int, dirs: Sequence[str]) -> None:
+    """A local-files storage for each folder (Label Studio serves a file only from a folder
+    some storage of the project covers)."""
+    if not dirs:
+        return
+    have = [
+        os.path.normpath(str(_plain(s).get("path") or ""))
+        for s in _call(url, "list local storages", client.import_storage.local.list, project=project_id)
+    ]
+    for d in dirs:
+        if any(d == h or d.startswith(h + os.sep) for h in have):
+            continue
+        try:
+            _call(
+                url,
+                f"add local-files storage {d}",
+                client.import_storage.local.create,
+                project=project_id,
+                path=d,
+                use_blob_urls=True,
+                title=f"boxloop: {os.path.basename(d)}",
+            )
+        except SyncError as e:
+            raise SyncError(
+                f"{e}. Label Studio must run with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+                f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={os.path.dirname(d)} (or set [labelstudio] "
+                "document_root to the server's document root)"
+            ) from None
+        have.append(d)
+
+
+# -- boxes in task meta ------------------------------------------------------------------
+def _boxes_json(d: Detections) -> dict[str, list]:
+    return {
+        "xyxy": np.round(d.xyxy.astype(np.float64), 3).tolist(),
+        "class_id": d.class_id.tolist(),
+        "confidence": None if d.confidence is None else np.round(d.confidence.astype(np.float64), 4).tolist(),
+    }
+
+
+def _boxes_from_json(obj: Mapping[str, Any] | None) -> Detections:
+    if not obj or not obj.get("xyxy"):
+        return Detections.empty()
+    return Detections(np.asarray(obj["xyxy"], np.float32), np.asarray(obj["class_id"], np.int64), obj.get("confidence"))
+
+
+def _regions_to_detections(
+    result: Sequence[Mapping[str, Any]], item: Item, lc: LabelConfig, classes: Sequence[str], where: str, problems: Problems
+) -> Detections:
+    xyxy, names, _ = parse_regions(
+        result, width=item.width, height=item.height, from_name=lc.from_name, known=classes,
+        where=where, problems=problems,
+    )
+    index = {n: i for i, n in enumerate(classes)}
+    scores = [r.get("score") for r in result if r.get("type") in ("rectanglelabels", "rectangle")]
+    conf = np.asarray(scores, np.float32) if len(scores) == len(names) and all(s is not None for s in scores) else None
+    return Detections(xyxy, np.asarray([index[n] for n in names], np.int64), conf)
+
+
+def _predictions_meta(
+    task: Mapping[str, Any], item: Item, lc: LabelConfig, classes: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """model version → the Label Studio prediction id and its boxes (pixels), for every
+    prediction the task carries: what the annotator was shown."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(task.get("predictions") or [], key=lambda p: (str(p.get("created_at")), p.get("id") or 0)):
+        mv = str(p.get("model_version") or "")
+        d = _regions_to_detections(p.get("result") or [], item, lc, classes, f"prediction {p.get('id')}", Problems())
+        out[mv] = {"id": p.get("id"), "boxes": _boxes_json(d)}
+    return out
+
+
+def _list_tasks(client: Any, url: str, project_id: int, *, fields: str | None = None) -> list[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"project": project_id, "page_size": 100}
+    if fields:
+        kwargs["fields"] = fields
+    return [_plain(t) for t in _call(url, "list tasks", lambda: list(client.tasks.list(**kwargs)))]
+
+
+# -- push --------------------------------------------------------------------------------
+def _prelabels(
+    item: Item,
+    preds: Mapping[str, Detections],
+    imputed: Mapping[str, Detections],
+    *,
+    conf: float,
+    allowed: set[int],
+    report: PushReport,
+) -> tuple[Detections, list[str | None]]:
+    """The boxes shown to the annotator for one item: predictions at or above ``conf``,
+    plus imputed boxes (flagged), of classes the project labels."""
+    d = preds.get(item.id, Detections.empty(with_confidence=True))
+    if d.confidence is not None:
+        keep = d.confidence >= conf
+        report.below_threshold += int((~keep).sum())
+        d = d[keep]
+    d = Detections(d.xyxy, d.class_id, d.confidence)
+    notes: list[str | None] = [None] * len(d)
+    extra = imputed.get(item.id)
+    if extra is not None and len(extra):
+        conf_e = extra.confidence if extra.confidence is not None else np.full(len(extra), conf, np.float32)
+        base_conf = d.confidence if d.confidence is not None else np.ones(len(d), np.float32)
+        d = Detections(
+            np.concatenate([d.xyxy, extra.xyxy]),
+            np.concatenate([d.class_id, extra.class_id]),
+            np.concatenate([base_conf, conf_e]),
+        )
+        notes += [IMPUTED_NOTE] * len(extra)
+    in_config = np.array([int(c) in allowed for c in d.class_id], bool)
+    report.not_in_config += int((~in_config).sum())
+    notes = [n for n, k in zip(notes, in_config, strict=True) if k]
+    return d[in_config], notes
+
+
+def push(
+    ws: Workspace,
+    *,
+    selection: str | None = "latest",
+    project: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    with_imputed: bool = False,
+    prelabel_conf: float | None = None,
+    storage: str | None = None,
+    document_root: str | None = None,
+) -> PushReport:
+    """Send a selection to Label Studio as tasks pre-labeled by the selection's model version,
+    each with its why and the selection score as the prediction score. Pushing again adds no
+    task twice; a newer model version adds its predictions to the tasks already there."""
+    cfg = ws.config.labelstudio
+    conf = float(prelabel_conf if prelabel_conf is not None else getattr(cfg, "prelabel_conf", PRELABEL_CONF))
+    if not 0.0 <= conf <= 1.0:
+        raise InputError(f"the pre-label threshold must be within 0..1, got {conf}")
+    store = ws.store
+    sel = store.selection(selection)
+    if not sel.item_ids:
+        raise InputError(f"selection {sel.id!r} is empty: nothing to push")
+    items = store.items(sel.item_ids)
+    classes = store.classes()
+    mv = sel.model_version
+    preds = store.predictions(mv, sel.item_ids) if mv else {}
+    imputed: Mapping[str, Detections] = {}
+    if with_imputed:
+        if not hasattr(store, "imputed"):
+            raise InputError("--with-imputed needs imputed boxes from flicker scoring, which this boxloop does not have yet")
+        if mv:
+            imputed = store.imputed(mv, sel.item_ids)
+    urls, dirs = image_urls(
+        items, storage=storage or cfg.storage, document_root=document_root or cfg.document_root or None
+    )
+
+    url = resolve_url(ws, url)
+    client = _client(url, resolve_token(token))
+    title = _project_title(ws, project)
+    proj = _find_project(client, url, title, create_with=label_config(classes))
+    pid = int(proj["id"])
+    lc = _project_config(proj, classes, url)
+    allowed = {classes.index(n) for n in lc.labels}
+    store.set_meta(META_PROJECT, str(proj.get("title") or title))
+    report = PushReport(url=url, project_id=pid, project_title=str(proj.get("title") or title))
+    _ensure_local_storage(client, url, pid, dirs)
+
+    remote = {
+        str((t.get("data") or {}).get(ITEM_KEY)): t
+        for t in _list_tasks(client, url, pid, fields="all")
+        if (t.get("data") or {}).get(ITEM_KEY)
+    }
+    ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
+    new_tasks: list[dict[str, Any]] = []
+    for rank, it in enumerate(items):
+        boxes, notes = _prelabels(it, preds, imputed, conf=conf, allowed=allowed, report=report)
+        score = float(sel.scores.get(it.id, 0.0))
+        rt = remote.get(it.id)
+        if rt is not None:
+            report.reused += 1
+            have = {str(p.get("model_version") or "") for p in rt.get("predictions") or []}
+            status = ours.get(it.id, {}).get("status", "open")
+            if mv and mv not in have and status == "open":
+                regions = box_regions(
+                    boxes.xyxy, [classes[c] for c in boxes.class_id], width=it.width, height=it.height,
+                    scores=boxes.confidence, from_name=lc.from_name, to_name=lc.to_name, notes=notes,
+                )
+                _call(url, f"add predictions to task {rt['id']}", client.predictions.create,
+                      task=int(rt["id"]), result=regions, score=score, model_version=mv)
+                report.predictions_added += 1
+                report.boxes += len(boxes)
+            continue
+        rec = ImageLabels(
+            file_name=urls[it.id], width=it.width, height=it.height, xyxy=boxes.xyxy,
+            class_names=tuple(classes[c] for c in boxes.class_id), scores=boxes.confidence,
+        )
+        task = build_task(
+            rec, model_version=mv, score=score, image_key=lc.image_key, from_name=lc.from_name,
+            to_name=lc.to_name, notes=notes,
+            why=why_text(sel.why.get(it.id), score=score, rank=rank),
+            data={ITEM_KEY: it.id, "boxloop_rank": rank + 1, "boxloop_selection": sel.id},
+        )
+        if not mv:
+            task.pop("predictions", None)
+        new_tasks.append(task)
+        report.boxes += len(boxes)
+    for start in range(0, len(new_tasks), _BATCH):
+        batch = new_tasks[start : start + _BATCH]
+        _call(url, f"import {len(batch)} task(s)", client.projects.import_tasks, id=pid, request=batch,
+              return_task_ids=True)
+        report.created += len(batch)
+    if mv:
+        _call(url, "set the project's model version", client.projects.update, id=pid, model_version=mv)
+
+    # record what Label Studio now holds, read back, so the store matches the server exactly
+    remote = {
+        str((t.get("data") or {}).get(ITEM_KEY)): t
+        for t in _list_tasks(client, url, pid, fields="all")
+        if (t.get("data") or {}).get(ITEM_KEY)
+    }
+    by_id = {it.id: it for it in items}
+    with store.transaction():
+        for rank, it in enumerate(items):
+            rt = remote.get(it.id)
+            if rt is None:
+                report.problems.add(urls[it.id], "imported but not found in the project afterwards")
+                continue
+            old = ours.get(it.id)
+            meta = dict(old["meta"]) if old else {}
+            meta.update(
+                selection=sel.id, rank=rank + 1, score=float(sel.scores.get(it.id, 0.0)), image=urls[it.id],
+                model_version=mv or meta.get("model_version"),
+                predictions=_predictions_meta(rt, by_id[it.id], lc, classes),
+            )
+            if old and str(old["task_id"]) == str(rt["id"]):
+                store.update_task(TOOL, str(pid), it.id, meta=meta)
+            else:
+                store.put_task(TOOL, str(pid), it.id, str(rt["id"]), status="open", meta=meta)
+    log.info("%s", report.summary())
+    return report
+
+
+# -- pull --------------------------------------------------------------------------------
+def _prelabels_shown(meta: Mapping[str, Any], annotation: Mapping[str, Any]) -> tuple[str | None, Detections]:
+    """The pre-labels the person started from: the prediction the annotation was made from
+    (``parent_prediction``), else the newest pushed; none when nothing was pushed."""
+    preds: Mapping[str, Any] = meta.get("predictions") or {}
+    parent = annotation.get("parent_prediction")
+    if parent is not None:
+        for mv, p in preds.items():
+            if p.get("id") == parent:
+                return mv, _boxes_from_json(p.get("boxes"))
+    if meta.get("model_version") in preds:
+        mv = meta["model_version"]
+        return mv, _boxes_from_json(preds[mv].get("boxes"))
+    if preds:
+        mv = list(preds)[-1]
+        return mv, _boxes_from_json(preds[mv].get("boxes"))
+    return None, Detections.empty()
+
+
+def pull(
+    ws: Workspace,
+    *,
+    project: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    skipped: str | None = None,
+    add_classes: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PullReport:
+    """Bring submitted annotations back as new human label versions (newest annotation per
+    task), with the round they were labeled in and the pre-label acceptance of each item.
+
+    Each task is stored in one transaction: a killed pull, run again, finishes the job with
+    no label version lost or repeated. Skipped tasks go back to the pool or stay skipped
+    (``[labelstudio] skipped``); a deleted annotation reopens its task (its labels stay)."""
+    store = ws.store
+    skipped = skipped or ws.config.labelstudio.skipped
+    if skipped not in ("pool", "skipped"):
+        raise InputError(f"[labelstudio] skipped must be 'pool' or 'skipped', got {skipped!r}")
+    url = resolve_url(ws, url)
+    client = _client(url, resolve_token(token))
+    proj = _find_project(client, url, _project_title(ws, project), create_with=None)
+    pid = int(proj["id"])
+    report = PullReport(url=url, project_id=pid)
+    if add_classes:
+        names = parse_label_config(proj.get("label_config") or "").labels
+        store.add_classes(n for n in names if n not in store.classes())
+    classes = store.classes()
+    lc = _project_config(proj, classes, url)
+
+    remote = _list_tasks(client, url, pid)
+    remote_by_id = {str(t["id"]): t for t in remote}
+    ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
+    # tasks pushed by a run that was killed before it recorded them
+    known_ids = {it.id for it in store.items()}
+    for t in remote:
+        item_id = str((t.get("data") or {}).get(ITEM_KEY) or "")
+        if item_id and item_id in known_ids and item_id not in ours:
+            full = _plain(_call(url, f"read task {t['id']}", client.tasks.get, id=str(t["id"])))
+            item = store.get_item(item_id)
+            meta = {"predictions": _predictions_meta(full, item, lc, classes), "adopted": True}
+            store.put_task(TOOL, str(pid), item_id, str(t["id"]), status="open", meta=meta)
+            ours[item_id] = {"item_id": item_id, "task_id": str(t["id"]), "status": "open", "meta": meta}
+    items = {it.id: it for it in store.items(list(ours))} if ours else {}
+    rnd = int(store.get_meta("round", "0") or 0)
+    pulled_rows: list[dict[str, Any]] = []
+
+    for item_id, row in ours.items():
+        task_id = str(row["task_id"])
+        meta = dict(row["meta"])
+        item = items[item_id]
+        where = f"task {task_id} ({meta.get('image') or item.uri})"
+        rt = remote_by_id.get(task_id)
+        if rt is None:
+            if row["status"] == "open":
+                store.delete_task(TOOL, str(pid), item_id)
+                report.back_to_pool += 1
+                report.problems.add(where, "the task was deleted in Label Studio; the image is back in the pool")
+            continue
+        # one call per annotated task: the task list shows an annotator only their own annotations
+        anns: list[dict[str, Any]] = []
+        if rt.get("total_annotations") is None or int(rt["total_annotations"]) > 0:
+            anns = [_plain(a) for a in _call(url, f"read annotations of task {task_id}",
+                                             client.annotations.list, id=int(task_id))]
+        ann = newest_annotation({"annotations": anns})
+        if ann is None:
+            if row["status"] == "skipped":
+                report.skipped += 1
+            elif int(rt.get("cancelled_annotations") or 0) > 0 and row["status"] == "open":
+                if skipped == "skipped":
+                    store.update_task(TOOL, str(pid), item_id, status="skipped", meta={**meta, "skipped": True})
+                    report.skipped += 1
+                else:
+                    store.delete_task(TOOL, str(pid), item_id)
+                    report.back_to_pool += 1
+            elif row["status"] == "done":
+                store.update_task(
+                    TOOL, str(pid), item_id, status="open",
+                    meta={**meta, "annotation": None, "deleted_annotation": meta.get("annotation")},
+                )
+                report.reopened += 1
+                report.problems.add(
+                    where, f"annotation {meta.get('annotation_id')} was deleted in Label Studio; the task is open "
+                    "again and the labels pulled from it stay in the store as a version",
+                )
+            else:
+                report.open += 1
+            if progress:
+                progress(1)
+            continue
+        key = f"{ann.get('id')}@{ann.get('updated_at')}"
+        if row["status"] == "done" and meta.get("annotation") == key:
+            report.unchanged += 1
+            if progress:
+                progress(1)
+            continue
+        result = ann.get("result") or []
+        names_found: list[str] = []
+        for r in result:
+            names_found += list((r.get("value") or {}).get("rectanglelabels") or [])
+        unknown = sorted({n for n in names_found if n not in classes})
+        if unknown and add_classes:
+            classes = store.add_classes(unknown)
+            report.problems.add(where, f"new class(es) added from the annotation: {', '.join(unknown)}")
+            unknown = []
+        if unknown:
+            report.problems.add(
+                where,
+                f"annotation {ann.get('id')} uses label(s) boxloop does not know: {', '.join(unknown)}; "
+                "not pulled (the task stays open; `boxloop pull --add-classes` adds them as classes)",
+            )
+            report.open += 1
+            continue
+        labels = _regions_to_detections(result, item, lc, classes, where, report.problems)
+        labels = Detections(labels.xyxy, labels.class_id)
+        mv, shown = _prelabels_shown(meta, ann)
+        counts = acceptance(shown, labels)
+        secs = seconds_saved(counts)
+        was_done = row["status"] == "done"
+        with store.transaction():
+            version = store.add_label(item_id, labels, source=f"{TOOL}:{pid}:{ann.get('id')}", round=rnd)
+            store.put_acceptance(
+                TOOL, str(pid), item_id, counts, annotation=str(ann.get("id")), seconds_saved=secs,
+                model_version=mv, round=rnd,
+            )
+            store.update_task(
+                TOOL, str(pid), item_id, status="done",
+                meta={**meta, "annotation": key, "annotation_id": ann.get("id"), "label_version": version,
+                      "acceptance": counts},
+            )
+        pulled_rows.append({**counts, "seconds_saved": secs})
+        if was_done:
+            report.updated += 1
+        else:
+            report.labeled += 1
+        if progress:
+            progress(1)
+    report.acceptance = sum_acceptance(pulled_rows)
+    log.info("%s", report.summary())
+    return report
+

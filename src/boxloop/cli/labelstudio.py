@@ -1,0 +1,132 @@
+"""Commands for the Label Studio round trip: labelstudio connect, push, pull."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import Problems
+from ._app import (
+    BoxloopTyper,
+    WorkspaceOpt,
+    app,
+    console,
+    err_console,
+    open_workspace,
+    progress_disabled,
+)
+
+ls_app = BoxloopTyper(no_args_is_help=True, help="Connect the workspace to a Label Studio server.")
+app.add_typer(ls_app, name="labelstudio")
+
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Label Studio API token (default: the LABEL_STUDIO_API_KEY environment variable). Never stored.",
+        show_default=False,
+    ),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="Label Studio URL (default: \\[labelstudio] url, or the one `labelstudio connect` saved).",
+                 show_default=False),
+]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option("--project", help="Label Studio project title or id (default: \\[labelstudio] project, else the workspace name).",
+                 show_default=False),
+]
+
+
+def _notes(problems: Problems, *, strict: bool, limit: int = 50) -> None:
+    if not problems:
+        return
+    err_console.print(f"[yellow]{len(problems)} note(s):[/yellow]")
+    for p in list(problems)[:limit]:
+        err_console.print(f"  {p}", markup=False, highlight=False)
+    if len(problems) > limit:
+        err_console.print(f"  ... and {len(problems) - limit} more")
+    if strict:
+        err_console.print("[red]--strict: failing because of the notes above[/red]")
+        raise typer.Exit(1)
+
+
+@ls_app.command("connect")
+def connect_cmd(
+    url: Annotated[str, typer.Option("--url", help="Where Label Studio answers, e.g. http://127.0.0.1:8080.")],
+    token: TokenOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Check the server and the token, and remember the URL (never the token).
+
+    Example: LABEL_STUDIO_API_KEY=... boxloop labelstudio connect --url http://127.0.0.1:8080
+    """
+    from ..annotation.labelstudio import connect
+
+    ws = open_workspace(workspace)
+    info = connect(ws, url=url, token=token)
+    console.print(f"connected to Label Studio {info['version']} at {info['url']} as {info['user']}")
+
+
+@app.command("push")
+def push_cmd(
+    selection: Annotated[str, typer.Option("--selection", help="Selection id, or latest.")] = "latest",
+    project: ProjectOpt = None,
+    with_imputed: Annotated[
+        bool, typer.Option("--with-imputed", help="Also pre-draw boxes imputed from neighbouring video frames.")
+    ] = False,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option("--min-confidence", help="Pre-label only boxes at or above this confidence (default 0.25).",
+                     show_default=False),
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Send the selected images to Label Studio, pre-labeled, in active-learning order.
+
+    Sort the Data Manager by prediction score to label the most useful images first.
+    Pushing again adds no duplicate task; a newer model version adds its pre-labels.
+
+    Example: boxloop push --selection latest --project lcd-round-1
+    """
+    from ..annotation.labelstudio import push
+
+    ws = open_workspace(workspace)
+    report = push(ws, selection=selection, project=project, url=url, token=token,
+                  with_imputed=with_imputed, prelabel_conf=min_confidence)
+    console.print(report.summary())
+    _notes(report.problems, strict=False)
+
+
+@app.command("pull")
+def pull_cmd(
+    project: ProjectOpt = None,
+    add_classes: Annotated[
+        bool, typer.Option("--add-classes", help="Add label names the project uses but boxloop lacks as new classes.")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any annotation needed a note.")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Bring the corrected boxes back from Label Studio as new human label versions.
+
+    Safe to interrupt and run again. Shows how many pre-labels were accepted, adjusted,
+    deleted, and how many boxes were added by hand.
+
+    Example: boxloop pull
+    """
+    from ..annotation.labelstudio import pull
+
+    ws = open_workspace(workspace)
+    if progress_disabled():
+        report = pull(ws, project=project, url=url, token=token, add_classes=add_classes)
+    else:
+        with console.status("pulling from Label Studio"):
+            report = pull(ws, project=project, url=url, token=token, add_classes=add_classes)
+    console.print(report.summary())
+    _notes(report.problems, strict=strict)
