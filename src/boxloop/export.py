@@ -206,6 +206,8 @@ def export(
         write_yolo_dataset(ws, dest, what=what, link=False, model_version=model_version, conf=conf)
     else:
         _export_other(ws, dest, format=format, what=what, model_version=model_version, conf=conf)
+    if what in ("prelabeled", "all"):
+        _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, model_version, conf)
     if not zip:
         return dest
     archive = dest.with_suffix(".zip")
@@ -222,6 +224,18 @@ def export(
         raise
     shutil.rmtree(dest, ignore_errors=True)
     return archive
+
+
+def _record_prelabels(ws: Workspace, export_name: str, model_version: str | None, conf: float) -> None:
+    """Sent-out pre-labels become open file tasks, so labels brought back count acceptance."""
+    from .annotation.files import record_prelabels
+
+    items, boxes, human = _boxes_for(ws, "prelabeled", model_version, conf)
+    pre = {it.id: boxes[it.id] for it in items if not human[it.id] and it.id in boxes}
+    versions = ws.store.predicted_versions()
+    record_prelabels(
+        ws.store, export_name, pre, safe_names(items), model_version=model_version or (versions[0] if versions else None)
+    )
 
 
 def _export_other(ws: Workspace, dest: Path, *, format: str, what: str, model_version: str | None, conf: float) -> None:

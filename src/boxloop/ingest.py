@@ -50,6 +50,7 @@ class IngestReport:
     unchanged_labels: int = 0
     problems: Problems = field(default_factory=Problems)
     notes: list[str] = field(default_factory=list)
+    acceptance: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         parts = [f"{self.added} new image(s)", f"{self.known} already known"]
@@ -57,6 +58,12 @@ class IngestReport:
             parts.append(f"{self.labeled} label version(s) added")
             if self.unchanged_labels:
                 parts.append(f"{self.unchanged_labels} unchanged")
+        if self.acceptance:
+            a = self.acceptance
+            parts.append(
+                f"pre-labels: {a.get('accepted', 0)} accepted, {a.get('adjusted', 0)} adjusted, "
+                f"{a.get('deleted', 0)} deleted, {a.get('added', 0)} added"
+            )
         if self.problems:
             parts.append(f"{len(self.problems)} problem(s)")
         return ", ".join(parts)
@@ -377,10 +384,16 @@ def _add_yolo(
 
 
 def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, rnd: int, report: IngestReport) -> None:
+    from .annotation.files import settle_prelabels
+
     if ws.store.add_label(item_id, labels, source=source, round=rnd) is None:
         report.unchanged_labels += 1
-    else:
-        report.labeled += 1
+        return
+    report.labeled += 1
+    counts = settle_prelabels(ws.store, item_id, labels, source=source, round=rnd)
+    if counts is not None:
+        for k, v in counts.items():
+            report.acceptance[k] = report.acceptance.get(k, 0) + v
 
 
 # -- COCO, VOC, CVAT, Label Studio: records that name their image ---------------------------

@@ -11,7 +11,8 @@ __all__ = ["workspace_status"]
 
 
 def workspace_status(ws: Workspace) -> dict[str, Any]:
-    """Counts by item state, by split (labeled items), boxes per class, model versions."""
+    """Counts by item state, by split (labeled items), boxes per class, model versions, and
+    pre-label acceptance per round (what people did with the boxes boxloop drew)."""
     store = ws.store
     classes = store.classes()
     counts = store.box_counts()
@@ -25,4 +26,5 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "by_split": by_split,
         "boxes_per_class": {name: counts.get(i, 0) for i, name in enumerate(classes)},
         "model_versions": [v["id"] for v in store.model_versions()],
+        "acceptance": store.acceptance_by_round(),
     }

@@ -206,7 +206,15 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     for i, (name, n) in enumerate(st["boxes_per_class"].items()):
         t.add_row(str(i), name, str(n))
     console.print(t)
-    for extra in st.get("extra_tables", []):
-        console.print(extra)
+    if st["acceptance"]:
+        t = Table(title="pre-label acceptance per round")
+        for col in ("round", "images", "accepted", "adjusted", "deleted", "added", "drawing time saved"):
+            t.add_column(col, justify="right")
+        for rnd, a in st["acceptance"].items():
+            t.add_row(
+                "-" if rnd is None else str(rnd), str(a["items"]), str(a["accepted"]), str(a["adjusted"]),
+                str(a["deleted"]), str(a["added"]), f"{a['seconds_saved'] / 60:.1f} min",
+            )
+        console.print(t)
     if st["model_versions"]:
         console.print("model versions: " + ", ".join(st["model_versions"]))

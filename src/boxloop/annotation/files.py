@@ -1,0 +1,49 @@
+"""The file round trip: a pre-labeled export (a zip for Roboflow, CVAT, labelImg, ...) is
+recorded as open ``files`` tasks; labels brought back with ``boxloop add labels`` close them
+and count what the person did with the pre-labels, as a Label Studio pull does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..store import Store
+from ..types import Detections
+from .acceptance import acceptance, seconds_saved
+
+__all__ = ["TOOL", "record_prelabels", "settle_prelabels"]
+
+TOOL = "files"
+
+
+def record_prelabels(
+    store: Store, export_name: str, prelabels: Mapping[str, Detections], file_names: Mapping[str, str],
+    *, model_version: str | None,
+) -> None:
+    """Remember which boxes went out to the annotator with each item of an export."""
+    with store.transaction():
+        for item_id, d in prelabels.items():
+            store.put_task(
+                TOOL, export_name, item_id, file_names[item_id],
+                meta={"model_version": model_version, "xyxy": d.xyxy.tolist(), "class_id": d.class_id.tolist()},
+            )
+
+
+def settle_prelabels(store: Store, item_id: str, labels: Detections, *, source: str, round: int | None) -> dict[str, int] | None:
+    """Close the item's open file task (if any) and record pre-label acceptance against the
+    labels that came back; returns the counts, or None when the item was not sent out."""
+    counts = None
+    for task in store.tasks(TOOL, status="open"):
+        if task["item_id"] != item_id:
+            continue
+        meta = task["meta"]
+        pre = Detections(np.asarray(meta["xyxy"], np.float32).reshape(-1, 4), meta["class_id"])
+        counts = acceptance(pre, labels)
+        with store.transaction():
+            store.put_acceptance(
+                TOOL, task["project"], item_id, counts, annotation=source,
+                seconds_saved=seconds_saved(counts), model_version=meta.get("model_version"), round=round,
+            )
+            store.update_task(TOOL, task["project"], item_id, status="done")
+    return counts

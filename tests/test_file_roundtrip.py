@@ -1,0 +1,60 @@
+"""The file round trip of issue 5: a pre-labeled YOLO zip is corrected in another tool and
+brought back with `boxloop add labels`; the acceptance counts are exactly what was done."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from _images import write_image
+from typer.testing import CliRunner
+
+from boxloop.cli import app
+from boxloop.export import export
+from boxloop.ingest import add_images, add_labels
+from boxloop.types import Detections
+from boxloop.workspace import Workspace
+
+
+def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    src = tmp_path / "photos"
+    for i in range(3):
+        write_image(src / f"p{i}.jpg", size=(200, 100), seed=i)
+    add_images(ws, [src])
+    ids = {Path(it.uri).stem: it.id for it in ws.store.items()}
+    ws.store.put_predictions("mv1", {
+        ids["p0"]: Detections([[10, 10, 50, 50], [100, 20, 160, 90]], [0, 1], [0.9, 0.8]),
+        ids["p1"]: Detections([[10, 10, 50, 50], [100, 20, 160, 90], [0, 0, 5, 5]], [0, 1, 0], [0.9, 0.7, 0.05]),
+        ids["p2"]: Detections.empty(with_confidence=True),
+    })
+    archive = export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "pre.zip")
+    assert ws.store.count_by_state()["in_review"] == 3  # sent to an annotator
+
+    corrected = tmp_path / "corrected"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(corrected)
+        assert {"classmap.yaml", "data.yaml"} <= set(z.namelist())
+    p1 = corrected / "labels" / "p1.txt"
+    lines = p1.read_text().splitlines()
+    assert len(lines) == 2  # the 0.05 box stayed out of the pre-labels
+    # move the cat box 10 px right (IoU 0.6: adjusted), delete the dog, add a new dog
+    moved = f"0 {40 / 200:.6f} {30 / 100:.6f} {40 / 200:.6f} {40 / 100:.6f}"
+    p1.write_text(f"{moved}\n1 0.850000 0.200000 0.100000 0.200000\n")
+    (corrected / "labels" / "p2.txt").write_text("")  # confirmed: nothing there
+
+    report = add_labels(ws, corrected, format="yolo")
+    assert report.acceptance == {"accepted": 2, "adjusted": 1, "deleted": 1, "added": 1}
+    per_round = ws.store.acceptance_by_round()
+    assert per_round[0]["items"] == 3 and per_round[0]["accepted"] == 2
+    assert ws.store.count_by_state() == {"pool": 0, "prelabeled": 0, "in_review": 0, "labeled": 3}
+    labels = ws.store.latest_labels()
+    np.testing.assert_allclose(labels[ids["p1"]].xyxy[0], [20, 10, 60, 50], atol=1e-3)
+
+    again = add_labels(ws, corrected, format="yolo")
+    assert again.acceptance == {} and again.unchanged_labels == 3  # nothing counted twice
+
+    result = CliRunner().invoke(app, ["-w", str(ws.root), "status"])
+    assert result.exit_code == 0, result.output
+    assert "pre-label acceptance per round" in result.output
