@@ -85,9 +85,10 @@ def _place_image(src: str, dst: Path, *, link: bool) -> None:
 
 
 def _boxes_for(
-    ws: Workspace, what: str, model_version: str | None, conf: float
+    ws: Workspace, what: str, model_version: str | None, conf: float, ids: Sequence[str] | None = None
 ) -> tuple[list[Item], dict[str, Detections], dict[str, bool]]:
-    """Items to export, their boxes, and whether each item's boxes are human labels."""
+    """Items to export (all, or those of ``ids``), their boxes, and whether each item's
+    boxes are human labels."""
     store = ws.store
     labels = store.latest_labels() if what in ("labeled", "all") else {}
     preds: dict[str, Detections] = {}
@@ -106,6 +107,9 @@ def _boxes_for(
         items = store.items(ids=list(preds)) if preds else []
     else:
         items = store.items()
+    if ids is not None:
+        keep = set(ids)
+        items = [it for it in items if it.id in keep]
     if not items:
         raise InputError(
             f"nothing to export for --what {what}: "
@@ -125,6 +129,7 @@ def write_yolo_dataset(
     splits: Sequence[str] = ("train", "val", "test"),
     model_version: str | None = None,
     conf: float = DEFAULT_PRELABEL_CONF,
+    ids: Sequence[str] | None = None,
 ) -> Path:
     """Write an Ultralytics dataset (``images/<split>/``, ``labels/<split>/``, data.yaml)
     and return the data.yaml path; ``yolo train data=<it>`` accepts it unchanged.
@@ -134,7 +139,7 @@ def write_yolo_dataset(
     ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
-    items, boxes, _ = _boxes_for(ws, what, model_version, conf)
+    items, boxes, _ = _boxes_for(ws, what, model_version, conf, ids)
     names = safe_names(items)
     classes = ws.classes
     by_split: dict[str, int] = {}
@@ -192,8 +197,10 @@ def export(
     out: Path | None = None,
     model_version: str | None = None,
     conf: float = DEFAULT_PRELABEL_CONF,
+    ids: Sequence[str] | None = None,
 ) -> Path:
-    """Export the workspace's dataset; returns the folder (or .zip) written under exports/."""
+    """Export the workspace's dataset (or only the items ``ids``, e.g. a selection); returns
+    the folder (or .zip) written under exports/."""
     if format not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
     if what not in EXPORT_WHAT:
@@ -203,11 +210,11 @@ def export(
     if zip and dest.suffix == ".zip":
         dest = dest.with_suffix("")
     if format == "yolo":
-        write_yolo_dataset(ws, dest, what=what, link=False, model_version=model_version, conf=conf)
+        write_yolo_dataset(ws, dest, what=what, link=False, model_version=model_version, conf=conf, ids=ids)
     else:
-        _export_other(ws, dest, format=format, what=what, model_version=model_version, conf=conf)
+        _export_other(ws, dest, format=format, what=what, model_version=model_version, conf=conf, ids=ids)
     if what in ("prelabeled", "all"):
-        _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, model_version, conf)
+        _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, model_version, conf, ids)
     if not zip:
         return dest
     archive = dest.with_suffix(".zip")
@@ -226,11 +233,13 @@ def export(
     return archive
 
 
-def _record_prelabels(ws: Workspace, export_name: str, model_version: str | None, conf: float) -> None:
+def _record_prelabels(
+    ws: Workspace, export_name: str, model_version: str | None, conf: float, ids: Sequence[str] | None
+) -> None:
     """Sent-out pre-labels become open file tasks, so labels brought back count acceptance."""
     from .annotation.files import record_prelabels
 
-    items, boxes, human = _boxes_for(ws, "prelabeled", model_version, conf)
+    items, boxes, human = _boxes_for(ws, "prelabeled", model_version, conf, ids)
     pre = {it.id: boxes[it.id] for it in items if not human[it.id] and it.id in boxes}
     versions = ws.store.predicted_versions()
     record_prelabels(
@@ -238,8 +247,11 @@ def _record_prelabels(ws: Workspace, export_name: str, model_version: str | None
     )
 
 
-def _export_other(ws: Workspace, dest: Path, *, format: str, what: str, model_version: str | None, conf: float) -> None:
-    items, boxes, human = _boxes_for(ws, what, model_version, conf)
+def _export_other(
+    ws: Workspace, dest: Path, *, format: str, what: str, model_version: str | None, conf: float,
+    ids: Sequence[str] | None = None,
+) -> None:
+    items, boxes, human = _boxes_for(ws, what, model_version, conf, ids)
     names = safe_names(items)
     classes = ws.classes
     with _atomic_dir(dest) as tmp:

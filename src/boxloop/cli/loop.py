@@ -1,0 +1,119 @@
+"""Commands for the loop: round, history, simulate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._app import WorkspaceOpt, app, console, open_workspace
+
+
+def _train_options(model: str | None, epochs: int | None, imgsz: int | None, batch: int | None, device: str | None) -> dict:
+    opts = {"model": model, "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model yaml (scratch) or .pt weights (default: boxloop.toml).")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs per round (default: boxloop.toml).")]
+ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Training and inference image size.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch", help="Training batch size.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 ...")]
+
+
+@app.command("round")
+def round_cmd(
+    budget: Annotated[int | None, typer.Option("--budget", help="Images to select for labeling (default: boxloop.toml).")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help='Strategy or preset, e.g. "least_confidence:1,flicker:2".')] = None,
+    push: Annotated[str, typer.Option("--push", help="Where the selection goes: labelstudio, files (a pre-labeled zip) or none.")] = "none",
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the batch to be labeled (polling pull), then go on.")] = False,
+    rounds: Annotated[int, typer.Option("--rounds", help="With --wait: how many rounds to run.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the selection.")] = 0,
+    model: ModelOpt = None,
+    epochs: EpochsOpt = None,
+    imgsz: ImgszOpt = None,
+    batch: BatchOpt = None,
+    device: DeviceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train → evaluate → predict the pool → select → push. Re-run after an interruption to resume.
+
+    Example: boxloop round --budget 50 --push labelstudio --wait --rounds 3
+    """
+    from ..loop import RoundPlan, annotator_for, run_round
+
+    ws = open_workspace(workspace)
+    annotator = annotator_for(push)
+    for i in range(rounds if wait else 1):
+        plan = RoundPlan(
+            budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
+            train=_train_options(model, epochs, imgsz, batch, device), wait=wait,
+        )
+        rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        console.print(
+            f"round {rec.round}: model {rec.model_version}, {rec.labeled_images} labeled images, "
+            f"mAP50 {fmt(rec.map50)}, mAP50-95 {fmt(rec.map50_95)}"
+        )
+    console.print(f"ledger: {ws.runs_dir / 'history.csv'}  (boxloop history, boxloop report)")
+
+
+@app.command("history")
+def history_cmd(workspace: WorkspaceOpt = None) -> None:
+    """The round ledger: labels, model, mAP and pre-label acceptance per round.
+
+    Example: boxloop history
+    """
+    from ..ledger import history, write_history_csv
+
+    ws = open_workspace(workspace)
+    records = history(ws.store)
+    if not records:
+        console.print("no rounds yet: run `boxloop round`")
+        return
+    t = Table(title="rounds")
+    for col in ("round", "labeled images", "boxes", "model version", "mAP50", "mAP50-95", "accepted", "adjusted", "deleted", "added", "seconds"):
+        t.add_column(col, justify="right")
+    for r in records:
+        a = r.acceptance
+        t.add_row(
+            str(r.round), str(r.labeled_images), str(r.labeled_boxes), r.model_version or "-",
+            "-" if r.map50 is None else f"{r.map50:.3f}", "-" if r.map50_95 is None else f"{r.map50_95:.3f}",
+            *(str(a.get(k, "-")) for k in ("accepted", "adjusted", "deleted", "added")),
+            f"{sum(r.seconds.values()):.0f}",
+        )
+    console.print(t)
+    console.print(f"csv: {write_history_csv(ws)}")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    dataset: Annotated[Path, typer.Argument(help="A fully labeled YOLO folder or boxloop workspace.")],
+    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies; random is the baseline.")] = "random,least_confidence",
+    initial: Annotated[int, typer.Option("--initial", help="Labeled images to start from.")] = 50,
+    budget: Annotated[int, typer.Option("--budget", help="Images labeled per round.")] = 50,
+    rounds: Annotated[int, typer.Option("--rounds", help="Rounds per strategy and seed.")] = 5,
+    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 3,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the simulation workspaces and CSVs.")] = Path("simulation"),
+    model: ModelOpt = None,
+    epochs: EpochsOpt = None,
+    imgsz: ImgszOpt = None,
+    batch: BatchOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Hide the labels of a labeled dataset and let an oracle reveal them round by round.
+
+    Example: boxloop simulate data/lcd --strategies random,least_confidence --initial 50 --budget 50 --rounds 5 --seeds 3
+    """
+    from ..simulate import simulate
+
+    strategy_list = [s.strip() for s in strategies.split(",") if s.strip()]
+    result = simulate(
+        dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
+        train=_train_options(model, epochs, imgsz, batch, device), say=lambda m: console.print(f"[dim]{m}[/dim]"),
+    )
+    for strategy, n in result.labels_needed.items():
+        console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of full-data mAP50-95")
+    console.print(f"curves: {result.csv}\nsummary: {result.summary_csv}")

@@ -1,0 +1,300 @@
+"""One round of the loop, and the oracle that lets a simulation run the same code.
+
+A round is train → evaluate (frozen test split) → predict the pool → select → push, and
+with an annotator that answers at once (the oracle) or ``wait``, pull. Every step is
+recorded in the round ledger; running a round again after an interruption resumes at the
+step that did not finish. One round at a time per workspace (a lock file says who holds it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import ledger
+from .errors import InputError
+from .split import assign_splits
+from .types import Detections, RoundRecord, Selection
+from .workspace import Workspace
+
+__all__ = [
+    "PUSH_TARGETS",
+    "STEPS",
+    "Annotator",
+    "Oracle",
+    "RoundPlan",
+    "round_lock",
+    "run_round",
+]
+
+log = logging.getLogger(__name__)
+STEPS = ("train", "evaluate", "predict", "select", "push", "pull")
+PUSH_TARGETS = ("none", "files", "labelstudio")
+Say = Callable[[str], None]
+
+
+class Annotator(Protocol):
+    """Where a selection goes to be labeled, and where its labels come back from."""
+
+    name: str
+
+    def push(self, ws: Workspace, selection: Selection) -> dict[str, Any]: ...
+
+    def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
+        """Bring back what is done; the result has ``done`` (bool: every task answered)."""
+        ...
+
+
+@dataclass
+class Oracle:
+    """An annotator who knows the truth: labels every pushed item at once with its true
+    boxes (a simulation's replay of a fully labeled dataset)."""
+
+    truth: Mapping[str, Detections]
+    name: str = "oracle"
+
+    def push(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
+        return {"pushed": len(selection.item_ids)}
+
+    def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
+        from .annotation.acceptance import acceptance, sum_acceptance
+
+        rnd = int(ws.store.get_meta("round", "0") or 0)
+        prelabels = ws.store.predictions(selection.model_version, selection.item_ids) if selection.model_version else {}
+        rows = []
+        with ws.store.transaction():
+            for item_id in selection.item_ids:
+                truth = self.truth[item_id]
+                ws.store.add_label(item_id, truth, source="oracle", round=rnd)
+                pre = prelabels.get(item_id)
+                if pre is not None and pre.confidence is not None:
+                    rows.append(acceptance(pre[pre.confidence >= 0.25], truth))
+        return {"done": True, "labeled": len(selection.item_ids), "acceptance": sum_acceptance(rows)}
+
+
+@dataclass
+class _FilesAnnotator:
+    """Pushes the selection as a pre-labeled YOLO zip; labels come back with `boxloop add labels`."""
+
+    name: str = "files"
+
+    def push(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
+        from .export import export
+
+        rnd = ws.store.get_meta("round", "0")
+        path = export(
+            ws, format="yolo", what="prelabeled", zip=True, ids=list(selection.item_ids),
+            model_version=selection.model_version, out=ws.exports_dir / f"round-{rnd}-prelabeled.zip",
+        )
+        return {"pushed": len(selection.item_ids), "path": str(path)}
+
+    def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
+        open_ids = {t["item_id"] for t in ws.store.tasks("files", status="open")}
+        left = [i for i in selection.item_ids if i in open_ids]
+        return {"done": not left, "waiting_for": len(left)}
+
+
+@dataclass
+class _LabelStudioAnnotator:
+    name: str = "labelstudio"
+
+    def push(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
+        from .annotation.labelstudio import push
+
+        report = push(ws, selection=selection.id)
+        return {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))}
+
+    def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
+        from .annotation.labelstudio import pull
+
+        report = pull(ws)
+        open_ids = {t["item_id"] for t in ws.store.tasks("labelstudio", status="open")}
+        left = [i for i in selection.item_ids if i in open_ids]
+        out = {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))}
+        return {**out, "done": not left, "waiting_for": len(left)}
+
+
+def annotator_for(push: str) -> Annotator | None:
+    if push not in PUSH_TARGETS:
+        raise InputError(f"unknown --push {push!r}; known: {', '.join(PUSH_TARGETS)}")
+    return {"none": None, "files": _FilesAnnotator(), "labelstudio": _LabelStudioAnnotator()}[push]
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a round does. ``train`` overrides boxloop.toml [train] (model, epochs, imgsz,
+    batch, device, patience, extra); ``backend`` is a ready detector (tests: the fake),
+    used instead of training."""
+
+    budget: int = 50
+    strategy: str | None = None
+    diverse: bool | None = None
+    seed: int = 0
+    train: Mapping[str, Any] = field(default_factory=dict)
+    backend: Any = None
+    wait: bool = False
+    poll_seconds: float = 10.0
+    test_fraction: float = 0.1
+    val_fraction: float = 0.2
+
+
+@contextmanager
+def round_lock(ws: Workspace) -> Iterator[None]:
+    """Hold the workspace's round lock; a second round on the same workspace gets a clear error."""
+    path = ws.root / ".round.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise InputError(
+                f"a round is already running on {ws.root} (pid {holder}); wait for it or stop it first"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_round(
+    ws: Workspace,
+    plan: RoundPlan,
+    *,
+    annotator: Annotator | None = None,
+    say: Say | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> RoundRecord:
+    """Run (or resume) the current round and return its ledger record."""
+    import time
+
+    say = say or (lambda msg: log.info(msg))
+    sleep = sleep or time.sleep
+    if plan.budget < 0:
+        raise InputError(f"--budget must be >= 0, got {plan.budget}")
+    with round_lock(ws):
+        store = ws.store
+        rnd = ledger.open_round(store, {"budget": plan.budget, "strategy": plan.strategy, "seed": plan.seed})
+        done = ledger.step_results(store, rnd)
+        results: dict[str, dict[str, Any]] = {k: v["result"] for k, v in done.items() if v["status"] == "done"}
+        if results:
+            say(f"round {rnd}: resuming after {', '.join(results)}")
+        steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("train", lambda: _train(ws, plan, rnd, say)),
+            ("evaluate", lambda: _evaluate(ws, plan, results["train"]["model_version"])),
+        ]
+        if plan.budget > 0:
+            steps += [
+                ("predict", lambda: _predict(ws, plan, results["train"]["model_version"])),
+                ("select", lambda: _select(ws, plan, results["train"]["model_version"])),
+            ]
+            if annotator is not None:
+                steps.append(("push", lambda: annotator.push(ws, store.selection(results["select"]["selection"]))))
+                if plan.wait or isinstance(annotator, Oracle):
+                    steps.append(("pull", lambda: _pull(ws, plan, annotator, results, say, sleep)))
+        for name, run in steps:
+            if name in results:
+                continue
+            say(f"round {rnd}: {name}")
+            started = ledger.start_step(store, rnd, name)
+            try:
+                results[name] = run()
+            except BaseException as e:
+                ledger.finish_step(store, rnd, name, started, {"error": str(e) or type(e).__name__}, ok=False)
+                raise
+            ledger.finish_step(store, rnd, name, started, results[name])
+        ledger.finish_round(store, rnd)
+        ledger.write_history_csv(ws)
+        return next(r for r in ledger.history(store) if r.round == rnd)
+
+
+def _train(ws: Workspace, plan: RoundPlan, rnd: int, say: Say) -> dict[str, Any]:
+    store = ws.store
+    labels = store.latest_labels()
+    if not labels:
+        raise InputError("no labeled images yet: add some with `boxloop add labels PATH` before a round")
+    if not store.items(split="test"):
+        report = assign_splits(store, val=plan.val_fraction, test=plan.test_fraction, seed=plan.seed)
+        say(f"no test split yet: made one of {report.totals['test']} labeled images (frozen from now on)")
+    else:
+        assign_splits(store, val=plan.val_fraction, test=0.0, seed=plan.seed)
+    train_ids = [it.id for it in store.items(split="train") if it.id in labels]
+    result = {
+        "labeled_images": len(labels),
+        "labeled_boxes": int(sum(len(d) for d in labels.values())),
+        "train_images": len(train_ids),
+    }
+    if plan.backend is not None:
+        version = f"{getattr(plan.backend, 'name', 'backend')}-r{rnd}"
+        store.add_model_version(version, backend=getattr(plan.backend, "name", "backend"), classes=ws.classes, round=rnd)
+        return {**result, "model_version": version}
+    from .modeling import train
+
+    outcome = train(ws, **dict(plan.train))
+    return {**result, "model_version": outcome.version, "weights": str(outcome.weights)}
+
+
+def _evaluate(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
+    from .modeling import evaluate_model
+
+    _, metrics = evaluate_model(ws, model=version, backend=plan.backend)
+    keep = ("map50", "map50_95", "per_class_ap", "precision", "recall")
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _predict(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
+    from .modeling import predict
+
+    report = predict(ws, model=version, scope="unlabeled", backend=plan.backend)
+    return {"items": report.items, "boxes": report.boxes, "problems": len(report.problems)}
+
+
+def _select(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
+    from .selection import select
+
+    cfg = ws.config.select
+    strategy = plan.strategy or cfg.strategy
+    strategy = cfg.presets.get(strategy, strategy)
+    diverse = cfg.diverse if plan.diverse is None else plan.diverse
+    report = select(
+        ws.store, budget=plan.budget, strategy=strategy, diverse=diverse, seed=plan.seed,
+        model_version=version, exclude=ws.store.skipped_item_ids(),
+    )
+    return {"selection": report.selection.id, "selected": len(report.selection.item_ids), "strategy": strategy}
+
+
+def _pull(
+    ws: Workspace, plan: RoundPlan, annotator: Annotator, results: dict[str, dict[str, Any]], say: Say,
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    selection = ws.store.selection(results["select"]["selection"])
+    while True:
+        out = annotator.pull(ws, selection)
+        if out.get("done"):
+            return out
+        say(f"waiting for {out.get('waiting_for', '?')} image(s) to be labeled")
+        sleep(plan.poll_seconds)
+
+
+def oracle_truth(ws: Workspace) -> dict[str, Detections]:
+    """Every labeled item's newest labels: the truth an oracle reveals in a simulation."""
+    return ws.store.latest_labels()
+
+
+def sample_initial(ids: list[str], n: int, seed: int) -> list[str]:
+    """A seeded random initial labeled set."""
+    rng = np.random.default_rng(seed)
+    return [ids[i] for i in sorted(rng.choice(len(ids), size=n, replace=False))]

@@ -1,0 +1,194 @@
+"""Simulation: replay active learning on a fully labeled dataset with an oracle annotator,
+so strategies can be compared (mean ± std over seeds) on the same frozen test split.
+
+The labels are hidden; each strategy starts from the same seeded initial set, and every
+round runs the same code as a real round (:func:`boxloop.loop.run_round`) with the oracle
+as the annotation tool.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .loop import Oracle, RoundPlan, run_round, sample_initial
+from .workspace import CONFIG_NAME, Workspace
+
+__all__ = ["SIMULATION_COLUMNS", "SimulationResult", "labels_to_reach", "simulate"]
+
+log = logging.getLogger(__name__)
+SIMULATION_COLUMNS = ("strategy", "seed", "round", "labeled_images", "map50", "map50_95")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    csv: Path
+    summary_csv: Path
+    full_map50_95: dict[int, float]
+    labels_needed: dict[str, float | None]
+
+
+def _truth_workspace(dataset: Path, out: Path) -> Workspace:
+    """The labeled dataset as a workspace: the given workspace, or a YOLO folder imported once."""
+    from .formats.yolo import parse_class_names
+    from .ingest import _find_class_file, add_labels
+
+    if (dataset / CONFIG_NAME).is_file():
+        return Workspace.open(dataset)
+    names_file = _find_class_file(dataset)
+    if names_file is None:
+        raise InputError(f"{dataset}: neither a boxloop workspace nor a YOLO folder with data.yaml/classes.txt")
+    truth_dir = out / "truth"
+    ws = Workspace.init(truth_dir, classes=parse_class_names(names_file))
+    if not ws.store.latest_labels():
+        report = add_labels(ws, dataset, format="yolo")
+        if report.problems:
+            log.warning("%d problem(s) importing %s; first: %s", len(report.problems), dataset, list(report.problems)[0])
+    return ws
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-") or "strategy"
+
+
+def simulate(
+    dataset: str | Path,
+    *,
+    strategies: Sequence[str],
+    initial: int = 50,
+    budget: int = 50,
+    rounds: int = 5,
+    seeds: Sequence[int] = (0,),
+    out: str | Path,
+    train: Mapping[str, Any] | None = None,
+    backend_factory: Callable[[list[str]], Any] | None = None,
+    test_fraction: float = 0.2,
+    full_data: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> SimulationResult:
+    """Run every strategy for ``rounds`` rounds per seed; write ``simulation.csv`` (one row
+    per strategy, seed and evaluation) and ``simulation_summary.csv`` (labels each strategy
+    needed to reach 90% of the full-data mAP50-95). ``backend_factory`` (tests) replaces
+    training with a ready detector."""
+    say = say or (lambda m: log.info(m))
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    if not strategies:
+        raise InputError("give at least one strategy, e.g. --strategies random,least_confidence")
+    truth_ws = _truth_workspace(Path(dataset).absolute(), out)
+    truth = truth_ws.store.latest_labels()
+    items = [it for it in truth_ws.store.items() if it.id in truth]
+    classes = truth_ws.classes
+    rows: list[dict[str, Any]] = []
+    full: dict[int, float] = {}
+    for seed in seeds:
+        test_ids = _test_split(items, truth_ws, test_fraction, seed)
+        candidates = [it.id for it in items if it.id not in test_ids]
+        if initial > len(candidates):
+            raise InputError(
+                f"--initial {initial} is larger than the {len(candidates)} labeled images outside the test split"
+            )
+        start = sample_initial(candidates, initial, seed)
+        runs = [(s, initial) for s in strategies]
+        if full_data:
+            runs.append(("full-data", len(candidates)))
+        for strategy, n0 in runs:
+            name = f"{_slug(strategy)}-s{seed}"
+            say(f"simulating {strategy} (seed {seed})")
+            ws = Workspace.init(out / name, classes=classes)
+            _reveal(ws, items, truth, test_ids, start if strategy != "full-data" else candidates, seed)
+            backend = backend_factory(classes) if backend_factory else None
+            oracle = Oracle({i: truth[i] for i in candidates})
+            n_rounds = 1 if strategy == "full-data" else rounds + 1
+            for r in range(n_rounds):
+                last = r == n_rounds - 1
+                plan = RoundPlan(
+                    budget=0 if last else budget, strategy=strategy, seed=seed + 1000 * r, train=dict(train or {}),
+                    backend=backend, test_fraction=0.0,
+                )
+                rec = run_round(ws, plan, annotator=oracle, say=say)
+                if strategy == "full-data":
+                    full[seed] = float(rec.map50_95 or 0.0)
+                else:
+                    rows.append({
+                        "strategy": strategy, "seed": seed, "round": rec.round, "labeled_images": rec.labeled_images,
+                        "map50": rec.map50, "map50_95": rec.map50_95,
+                    })
+            ws.close()
+    csv_path = _write_csv(out / "simulation.csv", SIMULATION_COLUMNS, rows)
+    needed = labels_to_reach(rows, {s: 0.9 * v for s, v in full.items()}) if full else {}
+    summary = _write_csv(
+        out / "simulation_summary.csv",
+        ("strategy", "labels_to_90pct_full_map50_95", "full_data_map50_95"),
+        [{"strategy": s, "labels_to_90pct_full_map50_95": n, "full_data_map50_95": json.dumps(full)} for s, n in needed.items()],
+    )
+    return SimulationResult(csv_path, summary, full, needed)
+
+
+def _test_split(items: Sequence[Any], truth_ws: Workspace, fraction: float, seed: int) -> set[str]:
+    """The dataset's own test split if it has one, else a seeded one shared by all strategies."""
+    existing = {it.id for it in items if it.split == "test"}
+    if existing:
+        return existing
+    groups: dict[str, list[str]] = {}
+    for it in items:
+        groups.setdefault(it.video_id or it.id, []).append(it.id)
+    keys = sorted(groups)
+    rng = np.random.default_rng(seed)
+    order = [keys[i] for i in rng.permutation(len(keys))]
+    want = max(1, round(fraction * len(items)))
+    out: set[str] = set()
+    for k in order:
+        if len(out) >= want:
+            break
+        out.update(groups[k])
+    return out
+
+
+def _reveal(ws: Workspace, items: Sequence[Any], truth: Mapping[str, Any], test_ids: set[str], labeled: Sequence[str], seed: int) -> None:
+    """Copy the items (same files, no re-indexing), reveal the test and initial labels."""
+    from dataclasses import replace
+
+    store = ws.store
+    with store.transaction():
+        for it in items:
+            store.add_item(replace(it, split=None, labeled_round=None))
+        for i in [*test_ids, *labeled]:
+            store.add_label(i, truth[i], source="oracle", round=0)
+        store.set_split(dict.fromkeys(test_ids, "test"))
+
+
+def labels_to_reach(rows: Sequence[Mapping[str, Any]], target_by_seed: Mapping[int, float]) -> dict[str, float | None]:
+    """Per strategy, the mean over seeds of the first labeled-image count whose mAP50-95
+    reaches the seed's target (None when some seed never reaches it)."""
+    out: dict[str, float | None] = {}
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        counts = []
+        for seed, target in target_by_seed.items():
+            mine = sorted((r for r in rows if r["strategy"] == strategy and r["seed"] == seed), key=lambda r: r["round"])
+            hit = next((r["labeled_images"] for r in mine if (r["map50_95"] or 0.0) >= target), None)
+            counts.append(hit)
+        out[strategy] = None if any(c is None for c in counts) else float(np.mean(counts))
+    return out
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in columns})
+    os.replace(tmp, path)
+    return path

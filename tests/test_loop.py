@@ -1,0 +1,118 @@
+"""Rounds with the fake backend: every step recorded, resume after an interruption, the lock,
+and a simulation with the oracle that is reproducible for a seed."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from boxloop import ledger
+from boxloop.backends.fake import FakeBackend
+from boxloop.errors import InputError
+from boxloop.ingest import add_images, add_labels
+from boxloop.loop import Oracle, RoundPlan, round_lock, run_round
+from boxloop.simulate import simulate
+from boxloop.synth import CLASSES, generate_images
+from boxloop.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    generate_images(root / "labeled", n=24, seed=0, size=(96, 64))
+    generate_images(root / "pool", n=30, seed=1, size=(96, 64))
+    return root
+
+
+def make_ws(tmp_path: Path, digits: Path) -> Workspace:
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    add_labels(ws, digits / "labeled", format="yolo")
+    add_images(ws, [digits / "pool" / "images"])
+    return ws
+
+
+def test_a_full_round_with_the_fake_backend_records_every_step(tmp_path: Path, digits: Path) -> None:
+    ws = make_ws(tmp_path, digits)
+    rec = run_round(ws, RoundPlan(budget=5, strategy="least_confidence", backend=FakeBackend(CLASSES)))
+    assert rec.round == 1 and rec.model_version == "fake-r1" and rec.labeled_images == 24
+    assert rec.map50 is not None and set(rec.seconds) == {"train", "evaluate", "predict", "select"}
+    steps = ledger.step_results(ws.store, 1)
+    assert all(s["status"] == "done" for s in steps.values())
+    sel = ws.store.selection()
+    assert len(sel.item_ids) == 5 and sel.model_version == "fake-r1"
+    assert len(ws.store.items(split="test")) >= 1  # a test split was made, and said so
+    with open(ws.runs_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["round"] for r in rows] == ["1"] and rows[0]["model_version"] == "fake-r1"
+    rec2 = run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES)))
+    assert rec2.round == 2
+
+
+def test_an_interrupted_round_resumes_at_the_step_that_did_not_finish(
+    tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boxloop.selection as selection
+
+    ws = make_ws(tmp_path, digits)
+    real = selection.select
+    calls = {"n": 0}
+
+    def interrupted(*a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(selection, "select", interrupted)
+    plan = RoundPlan(budget=4, strategy="random", backend=FakeBackend(CLASSES))
+    with pytest.raises(KeyboardInterrupt):
+        run_round(ws, plan)
+    steps = ledger.step_results(ws.store, 1)
+    assert steps["select"]["status"] == "failed" and steps["predict"]["status"] == "done"
+    rec = run_round(ws, plan)
+    assert rec.round == 1  # the same round, finished
+    steps = ledger.step_results(ws.store, 1)
+    assert all(s["status"] == "done" for s in steps.values()) and calls["n"] == 2
+    assert [v["id"] for v in ws.store.model_versions()] == ["fake-r1"]  # train did not run again
+
+
+def test_a_second_round_on_the_same_workspace_is_refused(tmp_path: Path, digits: Path) -> None:
+    ws = make_ws(tmp_path, digits)
+    with round_lock(ws), pytest.raises(InputError, match="a round is already running"):
+        run_round(ws, RoundPlan(budget=1, backend=FakeBackend(CLASSES)))
+
+
+def test_oracle_rounds_label_the_selection_and_count_acceptance(tmp_path: Path, digits: Path) -> None:
+    truth_ws = Workspace.init(tmp_path / "truth", classes=CLASSES)
+    add_labels(truth_ws, digits / "pool", format="yolo")
+    ws = make_ws(tmp_path, digits)
+    oracle = Oracle(truth_ws.store.latest_labels())
+    rec = run_round(ws, RoundPlan(budget=6, strategy="random", seed=1, backend=FakeBackend(CLASSES)), annotator=oracle)
+    assert ws.store.count_by_state()["labeled"] == 24 + 6
+    assert {"accepted", "adjusted", "deleted", "added", "seconds_saved"} <= set(rec.acceptance)
+    assert rec.acceptance["items"] == 6
+    labeled_round = {v["round"] for i in ws.store.selection().item_ids for v in ws.store.label_versions(i)}
+    assert labeled_round == {1}
+
+
+def test_simulation_with_the_oracle_is_reproducible_for_a_seed(tmp_path: Path, digits: Path) -> None:
+    def run(out: Path) -> list[dict]:
+        result = simulate(
+            digits / "pool", strategies=["random", "least_confidence"], initial=8, budget=5, rounds=2, seeds=[0],
+            out=out, backend_factory=lambda classes: FakeBackend(classes),
+        )
+        with open(result.csv) as f:
+            return list(csv.DictReader(f))
+
+    a, b = run(tmp_path / "a"), run(tmp_path / "b")
+    assert a == b
+    assert [(r["strategy"], r["round"], r["labeled_images"]) for r in a] == [
+        ("random", "1", "14"), ("random", "2", "19"), ("random", "3", "24"),
+        ("least_confidence", "1", "14"), ("least_confidence", "2", "19"), ("least_confidence", "3", "24"),
+    ]  # labeled = 6 test + 8 initial, then +5 per round; one ledger row per round run
+    ws = Workspace.open(tmp_path / "a" / "random-s0")
+    assert [r.round for r in ledger.history(ws.store)] == [1, 2, 3]
+    with pytest.raises(InputError, match="larger than"):
+        simulate(digits / "pool", strategies=["random"], initial=100, out=tmp_path / "c", backend_factory=FakeBackend)
