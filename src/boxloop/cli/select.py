@@ -1,0 +1,93 @@
+"""``boxloop select``: choose the images to label next, and say why each one was chosen."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..scoring import SCORERS, SELECTORS, ScoreOptions
+from ..scoring.pool import AGGREGATIONS
+from ._app import WorkspaceOpt, app, console, open_workspace
+
+
+@app.command("select")
+def select_cmd(
+    budget: Annotated[int | None, typer.Option("--budget", "-n", help="How many images to pick (default: \\[select] budget).")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy", "-s",
+            help=("Weighted scorers, e.g. 'least_confidence:1,flicker:2', optionally ending in a selector "
+                  f"({', '.join(SELECTORS)}), or a preset name from \\[select.presets]. "
+                  f"Scorers: {', '.join(SCORERS)}."),
+        ),
+    ] = None,
+    diverse: Annotated[
+        bool | None,
+        typer.Option("--diverse/--no-diverse", help="Prefer picks far from labeled images and each other (needs embeddings).",
+                     show_default=False),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed; the same seed gives the same selection.")] = None,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
+    ] = None,
+    aggregation: Annotated[
+        str, typer.Option("--aggregation", help=f"Per-image aggregation of box uncertainty: {', '.join(AGGREGATIONS)}.")
+    ] = "max",
+    explain_id: Annotated[
+        str | None, typer.Option("--explain", metavar="ID", help="Print why item ID was picked, then exit.")
+    ] = None,
+    selection_id: Annotated[
+        str | None, typer.Option("--selection", help="With --explain: which selection (default: the newest).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Score the unlabeled pool and pick the images whose correction teaches the model most.
+
+    Example: boxloop select --budget 50 --strategy "least_confidence:1,flicker:2" --diverse --seed 7
+    """
+    from ..selection import explain, select
+
+    ws = open_workspace(workspace)
+    if explain_id is not None:
+        console.print(explain(ws.store, explain_id, selection_id=selection_id), markup=False, highlight=False)
+        return
+    cfg = ws.config.select
+    text = strategy or cfg.strategy
+    text = cfg.presets.get(text, text)
+    exclude = ws.store.skipped_item_ids() if ws.config.labelstudio.skipped == "skipped" else set()
+    report = select(
+        ws.store,
+        budget=budget if budget is not None else cfg.budget,
+        strategy=text,
+        diverse=diverse if diverse is not None else (None if cfg.diverse else False),
+        seed=seed,
+        model_version=model_version,
+        options=ScoreOptions(aggregation=aggregation),
+        exclude=exclude,
+    )
+    sel = report.selection
+    table = Table(
+        title=f"{len(sel.item_ids)} to label",
+        caption=f"strategy {escape(sel.strategy)}, selector {sel.config.get('selector')}, "
+                f"model {escape(str(sel.model_version))}, seed {sel.seed}",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    table.add_column("mostly", overflow="fold")
+    for rank, item_id in enumerate(sel.item_ids, 1):
+        comps = sel.why[item_id].get("components", {})
+        lead = max(comps.items(), key=lambda kv: kv[1]["weight"] * kv[1]["percentile"], default=None)
+        reason = f"{lead[0]} {lead[1]['score']:.3g}" if lead else sel.why[item_id].get("selector", "")
+        table.add_row(str(rank), escape(item_id), f"{sel.scores[item_id]:.3f}", escape(reason))
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {escape(note)}")
+    if report.imputed:
+        n = sum(len(d) for d in report.imputed.values())
+        console.print(f"{n} imputed box(es) on {len(report.imputed)} flickering frame(s) stored as pre-labels")
+    console.print(f"saved selection [bold]{escape(sel.id)}[/bold]; see why: boxloop select --explain ITEM_ID")

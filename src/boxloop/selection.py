@@ -1,0 +1,410 @@
+"""Choosing what to label, against the store: load the pool's predictions, embeddings and
+frame order for a model version, run a strategy, record the selection with the why of every
+pick (and flicker's imputed boxes), and explain one pick in words."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .scoring import (
+    SCORERS,
+    FrameSequence,
+    PackedBoxes,
+    Pool,
+    ScoreOptions,
+    Strategy,
+    combine,
+    flicker_frames,
+    k_center,
+    parse_strategy,
+    ranked_diverse,
+    score_pool,
+    suppress_duplicates,
+    top_k,
+)
+from .scoring.diversity import unit_rows
+from .store import Store
+from .types import Detections, Selection
+
+__all__ = ["FLIP_SUFFIX", "SelectionReport", "explain", "flipped_version", "load_pool", "select"]
+
+log = logging.getLogger(__name__)
+
+#: Predictions on horizontally flipped images are stored under "<model version>@hflip",
+#: in the flipped image's pixel coordinates.
+FLIP_SUFFIX = "@hflip"
+
+
+def flipped_version(model_version: str) -> str:
+    """The model version under which predictions on mirrored images are stored."""
+    return model_version + FLIP_SUFFIX
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    """A saved selection, what the user should hear about it, and the imputed boxes stored."""
+
+    selection: Selection
+    notes: tuple[str, ...] = ()
+    imputed: Mapping[str, Detections] = field(default_factory=dict)
+
+
+def _default_version(store: Store, model_version: str | None) -> str:
+    versions = [v for v in store.predicted_versions() if not v.endswith(FLIP_SUFFIX)]
+    if model_version is None:
+        if not versions:
+            raise InputError(
+                "no predictions yet; run `boxloop predict` (or `boxloop add predictions`) before selecting"
+            )
+        return versions[0]
+    if model_version not in versions:
+        known = f"; model versions with predictions: {', '.join(versions)}" if versions else ""
+        raise InputError(
+            f"no predictions from model version {model_version!r}; run "
+            f"`boxloop predict --model-version {model_version}` first{known}"
+        )
+    return model_version
+
+
+def load_pool(
+    store: Store,
+    model_version: str,
+    *,
+    need: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> tuple[Pool, list[str]]:
+    """The pool for a model version: unlabeled items not in review, not in the test split,
+    with predictions from it. ``need`` names Pool fields to load ("embeddings", "sequence",
+    "flipped"; embeddings are loaded when present anyway). Returns (pool, notes)."""
+    need = set(need)
+    notes: list[str] = []
+    excluded = set(exclude)
+    candidates = store.items(state="prelabeled", model_version=model_version)
+    tests = sum(1 for it in candidates if it.split == "test")
+    items = [it for it in candidates if it.split != "test" and it.id not in excluded]
+    if tests:
+        notes.append(f"{tests} unlabeled item(s) of the frozen test split are never selected")
+    waiting = len(store.items(state="pool"))
+    if waiting:
+        notes.append(f"{waiting} unlabeled item(s) have no predictions yet; run `boxloop predict` to include them")
+    if not items:
+        raise InputError(
+            f"nothing to select: no unlabeled item has predictions from model version "
+            f"{model_version!r} (labeled, in review, skipped or test items are left out)"
+        )
+    ids = [it.id for it in items]
+    num_classes = len(store.classes())
+    all_predictions = store.predictions(model_version)
+    boxes = PackedBoxes.from_detections([all_predictions[i] for i in ids], num_classes=num_classes, ids=ids)
+
+    emb_ids, emb = store.embeddings(model_version, ids)
+    embeddings = None
+    if len(emb_ids) == len(ids):
+        embeddings = emb
+    elif "embeddings" in need:
+        raise InputError(
+            f"diversity and novelty need image embeddings, but {len(ids) - len(emb_ids)} of the "
+            f"{len(ids)} pool items have none from model version {model_version!r}; run "
+            f"`boxloop predict` with a backend that returns embeddings"
+        )
+    labeled = store.latest_labels()
+    labeled_ids, labeled_emb = store.embeddings(model_version, sorted(labeled))
+    counts = np.zeros(num_classes, np.int64)
+    for cid, n in store.box_counts().items():
+        if 0 <= cid < num_classes:
+            counts[cid] = n
+
+    sequence = None
+    if "sequence" in need:
+        pool_pos = {i: p for p, i in enumerate(ids)}
+        framed = [it for it in store.items() if it.video_id is not None and it.frame_index is not None
+                  and it.id in all_predictions]
+        in_pool = sum(1 for it in framed if it.id in pool_pos)
+        if not in_pool:
+            raise InputError(
+                f"flicker needs frames in order, but none of the {len(ids)} pool items comes from a "
+                "video or an image sequence; add videos with `boxloop add video` or folders with "
+                "`boxloop add images --sequence`, or drop flicker from the strategy"
+            )
+        if in_pool < len(ids):
+            notes.append(f"flicker: {len(ids) - in_pool} pool item(s) are not video frames and score 0")
+        seq_boxes = PackedBoxes.from_detections(
+            [all_predictions[it.id] for it in framed], num_classes=num_classes, ids=[it.id for it in framed]
+        )
+        sequence = FrameSequence.build(
+            seq_boxes, [it.video_id for it in framed], [it.frame_index for it in framed],
+            [pool_pos.get(it.id, -1) for it in framed],
+        )
+
+    flipped = widths = None
+    if "flipped" in need:
+        flip_version = flipped_version(model_version)
+        flip = store.predictions(flip_version, ids)
+        if len(flip) < len(ids):
+            raise InputError(
+                f"consistency needs predictions on horizontally flipped images (model version "
+                f"{flip_version!r}), but {len(ids) - len(flip)} of the {len(ids)} pool items have "
+                "none; run `boxloop predict --hflip` or drop consistency from the strategy"
+            )
+        flipped = PackedBoxes.from_detections([flip[i] for i in ids], num_classes=num_classes, ids=ids)
+        widths = np.array([it.width for it in items], np.float32)
+
+    pool = Pool(
+        ids=tuple(ids),
+        boxes=boxes,
+        embeddings=embeddings,
+        labeled_embeddings=labeled_emb if len(labeled_ids) else None,
+        labeled_class_counts=counts,
+        labeled_ids=tuple(labeled_ids),
+        sequence=sequence,
+        flipped=flipped,
+        widths=widths,
+    )
+    return pool, notes
+
+
+def _needs(strategy: Strategy, diverse: bool | None) -> set[str]:
+    need: set[str] = set()
+    for name, _ in strategy.components:
+        need |= {n if n != "labeled_embeddings" else "embeddings" for n in SCORERS[name].needs}
+    if strategy.selector in ("k_center", "diverse") or diverse:
+        need.add("embeddings")
+    return need
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, Mapping):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def select(
+    store: Store,
+    *,
+    budget: int,
+    strategy: str,
+    diverse: bool | None = None,
+    seed: int | None = None,
+    model_version: str | None = None,
+    options: ScoreOptions | None = None,
+    normalisation: str = "percentile",
+    dedup_threshold: float = 0.95,
+    alpha: float = 0.5,
+    exclude: Iterable[str] = (),
+    save: bool = True,
+) -> SelectionReport:
+    """Choose ``budget`` items to label with a strategy string and record the selection.
+
+    ``diverse``: True = ranked batch-mode diversity (embeddings required), False = plain
+    ranking, None = diversity when embeddings exist. ``seed`` None draws one (recorded).
+    """
+    if budget <= 0:
+        raise InputError(f"budget must be a positive number of images, got {budget}")
+    if not 0.0 < dedup_threshold <= 1.0:
+        raise InputError(f"dedup threshold must lie in (0, 1], got {dedup_threshold}")
+    options = options or ScoreOptions()
+    parsed = parse_strategy(strategy, diverse=bool(diverse))
+    version = _default_version(store, model_version)
+    pool, notes = load_pool(store, version, need=_needs(parsed, diverse), exclude=exclude)
+    if diverse is None and parsed.selector == "top_k" and pool.embeddings is not None:
+        parsed = Strategy(parsed.components, "diverse")
+    elif diverse is None and pool.embeddings is None:
+        notes.append("no embeddings for this model version: ranking without diversity")
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+
+    scores = score_pool(pool, parsed, options=options, rng=rng)
+    if parsed.components:
+        combined, parts = combine(scores.raw, parsed.weights, normalisation=normalisation)
+    else:
+        combined, parts = np.zeros(len(pool)), {}
+
+    n = len(pool)
+    k = min(budget, n)
+    suppressed: Mapping[int, int] = {}
+    unit = None if pool.embeddings is None else unit_rows(pool.embeddings)
+    labeled_unit = None if pool.labeled_embeddings is None else unit_rows(pool.labeled_embeddings)
+    dedup = "off: budget covers the whole pool" if k == n else "off: no embeddings"
+    if k == n:
+        notes.append(f"budget {budget} is not less than the {n} item(s) in the pool: selecting all of them")
+        picks = top_k(combined, n)
+    elif parsed.selector == "k_center":
+        cand = np.arange(n) if not parsed.components else top_k(combined, min(n, 10 * k))
+        picks = cand[k_center(unit[cand], k, rng=rng, labeled=labeled_unit)]  # type: ignore[index]
+        dedup = "not needed: k-center spreads picks"
+    elif parsed.selector == "diverse":
+        found = ranked_diverse(combined, k, rng=rng, embeddings=unit, labeled=labeled_unit,  # type: ignore[arg-type]
+                               alpha=alpha, threshold=dedup_threshold)
+        picks, suppressed = found.indices, found.suppressed
+        dedup = f"cosine similarity >= {dedup_threshold}"
+    elif unit is not None:
+        ranking = top_k(combined, n)
+        found = suppress_duplicates(ranking, unit, k, threshold=dedup_threshold)
+        picks, suppressed = found.indices, found.suppressed
+        dedup = f"cosine similarity >= {dedup_threshold}"
+    else:
+        picks = top_k(combined, k)
+    if len(picks) < k:
+        notes.append(f"only {len(picks)} of {k} picked: the rest of the pool are near-duplicates of picks")
+    seconds = time.perf_counter() - t0
+
+    ids = [pool.ids[i] for i in picks]
+    by_pick: dict[int, list[str]] = {}
+    for dup, kept in suppressed.items():
+        by_pick.setdefault(kept, []).append(pool.ids[dup])
+    why: dict[str, dict[str, Any]] = {}
+    for rank, i in enumerate(picks):
+        comps: dict[str, Any] = {}
+        for name, weight in parsed.components:
+            entry: dict[str, Any] = {
+                "weight": weight,
+                "score": float(scores.raw[name][i]),
+                "percentile": float(parts[name][i]),
+            }
+            explainer = SCORERS[name].explain
+            if explainer is not None:
+                entry["details"] = dict(explainer(pool, int(i), options))
+            comps[name] = entry
+        item_why: dict[str, Any] = {
+            "rank": rank,
+            "score": float(combined[i]),
+            "components": comps,
+            "selector": parsed.selector,
+        }
+        if int(i) in by_pick:
+            item_why["suppressed_duplicates"] = by_pick[int(i)][:10]
+            item_why["suppressed_count"] = len(by_pick[int(i)])
+        why[pool.ids[i]] = _rounded(item_why)
+
+    config: dict[str, Any] = {
+        "strategy": str(parsed),
+        "components": [[name, w] for name, w in parsed.components],
+        "selector": parsed.selector,
+        "normalisation": normalisation,
+        "budget": budget,
+        "pool_size": n,
+        "diverse": parsed.selector == "diverse",
+        "alpha": alpha if parsed.selector == "diverse" else None,
+        "dedup": dedup,
+        "dedup_threshold": dedup_threshold,
+        **options.as_dict(),
+        "exact": True,
+        "approximations": [],
+        "seconds": round(seconds, 3),
+        "notes": notes,
+    }
+    if parsed.selector == "k_center":
+        config["k_center"] = "exact greedy (lazy bound updates), cosine geometry"
+    digest = hashlib.sha256("\n".join([version, str(seed), *ids]).encode()).hexdigest()[:8]
+    selection = Selection(
+        id=f"sel-{time.strftime('%Y%m%d-%H%M%S')}-{digest}",
+        model_version=version,
+        strategy=str(parsed),
+        seed=seed,
+        item_ids=tuple(ids),
+        scores={pool.ids[i]: float(combined[i]) for i in picks},
+        why=why,
+        config=config,
+    )
+
+    imputed: dict[str, Detections] = {}
+    if "flicker" in parsed.weights and pool.sequence is not None:
+        result = flicker_frames(pool.sequence, options)
+        for frame in np.unique(result.imputed_frame):
+            where = int(pool.sequence.pool_index[frame])
+            if where >= 0:
+                imputed[pool.ids[where]] = result.imputed(int(frame))
+    if save:
+        with store.transaction():
+            store.save_selection(selection)
+            if imputed:
+                store.put_imputed(version, imputed)
+    log.info("selected %d of %d items with %s in %.2f s", len(ids), n, parsed, seconds)
+    return SelectionReport(selection, tuple(notes), imputed)
+
+
+# -- the why, in words ------------------------------------------------------------------------
+def _class(cid: int, names: Sequence[str]) -> str:
+    return f"class {cid} ({names[cid]})" if 0 <= cid < len(names) else f"class {cid}"
+
+
+def _component_line(name: str, c: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    d = c.get("details", {})
+    head = f"{name} {c['score']:.4g} (weight {c['weight']:g}, beats {100 * c['percentile']:.0f}% of the pool)"
+    if name in ("least_confidence", "margin", "entropy") and "top_box" in d:
+        b = d["top_box"]
+        return [f"{head}: most doubtful box is {_class(b['class_id'], names)} at confidence "
+                f"{b['confidence']:.2f} (uncertainty {b['uncertainty']:.2f}; {d['boxes']} box(es), "
+                f"aggregation {d['aggregation']})"]
+    if name in ("least_confidence", "margin", "entropy"):
+        return [f"{head}: no box at or above confidence {d.get('band', ['?'])[0]} (counts as one weak box)"]
+    if name == "uncertain_count":
+        classes = ", ".join(_class(x, names) for x in d.get("classes", []))
+        lo, hi = d.get("band", ["?", "?"])
+        return [f"{head}: {d.get('boxes', 0)} box(es) with confidence in [{lo}, {hi})" + (f": {classes}" if classes else "")]
+    if name == "flicker":
+        lines = [head + ":" if d.get("events") else f"{head}: {d.get('note', 'no flicker event')}"]
+        for e in d.get("events", []):
+            if e["kind"] == "missing":
+                a, b = e["seen_in"]
+                lines.append(f"  flicker: box of {_class(e['class_id'], names)} seen in frames {a} and {b}, "
+                             f"missing in {e['missing_in']} (imputed box {e['imputed_xyxy']})")
+            else:
+                a, b = e["absent_in"]
+                lines.append(f"  flicker: box of {_class(e['class_id'], names)} seen only in frame "
+                             f"{e['seen_in']}, not in {a} or {b} (confidence {e['confidence']:.2f})")
+        return lines
+    if name == "consistency" and d:
+        return [f"{head}: {d['unmatched']} box(es) without a partner and {d['class_changes']} class "
+                f"change(s) between the image and its mirror image ({d['matches']} match(es))"]
+    if name == "class_rarity" and "class_id" in d:
+        return [f"{head}: {_class(d['class_id'], names)} at confidence {d['confidence']:.2f} has "
+                f"{d['labeled_boxes']} of {d['labeled_total']} labeled boxes"]
+    if name == "novelty" and d:
+        return [f"{head}: cosine distance {d['distance']:.3f} to the nearest labeled image {d['nearest_labeled']}"]
+    return [head]
+
+
+def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> str:
+    """Why an item was picked, in words, from a saved selection (the newest by default)."""
+    sel = store.selection(selection_id)
+    if item_id not in sel.why:
+        sample = ", ".join(sel.item_ids[:5]) + (" ..." if len(sel.item_ids) > 5 else "")
+        raise InputError(f"item {item_id!r} is not in selection {sel.id} ({len(sel.item_ids)} items: {sample})")
+    w = sel.why[item_id]
+    names = store.classes()
+    cfg = sel.config
+    lines = [
+        f"{item_id}: rank {w['rank'] + 1} of {len(sel.item_ids)} in selection {sel.id}",
+        f"  model version {sel.model_version}, strategy {sel.strategy}, seed {sel.seed}, "
+        f"{cfg.get('normalisation', 'percentile')} normalisation",
+    ]
+    comps = w.get("components", {})
+    if comps:
+        terms = " + ".join(f"{c['weight']:g} x {n} {c['percentile']:.2f}" for n, c in comps.items())
+        lines.append(f"  score {w['score']:.4g} = {terms}")
+        for name, c in comps.items():
+            lines.extend("  " + line for line in _component_line(name, c, names))
+    if w.get("selector") == "diverse":
+        lines.append(f"  picked by ranked batch-mode diversity (alpha {cfg.get('alpha')}): "
+                     "high score, far from labeled images and earlier picks")
+    elif w.get("selector") == "k_center":
+        lines.append("  picked by k-center: the image farthest from everything labeled or picked before it")
+    if w.get("suppressed_count"):
+        shown = ", ".join(w["suppressed_duplicates"])
+        lines.append(f"  {w['suppressed_count']} near-duplicate(s) left out in its favour: {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""select() and explain() against a real store: the pool, the manifest, the why, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from boxloop.errors import InputError
+from boxloop.selection import explain, flipped_version, select
+from boxloop.store import Store
+from boxloop.types import Detections, Item
+
+CLASSES = ["person", "bike", "bus", "truck", "dog", "cat", "sign", "car"]
+CAR = [100, 100, 200, 180]
+
+
+def pred(boxes=(), classes=(), conf=()) -> Detections:
+    boxes = np.array(boxes, np.float32).reshape(-1, 4)
+    probs = np.zeros((len(boxes), len(CLASSES)), np.float32)
+    probs[np.arange(len(boxes)), np.array(classes, np.int64)] = 1.0
+    return Detections(boxes, np.array(classes, np.int64), np.array(conf, np.float32), {"class_probs": probs})
+
+
+@pytest.fixture
+def store() -> Store:
+    """Frames 40-45 of one video (the car vanishes in 42) and four still images; frame 40 labeled."""
+    s = Store.memory()
+    s.set_classes(CLASSES)
+    predictions = {}
+    for f in range(40, 46):
+        s.add_item(Item(f"cam-{f}", f"/v/cam/{f}.jpg", 320, 240, f"sha-cam-{f}", video_id="cam", frame_index=f))
+        predictions[f"cam-{f}"] = pred() if f == 42 else pred([CAR], [7], [0.9])
+    confidences = {"still-a": 0.95, "still-b": 0.4, "still-c": 0.3, "still-d": 0.2}
+    for name, c in confidences.items():
+        s.add_item(Item(name, f"/s/{name}.jpg", 320, 240, f"sha-{name}"))
+        predictions[name] = pred([[10, 10, 50, 50]], [0], [c])
+    s.put_predictions("v1", predictions)
+    s.add_label("cam-40", Detections(np.array([CAR], np.float32), np.array([7])), source="test", round=0)
+    return s
+
+
+def add_embeddings(store: Store, ids: list[str]) -> None:
+    rng = np.random.default_rng(0)
+    vecs = {i: rng.normal(size=16).astype(np.float32) for i in ids}
+    vecs["still-c"] = vecs["still-b"] + 0.01  # a near-copy
+    store.put_embeddings("v1", vecs)
+
+
+ALL = [f"cam-{f}" for f in range(40, 46)] + ["still-a", "still-b", "still-c", "still-d"]
+
+
+def test_selection_is_saved_with_config_seed_and_why(store):
+    report = select(store, budget=3, strategy="least_confidence:1,flicker:2", seed=7)
+    sel = store.selection()
+    assert sel.id == report.selection.id
+    assert sel.item_ids[0] == "cam-42"  # the flickering frame, flicker weighs double
+    assert "cam-40" not in sel.item_ids  # labeled
+    assert sel.seed == 7 and sel.model_version == "v1" and sel.strategy == "least_confidence:1,flicker:2"
+    for key in ("normalisation", "aggregation", "band", "t_track", "t_assert", "dedup_threshold", "diverse", "exact"):
+        assert key in sel.config
+    assert sel.config["exact"] is True and sel.config["approximations"] == []
+    why = sel.why["cam-42"]
+    assert set(why["components"]) == {"least_confidence", "flicker"}
+    assert why["components"]["flicker"]["details"]["events"][0]["missing_in"] == 42
+
+
+def test_flicker_stores_imputed_boxes_for_prelabels(store):
+    select(store, budget=2, strategy="flicker", seed=0)
+    imputed = store.imputed("v1")
+    assert list(imputed) == ["cam-42"]
+    np.testing.assert_allclose(imputed["cam-42"].xyxy, [CAR])
+    assert imputed["cam-42"].class_id.tolist() == [7]
+    assert imputed["cam-42"].data["imputed"].tolist() == [True]
+
+
+def test_explain_says_which_class_was_seen_and_missing_in_which_frames(store):
+    select(store, budget=3, strategy="least_confidence:1,flicker:2", seed=7)
+    text = explain(store, "cam-42")
+    assert "flicker: box of class 7 (car) seen in frames 41 and 43, missing in 42" in text
+    assert "rank 1 of 3" in text
+    text = explain(store, "still-c")
+    assert "least_confidence" in text and "class 0 (person) at confidence 0.30" in text
+
+
+def test_explain_an_item_not_in_the_selection(store):
+    select(store, budget=1, strategy="flicker", seed=0)
+    with pytest.raises(InputError, match="item 'still-a' is not in selection sel-"):
+        explain(store, "still-a")
+
+
+def test_same_seed_same_selection(store):
+    add_embeddings(store, ALL)
+    a = select(store, budget=4, strategy="random,least_confidence", diverse=True, seed=3, save=False).selection
+    b = select(store, budget=4, strategy="random,least_confidence", diverse=True, seed=3, save=False).selection
+    c = select(store, budget=4, strategy="random", seed=4, save=False).selection
+    d = select(store, budget=4, strategy="random", seed=5, save=False).selection
+    assert a.item_ids == b.item_ids and a.why == b.why
+    assert c.item_ids != d.item_ids
+
+
+def test_budget_larger_than_the_pool_takes_all_and_says_so(store):
+    report = select(store, budget=50, strategy="least_confidence", seed=0)
+    assert sorted(report.selection.item_ids) == sorted(set(ALL) - {"cam-40"})
+    assert any("budget 50 is not less than the 9 item(s) in the pool: selecting all of them" in n for n in report.notes)
+
+
+def test_no_predictions_says_which_command_to_run():
+    s = Store.memory()
+    s.set_classes(CLASSES)
+    s.add_item(Item("a", "/a.jpg", 10, 10, "x"))
+    with pytest.raises(InputError, match=r"no predictions yet; run `boxloop predict`"):
+        select(s, budget=1, strategy="least_confidence")
+
+
+def test_unknown_model_version_lists_the_known_ones(store):
+    with pytest.raises(InputError, match=r"no predictions from model version 'v9'; run `boxloop predict --model-version v9` first; model versions with predictions: v1"):
+        select(store, budget=1, strategy="least_confidence", model_version="v9")
+
+
+def test_diversity_asked_without_embeddings_is_an_error(store):
+    with pytest.raises(InputError, match="diversity and novelty need image embeddings, but 9 of the 9 pool items have none"):
+        select(store, budget=2, strategy="least_confidence", diverse=True)
+    with pytest.raises(InputError, match="need image embeddings"):
+        select(store, budget=2, strategy="k_center")
+    # diversity by default (config) quietly falls back to a ranking, and says so
+    report = select(store, budget=2, strategy="least_confidence", diverse=None, seed=0)
+    assert report.selection.config["selector"] == "top_k"
+    assert any("no embeddings" in n for n in report.notes)
+
+
+def test_flicker_on_items_without_frame_order_is_an_error(store):
+    store.add_label("cam-41", Detections(np.array([CAR], np.float32), np.array([7])), source="t")
+    for f in range(42, 46):
+        store.add_label(f"cam-{f}", Detections(np.array([CAR], np.float32), np.array([7])), source="t")
+    with pytest.raises(InputError, match="flicker needs frames in order, but none of the 4 pool items comes from a video"):
+        select(store, budget=2, strategy="flicker")
+
+
+def test_unknown_strategy_name_lists_the_known_ones(store):
+    with pytest.raises(InputError, match=r"unknown scorer or selector 'flickr'.*known scorers: random, least_confidence"):
+        select(store, budget=2, strategy="flickr")
+
+
+def test_budget_must_be_positive(store):
+    with pytest.raises(InputError, match="budget must be a positive number of images, got 0"):
+        select(store, budget=0, strategy="random")
+
+
+def test_near_duplicate_of_a_pick_is_suppressed(store):
+    add_embeddings(store, ALL)
+    report = select(store, budget=2, strategy="uncertain_count", diverse=False, seed=0)
+    picked = report.selection.item_ids
+    assert "still-b" in picked and "still-c" not in picked
+    assert report.selection.why["still-b"]["suppressed_duplicates"] == ["still-c"]
+    assert "near-duplicate(s) left out in its favour: still-c" in explain(store, "still-b")
+
+
+def test_diverse_selection_and_k_center_run_on_embeddings(store):
+    add_embeddings(store, ALL)
+    diverse = select(store, budget=3, strategy="least_confidence", diverse=True, seed=1).selection
+    assert diverse.config["selector"] == "diverse" and len(diverse.item_ids) == 3
+    assert "still-b" not in diverse.item_ids or "still-c" not in diverse.item_ids
+    core = select(store, budget=3, strategy="k_center", seed=1).selection
+    assert core.config["selector"] == "k_center" and len(set(core.item_ids)) == 3
+    assert "picked by k-center" in explain(store, core.item_ids[0])
+
+
+def test_consistency_reads_the_flipped_predictions(store):
+    with pytest.raises(InputError, match=r"consistency needs predictions on horizontally flipped images \(model version 'v1@hflip'\)"):
+        select(store, budget=2, strategy="consistency")
+    pool_ids = [i for i in ALL if i != "cam-40"]
+    preds = store.predictions("v1", pool_ids)
+    flips = {}
+    for i, d in preds.items():
+        x = d.xyxy.copy()
+        mirrored = np.stack([320 - x[:, 2], x[:, 1], 320 - x[:, 0], x[:, 3]], 1)
+        flips[i] = Detections(mirrored, d.class_id, d.confidence)
+    flips["still-a"] = Detections.empty(with_confidence=True)  # the mirror misses the person
+    store.put_predictions(flipped_version("v1"), flips)
+    sel = select(store, budget=1, strategy="consistency", seed=0).selection
+    assert sel.item_ids == ("still-a",)
+    assert sel.model_version == "v1"  # the flip version is never the default
+
+
+def test_test_split_and_excluded_items_are_never_selected(store):
+    store.set_split({"still-b": "test"})
+    report = select(store, budget=50, strategy="least_confidence", exclude=["still-d"], seed=0)
+    assert "still-b" not in report.selection.item_ids and "still-d" not in report.selection.item_ids
+    assert any("frozen test split" in n for n in report.notes)
