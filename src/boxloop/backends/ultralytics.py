@@ -1,0 +1,539 @@
+"""Ultralytics YOLO backend: train on a YOLO dataset view; predict every box down to a low
+threshold with its full class-score vector (read from the head, before NMS) and a pooled
+backbone embedding.
+
+The letterbox and NMS here are numpy + OpenCV and shared with the ONNX Runtime backend
+(backends/onnx.py), so both runtimes turn the same network output into the same boxes.
+torch and ultralytics are imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError, InputError
+from ..types import Detections
+from .base import Prediction, TrainResult
+
+__all__ = [
+    "Letterboxed",
+    "UltralyticsBackend",
+    "YoloRuntime",
+    "class_matrix",
+    "decode_output",
+    "letterbox",
+    "load_backend",
+    "parse_class_map",
+    "resolve_model_arg",
+    "train_yolo",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_DET = 300  # boxes kept per image after NMS (Ultralytics' default)
+MAX_NMS = 30000  # candidates going into NMS
+_MAX_WH = 7680.0  # class offset for one class-aware NMS pass (Ultralytics' trick)
+PAD_VALUE = 114
+_YAML = (".yaml", ".yml")
+
+
+# -- pre- and post-processing shared by every YOLO-family runtime -----------------------------
+
+
+@dataclass(frozen=True)
+class Letterboxed:
+    """An image ready for the network: CHW float32 in [0, 1] and how to map boxes back."""
+
+    blob: np.ndarray  # (3, H, W) float32, RGB
+    gain: float
+    pad: tuple[int, int]  # left, top
+    shape: tuple[int, int]  # original (height, width)
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Accept HxWx3 RGB uint8 (the backend contract); gray and RGBA are converted, others refused."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise InputError(f"images must be uint8, got {a.dtype}")
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[:, :, :3]
+    if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(f"images must be HxWx3 RGB, got shape {a.shape}")
+    return a
+
+
+def letterbox(image: np.ndarray, imgsz: tuple[int, int]) -> Letterboxed:
+    """Resize keeping the aspect ratio and pad to ``imgsz`` (h, w) with grey, as Ultralytics does."""
+    import cv2
+
+    image = as_rgb(image)
+    h, w = image.shape[:2]
+    new_h, new_w = imgsz
+    r = min(new_h / h, new_w / w)
+    nw, nh = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = (new_w - nw) / 2, (new_h - nh) / 2
+    img = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    blob = cv2.dnn.blobFromImage(img, scalefactor=1 / 255.0)[0]  # (3, H, W) float32, channel order kept
+    return Letterboxed(blob, r, (left, top), (h, w))
+
+
+def decode_output(
+    raw: np.ndarray,
+    boxed: Letterboxed,
+    *,
+    conf: float,
+    iou: float,
+    classes_matrix: np.ndarray | None = None,
+    max_det: int = MAX_DET,
+) -> Detections:
+    """One image's head output (4 + nc, anchors): xywh in network pixels then per-class
+    sigmoid scores → boxes in image pixels after class-aware NMS, each with ``confidence``
+    (its best class score) and ``data["class_probs"]`` (the score vector normalised to 1).
+
+    ``classes_matrix`` (model classes × project classes) maps the score vector into the
+    project's classes; the box's class is the argmax of the mapped vector."""
+    import cv2
+
+    scores = raw[4:].T  # (A, nc)
+    best = scores.max(axis=1)
+    keep = np.flatnonzero(best > conf)
+    n_out = scores.shape[1] if classes_matrix is None else classes_matrix.shape[1]
+    if not len(keep):
+        return Detections(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32),
+            {"class_probs": np.zeros((0, n_out), np.float32)},
+        )
+    if len(keep) > MAX_NMS:
+        keep = keep[np.argsort(-best[keep], kind="stable")[:MAX_NMS]]
+    xywh = raw[:4, keep].T.astype(np.float64)
+    s = scores[keep]
+    c = best[keep]
+    cls = s.argmax(axis=1)
+    # one NMS pass for all classes: boxes of different classes are moved apart
+    offset = (cls * _MAX_WH)[:, None]
+    nms_boxes = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2 + offset, xywh[:, 2:]], axis=1)
+    found = cv2.dnn.NMSBoxes(nms_boxes.tolist(), c.astype(float).tolist(), float(conf), float(iou))
+    picked = np.asarray(found, np.int64).reshape(-1)[:max_det]
+    xywh, s, c = xywh[picked], s[picked], c[picked]
+    xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
+    left, top = boxed.pad
+    xyxy = (xyxy - np.array([left, top, left, top])) / boxed.gain
+    h, w = boxed.shape
+    xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+    xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+    probs = s / np.maximum(s.sum(axis=1, keepdims=True), 1e-12)
+    if classes_matrix is not None:
+        probs = probs @ classes_matrix
+    probs = probs.astype(np.float32)
+    return Detections(xyxy.astype(np.float32), probs.argmax(axis=1), c.astype(np.float32), {"class_probs": probs})
+
+
+def parse_class_map(pairs: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """``["old=new", ...]`` (or a mapping) → {old: new}; a malformed pair is an InputError."""
+    if pairs is None:
+        return {}
+    if isinstance(pairs, Mapping):
+        return {str(k): str(v) for k, v in pairs.items()}
+    out: dict[str, str] = {}
+    for pair in pairs:
+        for part in str(pair).split(","):
+            if not part.strip():
+                continue
+            old, sep, new = part.partition("=")
+            if not sep or not old.strip() or not new.strip():
+                raise InputError(f"--class-map expects old=new, got {part!r}")
+            out[old.strip()] = new.strip()
+    return out
+
+
+def class_matrix(
+    model_classes: Sequence[str], project_classes: Sequence[str], class_map: Mapping[str, str] | None = None,
+    *, source: str = "the weights",
+) -> np.ndarray | None:
+    """The (model × project) 0/1 matrix sending each model class to its project class by
+    name (after ``class_map``); None when the two lists are the same. A model class with no
+    project counterpart is an error listing both lists."""
+    class_map = dict(class_map or {})
+    unknown_keys = sorted(set(class_map) - set(model_classes))
+    if unknown_keys:
+        raise InputError(
+            f"--class-map names {', '.join(unknown_keys)}, not classes of {source}: {list(model_classes)}"
+        )
+    mapped = [class_map.get(n, n) for n in model_classes]
+    if list(mapped) == list(project_classes):
+        return None
+    index = {n: i for i, n in enumerate(project_classes)}
+    missing = [n for n in mapped if n not in index]
+    if missing:
+        raise BackendError(
+            f"class names of {source} differ from the project's: model {list(model_classes)} vs "
+            f"project {list(project_classes)} ({', '.join(missing)} not in the project); "
+            "map them with --class-map old=new"
+        )
+    m = np.zeros((len(model_classes), len(project_classes)), np.float32)
+    for i, n in enumerate(mapped):
+        m[i, index[n]] = 1.0
+    return m
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage over all images (worker threads add up)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, stage: str, dt: float, images: int = 0) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
+            self.images += images
+
+    def ms_per_image(self) -> dict[str, float]:
+        n = max(self.images, 1)
+        return {k: 1000 * v / n for k, v in self.seconds.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.seconds.clear()
+            self.images = 0
+
+
+class YoloRuntime:
+    """What the torch and ONNX YOLO backends share: letterbox (``prepare``, thread-safe),
+    network call (``_forward``), decode + NMS + class mapping (``run``)."""
+
+    name = "yolo"
+    imgsz: tuple[int, int]
+    model_classes: list[str]
+    _classes: list[str]
+    _matrix: np.ndarray | None
+
+    def _init_classes(
+        self, model_classes: Sequence[str], classes: Sequence[str] | None, class_map: Mapping[str, str] | None,
+        source: str,
+    ) -> None:
+        self.model_classes = list(model_classes)
+        self._classes = list(classes) if classes is not None else list(model_classes)
+        self._matrix = class_matrix(self.model_classes, self._classes, class_map, source=source)
+        self.times = StageTimes()
+
+    @property
+    def classes(self) -> list[str]:
+        """The classes of ``class_id`` and of the columns of ``class_probs`` (the project's)."""
+        return list(self._classes)
+
+    def prepare(self, image: np.ndarray) -> Letterboxed:
+        t = time.perf_counter()
+        out = letterbox(image, self.imgsz)
+        self.times.add("preprocess", time.perf_counter() - t)
+        return out
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def run(self, prepared: Sequence[Letterboxed], *, conf: float = 0.01, iou: float = 0.6) -> list[Prediction]:
+        """Predictions for letterboxed images (one network call per batch)."""
+        if not prepared:
+            return []
+        t = time.perf_counter()
+        raw, emb = self._forward(np.stack([p.blob for p in prepared]))
+        t2 = time.perf_counter()
+        out = [
+            Prediction(
+                decode_output(raw[i], p, conf=conf, iou=iou, classes_matrix=self._matrix),
+                None if emb is None else np.ascontiguousarray(emb[i], np.float32),
+            )
+            for i, p in enumerate(prepared)
+        ]
+        self.times.add("inference", t2 - t)
+        self.times.add("postprocess", time.perf_counter() - t2, images=len(prepared))
+        return out
+
+    def predict(self, images: Sequence[np.ndarray], *, conf: float = 0.01, iou: float = 0.6) -> list[Prediction]:
+        """Boxes, class probabilities and an embedding for each RGB image."""
+        return self.run([self.prepare(im) for im in images], conf=conf, iou=iou)
+
+
+# -- the torch runtime --------------------------------------------------------------------------
+
+
+def input_shape(imgsz: int | Sequence[int], stride: int = 32) -> tuple[int, int]:
+    """(h, w) network input for an int size (square) or an (h, w) pair, rounded up to the stride."""
+    h, w = (imgsz, imgsz) if isinstance(imgsz, (int, np.integer)) else (int(imgsz[0]), int(imgsz[1]))
+    return tuple(max(stride, int(np.ceil(v / stride) * stride)) for v in (h, w))  # type: ignore[return-value]
+
+
+def rect_shape(imgsz: int, width: int, height: int, stride: int = 32) -> tuple[int, int]:
+    """The smallest (h, w) input holding an image of this size scaled so its long side is
+    ``imgsz``: 320x240 images at 320 run at 256x320, 20% fewer pixels than 320x320."""
+    r = imgsz / max(width, height)
+    return input_shape((round(height * r), round(width * r)), stride)
+
+
+def use_all_cores() -> None:
+    """Ultralytics sets torch to cpu_count - 1 threads (1 on 2 cores); use them all."""
+    import torch
+
+    n = os.cpu_count() or 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def resolve_model_arg(model: str | Path) -> tuple[str, bool]:
+    """(what to hand Ultralytics, whether it is a yaml). A weights file must exist locally:
+    boxloop never lets Ultralytics download a checkpoint by name."""
+    text = str(model)
+    if text.lower().endswith(_YAML):
+        p = Path(text).expanduser()
+        if p.is_file():
+            return str(p.absolute()), True
+        if os.sep in text or "/" in text:
+            raise InputError(f"{text}: model yaml not found")
+        return text, True  # a name Ultralytics ships, e.g. yolov8n.yaml (no download)
+    p = Path(text).expanduser()
+    if not p.exists():
+        raise InputError(
+            f"{text}: weights file not found (boxloop never downloads weights; give a local .pt/.onnx "
+            "file or a model yaml such as yolov8n.yaml to train from scratch)"
+        )
+    if not p.is_file():
+        raise InputError(f"{text}: not a file")
+    return str(p.absolute()), False
+
+
+def _names_list(names: Any) -> list[str]:
+    if isinstance(names, Mapping):
+        return [str(names[k]) for k in sorted(names, key=int)]
+    return [str(n) for n in names]
+
+
+def load_torch_model(weights: str | Path, *, nc: int | None = None, device: str = "cpu") -> tuple[Any, list[str], int]:
+    """(fused eval DetectionModel, its class names, its training imgsz) from a .pt file or a
+    model yaml (a fresh model with ``nc`` classes). Errors name the file."""
+    import torch
+
+    arg, is_yaml = resolve_model_arg(weights)
+    model: Any
+    dev = torch.device("cpu" if device == "cpu" else (device if str(device).startswith("cuda") else f"cuda:{device}"))
+    if is_yaml:
+        from ultralytics.nn.tasks import DetectionModel
+
+        try:
+            model = DetectionModel(arg, nc=nc, verbose=False)
+        except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError) as e:
+            raise InputError(f"{weights}: cannot build a model from this yaml: {e}") from e
+        names = [str(i) for i in range(int(model.model[-1].nc))]
+        imgsz = 640
+    else:
+        from ultralytics.nn.tasks import load_checkpoint
+
+        if os.path.getsize(arg) == 0:
+            raise BackendError(f"{weights}: empty weights file (0 bytes)")
+        try:
+            model, _ = load_checkpoint(arg, device="cpu", fuse=False)
+        except Exception as e:  # torch.load and Ultralytics raise a zoo of types for a bad file
+            raise BackendError(f"{weights}: cannot load weights (corrupt or not an Ultralytics checkpoint): {e}") from e
+        names = _names_list(getattr(model, "names", None) or [str(i) for i in range(getattr(model, "nc", 0))])
+        targs = getattr(model, "args", {}) or {}
+        imgsz = int(targs.get("imgsz", 640)) if isinstance(targs.get("imgsz", 640), (int, float)) else 640
+    head = model.model[-1]
+    if not hasattr(head, "nc") or not hasattr(head, "reg_max"):
+        raise BackendError(f"{weights}: not a detection model (its last layer is {type(head).__name__})")
+    if getattr(head, "one2one_cv2", None) is not None:
+        # NMS-free heads (YOLO26, YOLOv10) keep top classes only: use the one-to-many branch
+        head.end2end = False
+    model = model.float().fuse(verbose=False).eval().to(dev)
+    for m in model.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = True
+    return model, names, imgsz
+
+
+def backbone_end(model: Any) -> int:
+    """Index of the last backbone layer (whose pooled output is the image embedding)."""
+    yaml = getattr(model, "yaml", None) or {}
+    n = len(yaml.get("backbone", [])) if isinstance(yaml, Mapping) else 0
+    return n - 1 if n > 0 else max(len(model.model) - 2, 0)
+
+
+class UltralyticsBackend(YoloRuntime):
+    """A YOLO detector run by PyTorch in-process (CPU or GPU), loaded once.
+
+    >>> be = load_backend("runs/m001/weights/best.pt", classes=["a", "b"])  # doctest: +SKIP
+    >>> be.predict([rgb])[0].detections.data["class_probs"].shape            # doctest: +SKIP
+    (n, 2)
+    """
+
+    name = "ultralytics"
+
+    def __init__(
+        self, weights: str | Path, *, classes: Sequence[str] | None = None, device: str = "cpu",
+        imgsz: int | Sequence[int] | None = None, class_map: Mapping[str, str] | None = None,
+    ) -> None:
+        import torch
+
+        self.weights = str(weights)
+        self.device = device
+        if device == "cpu":
+            use_all_cores()
+        self.model, names, train_imgsz = load_torch_model(
+            weights, nc=len(classes) if classes and str(weights).lower().endswith(_YAML) else None, device=device
+        )
+        if str(weights).lower().endswith(_YAML) and classes:
+            names = list(classes)
+        stride = int(max(float(self.model.stride.max()), 32))
+        self.imgsz = input_shape(imgsz or train_imgsz, stride)
+        self.stride = stride
+        self._init_classes(names, classes, class_map, source=str(weights))
+        self._torch_device = next(self.model.parameters()).device
+        self._feat: list[Any] = []
+        self._lock = threading.Lock()
+        layer = self.model.model[backbone_end(self.model)]
+        layer.register_forward_hook(lambda _m, _i, out: self._feat.append(out))
+        self._torch = torch
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            self._feat.clear()
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._torch_device)
+            out = self.model(x)
+            y = out[0] if isinstance(out, (tuple, list)) else out
+            emb = self._feat[-1].float().mean(dim=(2, 3)) if self._feat else None
+            self._feat.clear()
+            return y.float().cpu().numpy(), None if emb is None else emb.cpu().numpy()
+
+
+def load_backend(
+    weights_or_yaml: str | Path,
+    *,
+    classes: Sequence[str] | None = None,
+    runtime: str = "torch",
+    device: str = "cpu",
+    imgsz: int | Sequence[int] | None = None,
+    class_map: Mapping[str, str] | Sequence[str] | None = None,
+    batch: int = 8,
+) -> YoloRuntime:
+    """Load a detector once: a .pt (or model yaml) with PyTorch, or an .onnx file with ONNX
+    Runtime (chosen by ``runtime="onnx"`` or the file suffix; a .pt is exported first, cached
+    beside it). ``imgsz`` is an int (square) or (h, w). ``classes`` are the project's; the weights' classes are mapped by name
+    (and ``class_map`` old=new), a mismatch is an error listing both."""
+    if runtime not in ("torch", "onnx"):
+        raise InputError(f"unknown runtime {runtime!r}; known: torch, onnx")
+    cmap = parse_class_map(class_map)
+    path = str(weights_or_yaml)
+    if path.lower().endswith(".onnx") or runtime == "onnx":
+        from .onnx import OnnxBackend, export_onnx
+
+        if not path.lower().endswith(".onnx"):
+            arg, is_yaml = resolve_model_arg(path)
+            if is_yaml:
+                raise InputError(f"{path}: an untrained model yaml cannot run with ONNX; train it first")
+            path = str(export_onnx(arg, imgsz=imgsz))
+        return OnnxBackend(path, classes=classes, class_map=cmap, device=device, batch=batch)
+    return UltralyticsBackend(path, classes=classes, device=device, imgsz=imgsz, class_map=cmap)
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+def train_yolo(
+    data_yaml: str | Path,
+    *,
+    model: str | Path,
+    run_dir: Path,
+    epochs: int = 30,
+    imgsz: int = 320,
+    batch: int = 16,
+    device: str = "cpu",
+    patience: int = 50,
+    workers: int = 0,
+    seed: int = 0,
+    extra: Mapping[str, Any] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train Ultralytics YOLO on a data.yaml into ``run_dir`` (weights/best.pt, last.pt,
+    results.csv, args.yaml), offline: no plots (fonts), no downloads, all CPU cores."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    arg, is_yaml = resolve_model_arg(model)
+    if epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    if not is_yaml and os.path.getsize(arg) == 0:
+        raise BackendError(f"{model}: empty weights file (0 bytes)")
+    from ultralytics import YOLO
+
+    try:
+        yolo = YOLO(arg, task="detect")
+    except Exception as e:  # a bad .pt surfaces as many exception types
+        raise BackendError(f"{model}: cannot load weights (corrupt or not an Ultralytics checkpoint): {e}") from e
+
+    def threads(_trainer: Any) -> None:
+        if str(device) == "cpu":
+            use_all_cores()
+
+    def epoch_end(trainer: Any) -> None:
+        if on_epoch is not None:
+            on_epoch(int(trainer.epoch) + 1, int(trainer.epochs))
+
+    yolo.add_callback("on_pretrain_routine_end", threads)
+    yolo.add_callback("on_train_epoch_start", threads)
+    yolo.add_callback("on_fit_epoch_end", epoch_end)
+    run_dir = Path(run_dir).absolute()
+    args: dict[str, Any] = {
+        "data": str(data_yaml),
+        "epochs": int(epochs),
+        "imgsz": int(imgsz),
+        "batch": int(batch),
+        "device": device,
+        "patience": int(patience),
+        "workers": int(workers),
+        "project": str(run_dir.parent),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "plots": False,
+        "verbose": False,
+        "seed": int(seed),
+        "amp": str(device) != "cpu",
+    }
+    args.update(dict(extra or {}))
+    log.info("training %s on %s for %d epoch(s) into %s", model, data_yaml, epochs, run_dir)
+    import ultralytics.engine.trainer as trainer_module
+
+    saved_check_amp = trainer_module.check_amp
+    # Ultralytics' AMP check downloads yolo26n.pt on a GPU; boxloop never downloads weights
+    trainer_module.check_amp = lambda *_a, **_k: True
+    try:
+        yolo.train(**args)
+    except KeyboardInterrupt:
+        raise
+    except (BackendError, InputError):
+        raise
+    except Exception as e:  # the trainer's own failure; the message says what went wrong
+        raise BackendError(f"training failed: {type(e).__name__}: {e}") from e
+    finally:
+        trainer_module.check_amp = saved_check_amp
+    save_dir = Path(getattr(yolo.trainer, "save_dir", run_dir))
+    best = save_dir / "weights" / "best.pt"
+    weights = best if best.is_file() else save_dir / "weights" / "last.pt"
+    if not weights.is_file():
+        raise BackendError(f"training finished without weights in {save_dir / 'weights'}")
+    metrics = {
+        str(k): float(v) for k, v in (getattr(yolo.trainer, "metrics", None) or {}).items()
+        if isinstance(v, (int, float, np.floating))
+    }
+    return TrainResult(run_dir=save_dir, weights=weights, metrics=metrics)

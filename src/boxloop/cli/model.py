@@ -1,0 +1,212 @@
+"""Commands for the model: train, predict, evaluate, export-model, add predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ._app import (
+    WorkspaceOpt,
+    add_app,
+    app,
+    console,
+    open_workspace,
+    progress_disabled,
+    report_problems,
+)
+
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if any input had a problem.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="A model version (m001) or a weights file (.pt/.onnx); default: the newest trained."),
+]
+RuntimeOpt = Annotated[
+    str | None, typer.Option("--runtime", help="torch or onnx (default: [predict] runtime; .onnx files use onnx).")
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 (default: [train] device).")]
+ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Network input size (default: the size it was trained at).")]
+ClassMapOpt = Annotated[
+    list[str] | None,
+    typer.Option("--class-map", help="Map a class name of the weights to the project's: old=new (repeatable)."),
+]
+
+
+@contextmanager
+def _bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar (silent when not on a terminal); yields an ``advance(n)`` callback."""
+    if progress_disabled():
+        yield lambda n: None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@app.command("train")
+def train_cmd(
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="yolov8n.yaml / yolo11n.yaml (from scratch) or PATH.pt (transfer); default: [train] model."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: [train] epochs).")] = None,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Training image size.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Batch size.")] = None,
+    device: DeviceOpt = None,
+    allow_missing_classes: Annotated[
+        bool, typer.Option("--allow-missing-classes", help="Train even when a class has no labeled box.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train a detector on every human label (train/val splits) and record a model version.
+
+    Example: boxloop train --model yolov8n.yaml --epochs 30 --imgsz 320
+    """
+    from ..modeling import train
+
+    ws = open_workspace(workspace)
+    with _bar("training (epochs)", total=epochs or ws.config.train.epochs) as advance:
+        outcome = train(
+            ws, model=model, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
+            allow_missing_classes=allow_missing_classes, on_epoch=lambda _e, _n: advance(1),
+        )
+    console.print(
+        f"model version [bold]{outcome.version}[/bold]: {outcome.train_images} train / "
+        f"{outcome.val_images} val images, weights {outcome.weights}"
+    )
+    m50 = outcome.metrics.get("metrics/mAP50(B)")
+    if m50 is not None:
+        console.print(f"val mAP50 {m50:.3f}, mAP50-95 {outcome.metrics.get('metrics/mAP50-95(B)', 0.0):.3f}")
+    console.print("next: boxloop predict  (pre-label the pool), boxloop evaluate")
+
+
+@app.command("predict")
+def predict_cmd(
+    model: ModelOpt = None,
+    conf: Annotated[float | None, typer.Option("--conf", help="Keep boxes down to this confidence (default 0.01).")] = None,
+    iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold.")] = None,
+    scope: Annotated[
+        str, typer.Option("--scope", help="Which items: unlabeled (the pool), all, labeled, train, val, test.")
+    ] = "unlabeled",
+    items: Annotated[str | None, typer.Option("--items", help="Comma-separated item ids instead of --scope.")] = None,
+    runtime: RuntimeOpt = None,
+    device: DeviceOpt = None,
+    imgsz: ImgszOpt = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Images per network call.")] = None,
+    class_map: ClassMapOpt = None,
+    strict: StrictOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Pre-label images: boxes, class probabilities and an embedding per image, stored per model version.
+
+    Example: boxloop predict --conf 0.01 --runtime onnx
+    """
+    from ..modeling import _scope_items, predict
+
+    ws = open_workspace(workspace)
+    ids = [i.strip() for i in items.split(",") if i.strip()] if items else None
+    total = len(_scope_items(ws, scope, ids))
+    with _bar("predicting", total=total) as advance:
+        report = predict(
+            ws, model=model, scope=scope, ids=ids, conf=conf, iou=iou, runtime=runtime, device=device,
+            imgsz=imgsz, batch=batch, class_map=class_map, progress=advance,
+        )
+    console.print(report.summary())
+    report_problems(report.problems, strict=strict)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: ModelOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate on (the frozen test split by default).")] = "test",
+    conf: Annotated[
+        float | None, typer.Option("--conf", help="Working threshold for precision/recall (default 0.25).")
+    ] = None,
+    runtime: RuntimeOpt = None,
+    device: DeviceOpt = None,
+    imgsz: ImgszOpt = None,
+    class_map: ClassMapOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """COCO-style mAP@0.5, mAP@0.5:0.95, per-class AP, precision/recall on the test split.
+
+    Example: boxloop evaluate --model m002
+    """
+    import json
+
+    from ..modeling import evaluate_model
+
+    ws = open_workspace(workspace)
+    version, metrics = evaluate_model(
+        ws, model=model, split=split, conf=conf, runtime=runtime, device=device, imgsz=imgsz, class_map=class_map,
+    )
+    if json_out:
+        console.print_json(json.dumps({"model_version": version, **metrics}))
+        return
+    console.print(
+        f"[bold]{version}[/bold] on {split} ({metrics['images']} images, {metrics['labels']} boxes): "
+        f"mAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  "
+        f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f} at conf {metrics['conf']:g}"
+    )
+    table = Table("class", "labels", "AP50", "AP50-95")
+    for name, ap in metrics["per_class_ap"].items():
+        ap50 = metrics["per_class_ap50"][name]
+        table.add_row(
+            name, str(metrics["per_class_labels"][name]),
+            "-" if ap50 is None else f"{ap50:.3f}", "-" if ap is None else f"{ap:.3f}",
+        )
+    console.print(table)
+
+
+@app.command("export-model")
+def export_model_cmd(
+    model: ModelOpt = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="Export format: onnx.")] = "onnx",
+    imgsz: ImgszOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: beside the weights).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export a model version to ONNX (pre-NMS head output plus the embedding), for `predict --runtime onnx`.
+
+    Example: boxloop export-model --format onnx --imgsz 320
+    """
+    from ..modeling import export_model
+
+    ws = open_workspace(workspace)
+    path = export_model(ws, model=model, format=format, imgsz=imgsz, out=out)
+    console.print(f"wrote {path}")
+
+
+@add_app.command("predictions")
+def add_predictions_cmd(
+    path: Annotated[Path, typer.Argument(help="A folder of YOLO txt files (class cx cy w h conf) or a COCO results JSON.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="yolo or coco-results.")] = "yolo",
+    model_version: Annotated[str, typer.Option("--model-version", help="Name to store these predictions under.")] = ...,  # type: ignore[assignment]
+    coco_json: Annotated[
+        Path | None, typer.Option("--coco-json", help="COCO dataset file naming the images and categories of the results.")
+    ] = None,
+    class_map: ClassMapOpt = None,
+    strict: StrictOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Bring in predictions from any other detector (MMDetection, TF, ...) for scoring and pre-labels.
+
+    Example: boxloop add predictions results.json --format coco-results --coco-json val.json --model-version mmdet-1
+    """
+    from ..modeling import add_predictions
+
+    ws = open_workspace(workspace)
+    report = add_predictions(
+        ws, path, format=format, model_version=model_version, coco_json=coco_json, class_map=class_map
+    )
+    console.print(report.summary())
+    report_problems(report.problems, strict=strict)

@@ -1,0 +1,184 @@
+"""COCO-style detection metrics (mAP@0.5, mAP@0.5:0.95, per-class AP) computed with
+pycocotools, plus precision and recall at a working confidence threshold.
+
+Plain functions over {item id: Detections}; modeling.py runs them on the frozen test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .types import Detections
+
+__all__ = ["WORKING_CONF", "box_iou", "coco_metrics", "precision_recall"]
+
+log = logging.getLogger(__name__)
+WORKING_CONF = 0.25  # the threshold a person would see pre-labels at
+MAX_DETS = 300  # boxes per image counted by mAP (Ultralytics' max_det)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def precision_recall(
+    gt: Mapping[str, Detections], pred: Mapping[str, Detections], *, conf: float = WORKING_CONF, iou: float = 0.5
+) -> dict[str, float | int]:
+    """Precision and recall of the boxes at or above ``conf``: greedy matching, best
+    confidence first, to an unmatched label of the same class with IoU ≥ ``iou``."""
+    tp = fp = n_gt = 0
+    for item_id, labels in gt.items():
+        n_gt += len(labels)
+        p = pred.get(item_id)
+        if p is None or not len(p):
+            continue
+        if p.confidence is None:
+            raise InputError(f"predictions of item {item_id} have no confidence")
+        p = p[p.confidence >= conf]
+        p = p[np.argsort(-p.confidence, kind="stable")]  # type: ignore[operator]
+        ious = box_iou(p.xyxy, labels.xyxy)
+        taken = np.zeros(len(labels), bool)
+        for i in range(len(p)):
+            cand = (labels.class_id == p.class_id[i]) & ~taken & (ious[i] >= iou)
+            if cand.any():
+                j = int(np.argmax(np.where(cand, ious[i], -1.0)))
+                taken[j] = True
+                tp += 1
+            else:
+                fp += 1
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / n_gt if n_gt else 0.0,
+        "tp": tp,
+        "fp": fp,
+        "fn": n_gt - tp,
+    }
+
+
+def _coco(images: list[dict], anns: list[dict], n_classes: int):  # type: ignore[no-untyped-def]
+    from pycocotools.coco import COCO
+
+    c = COCO()
+    c.dataset = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": k + 1, "name": str(k)} for k in range(n_classes)],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        c.createIndex()
+    return c
+
+
+def _annotations(boxes: Mapping[str, Detections], image_ids: Mapping[str, int], *, scores: bool) -> list[dict]:
+    anns: list[dict] = []
+    for item_id, d in boxes.items():
+        if item_id not in image_ids:
+            continue
+        xywh = np.concatenate([d.xyxy[:, :2], d.xyxy[:, 2:] - d.xyxy[:, :2]], axis=1).astype(float)
+        for k in range(len(d)):
+            ann: dict[str, Any] = {
+                "id": len(anns) + 1,  # pycocotools treats id 0 as "unmatched": start at 1
+                "image_id": image_ids[item_id],
+                "category_id": int(d.class_id[k]) + 1,
+                "bbox": xywh[k].tolist(),
+                "area": float(xywh[k, 2] * xywh[k, 3]),
+                "iscrowd": 0,
+            }
+            if scores:
+                ann["score"] = float(d.confidence[k]) if d.confidence is not None else 1.0
+            anns.append(ann)
+    return anns
+
+
+def coco_metrics(
+    gt: Mapping[str, Detections],
+    pred: Mapping[str, Detections],
+    *,
+    classes: Sequence[str],
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+    conf: float = WORKING_CONF,
+    max_dets: int = MAX_DETS,
+) -> dict[str, Any]:
+    """mAP@0.5, mAP@0.5:0.95 (mean over classes that have labels), per-class AP, and
+    precision/recall at ``conf``, for labels ``gt`` and predictions ``pred`` keyed by item id.
+    Items in ``gt`` without a prediction count as predicted empty; ``sizes`` are (w, h).
+
+    >>> box = Detections(np.array([[0, 0, 10, 10]]), np.array([0]), np.array([0.9]))
+    >>> coco_metrics({"a": box}, {"a": box}, classes=["x"])["map50"]
+    1.0
+    """
+    if not gt:
+        raise InputError("nothing to evaluate: no labeled images in the split")
+    for item_id, d in pred.items():
+        if d.confidence is None:
+            raise InputError(f"predictions of item {item_id} have no confidence")
+    ids = {item_id: i + 1 for i, item_id in enumerate(gt)}
+    images = []
+    for item_id, i in ids.items():
+        if sizes and item_id in sizes:
+            w, h = sizes[item_id]
+        else:
+            boxes = gt[item_id].xyxy
+            w = int(np.ceil(boxes[:, 2].max())) + 1 if len(boxes) else 1
+            h = int(np.ceil(boxes[:, 3].max())) + 1 if len(boxes) else 1
+        images.append({"id": i, "width": int(w), "height": int(h)})
+    n_classes = len(classes)
+    gt_coco = _coco(images, _annotations(gt, ids, scores=False), n_classes)
+    dt_coco = _coco(images, _annotations(pred, ids, scores=True), n_classes)
+
+    from pycocotools.cocoeval import COCOeval
+
+    ev = COCOeval(gt_coco, dt_coco, "bbox")
+    ev.params.maxDets = [1, 10, int(max_dets)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"]  # [IoU thresholds, recall points, classes, areas, maxDets]
+    n_gt = np.bincount(
+        np.concatenate([d.class_id for d in gt.values()] or [np.zeros(0, np.int64)]), minlength=n_classes
+    )
+    ap50: dict[str, float | None] = {}
+    ap: dict[str, float | None] = {}
+    for k, name in enumerate(classes):
+        if n_gt[k] == 0:
+            ap50[name] = ap[name] = None
+            continue
+        p = precision[:, :, k, 0, -1]  # all areas, most detections
+        per_iou = [float(np.mean(row[row > -1])) if (row > -1).any() else 0.0 for row in p]
+        ap50[name] = per_iou[0]
+        ap[name] = float(np.mean(per_iou))
+    present = [c for c in classes if ap[c] is not None]
+    pr = precision_recall(gt, pred, conf=conf)
+    return {
+        "map50": float(np.mean([ap50[c] for c in present])) if present else 0.0,
+        "map50_95": float(np.mean([ap[c] for c in present])) if present else 0.0,
+        "per_class_ap": {c: ap[c] for c in classes},
+        "per_class_ap50": {c: ap50[c] for c in classes},
+        "per_class_labels": {c: int(n_gt[k]) for k, c in enumerate(classes)},
+        "conf": float(conf),
+        "precision": float(pr["precision"]),
+        "recall": float(pr["recall"]),
+        "tp": int(pr["tp"]),
+        "fp": int(pr["fp"]),
+        "fn": int(pr["fn"]),
+        "images": len(gt),
+        "labels": int(n_gt.sum()),
+        "predictions": int(sum(len(pred[i]) for i in gt if i in pred)),
+        "implementation": "pycocotools",
+    }

@@ -1,0 +1,692 @@
+"""The model half of the loop at workspace level: train on the human labels, predict the
+pool (boxes, class probabilities, embeddings), evaluate on the frozen test split, export to
+ONNX, and bring in predictions made by any other detector.
+
+Model versions: a training run is ``m001``, ``m002``, ... (one more than the highest number
+known to the store or present under runs/), and its folder is ``runs/<version>``. Weights
+given by path get ``<file stem>-<first 8 hex of their sha256>``, so the same file is always
+the same version. Predictions imported with ``add predictions`` use the name given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendError, InputError, Problems
+from .types import Detections, Item
+from .workspace import Workspace
+
+__all__ = [
+    "PREDICTION_FORMATS",
+    "PREDICT_SCOPES",
+    "ImportReport",
+    "PredictReport",
+    "ResolvedModel",
+    "TrainOutcome",
+    "add_predictions",
+    "decode_file",
+    "evaluate_model",
+    "export_model",
+    "iter_predictions",
+    "next_version",
+    "predict",
+    "resolve_model",
+    "train",
+]
+
+log = logging.getLogger(__name__)
+PREDICT_SCOPES = ("unlabeled", "all", "labeled", "train", "val", "test")
+PREDICTION_FORMATS = ("yolo", "coco-results")
+EVAL_CONF = 0.001  # mAP needs every box; the working threshold is separate
+_CHUNK = 64  # predictions per store transaction
+Progress = Callable[[int], None]
+
+
+# -- model versions -------------------------------------------------------------------------------
+
+
+def next_version(ws: Workspace) -> str:
+    """The id of the next training run: m001, m002, ..."""
+    taken = [v["id"] for v in ws.store.model_versions()]
+    if ws.runs_dir.is_dir():
+        taken += [p.name for p in ws.runs_dir.iterdir()]
+    nums = [int(m.group(1)) for t in taken if (m := re.fullmatch(r"m(\d+)", t))]
+    return f"m{max(nums, default=0) + 1:03d}"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model version the store knows, with the file to load it from (None for imported predictions)."""
+
+    version: str
+    path: Path | None
+    classes: list[str]
+    backend: str
+
+
+def _file_version(path: Path) -> str:
+    from .sources.images import file_sha256
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem) or "model"
+    return f"{stem}-{file_sha256(path)[:8]}"
+
+
+def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedModel:
+    """A model version id (None: the newest trained one) or a weights file (.pt / .onnx),
+    which is registered as a version named after its content."""
+    store = ws.store
+    if model is None:
+        versions = [v for v in store.model_versions() if v["path"]]
+        if not versions:
+            raise InputError("no trained model yet; run `boxloop train` or pass --model PATH")
+        v = versions[-1]
+        return ResolvedModel(v["id"], Path(v["path"]), list(v["classes"]), v["backend"])
+    known = {v["id"]: v for v in store.model_versions()}
+    if str(model) in known:
+        v = known[str(model)]
+        return ResolvedModel(v["id"], Path(v["path"]) if v["path"] else None, list(v["classes"]), v["backend"])
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise InputError(
+            f"{model}: neither a model version ({', '.join(known) or 'none yet'}) nor a weights file"
+        )
+    path = path.absolute()
+    version = _file_version(path)
+    backend = "onnx" if path.suffix.lower() == ".onnx" else "ultralytics"
+    if version not in known:
+        store.add_model_version(version, backend=backend, classes=ws.classes, path=str(path), meta={"source": "file"})
+    return ResolvedModel(version, path, ws.classes, backend)
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A finished training run registered in the store."""
+
+    version: str
+    run_dir: Path
+    weights: Path
+    metrics: dict[str, float]
+    train_images: int
+    val_images: int
+
+
+def _check_trainable(ws: Workspace, *, allow_missing_classes: bool) -> tuple[int, int]:
+    store = ws.store
+    labels = store.latest_labels()
+    if not labels:
+        raise InputError("no labeled images to train on; add some with `boxloop add labels PATH`")
+    items = store.items(ids=list(labels))
+    train_ids = [it.id for it in items if it.split in (None, "train")]
+    val_n = sum(1 for it in items if it.split == "val")
+    if not train_ids:
+        raise InputError(
+            f"no labeled images in the train split ({len(items)} labeled, all in val/test); label more images"
+        )
+    counts = np.zeros(len(ws.classes), np.int64)
+    for i in train_ids:
+        counts += np.bincount(labels[i].class_id, minlength=len(counts))[: len(counts)]
+    if not counts.any():
+        raise InputError(f"the {len(train_ids)} labeled train image(s) have no boxes; draw some boxes first")
+    missing = [c for c, n in zip(ws.classes, counts, strict=False) if n == 0]
+    if missing and not allow_missing_classes:
+        raise InputError(
+            f"class(es) with no labeled box in the train split: {', '.join(missing)}; label at least one "
+            "example of each, or pass --allow-missing-classes"
+        )
+    return len(train_ids), val_n
+
+
+def train(
+    ws: Workspace,
+    *,
+    model: str | None = None,
+    epochs: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    device: str | None = None,
+    patience: int | None = None,
+    allow_missing_classes: bool = False,
+    extra: Mapping[str, Any] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> TrainOutcome:
+    """Train on every human label (train/val splits) and register the run as a new model
+    version; settings default to boxloop.toml [train]."""
+    from .backends.ultralytics import resolve_model_arg, train_yolo
+    from .export import write_yolo_dataset
+    from .ingest import current_round
+
+    cfg = ws.config.train
+    model = model or cfg.model
+    resolve_model_arg(model)  # a missing weights file fails before anything is written
+    _check_trainable(ws, allow_missing_classes=allow_missing_classes)
+    version = next_version(ws)
+    run_dir = ws.runs_dir / version
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_yaml = write_yolo_dataset(ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"))
+    train_n = len(list((run_dir / "dataset" / "images" / "train").glob("*")))
+    val_dir = run_dir / "dataset" / "images" / "val"
+    val_n = len(list(val_dir.glob("*"))) if val_dir.is_dir() else 0
+    settings = {
+        "model": str(model),
+        "epochs": int(epochs or cfg.epochs),
+        "imgsz": int(imgsz or cfg.imgsz),
+        "batch": int(batch or cfg.batch),
+        "device": str(device or cfg.device),
+        "patience": int(patience or cfg.patience),
+    }
+    t0 = time.perf_counter()
+    result = train_yolo(
+        data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra, on_epoch=on_epoch, **settings  # type: ignore[arg-type]
+    )
+    seconds = time.perf_counter() - t0
+    ws.store.add_model_version(
+        version,
+        backend="ultralytics",
+        classes=ws.classes,
+        path=str(result.weights),
+        round=current_round(ws),
+        meta={
+            **settings,
+            "run_dir": str(result.run_dir),
+            "metrics": result.metrics,
+            "train_images": train_n,
+            "val_images": val_n,
+            "seconds": round(seconds, 2),
+        },
+    )
+    log.info("trained %s in %.0fs: %s", version, seconds, result.weights)
+    return TrainOutcome(version, result.run_dir, result.weights, result.metrics, train_n, val_n)
+
+
+# -- prediction -----------------------------------------------------------------------------------
+
+
+def decode_file(uri: str, *, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an image as displayed, RGB uint8: OpenCV for local files (fast, EXIF-aware),
+    PIL otherwise or when OpenCV disagrees with the recorded (width, height)."""
+    import cv2
+
+    from .sources.images import load_image
+
+    if "://" not in uri and Path(uri).is_file():
+        bgr = cv2.imread(uri, cv2.IMREAD_COLOR)
+        if bgr is not None and (size is None or (bgr.shape[1], bgr.shape[0]) == tuple(size)):
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    elif "://" not in uri:
+        raise InputError(f"{uri}: image file not found")
+    return load_image(uri)
+
+
+def iter_predictions(
+    backend: Any,
+    sources: Sequence[tuple[str, tuple[int, int] | None]],
+    *,
+    conf: float,
+    iou: float,
+    batch: int = 8,
+    workers: int = 2,
+    times: dict[str, float] | None = None,
+) -> Iterator[tuple[int, Any, str | None]]:
+    """Run ``backend`` over image files: decoding (and letterboxing, for backends that
+    have ``prepare``) happens in worker threads while the model runs batches. Yields
+    ``(index, Prediction, None)`` in order, or ``(index, None, reason)`` for an image that
+    could not be read; one bad image never stops the rest."""
+    prepare = getattr(backend, "prepare", None)
+    run = getattr(backend, "run", None) if prepare is not None else None
+    decode_seconds = [0.0]
+    lock = threading.Lock()
+
+    def load(src: tuple[str, tuple[int, int] | None]) -> Any:
+        t = time.perf_counter()
+        image = decode_file(src[0], size=src[1])
+        with lock:
+            decode_seconds[0] += time.perf_counter() - t
+        return prepare(image) if prepare is not None else image
+
+    def flush(pending: list[tuple[int, Any]]) -> Iterator[tuple[int, Any, str | None]]:
+        if not pending:
+            return
+        inputs = [x for _, x in pending]
+        preds = run(inputs, conf=conf, iou=iou) if run is not None else backend.predict(inputs, conf=conf, iou=iou)
+        for (i, _), p in zip(pending, preds, strict=False):
+            yield i, p, None
+        pending.clear()
+
+    window = max(batch * 3, workers * 2)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="boxloop-decode") as pool:
+        queue: deque[tuple[int, Future[Any]]] = deque()
+        it = iter(enumerate(sources))
+        pending: list[tuple[int, Any]] = []
+        exhausted = False
+        while True:
+            while not exhausted and len(queue) < window:
+                nxt = next(it, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                queue.append((nxt[0], pool.submit(load, nxt[1])))
+            if not queue:
+                break
+            i, fut = queue.popleft()
+            try:
+                pending.append((i, fut.result()))
+            except InputError as e:
+                yield i, None, str(e).removeprefix(f"{sources[i][0]}: ")
+            except (OSError, ValueError) as e:
+                yield i, None, f"cannot decode image: {e}"
+            if len(pending) >= batch:
+                yield from flush(pending)
+        yield from flush(pending)
+    if times is not None:
+        times["decode"] = times.get("decode", 0.0) + decode_seconds[0]
+
+
+@dataclass
+class PredictReport:
+    """What a predict run did."""
+
+    version: str
+    items: int = 0
+    boxes: int = 0
+    seconds: float = 0.0
+    problems: Problems = field(default_factory=Problems)
+    ms_per_image: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        rate = self.items / self.seconds if self.seconds > 0 else 0.0
+        text = f"{self.items} image(s) predicted with {self.version}: {self.boxes} box(es), {rate:.1f} images/s"
+        if self.problems:
+            text += f", {len(self.problems)} skipped"
+        return text
+
+
+def _scope_items(ws: Workspace, scope: str, ids: Sequence[str] | None) -> list[Item]:
+    if ids is not None:
+        return ws.store.items(ids=ids)
+    if scope not in PREDICT_SCOPES:
+        raise InputError(f"unknown scope {scope!r}; known: {', '.join(PREDICT_SCOPES)}")
+    if scope == "all":
+        return ws.store.items()
+    if scope in ("unlabeled", "labeled"):
+        return ws.store.items(state=scope)
+    labeled = ws.store.latest_labels()
+    return [it for it in ws.store.items(split=scope) if it.id in labeled]
+
+
+def load_model_backend(
+    ws: Workspace, resolved: ResolvedModel, *, runtime: str | None = None, device: str | None = None,
+    imgsz: int | tuple[int, int] | None = None, class_map: Sequence[str] | Mapping[str, str] | None = None,
+    batch: int | None = None,
+) -> Any:
+    """The backend for a resolved model version, with the project's classes."""
+    from .backends.ultralytics import load_backend
+
+    if resolved.path is None:
+        raise InputError(f"model version {resolved.version} has no weights (its predictions were imported)")
+    cfg = ws.config.predict
+    return load_backend(
+        resolved.path, classes=ws.classes, runtime=runtime or cfg.runtime, device=device or ws.config.train.device,
+        imgsz=imgsz, class_map=class_map, batch=batch or cfg.batch,
+    )
+
+
+def predict(
+    ws: Workspace,
+    *,
+    model: str | Path | None = None,
+    scope: str = "unlabeled",
+    ids: Sequence[str] | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    runtime: str | None = None,
+    device: str | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    class_map: Sequence[str] | Mapping[str, str] | None = None,
+    rect: bool = True,
+    backend: Any = None,
+    progress: Progress | None = None,
+) -> PredictReport:
+    """Predict items (the unlabeled pool by default) and store, per item and model version,
+    every box down to ``conf`` with class probabilities, and the image embedding. Re-running
+    replaces, never duplicates. A ready ``backend`` may be passed (tests, the fake).
+
+    With ``rect`` the network input fits the most common image size (long side ``imgsz``),
+    as Ultralytics does: 320x240 images run at 256x320, not 320x320."""
+    cfg = ws.config.predict
+    conf = cfg.conf if conf is None else conf
+    iou = cfg.iou if iou is None else iou
+    batch = batch or cfg.batch
+    if not 0.0 <= conf < 1.0:
+        raise InputError(f"--conf must be in [0, 1), got {conf}")
+    items = _scope_items(ws, scope, ids)
+    if backend is None:
+        resolved = resolve_model(ws, model)
+        shape: int | tuple[int, int] | None = imgsz
+        if rect and items:
+            from collections import Counter
+
+            from .backends.ultralytics import rect_shape
+
+            meta: dict[str, Any] = next((v["meta"] for v in ws.store.model_versions() if v["id"] == resolved.version), {})
+            base = int(imgsz or meta.get("imgsz") or ws.config.train.imgsz)
+            (w, h), _ = Counter((it.width, it.height) for it in items).most_common(1)[0]
+            shape = rect_shape(base, w, h)
+        backend = load_model_backend(
+            ws, resolved, runtime=runtime, device=device, imgsz=shape, class_map=class_map, batch=batch
+        )
+        version = resolved.version
+    else:
+        version = str(model or getattr(backend, "name", "backend"))
+        if version not in {v["id"] for v in ws.store.model_versions()}:
+            ws.store.add_model_version(version, backend=getattr(backend, "name", "backend"), classes=ws.classes)
+    if list(backend.classes) != ws.classes:
+        raise BackendError(f"backend classes {backend.classes} differ from the project's {ws.classes}")
+    report = PredictReport(version)
+    times: dict[str, float] = {}
+    if hasattr(backend, "times"):
+        backend.times.reset()
+    t0 = time.perf_counter()
+    preds: dict[str, Detections] = {}
+    embs: dict[str, np.ndarray] = {}
+
+    def save() -> None:
+        with ws.store.transaction():
+            ws.store.put_predictions(version, preds)
+            if embs:
+                ws.store.put_embeddings(version, embs)
+        preds.clear()
+        embs.clear()
+
+    sources = [(it.uri, (it.width, it.height)) for it in items]
+    for i, pred, problem in iter_predictions(backend, sources, conf=conf, iou=iou, batch=batch, times=times):
+        if problem is not None:
+            report.problems.add(items[i].uri, problem)
+        else:
+            preds[items[i].id] = pred.detections
+            if pred.embedding is not None:
+                embs[items[i].id] = pred.embedding
+            report.items += 1
+            report.boxes += len(pred.detections)
+            if len(preds) >= _CHUNK:
+                save()
+        if progress is not None:
+            progress(1)
+    save()
+    report.seconds = time.perf_counter() - t0
+    n = max(report.items, 1)
+    report.ms_per_image = {"decode": 1000 * times.get("decode", 0.0) / n}
+    if hasattr(backend, "times"):
+        report.ms_per_image.update(backend.times.ms_per_image())
+    return report
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+
+def evaluate_model(
+    ws: Workspace,
+    *,
+    model: str | Path | None = None,
+    split: str = "test",
+    conf: float | None = None,
+    runtime: str | None = None,
+    device: str | None = None,
+    imgsz: int | None = None,
+    class_map: Sequence[str] | Mapping[str, str] | None = None,
+    backend: Any = None,
+    progress: Progress | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """COCO-style metrics of a model version on the frozen ``split`` (test), stored per
+    version; returns (version, metrics). The model predicts the split at conf 0.001 first
+    (stored too); imported predictions are evaluated as they are."""
+    from .evaluate import WORKING_CONF, coco_metrics
+
+    store = ws.store
+    items = [it for it in store.items(split=split)]
+    labels = store.latest_labels([it.id for it in items])
+    items = [it for it in items if it.id in labels]
+    if not items:
+        raise InputError(
+            f"no labeled images in the {split} split; make one with `boxloop split --test 0.1` first"
+        )
+    resolved = resolve_model(ws, model) if backend is None else None
+    if resolved is not None and resolved.path is None:
+        version = resolved.version
+        preds = store.predictions(version, [it.id for it in items])
+    else:
+        report = predict(
+            ws, model=model, ids=[it.id for it in items], conf=EVAL_CONF, iou=0.7, runtime=runtime,
+            device=device, imgsz=imgsz, class_map=class_map, backend=backend, progress=progress,
+        )
+        version = report.version
+        preds = store.predictions(version, [it.id for it in items])
+    metrics = coco_metrics(
+        labels, preds, classes=ws.classes, sizes={it.id: (it.width, it.height) for it in items},
+        conf=WORKING_CONF if conf is None else conf,
+    )
+    metrics["split"] = split
+    store.put_evaluation(version, split, metrics)
+    return version, metrics
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+def export_model(
+    ws: Workspace, *, model: str | Path | None = None, format: str = "onnx", imgsz: int | None = None,
+    out: Path | None = None,
+) -> Path:
+    """Export a model version's weights (ONNX, with the embedding output); returns the file.
+    ``boxloop predict --runtime onnx`` finds it beside the weights."""
+    from .backends.onnx import export_onnx
+
+    if format != "onnx":
+        raise InputError(f"unknown export format {format!r}; known: onnx")
+    resolved = resolve_model(ws, model)
+    if resolved.path is None or resolved.path.suffix.lower() != ".pt":
+        raise InputError(f"model version {resolved.version} has no .pt weights to export")
+    return export_onnx(resolved.path, imgsz=imgsz, out=out)
+
+
+# -- predictions from other detectors -------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What ``add predictions`` did."""
+
+    version: str
+    items: int = 0
+    boxes: int = 0
+    problems: Problems = field(default_factory=Problems)
+
+    def summary(self) -> str:
+        text = f"{self.items} image(s), {self.boxes} box(es) of predictions stored as {self.version}"
+        return text + (f", {len(self.problems)} problem(s)" if self.problems else "")
+
+
+class _ItemNames:
+    """Finds the item an image reference names: by file name, then stem (over every path the
+    item was seen at, and its uri), then by item id."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._index: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None
+
+    def _build(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        if self._index is None:
+            by_name: dict[str, set[str]] = {}
+            by_stem: dict[str, set[str]] = {}
+            rows = self.ws.store.conn.execute("SELECT item_id, path FROM item_sources").fetchall()
+            pairs = [(r[0], r[1]) for r in rows] + [(it.id, it.uri) for it in self.ws.store.items()]
+            for item_id, p in pairs:
+                name = Path(p.split("?", 1)[0]).name
+                by_name.setdefault(name, set()).add(item_id)
+                by_stem.setdefault(Path(name).stem, set()).add(item_id)
+            self._index = (by_name, by_stem)
+        return self._index
+
+    def find(self, ref: str) -> tuple[str | None, str | None]:
+        """(item id, problem)."""
+        from .ingest import image_ref_name
+
+        by_name, by_stem = self._build()
+        name = image_ref_name(str(ref))
+        ids = by_name.get(name) or by_stem.get(Path(name).stem) or by_stem.get(name) or set()
+        if len(ids) == 1:
+            return next(iter(ids)), None
+        if len(ids) > 1:
+            return None, f"ambiguous image {ref!r}: {len(ids)} items named {name}"
+        try:
+            return self.ws.store.get_item(str(ref)).id, None
+        except InputError:
+            return None, f"no item in the workspace for image {ref!r}"
+
+
+def _project_ids(names: Sequence[str], ws: Workspace, class_map: Mapping[str, str], source: str) -> np.ndarray:
+    from .backends.ultralytics import class_matrix
+
+    m = class_matrix(names, ws.classes, class_map, source=source)
+    return np.arange(len(names)) if m is None else m.argmax(axis=1)
+
+
+def _read_yolo_predictions(
+    ws: Workspace, root: Path, class_map: Mapping[str, str], problems: Problems
+) -> dict[str, Detections]:
+    from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
+
+    files = [root] if root.is_file() else sorted(root.rglob("*.txt"))
+    class_file = next((root / n for n in CLASS_FILES if root.is_dir() and (root / n).is_file()), None)
+    if class_file is not None and class_file.name == "classes.txt":
+        files = [f for f in files if f != class_file]
+    names = parse_class_names(class_file) if class_file else ws.classes
+    to_project = _project_ids(names, ws, class_map, str(class_file or root))
+    out: dict[str, Detections] = {}
+    finder = _ItemNames(ws)
+    for f in files:
+        item_id, problem = finder.find(f.stem)
+        if problem:
+            problems.add(f, problem)
+            continue
+        item = ws.store.get_item(item_id)  # type: ignore[arg-type]
+        d, probs = parse_yolo_labels(
+            f.read_text(encoding="utf-8-sig"), width=item.width, height=item.height,
+            n_classes=len(names), source=str(f), with_confidence=True,
+        )
+        problems.extend(probs)
+        out[item.id] = Detections(d.xyxy, to_project[d.class_id], d.confidence)
+    return out
+
+
+def _read_coco_results(
+    ws: Workspace, path: Path, coco_json: Path | None, class_map: Mapping[str, str], problems: Problems
+) -> dict[str, Detections]:
+    try:
+        results = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from e
+    if not isinstance(results, list):
+        raise InputError(f"{path}: COCO results are a JSON list of {{image_id, category_id, bbox, score}}")
+    image_names: dict[Any, str] = {}
+    cat_names: dict[int, str] = {}
+    if coco_json is not None:
+        try:
+            doc = json.loads(Path(coco_json).read_text(encoding="utf-8-sig"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"{coco_json}: cannot read the COCO dataset file: {e}") from e
+        image_names = {im["id"]: im["file_name"] for im in doc.get("images", [])}
+        cat_names = {int(c["id"]): str(c["name"]) for c in doc.get("categories", [])}
+    names = [cat_names[k] for k in sorted(cat_names)] if cat_names else ws.classes
+    to_project = _project_ids(names, ws, class_map, str(coco_json or path))
+    cat_index = {k: i for i, k in enumerate(sorted(cat_names))} if cat_names else None
+    rows: dict[str, list[tuple[list[float], int, float]]] = {}
+    finder = _ItemNames(ws)
+    item_of: dict[Any, tuple[str | None, str | None]] = {}
+    for n, r in enumerate(results, start=1):
+        where = f"{path}[{n - 1}]"
+        try:
+            image_id = r["image_id"]
+            x, y, w, h = (float(v) for v in r["bbox"])
+            score = float(r["score"])
+            cat = int(r["category_id"])
+        except (KeyError, TypeError, ValueError) as e:
+            problems.add(where, f"not a COCO result (image_id, category_id, bbox, score): {e}")
+            continue
+        if image_id not in item_of:
+            ref = image_names.get(image_id, image_id if isinstance(image_id, str) else None)
+            item_of[image_id] = (
+                finder.find(ref) if ref is not None
+                else (None, f"image_id {image_id} needs --coco-json (the dataset file naming the images)")
+            )
+        item_id, problem = item_of[image_id]
+        if problem:
+            problems.add(where, problem)
+            continue
+        k = cat_index.get(cat) if cat_index is not None else cat
+        if k is None or not 0 <= k < len(names):
+            problems.add(where, f"unknown category_id {cat}")
+            continue
+        rows.setdefault(item_id, []).append(([x, y, x + w, y + h], int(to_project[k]), score))  # type: ignore[arg-type]
+    return {
+        i: Detections(np.array([b for b, _, _ in r], np.float32), np.array([c for _, c, _ in r]),
+                      np.array([s for _, _, s in r], np.float32))
+        for i, r in rows.items()
+    }
+
+
+def add_predictions(
+    ws: Workspace,
+    path: str | Path,
+    *,
+    format: str = "yolo",
+    model_version: str,
+    coco_json: str | Path | None = None,
+    class_map: Sequence[str] | Mapping[str, str] | None = None,
+) -> ImportReport:
+    """Store predictions made by another detector as model version ``model_version``:
+    YOLO txt (``class cx cy w h conf`` per line, one file per image stem) or COCO results
+    JSON. No class probabilities come with them; scorers fall back to the confidence."""
+    from .backends.ultralytics import parse_class_map
+
+    if format not in PREDICTION_FORMATS:
+        raise InputError(f"unknown predictions format {format!r}; known: {', '.join(PREDICTION_FORMATS)}")
+    if not model_version or not re.fullmatch(r"[A-Za-z0-9._:-]+", model_version):
+        raise InputError(f"--model-version must be a name of letters, digits and ._:-, got {model_version!r}")
+    root = Path(path)
+    if not root.exists():
+        raise InputError(f"{root}: no such file or folder")
+    cmap = parse_class_map(class_map)
+    report = ImportReport(model_version)
+    if format == "yolo":
+        preds = _read_yolo_predictions(ws, root, cmap, report.problems)
+    else:
+        preds = _read_coco_results(ws, root, Path(coco_json) if coco_json else None, cmap, report.problems)
+    known = {v["id"]: v for v in ws.store.model_versions()}
+    if model_version in known and known[model_version]["path"]:
+        raise InputError(f"model version {model_version!r} is a trained model; choose another name")
+    with ws.store.transaction():
+        if model_version not in known:
+            ws.store.add_model_version(
+                model_version, backend=f"import:{format}", classes=ws.classes, meta={"source": str(root.absolute())}
+            )
+        ws.store.put_predictions(model_version, preds)
+    report.items = len(preds)
+    report.boxes = sum(len(d) for d in preds.values())
+    return report
+

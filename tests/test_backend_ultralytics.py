@@ -1,0 +1,167 @@
+"""The Ultralytics backend, on a yolov8n really trained on tiny generated data (once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _tiny_data import CLASSES, draw_image, read_yolo_split, trained_tiny_model, ultralytics_offline
+from boxloop.backends.base import Backend
+from boxloop.errors import BackendError, InputError
+from boxloop.evaluate import box_iou, coco_metrics
+from boxloop.types import Detections
+
+IMGSZ = 128
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return trained_tiny_model(tmp_path_factory, imgsz=IMGSZ)
+
+
+@pytest.fixture(scope="module")
+def backend(trained: tuple[Path, Path]):
+    from boxloop.backends.ultralytics import load_backend
+
+    return load_backend(trained[0], classes=CLASSES, imgsz=IMGSZ)
+
+
+def _rgb(path: Path) -> np.ndarray:
+    from boxloop.modeling import decode_file
+
+    return decode_file(str(path))
+
+
+def test_backend_implements_the_protocol_and_keeps_project_classes(backend) -> None:
+    assert isinstance(backend, Backend)
+    assert backend.classes == CLASSES
+    assert backend.imgsz == (IMGSZ, IMGSZ)
+
+
+def test_class_probabilities_sum_to_one_and_their_argmax_is_the_class(backend, trained) -> None:
+    images = [_rgb(p) for p, _, _ in read_yolo_split(trained[1], "val")]
+    preds = backend.predict(images, conf=0.01)
+    boxes = 0
+    for p in preds:
+        d = p.detections
+        probs = d.data["class_probs"]
+        assert probs.shape == (len(d), len(CLASSES)) and probs.dtype == np.float32
+        assert (probs >= 0).all() and (probs <= 1).all()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(probs.argmax(axis=1), d.class_id)
+        assert (d.confidence >= 0.01).all() and (d.confidence <= 1).all()
+        boxes += len(d)
+    assert boxes > len(images)  # a low threshold keeps many uncertain boxes
+
+
+def test_embedding_is_pooled_backbone_features_that_depend_on_the_image(backend) -> None:
+    rng = np.random.default_rng(5)
+    a, _ = draw_image(rng)
+    b, _ = draw_image(rng)
+    pa, pa2, pb = backend.predict([a, a, b])
+    assert pa.embedding.shape == (256,) and pa.embedding.dtype == np.float32  # yolov8n SPPF channels
+    assert np.isfinite(pa.embedding).all()
+    np.testing.assert_allclose(pa.embedding, pa2.embedding, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(pa.embedding, pb.embedding, atol=1e-3)
+
+
+def test_trained_model_finds_the_shapes(backend, trained) -> None:
+    split = read_yolo_split(trained[1], "test")
+    preds = backend.predict([_rgb(p) for p, _, _ in split], conf=0.001, iou=0.7)
+    gt = {p.name: Detections(xyxy, cls) for p, xyxy, cls in split}
+    pred = {p.name: pr.detections for (p, _, _), pr in zip(split, preds, strict=False)}
+    metrics = coco_metrics(gt, pred, classes=CLASSES)
+    assert metrics["map50"] > 0.5, metrics
+
+
+def test_boxes_match_ultralytics_own_predict(backend, trained) -> None:
+    """Same letterbox (square), same threshold: our head decoding + NMS agrees with Ultralytics'."""
+    from ultralytics import YOLO
+
+    paths = [p for p, _, _ in read_yolo_split(trained[1], "test")][:8]
+    ours = backend.predict([_rgb(p) for p in paths], conf=0.25, iou=0.6)
+    theirs = YOLO(str(trained[0])).predict(
+        [str(p) for p in paths], imgsz=IMGSZ, conf=0.25, iou=0.6, rect=False, verbose=False, device="cpu"
+    )
+    matched = 0
+    for o, t in zip(ours, theirs, strict=False):
+        d = o.detections
+        txyxy = t.boxes.xyxy.numpy()
+        assert len(d) == len(txyxy)
+        if not len(d):
+            continue
+        ious = box_iou(d.xyxy, txyxy)
+        j = ious.argmax(axis=1)
+        assert (ious.max(axis=1) >= 0.99).all()
+        np.testing.assert_allclose(d.confidence, t.boxes.conf.numpy()[j], atol=1e-3)
+        np.testing.assert_array_equal(d.class_id, t.boxes.cls.numpy().astype(int)[j])
+        matched += len(d)
+    assert matched > 0
+
+
+def test_class_names_are_mapped_by_name(trained, backend) -> None:
+    from boxloop.backends.ultralytics import load_backend
+
+    image = _rgb(read_yolo_split(trained[1], "val")[0][0])
+    reordered = ["bar", "square", "disc"]
+    other = load_backend(trained[0], classes=reordered, imgsz=IMGSZ)
+    a = backend.predict([image])[0].detections
+    b = other.predict([image])[0].detections
+    assert [CLASSES[c] for c in a.class_id] == [reordered[c] for c in b.class_id]
+    np.testing.assert_allclose(
+        a.data["class_probs"][:, [CLASSES.index(n) for n in reordered]], b.data["class_probs"], atol=1e-6
+    )
+
+
+def test_weights_with_other_class_names_are_an_error_listing_both(trained) -> None:
+    from boxloop.backends.ultralytics import load_backend
+
+    with pytest.raises(BackendError) as e:
+        load_backend(trained[0], classes=["cat", "dog", "bird"], imgsz=IMGSZ)
+    assert "square" in str(e.value) and "cat" in str(e.value) and "--class-map" in str(e.value)
+    be = load_backend(
+        trained[0], classes=["cat", "dog", "bird"], imgsz=IMGSZ,
+        class_map=["square=cat", "disc=dog", "bar=bird"],
+    )
+    assert be.classes == ["cat", "dog", "bird"]
+
+
+def test_missing_weights_name_the_file_and_never_download(tmp_path: Path) -> None:
+    from boxloop.backends.ultralytics import load_backend
+
+    with pytest.raises(InputError, match=r"yolov8n\.pt: weights file not found"):
+        load_backend("yolov8n.pt", classes=CLASSES)
+    with pytest.raises(InputError, match=r"nowhere\.pt"):
+        load_backend(tmp_path / "nowhere.pt", classes=CLASSES)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all" * 10])
+def test_corrupt_weights_are_a_backend_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
+    from boxloop.backends.ultralytics import load_backend
+
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(content)
+    with pytest.raises(BackendError, match=r"broken\.pt"):
+        load_backend(bad, classes=CLASSES)
+
+
+def test_a_model_yaml_builds_an_untrained_model_with_the_project_classes(tmp_path_factory) -> None:
+    from boxloop.backends.ultralytics import load_backend
+
+    ultralytics_offline(Path(tmp_path_factory.getbasetemp()) / "ultralytics-config")
+    be = load_backend("yolov8n.yaml", classes=CLASSES, imgsz=96)
+    p = be.predict([np.zeros((50, 70, 3), np.uint8)], conf=0.0001)[0]
+    assert be.imgsz == (96, 96)
+    assert p.detections.data["class_probs"].shape[1] == 3
+    assert p.embedding.shape == (256,)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [(np.zeros((10, 10, 3), np.float32), "uint8"), (np.zeros((10, 10, 2), np.uint8), "HxWx3")],
+)
+def test_bad_arrays_are_refused_with_a_clear_message(backend, image: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        backend.predict([image])

@@ -1,0 +1,245 @@
+"""train / predict / evaluate / export-model / add predictions through the CLI, on a workspace
+filled directly through the store, with real Ultralytics training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _tiny_data import (
+    CLASSES,
+    add_pool,
+    fill_workspace,
+    make_yolo_dataset,
+    trained_tiny_model,
+    ultralytics_offline,
+)
+from boxloop.backends.base import Backend
+from boxloop.backends.fake import FakeBackend
+from boxloop.cli import app
+from boxloop.types import Detections, Item
+from boxloop.workspace import Workspace
+
+runner = CliRunner()
+
+
+def cli(ws: Workspace | Path, *args: str):  # type: ignore[no-untyped-def]
+    root = ws.root if isinstance(ws, Workspace) else ws
+    return runner.invoke(app, [*args, "-w", str(root)])
+
+
+def flat(output: str) -> str:
+    """CLI output without the line wrapping of the console."""
+    return "".join(output.split())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A workspace with labeled train/val/test items, a pool with one broken image, trained by the CLI."""
+    base = tmp_path_factory.mktemp("cli-model")
+    ultralytics_offline(Path(tmp_path_factory.getbasetemp()) / "ultralytics-config")
+    data_root = base / "data"
+    make_yolo_dataset(data_root, n_train=24, n_val=8, n_test=8, seed=3)
+    ws = Workspace.init(base / "ws", classes=CLASSES)
+    split_ids = fill_workspace(ws, data_root)
+    pool = add_pool(ws, base / "pool", n=10)
+    broken = base / "pool" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20)
+    ws.store.add_item(Item("broken0000000000", str(broken), 160, 120, "0" * 64))
+    result = cli(ws, "train", "--model", "yolov8n.yaml", "--epochs", "1", "--imgsz", "128", "--batch", "8")
+    assert result.exit_code == 0, result.output
+    return {"ws": ws, "pool": pool, "splits": split_ids, "train_output": result.output, "base": base}
+
+
+def test_train_records_a_model_version_with_its_run_folder(project: dict) -> None:
+    ws: Workspace = project["ws"]
+    assert "m001" in project["train_output"]
+    version = ws.store.model_version("m001")
+    run = ws.runs_dir / "m001"
+    assert Path(version["path"]) == run / "weights" / "best.pt"
+    for name in ("weights/best.pt", "weights/last.pt", "results.csv", "args.yaml"):
+        assert (run / name).is_file(), name
+    assert version["backend"] == "ultralytics" and version["classes"] == CLASSES
+    assert version["meta"]["epochs"] == 1 and version["meta"]["train_images"] == 24
+    # the dataset view links the images, it does not copy them
+    linked = next((run / "dataset" / "images" / "train").iterdir())
+    assert linked.is_symlink()
+
+
+def test_predict_stores_boxes_probabilities_and_embeddings_once(project: dict) -> None:
+    ws: Workspace = project["ws"]
+    for _ in range(2):  # running twice replaces, never duplicates
+        result = cli(ws, "predict", "--model", "m001", "--conf", "0.01")
+        assert result.exit_code == 0, result.output
+        rows = ws.store.conn.execute("SELECT COUNT(*) FROM predictions WHERE model_version='m001'").fetchone()[0]
+        assert rows == len(project["pool"])
+    preds = ws.store.predictions("m001")
+    assert set(preds) == set(project["pool"])
+    for d in preds.values():
+        assert d.confidence is not None and d.data["class_probs"].shape == (len(d), len(CLASSES))
+        np.testing.assert_array_equal(d.data["class_probs"].argmax(axis=1), d.class_id)
+    ids, emb = ws.store.embeddings("m001")
+    assert sorted(ids) == sorted(project["pool"]) and emb.shape == (len(ids), 256)
+
+
+def test_an_image_that_fails_to_decode_is_reported_and_the_run_goes_on(project: dict) -> None:
+    ws: Workspace = project["ws"]
+    result = cli(ws, "predict", "--model", "m001")
+    assert result.exit_code == 0
+    assert "broken.png" in flat(result.output) and "1 skipped" in result.output
+    strict = cli(ws, "predict", "--model", "m001", "--strict")
+    assert strict.exit_code == 1 and "broken.png" in flat(strict.output)
+
+
+def test_evaluate_on_the_test_split_is_stored_per_version(project: dict, tmp_path_factory) -> None:
+    ws: Workspace = project["ws"]
+    weights, _ = trained_tiny_model(tmp_path_factory)
+    result = cli(ws, "evaluate", "--model", str(weights), "--imgsz", "128", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    version = payload["model_version"]
+    assert version.startswith("best-")
+    stored = ws.store.evaluation(version, "test")
+    assert stored is not None and stored["map50"] == pytest.approx(payload["map50"])
+    assert stored["images"] == len(project["splits"]["test"])
+    assert payload["map50"] > 0.5 and set(payload["per_class_ap"]) == set(CLASSES)
+    table = cli(ws, "evaluate", "--model", "m001")
+    assert table.exit_code == 0 and "mAP50" in table.output and "square" in table.output
+    assert ws.store.evaluation("m001", "test") is not None
+
+
+def test_export_model_then_predict_with_the_onnx_runtime(project: dict) -> None:
+    ws: Workspace = project["ws"]
+    result = cli(ws, "export-model", "--model", "m001", "--format", "onnx", "--imgsz", "128")
+    assert result.exit_code == 0, result.output
+    onnx_file = ws.runs_dir / "m001" / "weights" / "best-128.onnx"
+    assert onnx_file.is_file()
+    torch_preds = ws.store.predictions("m001")
+    result = cli(ws, "predict", "--model", "m001", "--runtime", "onnx", "--imgsz", "128")
+    assert result.exit_code == 0, result.output
+    onnx_preds = ws.store.predictions("m001")
+    assert {k: len(v) for k, v in onnx_preds.items()} == {k: len(v) for k, v in torch_preds.items()}
+
+
+def test_bad_format_for_export_is_refused(project: dict) -> None:
+    result = cli(project["ws"], "export-model", "--format", "tflite")
+    assert result.exit_code == 1 and "unknown export format" in result.output
+
+
+def test_training_without_labels_is_a_clear_message(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "empty", classes=CLASSES)
+    result = cli(ws, "train", "--model", "yolov8n.yaml", "--epochs", "1")
+    assert result.exit_code == 1
+    assert "no labeled images to train on" in result.output and "Traceback" not in result.output
+
+
+def test_training_with_a_class_that_has_no_example_names_it(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ghost", classes=[*CLASSES, "ghost"])
+    make_yolo_dataset(tmp_path / "d", n_train=4, n_val=0, seed=1)
+    fill_workspace(ws, tmp_path / "d", splits=("train",))
+    result = cli(ws, "train", "--model", "yolov8n.yaml", "--epochs", "1")
+    assert result.exit_code == 1 and "ghost" in result.output and "--allow-missing-classes" in result.output
+
+
+def test_missing_weights_are_named_and_never_downloaded(project: dict) -> None:
+    result = cli(project["ws"], "predict", "--model", "yolov8n.pt")
+    assert result.exit_code == 1 and "yolov8n.pt" in result.output
+    result = cli(project["ws"], "train", "--model", "yolo11n.pt", "--epochs", "1")
+    assert result.exit_code == 1 and "never downloads" in result.output
+
+
+def test_weights_with_other_class_names_need_a_class_map(tmp_path: Path, tmp_path_factory) -> None:
+    weights, _data_root = trained_tiny_model(tmp_path_factory)
+    ws = Workspace.init(tmp_path / "pets", classes=["cat", "dog", "bird"])
+    add_pool(ws, tmp_path / "pool", n=3)
+    result = cli(ws, "predict", "--model", str(weights), "--imgsz", "128")
+    assert result.exit_code == 1
+    assert "square" in result.output and "cat" in result.output and "--class-map" in result.output
+    result = cli(
+        ws, "predict", "--model", str(weights), "--imgsz", "128",
+        "--class-map", "square=cat", "--class-map", "disc=dog,bar=bird",
+    )
+    assert result.exit_code == 0, result.output
+    assert len(ws.store.predictions(ws.store.model_version()["id"])) == 3
+
+
+def test_add_predictions_from_yolo_txt_with_a_bad_line(project: dict, tmp_path: Path) -> None:
+    ws: Workspace = project["ws"]
+    folder = tmp_path / "other-detector"
+    folder.mkdir()
+    (folder / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    (folder / "pool_000.txt").write_text("0 0.5 0.5 0.2 0.2 0.9\n2 0.1 0.1 0.1 0.1 0.3\n")
+    (folder / "pool_001.txt").write_text("1 0.5 0.5 0.2 0.2 0.8\nthis is not a box\n")
+    (folder / "nobody.txt").write_text("0 0.5 0.5 0.2 0.2 0.9\n")
+    result = cli(ws, "add", "predictions", str(folder), "--format", "yolo", "--model-version", "mmdet-1")
+    assert result.exit_code == 0, result.output
+    assert "pool_001.txt:2:" in flat(result.output) and "nobody" in flat(result.output)
+    preds = ws.store.predictions("mmdet-1")
+    assert len(preds) == 2 and sum(len(d) for d in preds.values()) == 3
+    d = preds[project["pool"][0]]
+    np.testing.assert_allclose(d.xyxy[0], [64, 48, 96, 72], atol=1e-3)  # 160x120 image
+    np.testing.assert_allclose(d.confidence, [0.9, 0.3], atol=1e-6)
+    assert ws.store.model_version("mmdet-1")["backend"] == "import:yolo"
+
+
+def test_add_predictions_from_coco_results(project: dict, tmp_path: Path) -> None:
+    ws: Workspace = project["ws"]
+    dataset = {
+        "images": [{"id": 7, "file_name": "pool_002.png"}, {"id": 8, "file_name": "pool_003.png"}],
+        "categories": [{"id": 1, "name": "bar"}, {"id": 2, "name": "square"}, {"id": 3, "name": "disc"}],
+    }
+    results = [
+        {"image_id": 7, "category_id": 2, "bbox": [10, 20, 30, 40], "score": 0.7},
+        {"image_id": 8, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.2},
+        {"image_id": 9, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.2},
+        {"image_id": 8, "bbox": [0, 0, 5, 5]},
+    ]
+    (tmp_path / "val.json").write_text(json.dumps(dataset))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    result = cli(
+        ws, "add", "predictions", str(tmp_path / "results.json"), "--format", "coco-results",
+        "--coco-json", str(tmp_path / "val.json"), "--model-version", "tf-1",
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 problem(s)" in result.output and "results.json[2]" in flat(result.output)
+    preds = ws.store.predictions("tf-1")
+    d = preds[project["pool"][2]]
+    np.testing.assert_allclose(d.xyxy, [[10, 20, 40, 60]])
+    assert CLASSES[int(d.class_id[0])] == "square"
+    assert CLASSES[int(preds[project["pool"][3]].class_id[0])] == "bar"
+
+
+def test_the_fake_backend_is_deterministic_and_follows_the_protocol() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    b = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    be = FakeBackend(CLASSES, max_boxes=6)
+    assert isinstance(be, Backend)
+    p1, p2, p3 = be.predict([a, a.copy(), b], conf=0.0)
+    assert p1.detections.equals(p2.detections) and np.array_equal(p1.embedding, p2.embedding)
+    assert not np.array_equal(p1.embedding, p3.embedding)
+    for p in (p1, p3):
+        d = p.detections
+        np.testing.assert_allclose(d.data["class_probs"].sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(d.data["class_probs"].argmax(axis=1), d.class_id)
+        assert (d.xyxy[:, 2:] <= [80, 60]).all() and (np.diff(d.confidence) <= 0).all()
+    high = be.predict([a], conf=0.3)[0].detections
+    assert (high.confidence >= 0.3).all() and len(high) <= len(p1.detections)
+
+
+def test_predict_with_a_ready_backend_stores_everything(tmp_path: Path) -> None:
+    from boxloop.modeling import predict
+
+    ws = Workspace.init(tmp_path / "fake", classes=CLASSES)
+    pool = add_pool(ws, tmp_path / "pool", n=5)
+    ws.store.add_label(pool[0], Detections(np.array([[0, 0, 5, 5]]), np.array([0])), source="test")
+    report = predict(ws, backend=FakeBackend(CLASSES), model="fake-1")
+    assert report.items == 4 and not report.problems
+    assert set(ws.store.predictions("fake-1")) == set(pool[1:])
+    ids, emb = ws.store.embeddings("fake-1")
+    assert len(ids) == 4 and emb.shape == (4, 48)
+    assert "decode" in report.ms_per_image

@@ -1,0 +1,122 @@
+"""COCO-style evaluation: hand-computed AP on a few boxes, and agreement with Ultralytics val."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _tiny_data import CLASSES, read_yolo_split, trained_tiny_model
+from boxloop.errors import InputError
+from boxloop.evaluate import box_iou, coco_metrics, precision_recall
+from boxloop.types import Detections
+
+
+def labels(*rows: tuple[int, float, float, float, float]) -> Detections:
+    return Detections(np.array([r[1:] for r in rows], np.float32).reshape(-1, 4), np.array([r[0] for r in rows]))
+
+
+def preds(*rows: tuple[int, float, float, float, float, float]) -> Detections:
+    return Detections(
+        np.array([r[1:5] for r in rows], np.float32).reshape(-1, 4),
+        np.array([r[0] for r in rows]),
+        np.array([r[5] for r in rows], np.float32),
+    )
+
+
+# 101-point interpolated AP (COCO): precision envelope sampled at recall 0, 0.01, ..., 1
+TP_FP_TP = (51 * 1.0 + 50 * (2 / 3)) / 101
+
+
+@pytest.mark.parametrize(
+    ("gt", "pred", "map50", "map50_95"),
+    [
+        # perfect boxes
+        ({"a": labels((0, 0, 0, 10, 10))}, {"a": preds((0, 0, 0, 10, 10, 0.9))}, 1.0, 1.0),
+        # ranked TP, FP, TP over two labels: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1
+        (
+            {"a": labels((0, 0, 0, 10, 10), (0, 20, 20, 40, 40))},
+            {"a": preds((0, 0, 0, 10, 10, 0.9), (0, 50, 50, 60, 60, 0.8), (0, 20, 20, 40, 40, 0.7))},
+            TP_FP_TP,
+            TP_FP_TP,
+        ),
+        # IoU 0.62: a hit at IoU thresholds 0.50, 0.55, 0.60 only -> AP50 1, AP50-95 3/10
+        ({"a": labels((0, 0, 0, 100, 100))}, {"a": preds((0, 0, 0, 100, 62, 0.5))}, 1.0, 0.3),
+        # a wrong class is a miss and a false positive
+        ({"a": labels((0, 0, 0, 10, 10))}, {"a": preds((1, 0, 0, 10, 10, 0.9))}, 0.0, 0.0),
+        # an image with labels and no prediction: half the labels are found at precision 1
+        (
+            {"a": labels((0, 0, 0, 10, 10)), "b": labels((0, 5, 5, 15, 15))},
+            {"a": preds((0, 0, 0, 10, 10, 0.9))},
+            51 / 101,
+            51 / 101,
+        ),
+    ],
+)
+def test_ap_matches_hand_computation(gt, pred, map50: float, map50_95: float) -> None:
+    m = coco_metrics(gt, pred, classes=["x", "y"])
+    assert m["map50"] == pytest.approx(map50, abs=1e-6)
+    assert m["map50_95"] == pytest.approx(map50_95, abs=1e-6)
+
+
+def test_per_class_ap_and_classes_without_labels() -> None:
+    gt = {"a": labels((0, 0, 0, 10, 10), (1, 30, 30, 50, 50))}
+    pred = {"a": preds((0, 0, 0, 10, 10, 0.9), (1, 60, 60, 70, 70, 0.8))}
+    m = coco_metrics(gt, pred, classes=["x", "y", "z"])
+    assert m["per_class_ap50"] == {"x": pytest.approx(1.0), "y": pytest.approx(0.0), "z": None}
+    assert m["per_class_labels"] == {"x": 1, "y": 1, "z": 0}
+    assert m["map50"] == pytest.approx(0.5)  # z has no label and does not count
+
+
+def test_precision_and_recall_at_the_working_threshold() -> None:
+    gt = {"a": labels((0, 0, 0, 10, 10), (0, 20, 20, 40, 40), (1, 50, 50, 70, 70))}
+    pred = {"a": preds((0, 0, 0, 10, 10, 0.9), (0, 21, 21, 40, 40, 0.6), (0, 80, 80, 90, 90, 0.5), (1, 50, 50, 70, 70, 0.1))}
+    pr = precision_recall(gt, pred, conf=0.25)
+    assert (pr["tp"], pr["fp"], pr["fn"]) == (2, 1, 1)
+    assert pr["precision"] == pytest.approx(2 / 3) and pr["recall"] == pytest.approx(2 / 3)
+    assert coco_metrics(gt, pred, classes=["x", "y"], conf=0.05)["recall"] == pytest.approx(1.0)
+
+
+def test_box_iou_by_hand() -> None:
+    iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]]))
+    np.testing.assert_allclose(iou, [[50 / 150, 0.0]])
+
+
+def test_nothing_to_evaluate_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="no labeled images"):
+        coco_metrics({}, {}, classes=["x"])
+
+
+def test_map50_agrees_with_ultralytics_val(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """Same trained model, same split: pycocotools on our predictions vs Ultralytics' own val.
+
+    The split's images are square so Ultralytics' rectangular val batches and our square
+    letterbox feed the network the same pixels; what is compared is the metric."""
+    from ultralytics import YOLO
+
+    from _tiny_data import make_yolo_dataset
+    from boxloop.backends.ultralytics import load_backend
+    from boxloop.modeling import decode_file
+
+    weights, _ = trained_tiny_model(tmp_path_factory)
+    root = tmp_path / "square"
+    make_yolo_dataset(root, n_train=0, n_val=0, n_test=30, seed=11, size=(128, 128))
+    data = tmp_path / "test-as-val.yaml"
+    data.write_text(f"path: {root}\ntrain: images/test\nval: images/test\nnames: {dict(enumerate(CLASSES))}\n")
+    theirs = YOLO(str(weights)).val(
+        data=str(data), imgsz=128, batch=16, conf=0.001, iou=0.7, plots=False, verbose=False, device="cpu",
+        project=str(tmp_path / "val"), name="v",
+    )
+    split = read_yolo_split(root, "test")
+    be = load_backend(weights, classes=CLASSES, imgsz=128)
+    out = be.predict([decode_file(str(p)) for p, _, _ in split], conf=0.001, iou=0.7)
+    ours = coco_metrics(
+        {p.name: Detections(xyxy, cls) for p, xyxy, cls in split},
+        {p.name: o.detections for (p, _, _), o in zip(split, out, strict=False)},
+        classes=CLASSES,
+    )
+    assert theirs.box.map50 > 0.5  # the model learned: the comparison means something
+    assert abs(ours["map50"] - theirs.box.map50) <= 0.02, (ours["map50"], theirs.box.map50)
+    # AP at high IoU is sensitive to the two matching rules (greedy by confidence vs by IoU)
+    assert abs(ours["map50_95"] - theirs.box.map) <= 0.05, (ours["map50_95"], theirs.box.map)
