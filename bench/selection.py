@@ -1,9 +1,9 @@
 """Selection speed: boxloop's greedy k-center and full prediction scoring against the
 straightforward numpy a user would write instead.
 
-    .venv/bin/python bench/select.py                 # 1,000 of 1,000,000 x 256; 1,000,000 items scored
-    .venv/bin/python bench/select.py --n 50000       # quicker
-    .venv/bin/python bench/select.py --only scoring  # one part
+    .venv/bin/python bench/selection.py                 # 1,000 of 1,000,000 x 256; 1,000,000 items scored
+    .venv/bin/python bench/selection.py --n 50000       # quicker
+    .venv/bin/python bench/selection.py --only scoring  # one part
 
 k-center: the embeddings are clustered like image embeddings (a few thousand groups of
 similar images at varying spread, L2-normalised); the baseline is a chunked numpy greedy

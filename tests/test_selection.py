@@ -187,3 +187,21 @@ def test_test_split_and_excluded_items_are_never_selected(store):
     report = select(store, budget=50, strategy="least_confidence", exclude=["still-d"], seed=0)
     assert "still-b" not in report.selection.item_ids and "still-d" not in report.selection.item_ids
     assert any("frozen test split" in n for n in report.notes)
+
+
+def test_embeddings_that_all_look_alike_still_fill_the_budget(store):
+    # an untrained model's pooled features: positive, nearly one direction for every image
+    base = np.abs(np.random.default_rng(1).normal(size=32)).astype(np.float32) + 5.0
+    store.put_embeddings("v1", {i: base + 1e-4 * k for k, i in enumerate(ALL)})
+    report = select(store, budget=4, strategy="least_confidence", diverse=False, seed=0)
+    assert len(report.selection.item_ids) == 4
+    assert any("filled" in n for n in report.notes)
+
+
+def test_centered_similarity_tells_apart_images_raw_cosine_calls_alike(store):
+    rng = np.random.default_rng(2)
+    offset = np.full(32, 50.0, np.float32)  # a large shared positive component
+    store.put_embeddings("v1", {i: offset + rng.normal(size=32).astype(np.float32) for i in ALL})
+    report = select(store, budget=4, strategy="least_confidence", diverse=False, seed=0)
+    assert len(report.selection.item_ids) == 4
+    assert not any("filled" in n for n in report.notes)

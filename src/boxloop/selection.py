@@ -236,8 +236,17 @@ def select(
     n = len(pool)
     k = min(budget, n)
     suppressed: Mapping[int, int] = {}
-    unit = None if pool.embeddings is None else unit_rows(pool.embeddings)
-    labeled_unit = None if pool.labeled_embeddings is None else unit_rows(pool.labeled_embeddings)
+    # Pooled CNN features are mostly positive, so raw cosine calls every pair alike (an
+    # untrained model's embeddings all sit near one direction); centering on the mean of
+    # pool and labeled embeddings makes the similarity about what differs between images.
+    center = None
+    if pool.embeddings is not None:
+        parts_ = [pool.embeddings] + ([pool.labeled_embeddings] if pool.labeled_embeddings is not None and len(pool.labeled_embeddings) else [])
+        center = np.concatenate(parts_).mean(axis=0, dtype=np.float64).astype(np.float32)
+    unit = None if center is None else unit_rows(pool.embeddings - center)  # type: ignore[operator]
+    labeled_unit = (
+        None if pool.labeled_embeddings is None or center is None else unit_rows(pool.labeled_embeddings - center)
+    )
     dedup = "off: budget covers the whole pool" if k == n else "off: no embeddings"
     if k == n:
         notes.append(f"budget {budget} is not less than the {n} item(s) in the pool: selecting all of them")
@@ -259,7 +268,15 @@ def select(
     else:
         picks = top_k(combined, k)
     if len(picks) < k:
-        notes.append(f"only {len(picks)} of {k} picked: the rest of the pool are near-duplicates of picks")
+        # the budget is what a person set aside for labeling: fill it with the best of the rest
+        taken = set(int(i) for i in picks)
+        rest = [int(i) for i in top_k(combined, n) if int(i) not in taken][: k - len(picks)]
+        notes.append(
+            f"only {len(picks)} of {k} were far from each other; filled {len(rest)} with the next best "
+            f"scores (near-duplicates at cosine similarity >= {dedup_threshold})"
+        )
+        picks = np.concatenate([np.asarray(picks, np.int64), np.asarray(rest, np.int64)])
+        suppressed = {d: kept for d, kept in suppressed.items() if d not in set(rest)}
     seconds = time.perf_counter() - t0
 
     ids = [pool.ids[i] for i in picks]
