@@ -71,6 +71,8 @@ class Oracle:
         rows = []
         with ws.store.transaction():
             for item_id in selection.item_ids:
+                if item_id not in self.truth:
+                    raise InputError(f"the oracle has no true labels for item {item_id} ({ws.store.get_item(item_id).uri})")
                 truth = self.truth[item_id]
                 ws.store.add_label(item_id, truth, source="oracle", round=rnd)
                 pre = prelabels.get(item_id)
@@ -130,8 +132,9 @@ def annotator_for(push: str) -> Annotator | None:
 @dataclass(frozen=True)
 class RoundPlan:
     """What a round does. ``train`` overrides boxloop.toml [train] (model, epochs, imgsz,
-    batch, device, patience, extra); ``backend`` is a ready detector (tests: the fake),
-    used instead of training."""
+    batch, device, patience, extra); ``model="previous"`` fine-tunes the newest trained
+    model (``scratch``: what to start from before there is one). ``backend`` is a ready
+    detector (tests: the fake), used instead of training."""
 
     budget: int = 50
     strategy: str | None = None
@@ -243,7 +246,15 @@ def _train(ws: Workspace, plan: RoundPlan, rnd: int, say: Say) -> dict[str, Any]
         return {**result, "model_version": version}
     from .modeling import train
 
-    outcome = train(ws, **dict(plan.train))
+    options = dict(plan.train)
+    if options.get("model") == "previous":
+        # warm start: fine-tune the newest trained model on the grown label set
+        trained = [v for v in store.model_versions() if v["path"] and str(v["path"]).endswith(".pt")]
+        options["model"] = trained[-1]["path"] if trained else options.pop("scratch", None)
+        if options["model"] is None:
+            del options["model"]
+    options.pop("scratch", None)
+    outcome = train(ws, **options, on_epoch=lambda e, n: e <= n and say(f"round {rnd}: train epoch {e}/{n}"))
     return {**result, "model_version": outcome.version, "weights": str(outcome.weights)}
 
 

@@ -17,10 +17,14 @@ def demo(
     labeled: Annotated[int, typer.Option("--labeled", help="Images a person has already drawn (the seed set).")] = 60,
     pool: Annotated[int, typer.Option("--pool", help="Unlabeled images to choose from.")] = 240,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 0,
+    rounds: Annotated[int, typer.Option("--rounds", help="Active-learning rounds (an oracle labels each batch); 0 = stop after export.")] = 2,
+    budget: Annotated[int, typer.Option("--budget", help="Images labeled per round.")] = 40,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per round (tiny model, CPU).")] = 12,
+    imgsz: Annotated[int, typer.Option("--imgsz", help="Training image size.")] = 224,
 ) -> None:
-    """Generate LCD digits, build a workspace from them, split and export; prints where.
+    """Generate LCD digits, build a workspace, run rounds with an oracle annotator, write the report.
 
-    Example: boxloop demo --out demo-out
+    Example: boxloop demo --out demo-out --rounds 2
     """
     from ..ingest import add_images, add_labels
     from ..split import assign_splits
@@ -47,4 +51,42 @@ def demo(
     dataset = export(ws, format="yolo", out=ws.exports_dir / "yolo-labeled")
     console.print(f"workspace: [bold]{ws.root}[/bold]")
     console.print(f"YOLO export: [bold]{dataset}[/bold]  (yolo train data={dataset / 'data.yaml'})")
-    console.print(f"see it: boxloop -w {ws.root} status")
+    if rounds > 0:
+        _rounds(ws, data, rounds=rounds, budget=budget, epochs=epochs, imgsz=imgsz, seed=seed)
+    from ..report import build_report
+
+    report = build_report(ws)
+    console.print(f"see it: boxloop -w {ws.root} status   |   boxloop -w {ws.root} history")
+    console.print(f"report: [bold]{report}[/bold]")
+
+
+def _rounds(ws, data: Path, *, rounds: int, budget: int, epochs: int, imgsz: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Rounds where an oracle (the generator's exact boxes) plays the person correcting pre-labels."""
+    import tempfile
+
+    from ..ingest import add_labels
+    from ..loop import Oracle, RoundPlan, run_round
+    from ..workspace import Workspace
+
+    # frames are items by (sequence, index), stills by content: match the truth by content
+    with tempfile.TemporaryDirectory(prefix="boxloop-demo-truth-") as tmp:
+        truth_ws = Workspace.init(Path(tmp) / "truth", classes=ws.classes)
+        add_labels(truth_ws, data / "pool", format="yolo")
+        add_labels(truth_ws, data / "sequence", format="yolo")
+        by_sha = {truth_ws.store.get_item(i).sha256: d for i, d in truth_ws.store.latest_labels().items()}
+        truth_ws.close()
+    truth = {it.id: by_sha[it.sha256] for it in ws.store.items() if it.sha256 in by_sha}
+    # the generator's digits are not mirror-symmetric: no horizontal flips in training
+    train = {
+        "model": "previous", "scratch": "yolov8n.yaml", "epochs": epochs, "imgsz": imgsz, "batch": 16,
+        "extra": {"fliplr": 0.0},
+    }
+    for r in range(rounds):
+        plan = RoundPlan(budget=budget, strategy="least_confidence:1", seed=seed + r, train=train)
+        rec = run_round(ws, plan, annotator=Oracle(truth), say=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.print(
+            f"round {rec.round}: {rec.labeled_images} labeled images, mAP50 {rec.map50 or 0:.3f}, "
+            f"mAP50-95 {rec.map50_95 or 0:.3f}, pre-labels {dict((k, rec.acceptance.get(k)) for k in ('accepted', 'adjusted', 'deleted', 'added'))}"
+        )
+    final = run_round(ws, RoundPlan(budget=0, train=train), say=lambda m: console.print(f"[dim]{m}[/dim]"))
+    console.print(f"after {rounds} round(s): {final.labeled_images} labeled images, mAP50 {final.map50 or 0:.3f}")
