@@ -30,7 +30,9 @@ test: $(VENV)/.boxloop-dev $(CHROMIUM)
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.boxloop-dev
-	$(PY) bench/ingest.py
+	$(PY) bench/ingest.py --n 2000
+	$(PY) bench/predict.py
+	$(PY) bench/selection.py --n 50000
 
 lint: $(VENV)/.boxloop-dev
 	$(VENV)/bin/ruff check src tests bench
