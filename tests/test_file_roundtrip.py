@@ -7,9 +7,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from _images import write_image
 from typer.testing import CliRunner
 
+from _images import write_image
 from boxloop.cli import app
 from boxloop.export import export
 from boxloop.ingest import add_images, add_labels

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from _images import tree_snapshot, write_image
 from boxloop.cli import app
 from boxloop.ingest import add_images, add_labels
 from boxloop.workspace import Workspace
-
-from _images import tree_snapshot, write_image
 
 runner = CliRunner()
 

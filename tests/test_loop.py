@@ -116,3 +116,34 @@ def test_simulation_with_the_oracle_is_reproducible_for_a_seed(tmp_path: Path, d
     assert [r.round for r in ledger.history(ws.store)] == [1, 2, 3]
     with pytest.raises(InputError, match="larger than"):
         simulate(digits / "pool", strategies=["random"], initial=100, out=tmp_path / "c", backend_factory=FakeBackend)
+
+
+def test_a_real_ultralytics_round_resumes_after_an_interruption(
+    tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boxloop.modeling as modeling
+
+    ws = make_ws(tmp_path, digits)
+    real = modeling.predict
+    calls = {"n": 0}
+
+    def interrupted(*a, **k):  # type: ignore[no-untyped-def]
+        if k.get("ids") is None:  # the pool pass, not the evaluation's test-split pass
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyboardInterrupt  # the first pool prediction is cut off
+        return real(*a, **k)
+
+    monkeypatch.setattr(modeling, "predict", interrupted)
+    plan = RoundPlan(budget=4, strategy="least_confidence", train={"model": "yolov8n.yaml", "epochs": 1, "imgsz": 64, "batch": 8})
+    with pytest.raises(KeyboardInterrupt):
+        run_round(ws, plan)
+    steps = ledger.step_results(ws.store, 1)
+    assert steps["train"]["status"] == "done" and steps["evaluate"]["status"] == "done"
+    assert steps["predict"]["status"] == "failed"
+    rec = run_round(ws, plan)
+    assert rec.round == 1 and rec.model_version == "m001"
+    assert [v["id"] for v in ws.store.model_versions()] == ["m001"]  # trained once
+    assert any((ws.runs_dir / "m001").rglob("best.pt"))
+    assert len(ws.store.selection().item_ids) == 4
+    assert len(ws.store.predictions("m001")) >= 30  # the pool (and the test split) predicted

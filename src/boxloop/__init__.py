@@ -7,7 +7,16 @@ corrections back, retrain, and keep score of what each round bought.
 
 from __future__ import annotations
 
-from .errors import BackendError, BoxloopError, ConfigError, InputError, Problem, Problems, StoreError, SyncError
+from .errors import (
+    BackendError,
+    BoxloopError,
+    ConfigError,
+    InputError,
+    Problem,
+    Problems,
+    StoreError,
+    SyncError,
+)
 from .store import Store
 from .types import Detections, Item, RoundRecord, Selection
 from .workspace import Workspace, find_workspace

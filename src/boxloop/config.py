@@ -84,10 +84,8 @@ _SECTIONS: dict[str, type] = {
 
 
 def _coerce(value: Any, to: Any, where: str) -> Any:
-    kind = {int: int, float: float, bool: bool, str: str}.get(
-        to if isinstance(to, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(str(to), None),  # type: ignore[arg-type]
-        None,
-    )
+    # field types are strings under `from __future__ import annotations`
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(to if isinstance(to, str) else getattr(to, "__name__", ""))
     if kind is None:
         return value
     if kind is bool and isinstance(value, str):

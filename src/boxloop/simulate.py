@@ -54,7 +54,7 @@ def _truth_workspace(dataset: Path, out: Path) -> Workspace:
     if not ws.store.latest_labels():
         report = add_labels(ws, dataset, format="yolo")
         if report.problems:
-            log.warning("%d problem(s) importing %s; first: %s", len(report.problems), dataset, list(report.problems)[0])
+            log.warning("%d problem(s) importing %s; first: %s", len(report.problems), dataset, next(iter(report.problems)))
     return ws
 
 
@@ -100,10 +100,8 @@ def simulate(
                 f"--initial {initial} is larger than the {len(candidates)} labeled images outside the test split"
             )
         start = sample_initial(candidates, initial, seed)
-        runs = [(s, initial) for s in strategies]
-        if full_data:
-            runs.append(("full-data", len(candidates)))
-        for strategy, n0 in runs:
+        runs = [*strategies, *(["full-data"] if full_data else [])]
+        for strategy in runs:
             name = f"{_slug(strategy)}-s{seed}"
             say(f"simulating {strategy} (seed {seed})")
             ws = Workspace.init(out / name, classes=classes)

@@ -202,7 +202,7 @@ def _item(row: sqlite3.Row) -> Item:
         split=row["split"],
         video_id=row["video_id"],
         frame_index=row["frame_index"],
-        labeled_round=row["labeled_round"] if "labeled_round" in row.keys() else None,
+        labeled_round=row["labeled_round"] if "labeled_round" in row.keys() else None,  # noqa: SIM118
     )
 
 

@@ -14,7 +14,15 @@ from rich.table import Table
 from ..errors import InputError
 from ..ingest import LABEL_FORMATS, IngestReport
 from ..workspace import Workspace
-from ._app import WorkspaceOpt, add_app, app, console, open_workspace, progress_disabled, report_problems
+from ._app import (
+    WorkspaceOpt,
+    add_app,
+    app,
+    console,
+    open_workspace,
+    progress_disabled,
+    report_problems,
+)
 
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if any input had a problem.")]
 

@@ -26,9 +26,9 @@ def demo(
 
     Example: boxloop demo --out demo-out --rounds 2
     """
+    from ..export import export
     from ..ingest import add_images, add_labels
     from ..split import assign_splits
-    from ..export import export
     from ..synth import CLASSES, generate_images, generate_sequence
     from ..workspace import Workspace
 

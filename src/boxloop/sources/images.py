@@ -96,7 +96,7 @@ def read_image_info(path: str | Path, sha256: str | None = None) -> ImageInfo:
             orientation = 1
             try:
                 orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-            except Exception:  # a broken EXIF block must not hide a good image  # noqa: BLE001
+            except Exception:  # a broken EXIF block must not hide a good image
                 orientation = 1
             _check_not_truncated(im, path, size)
     except UnidentifiedImageError as e:
