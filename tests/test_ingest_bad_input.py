@@ -219,3 +219,14 @@ def test_sequence_folder_uses_natural_frame_order(ws: Workspace, tmp_path: Path)
 def test_missing_path_is_reported(ws: Workspace, tmp_path: Path) -> None:
     report = add_images(ws, [tmp_path / "nope"])
     assert messages(report) == [f"{tmp_path / 'nope'}: no such file, folder or matching glob"]
+
+
+def test_a_text_file_named_jpg_is_reported_even_after_ultralytics_patched_pillow(ws: Workspace, tmp_path: Path) -> None:
+    import ultralytics.utils.patches  # noqa: F401  (patches PIL.Image.open to try an optional HEIF plugin)
+
+    src = tmp_path / "src"
+    write_image(src / "good.jpg")
+    (src / "notes.jpg").write_text("not an image")
+    report = add_images(ws, [src])
+    assert report.added == 1
+    assert messages(report) == [f"{src / 'notes.jpg'}: not an image (cannot identify the format)"]

@@ -99,7 +99,9 @@ def read_image_info(path: str | Path, sha256: str | None = None) -> ImageInfo:
             except Exception:  # a broken EXIF block must not hide a good image
                 orientation = 1
             _check_not_truncated(im, path, size)
-    except UnidentifiedImageError as e:
+    except (UnidentifiedImageError, ImportError) as e:
+        # ImportError: once ultralytics is imported, its patched Image.open tries an optional
+        # HEIF plugin (pi_heif) on any file Pillow cannot identify
         raise InputError(f"{path}: not an image (cannot identify the format)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: unreadable image: {e}") from e
@@ -128,7 +130,7 @@ def load_image(uri: str | Path) -> np.ndarray:
         with Image.open(uri) as im:
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, ImportError) as e:
         raise InputError(f"{uri}: cannot decode image: {e}") from e
 
 
