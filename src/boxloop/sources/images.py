@@ -80,46 +80,51 @@ def expand_paths(
 
 def read_image_info(path: str | Path, sha256: str | None = None) -> ImageInfo:
     """Index an image from its header: size as displayed and EXIF orientation.
-    Raises InputError (with the path) for an empty, truncated or non-image file."""
+    Raises InputError (with the path) for an empty, truncated or non-image file.
+
+    The file is read once: the bytes feed the content hash, the header parse and the
+    truncation check (pixels are never decoded)."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
-        size = path.stat().st_size
+        data = path.read_bytes()
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror}") from e
-    if size == 0:
+    if not data:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
-            orientation = 1
-            try:
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-            except Exception:  # a broken EXIF block must not hide a good image
-                orientation = 1
-            _check_not_truncated(im, path, size)
+            fmt = im.format
+            orientation = _orientation(im)
     except (UnidentifiedImageError, ImportError) as e:
         # ImportError: once ultralytics is imported, its patched Image.open tries an optional
         # HEIF plugin (pi_heif) on any file Pillow cannot identify
         raise InputError(f"{path}: not an image (cannot identify the format)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: unreadable image: {e}") from e
-    if orientation in _TRANSPOSED:
-        w, h = h, w
-    return ImageInfo(path, sha256 or file_sha256(path), w, h, orientation)
-
-
-def _check_not_truncated(im: object, path: Path, size: int) -> None:
-    """Cheap truncation check: a JPEG must end with its EOI marker, a PNG with IEND."""
-    fmt = getattr(im, "format", None)
-    with open(path, "rb") as f:
-        f.seek(max(0, size - 16))
-        tail = f.read()
+    tail = data[-16:]
     if fmt == "JPEG" and b"\xff\xd9" not in tail:
         raise InputError(f"{path}: truncated JPEG (no end-of-image marker)")
     if fmt == "PNG" and b"IEND" not in tail:
         raise InputError(f"{path}: truncated PNG (no IEND chunk)")
+    if orientation in _TRANSPOSED:
+        w, h = h, w
+    return ImageInfo(path, sha256 or hashlib.sha256(data).hexdigest(), w, h, orientation)
+
+
+def _orientation(im: object) -> int:
+    """The EXIF orientation tag (1 when absent); a broken EXIF block never hides a good image."""
+    info = getattr(im, "info", {})
+    if "exif" not in info and getattr(im, "format", None) in ("JPEG", "PNG", "WEBP"):
+        return 1  # no EXIF block: skip parsing one
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 def load_image(uri: str | Path) -> np.ndarray:
