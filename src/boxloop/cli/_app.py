@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import BoxloopError, Problems
 from ..workspace import Workspace, find_workspace
@@ -19,12 +21,15 @@ console = Console()
 err_console = Console(stderr=True)
 
 __all__ = [
+    "StrictOpt",
     "WorkspaceOpt",
     "add_app",
     "app",
     "console",
     "err_console",
     "open_workspace",
+    "progress_bar",
+    "progress_disabled",
     "report_problems",
 ]
 
@@ -88,6 +93,9 @@ def _main(workspace: WorkspaceOpt = None) -> None:
     _global["workspace"] = workspace
 
 
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if any input had a problem.")]
+
+
 def open_workspace(path: Path | None) -> Workspace:
     """The workspace named by the command's -w, else the global -w, else found from cwd."""
     return find_workspace(path or _global["workspace"])
@@ -98,15 +106,31 @@ def progress_disabled() -> bool:
     return bool(os.environ.get("BOXLOOP_NO_PROGRESS")) or not console.is_terminal
 
 
-def report_problems(problems: Problems, *, strict: bool, limit: int = 50) -> None:
+@contextmanager
+def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar (silent when not on a terminal); yields an ``advance(n)`` callback."""
+    if progress_disabled():
+        yield lambda n: None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def report_problems(
+    problems: Problems, *, strict: bool, limit: int = 50, title: str = "problem(s); these inputs were skipped"
+) -> None:
     """Print the end-of-batch summary of skipped inputs; with ``strict`` exit 1."""
     if not problems:
         return
-    err_console.print(f"[yellow]{len(problems)} problem(s); these inputs were skipped:[/yellow]")
+    err_console.print(f"[yellow]{len(problems)} {title}:[/yellow]")
     for p in list(problems)[:limit]:
         err_console.print(f"  {p}", markup=False, highlight=False)
     if len(problems) > limit:
         err_console.print(f"  ... and {len(problems) - limit} more")
     if strict:
-        err_console.print("[red]--strict: failing because of the problems above[/red]")
+        err_console.print("[red]--strict: failing because of the above[/red]")
         raise typer.Exit(1)

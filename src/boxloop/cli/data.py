@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..errors import InputError
 from ..ingest import LABEL_FORMATS, IngestReport
 from ..workspace import Workspace
 from ._app import (
+    StrictOpt,
     WorkspaceOpt,
     add_app,
     app,
     console,
     open_workspace,
-    progress_disabled,
+    progress_bar,
     report_problems,
 )
-
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if any input had a problem.")]
-
-
-@contextmanager
-def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar (silent when not on a terminal); yields an ``advance(n)`` callback."""
-    if progress_disabled():
-        yield lambda n: None
-        return
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def _finish(report: IngestReport, strict: bool) -> None:

@@ -6,15 +6,14 @@ from typing import Annotated
 
 import typer
 
-from ..errors import Problems
 from ._app import (
     BoxloopTyper,
     WorkspaceOpt,
     app,
     console,
-    err_console,
     open_workspace,
     progress_disabled,
+    report_problems,
 )
 
 ls_app = BoxloopTyper(no_args_is_help=True, help="Connect the workspace to a Label Studio server.")
@@ -38,19 +37,6 @@ ProjectOpt = Annotated[
     typer.Option("--project", help="Label Studio project title or id (default: \\[labelstudio] project, else the workspace name).",
                  show_default=False),
 ]
-
-
-def _notes(problems: Problems, *, strict: bool, limit: int = 50) -> None:
-    if not problems:
-        return
-    err_console.print(f"[yellow]{len(problems)} note(s):[/yellow]")
-    for p in list(problems)[:limit]:
-        err_console.print(f"  {p}", markup=False, highlight=False)
-    if len(problems) > limit:
-        err_console.print(f"  ... and {len(problems) - limit} more")
-    if strict:
-        err_console.print("[red]--strict: failing because of the notes above[/red]")
-        raise typer.Exit(1)
 
 
 @ls_app.command("connect")
@@ -99,7 +85,7 @@ def push_cmd(
     report = push(ws, selection=selection, project=project, url=url, token=token,
                   with_imputed=with_imputed, prelabel_conf=min_confidence)
     console.print(report.summary())
-    _notes(report.problems, strict=False)
+    report_problems(report.problems, strict=False, title="note(s)")
 
 
 @app.command("pull")
@@ -129,4 +115,4 @@ def pull_cmd(
         with console.status("pulling from Label Studio"):
             report = pull(ws, project=project, url=url, token=token, add_classes=add_classes)
     console.print(report.summary())
-    _notes(report.problems, strict=strict)
+    report_problems(report.problems, strict=strict, title="note(s)")

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ._app import (
+    StrictOpt,
     WorkspaceOpt,
     add_app,
     app,
     console,
     open_workspace,
-    progress_disabled,
+    progress_bar,
     report_problems,
 )
 
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if any input had a problem.")]
 ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="A model version (m001) or a weights file (.pt/.onnx); default: the newest trained."),
@@ -35,20 +32,6 @@ ClassMapOpt = Annotated[
     list[str] | None,
     typer.Option("--class-map", help="Map a class name of the weights to the project's: old=new (repeatable)."),
 ]
-
-
-@contextmanager
-def _bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar (silent when not on a terminal); yields an ``advance(n)`` callback."""
-    if progress_disabled():
-        yield lambda n: None
-        return
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 @app.command("train")
@@ -73,7 +56,7 @@ def train_cmd(
     from ..modeling import train
 
     ws = open_workspace(workspace)
-    with _bar("training (epochs)", total=epochs or ws.config.train.epochs) as advance:
+    with progress_bar("training (epochs)", total=epochs or ws.config.train.epochs) as advance:
         outcome = train(
             ws, model=model, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
             allow_missing_classes=allow_missing_classes, on_epoch=lambda _e, _n: advance(1),
@@ -114,7 +97,7 @@ def predict_cmd(
     ws = open_workspace(workspace)
     ids = [i.strip() for i in items.split(",") if i.strip()] if items else None
     total = len(_scope_items(ws, scope, ids))
-    with _bar("predicting", total=total) as advance:
+    with progress_bar("predicting", total=total) as advance:
         report = predict(
             ws, model=model, scope=scope, ids=ids, conf=conf, iou=iou, runtime=runtime, device=device,
             imgsz=imgsz, batch=batch, class_map=class_map, progress=advance,

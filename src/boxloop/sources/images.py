@@ -123,7 +123,7 @@ def _orientation(im: object) -> int:
         return 1  # no EXIF block: skip parsing one
     try:
         return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return 1
 
 
