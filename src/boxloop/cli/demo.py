@@ -19,7 +19,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 0,
     rounds: Annotated[int, typer.Option("--rounds", help="Active-learning rounds (an oracle labels each batch); 0 = stop after export.")] = 2,
     budget: Annotated[int, typer.Option("--budget", help="Images labeled per round.")] = 40,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per round (tiny model, CPU).")] = 12,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per round (tiny model, CPU).")] = 40,
     imgsz: Annotated[int, typer.Option("--imgsz", help="Training image size.")] = 224,
 ) -> None:
     """Generate LCD digits, build a workspace, run rounds with an oracle annotator, write the report.
