@@ -147,3 +147,12 @@ def test_a_real_ultralytics_round_resumes_after_an_interruption(
     assert any((ws.runs_dir / "m001").rglob("best.pt"))
     assert len(ws.store.selection().item_ids) == 4
     assert len(ws.store.predictions("m001")) >= 30  # the pool (and the test split) predicted
+
+
+def test_a_consistency_round_predicts_the_mirrored_pool_too(tmp_path: Path, digits: Path) -> None:
+    ws = make_ws(tmp_path, digits)
+    run_round(ws, RoundPlan(budget=3, strategy="consistency", backend=FakeBackend(CLASSES)))
+    pool = ws.store.items(state="unlabeled")
+    assert len(ws.store.predictions("fake-r1@hflip")) == len(ws.store.predictions("fake-r1", [i.id for i in pool]))
+    sel = ws.store.selection()
+    assert len(sel.item_ids) == 3 and all("consistency" in str(sel.why[i]) for i in sel.item_ids)

@@ -79,7 +79,12 @@ def test_failed_export_leaves_nothing(coco_ws: Workspace, tmp_path: Path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("format", "label_path", "atol"), [("coco", "annotations.json", 1e-3), ("voc", "Annotations", 1e-2), ("cvat", "annotations.xml", 1e-3)])
+@pytest.mark.parametrize(("format", "label_path", "atol"), [
+        ("coco", "annotations.json", 1e-3),
+        ("voc", "Annotations", 1e-2),
+        ("cvat", "annotations.xml", 1e-3),
+        ("labelstudio", "tasks.json", 1e-3),
+    ])
 def test_export_in_each_format_reimports_to_the_same_boxes(
     coco_ws: Workspace, tmp_path: Path, format: str, label_path: str, atol: float
 ) -> None:

@@ -270,7 +270,12 @@ def _predict(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
     from .modeling import predict
 
     report = predict(ws, model=version, scope="unlabeled", backend=plan.backend)
-    return {"items": report.items, "boxes": report.boxes, "problems": len(report.problems)}
+    out = {"items": report.items, "boxes": report.boxes, "problems": len(report.problems)}
+    strategy = plan.strategy or ws.config.select.strategy
+    if "consistency" in ws.config.select.presets.get(strategy, strategy):
+        flipped = predict(ws, model=version, scope="unlabeled", backend=plan.backend, hflip=True)
+        out["mirrored"] = flipped.items
+    return out
 
 
 def _select(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:

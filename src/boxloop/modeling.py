@@ -241,6 +241,7 @@ def iter_predictions(
     batch: int = 8,
     workers: int = 2,
     times: dict[str, float] | None = None,
+    hflip: bool = False,
 ) -> Iterator[tuple[int, Any, str | None]]:
     """Run ``backend`` over image files: decoding (and letterboxing, for backends that
     have ``prepare``) happens in worker threads while the model runs batches. Yields
@@ -254,6 +255,8 @@ def iter_predictions(
     def load(src: tuple[str, tuple[int, int] | None]) -> Any:
         t = time.perf_counter()
         image = decode_file(src[0], size=src[1])
+        if hflip:
+            image = np.ascontiguousarray(image[:, ::-1])
         with lock:
             decode_seconds[0] += time.perf_counter() - t
         return prepare(image) if prepare is not None else image
@@ -361,6 +364,7 @@ def predict(
     rect: bool = True,
     backend: Any = None,
     progress: Progress | None = None,
+    hflip: bool = False,
 ) -> PredictReport:
     """Predict items (the unlabeled pool by default) and store, per item and model version,
     every box down to ``conf`` with class probabilities, and the image embedding. Re-running
@@ -397,6 +401,11 @@ def predict(
             ws.store.add_model_version(version, backend=getattr(backend, "name", "backend"), classes=ws.classes)
     if list(backend.classes) != ws.classes:
         raise BackendError(f"backend classes {backend.classes} differ from the project's {ws.classes}")
+    if hflip:
+        # the consistency scorer compares these with the plain predictions: flipped image pixels
+        from .selection import flipped_version
+
+        version = flipped_version(version)
     report = PredictReport(version)
     times: dict[str, float] = {}
     if hasattr(backend, "times"):
@@ -414,12 +423,14 @@ def predict(
         embs.clear()
 
     sources = [(it.uri, (it.width, it.height)) for it in items]
-    for i, pred, problem in iter_predictions(backend, sources, conf=conf, iou=iou, batch=batch, times=times):
+    for i, pred, problem in iter_predictions(
+        backend, sources, conf=conf, iou=iou, batch=batch, times=times, hflip=hflip
+    ):
         if problem is not None:
             report.problems.add(items[i].uri, problem)
         else:
             preds[items[i].id] = pred.detections
-            if pred.embedding is not None:
+            if pred.embedding is not None and not hflip:
                 embs[items[i].id] = pred.embedding
             report.items += 1
             report.boxes += len(pred.detections)

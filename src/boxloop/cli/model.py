@@ -85,6 +85,9 @@ def predict_cmd(
     imgsz: ImgszOpt = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Images per network call.")] = None,
     class_map: ClassMapOpt = None,
+    hflip: Annotated[
+        bool, typer.Option("--hflip", help="Also predict the mirrored images (for the consistency scorer).")
+    ] = False,
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -103,6 +106,14 @@ def predict_cmd(
             imgsz=imgsz, batch=batch, class_map=class_map, progress=advance,
         )
     console.print(report.summary())
+    if hflip:
+        with progress_bar("predicting mirrored images", total=total) as advance:
+            flipped = predict(
+                ws, model=model, scope=scope, ids=ids, conf=conf, iou=iou, runtime=runtime, device=device,
+                imgsz=imgsz, batch=batch, class_map=class_map, progress=advance, hflip=True,
+            )
+        console.print(flipped.summary())
+        report.problems.extend(flipped.problems)
     report_problems(report.problems, strict=strict)
 
 
