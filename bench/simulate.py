@@ -22,7 +22,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).pa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", nargs="?", type=Path, help="Labeled YOLO folder or workspace (default: generated digits).")
-    ap.add_argument("--combined", default="least_confidence:1,novelty:1", help="The active-learning strategy.")
+    ap.add_argument("--combined", default="least_confidence:1", help="The active-learning strategy (diverse batches by default).")
     ap.add_argument("--initial", type=int, default=50)
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=4)
