@@ -8,7 +8,6 @@ labels are exact. Most images are easy for a small YOLO; a minority (low contras
 blur, dim light, glare, noise) are hard, so that active learning has something to find.
 
 >>> from pathlib import Path
-from typing import TYPE_CHECKING
 >>> generate_images(Path("lcd"), n=100, seed=0)  # doctest: +SKIP
 """
 
@@ -27,6 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError
+from .formats.yolo import format_yolo_labels
+from .types import Detections
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -551,17 +552,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def _yolo_text(xyxy: np.ndarray, classes: np.ndarray, size: tuple[int, int]) -> str:
-    w, h = size
-    lines = []
-    for k in range(len(xyxy)):
-        x0, y0, x1, y1 = (float(v) for v in xyxy[k])
-        c = classes[k]
-        cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
-        lines.append(f"{int(c)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
-    return "".join(lines)
-
-
 def _jpeg(img: Image, quality: int) -> bytes:
     import io
 
@@ -571,16 +561,10 @@ def _jpeg(img: Image, quality: int) -> bytes:
 
 
 def _write_data_yaml(out: Path) -> None:
-    import yaml
+    from .formats.yolo import yolo_data_yaml
 
-    doc = {
-        "path": str(out.absolute()),
-        "train": "images",
-        "val": "images",
-        "nc": len(CLASSES),
-        "names": dict(enumerate(CLASSES)),
-    }
-    _atomic_write(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
+    text = yolo_data_yaml(out.absolute(), CLASSES, {"train": "images", "val": "images"})
+    _atomic_write(out / "data.yaml", text.encode())
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -603,7 +587,7 @@ def _write_pair(
     quality: int,
 ) -> None:
     # The label goes first, so an image that exists always has its label beside it.
-    _atomic_write(out / "labels" / f"{stem}.txt", _yolo_text(xyxy, classes, size).encode())
+    _atomic_write(out / "labels" / f"{stem}.txt", format_yolo_labels(Detections(xyxy, classes), width=size[0], height=size[1]).encode())
     _atomic_write(out / "images" / f"{stem}.jpg", _jpeg(img, quality))
 
 
