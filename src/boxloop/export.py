@@ -17,6 +17,7 @@ import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
@@ -84,12 +85,24 @@ def _place_image(src: str, dst: Path, *, link: bool) -> None:
     shutil.copy2(src, dst)
 
 
-def _boxes_for(
+@dataclass(frozen=True)
+class _Chosen:
+    """What an export writes: the items, their boxes, which are human labels, the model
+    version the pre-labels come from, and each item's file name."""
+
+    items: list[Item]
+    boxes: dict[str, Detections]
+    human: dict[str, bool]
+    model_version: str | None
+    names: dict[str, str]
+
+
+def _choose(
     ws: Workspace, what: str, model_version: str | None, conf: float, ids: Sequence[str] | None = None
-) -> tuple[list[Item], dict[str, Detections], dict[str, bool]]:
-    """Items to export (all, or those of ``ids``), their boxes, and whether each item's
-    boxes are human labels."""
+) -> _Chosen:
+    """Items to export (all, or those of ``ids``) with their boxes, read from the store once."""
     store = ws.store
+    mv = model_version
     labels = store.latest_labels() if what in ("labeled", "all") else {}
     preds: dict[str, Detections] = {}
     if what in ("prelabeled", "all"):
@@ -117,7 +130,7 @@ def _boxes_for(
         )
     boxes = {it.id: labels.get(it.id, preds.get(it.id)) for it in items}
     boxes = {k: v for k, v in boxes.items() if v is not None}
-    return items, boxes, {it.id: it.id in labels for it in items}
+    return _Chosen(items, boxes, {it.id: it.id in labels for it in items}, mv, safe_names(items))
 
 
 def write_yolo_dataset(
@@ -139,8 +152,13 @@ def write_yolo_dataset(
     ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
-    items, boxes, _ = _boxes_for(ws, what, model_version, conf, ids)
-    names = safe_names(items)
+    return _write_yolo(ws, dest, _choose(ws, what, model_version, conf, ids), what=what, link=link, splits=splits)
+
+
+def _write_yolo(
+    ws: Workspace, dest: Path, chosen: _Chosen, *, what: str, link: bool, splits: Sequence[str] = ("train", "val", "test")
+) -> Path:
+    items, boxes, names = chosen.items, chosen.boxes, chosen.names
     classes = ws.classes
     by_split: dict[str, int] = {}
     with _atomic_dir(dest) as tmp:
@@ -209,12 +227,15 @@ def export(
     dest = Path(out) if out else ws.exports_dir / f"{format}-{what}-{stamp}"
     if zip and dest.suffix == ".zip":
         dest = dest.with_suffix("")
+    if what == "labeled":
+        assign_splits(ws.store, val=0.2, test=0.0)
+    chosen = _choose(ws, what, model_version, conf, ids)
     if format == "yolo":
-        write_yolo_dataset(ws, dest, what=what, link=False, model_version=model_version, conf=conf, ids=ids)
+        _write_yolo(ws, dest, chosen, what=what, link=False)
     else:
-        _export_other(ws, dest, format=format, what=what, model_version=model_version, conf=conf, ids=ids)
+        _export_other(ws, dest, chosen, format=format)
     if what in ("prelabeled", "all"):
-        _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, model_version, conf, ids)
+        _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen)
     if not zip:
         return dest
     archive = dest.with_suffix(".zip")
@@ -233,26 +254,16 @@ def export(
     return archive
 
 
-def _record_prelabels(
-    ws: Workspace, export_name: str, model_version: str | None, conf: float, ids: Sequence[str] | None
-) -> None:
+def _record_prelabels(ws: Workspace, export_name: str, chosen: _Chosen) -> None:
     """Sent-out pre-labels become open file tasks, so labels brought back count acceptance."""
     from .annotation.files import record_prelabels
 
-    items, boxes, human = _boxes_for(ws, "prelabeled", model_version, conf, ids)
-    pre = {it.id: boxes[it.id] for it in items if not human[it.id] and it.id in boxes}
-    versions = ws.store.predicted_versions()
-    record_prelabels(
-        ws.store, export_name, pre, safe_names(items), model_version=model_version or (versions[0] if versions else None)
-    )
+    pre = {i: d for i, d in chosen.boxes.items() if not chosen.human[i]}
+    record_prelabels(ws.store, export_name, pre, chosen.names, model_version=chosen.model_version)
 
 
-def _export_other(
-    ws: Workspace, dest: Path, *, format: str, what: str, model_version: str | None, conf: float,
-    ids: Sequence[str] | None = None,
-) -> None:
-    items, boxes, human = _boxes_for(ws, what, model_version, conf, ids)
-    names = safe_names(items)
+def _export_other(ws: Workspace, dest: Path, chosen: _Chosen, *, format: str) -> None:
+    items, boxes, human, names = chosen.items, chosen.boxes, chosen.human, chosen.names
     classes = ws.classes
     with _atomic_dir(dest) as tmp:
         image_dir = "JPEGImages" if format == "voc" else "images"
@@ -285,5 +296,5 @@ def _export_other(
             from .formats.labelstudio import export_tasks
 
             records = _records(items, boxes, names, classes, "images/")
-            tasks = export_tasks(records, human=[human[it.id] for it in items], model_version=model_version)
+            tasks = export_tasks(records, human=[human[it.id] for it in items], model_version=chosen.model_version)
             (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1), encoding="utf-8")

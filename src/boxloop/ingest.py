@@ -31,6 +31,7 @@ __all__ = [
     "add_labels",
     "add_video",
     "current_round",
+    "find_class_file",
     "index_image",
 ]
 
@@ -260,7 +261,8 @@ def _map_names(ws: Workspace, names: Iterable[str], *, add_classes: bool, source
     return {n: project.index(n) for n in names}
 
 
-def _find_class_file(root: Path) -> Path | None:
+def find_class_file(root: Path) -> Path | None:
+    """The class-names file next to YOLO labels (data.yaml, classmap.yaml, classes.txt), shallowest first."""
     if root.is_file():
         root = root.parent
     candidates = [f for f in root.rglob("*") if f.name.lower() in CLASS_FILES and f.is_file()]
@@ -331,7 +333,7 @@ def _add_yolo(
     report = IngestReport()
     if not root.is_dir():
         raise InputError(f"{root}: YOLO labels are read from a folder (images/ and labels/)")
-    names_file = Path(classes_from) if classes_from else _find_class_file(root)
+    names_file = Path(classes_from) if classes_from else find_class_file(root)
     if names_file is None:
         raise InputError(
             f"{root}: no class names for these YOLO labels (looked for {', '.join(CLASS_FILES)}); "

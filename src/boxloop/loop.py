@@ -305,11 +305,6 @@ def _pull(
         sleep(plan.poll_seconds)
 
 
-def oracle_truth(ws: Workspace) -> dict[str, Detections]:
-    """Every labeled item's newest labels: the truth an oracle reveals in a simulation."""
-    return ws.store.latest_labels()
-
-
 def sample_initial(ids: list[str], n: int, seed: int) -> list[str]:
     """A seeded random initial labeled set."""
     rng = np.random.default_rng(seed)

@@ -42,11 +42,11 @@ class SimulationResult:
 def _truth_workspace(dataset: Path, out: Path) -> Workspace:
     """The labeled dataset as a workspace: the given workspace, or a YOLO folder imported once."""
     from .formats.yolo import parse_class_names
-    from .ingest import _find_class_file, add_labels
+    from .ingest import add_labels, find_class_file
 
     if (dataset / CONFIG_NAME).is_file():
         return Workspace.open(dataset)
-    names_file = _find_class_file(dataset)
+    names_file = find_class_file(dataset)
     if names_file is None:
         raise InputError(f"{dataset}: neither a boxloop workspace nor a YOLO folder with data.yaml/classes.txt")
     truth_dir = out / "truth"

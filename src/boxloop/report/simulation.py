@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, Problems
+from ..simulate import SIMULATION_COLUMNS
 
 __all__ = [
     "METRICS",
@@ -27,7 +28,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SIMULATION_COLUMNS = ("strategy", "seed", "round", "labeled_images", "map50", "map50_95")
 METRICS = ("map50", "map50_95")
 
 

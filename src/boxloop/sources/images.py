@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, Problems
+from ..errors import InputError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -137,12 +137,3 @@ def load_image(uri: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError, ImportError) as e:
         raise InputError(f"{uri}: cannot decode image: {e}") from e
-
-
-def problems_for(paths: Iterable[Path], problems: Problems) -> Iterator[ImageInfo]:
-    """Index every path; bad ones go to ``problems`` and the rest are yielded."""
-    for p in paths:
-        try:
-            yield read_image_info(p)
-        except InputError as e:
-            problems.add(p, str(e).split(": ", 1)[-1] if str(e).startswith(str(p)) else str(e))
