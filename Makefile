@@ -12,9 +12,10 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# Installs the package with everything the demo and the tests use.
-$(VENV)/.boxloop-dev: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q -e '.[dev]'
+# Installs the package with everything the demo and the tests use, at the versions of
+# constraints-dev.txt (without them pip backtracks for a long time over boto3/aiobotocore/ray).
+$(VENV)/.boxloop-dev: pyproject.toml constraints-dev.txt | $(VENV)/bin/python
+	$(PIP) install -q -e '.[dev]' -c constraints-dev.txt
 	touch $@
 
 demo: $(VENV)/.boxloop-dev

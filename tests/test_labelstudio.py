@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from _images import write_image
-from _ls_server import LabelStudioServer, free_port, start_server
+from _ls_server import free_port
 from boxloop.annotation.labelstudio import ITEM_KEY, TOOL, connect, pull, push
 from boxloop.errors import InputError, Problems, SyncError
 from boxloop.formats.labelstudio import parse_regions
@@ -30,43 +30,6 @@ from boxloop.types import Detections, Item, Selection
 from boxloop.workspace import Workspace
 
 pytestmark = pytest.mark.slow
-
-
-# -- fixtures -------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def ls_media(tmp_path_factory: pytest.TempPathFactory, coco128: Path) -> Path:
-    """The server's local-files document root: coco128 images (linked, read-only) and a
-    writable folder for generated images."""
-    root = tmp_path_factory.mktemp("ls-media")
-    (root / "coco128").symlink_to(coco128 / "images", target_is_directory=True)
-    (root / "made").mkdir()
-    return root
-
-
-@pytest.fixture(scope="session")
-def ls_server(tmp_path_factory: pytest.TempPathFactory, ls_media: Path):
-    """A real Label Studio, started once; the test run fails (never skips) if it cannot start."""
-    try:
-        server = start_server(data_dir=tmp_path_factory.mktemp("ls-data"), document_root=ls_media)
-    except Exception as e:  # any failure to start is a test failure with the reason
-        pytest.fail(f"Label Studio could not start: {e}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def client(ls_server: LabelStudioServer):
-    from label_studio_sdk import LabelStudio
-
-    return LabelStudio(base_url=ls_server.url, api_key=ls_server.token)
-
-
-@pytest.fixture
-def token_env(ls_server: LabelStudioServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.token)
-    return ls_server.token
 
 
 def coco_classes(coco128: Path) -> list[str]:

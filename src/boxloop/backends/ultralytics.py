@@ -451,6 +451,29 @@ def load_backend(
 
 # -- training -------------------------------------------------------------------------------------
 
+# Third-party loggers Ultralytics attaches to a trainer when their package is importable. With
+# ray installed (boxloop's `ray` extra) its Ray Tune hook warns at every epoch outside a Tune
+# trial; boxloop's own run folder is the record, so none of them is attached.
+_INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
+
+
+def _without_integrations(add: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Ultralytics' ``add_integration_callbacks`` with the integrations switched off in
+    memory only (the user's settings file is never written)."""
+
+    def run(instance: Any) -> None:
+        from ultralytics.utils import SETTINGS
+
+        saved = {k: SETTINGS.get(k) for k in _INTEGRATIONS}
+        dict.update(SETTINGS, dict.fromkeys(_INTEGRATIONS, False))  # dict.update: not saved to disk
+        try:
+            add(instance)
+        finally:
+            dict.update(SETTINGS, saved)
+
+    return run
+
+
 
 def train_yolo(
     data_yaml: str | Path,
@@ -515,8 +538,10 @@ def train_yolo(
     import ultralytics.engine.trainer as trainer_module
 
     saved_check_amp = trainer_module.check_amp
+    saved_integrations = trainer_module.callbacks.add_integration_callbacks
     # Ultralytics' AMP check downloads yolo26n.pt on a GPU; boxloop never downloads weights
     trainer_module.check_amp = lambda *_a, **_k: True
+    trainer_module.callbacks.add_integration_callbacks = _without_integrations(saved_integrations)
     try:
         yolo.train(**args)
     except KeyboardInterrupt:
@@ -527,6 +552,7 @@ def train_yolo(
         raise BackendError(f"training failed: {type(e).__name__}: {e}") from e
     finally:
         trainer_module.check_amp = saved_check_amp
+        trainer_module.callbacks.add_integration_callbacks = saved_integrations
     save_dir = Path(getattr(yolo.trainer, "save_dir", run_dir))
     best = save_dir / "weights" / "best.pt"
     weights = best if best.is_file() else save_dir / "weights" / "last.pt"
