@@ -23,6 +23,7 @@ __all__ = [
     "LabelStudioConfig",
     "PredictConfig",
     "SelectConfig",
+    "ServeConfig",
     "TrainConfig",
     "default_toml",
     "load_config",
@@ -67,12 +68,29 @@ class LabelStudioConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``boxloop serve``, the Label Studio ML backend: when it retrains and what it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = 9090
+    train_every: int = 20  # new annotations (created, updated, deleted) that start a training
+    warm_start: bool = True  # fine-tune the newest trained model instead of starting from [train] model
+    val: float = 0.2  # share of newly labeled images a training keeps for validation
+    test: float = 0.1  # share kept for the frozen test split, while there is none yet
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_image_bytes: int = 64 * 1024 * 1024
+    fetch_timeout: float = 20.0
+    allowed_storage: str = ""  # comma-separated URL prefixes images may come from besides Label Studio
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "boxloop"
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     labelstudio: LabelStudioConfig = field(default_factory=LabelStudioConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -80,6 +98,7 @@ _SECTIONS: dict[str, type] = {
     "predict": PredictConfig,
     "select": SelectConfig,
     "labelstudio": LabelStudioConfig,
+    "serve": ServeConfig,
 }
 
 
@@ -181,4 +200,16 @@ storage = "local-files"   # "local-files" or "cloud" (images in a bucket)
 document_root = ""
 skipped = "pool"          # skipped tasks go back to the "pool" or stay "skipped"
 prelabel_conf = {c.labelstudio.prelabel_conf}      # predicted boxes below this are not pushed as pre-labels
+
+[serve]                   # `boxloop serve`: the Label Studio ML backend
+host = "{c.serve.host}"       # 0.0.0.0 only behind a firewall, and with --basic-auth
+port = {c.serve.port}
+train_every = {c.serve.train_every}          # retrain after this many new annotations (or on "Start training")
+warm_start = {str(c.serve.warm_start).lower()}         # fine-tune the newest model instead of training from [train] model
+val = {c.serve.val}
+test = {c.serve.test}
+max_body_bytes = {c.serve.max_body_bytes}
+max_image_bytes = {c.serve.max_image_bytes}
+fetch_timeout = {c.serve.fetch_timeout}
+allowed_storage = ""      # images only from Label Studio, plus these URL prefixes, e.g. "s3://bucket/, https://cdn.example.com/img/"
 '''
