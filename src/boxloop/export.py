@@ -74,6 +74,18 @@ def _atomic_dir(dest: Path) -> Iterator[Path]:
         os.replace(tmp, dest)
 
 
+def _place_item(it: Item, dst: Path, *, link: bool) -> None:
+    """Put an item's image at ``dst``: an image in a bucket (``s3://...``) is always a copy,
+    read through the content-hash cache; a local file as :func:`_place_image` puts it."""
+    from .sources.remote import fetch, is_remote
+
+    if is_remote(it.uri):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(fetch(it.uri, sha256=it.sha256))
+        return
+    _place_image(it.uri, dst, link=link)
+
+
 def _place_image(src: str, dst: Path, *, link: bool) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if link:
@@ -167,7 +179,7 @@ def _write_yolo(
             if what == "labeled" and sub not in splits:
                 continue
             by_split[sub] = by_split.get(sub, 0) + 1
-            _place_image(it.uri, tmp / "images" / sub / names[it.id], link=link)
+            _place_item(it, tmp / "images" / sub / names[it.id], link=link)
             if it.id in boxes:
                 text = format_yolo_labels(boxes[it.id], width=it.width, height=it.height)
                 label = (tmp / "labels" / sub / names[it.id]).with_suffix(".txt")
@@ -268,7 +280,7 @@ def _export_other(ws: Workspace, dest: Path, chosen: _Chosen, *, format: str) ->
     with _atomic_dir(dest) as tmp:
         image_dir = "JPEGImages" if format == "voc" else "images"
         for it in items:
-            _place_image(it.uri, tmp / image_dir / names[it.id], link=False)
+            _place_item(it, tmp / image_dir / names[it.id], link=False)
         if format == "coco":
             from .formats.coco import to_coco
 

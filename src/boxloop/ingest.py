@@ -11,8 +11,9 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
@@ -21,6 +22,7 @@ from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
 from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
+from .sources.remote import is_remote, list_folder
 from .types import Detections, Item
 from .workspace import Workspace
 
@@ -80,9 +82,9 @@ def _frame_item_id(video_id: str, frame_index: int) -> str:
 
 
 def index_image(
-    path: Path, *, video_id: str | None = None, frame_index: int | None = None
+    path: Path | str, *, video_id: str | None = None, frame_index: int | None = None
 ) -> Item:
-    """An Item for an image file, from its header (InputError naming the file if unreadable).
+    """An Item for an image file or URI, from its header (InputError naming it if unreadable).
     Stills are identified by content (exact duplicates are one item); frames by position."""
     info = read_image_info(path)
     item_id = info.sha256[:16] if video_id is None else _frame_item_id(video_id, frame_index or 0)
@@ -97,7 +99,7 @@ def index_image(
     )
 
 
-def _record(ws: Workspace, item: Item, path: Path, report: IngestReport) -> Item:
+def _record(ws: Workspace, item: Item, path: Path | str, report: IngestReport) -> Item:
     stored, new = ws.store.add_item(item, str(path))
     if new:
         report.added += 1
@@ -117,28 +119,46 @@ def add_images(
 
     With ``sequence``, each folder is one ordered frame sequence (natural order, so
     ``2.jpg`` comes before ``10.jpg``) and its frames keep their order for temporal scorers.
+
+    URIs (``s3://bucket/prefix/``, ``gs://...``, globs, single objects) are listed and read
+    through fsspec, several objects at a time; their bytes land in the image cache.
     """
     report = IngestReport()
     paths = list(paths)
     if not sequence:
         files = _expand_reporting(paths, report.problems)
-        for start in range(0, len(files), _CHUNK):
-            with ws.store.transaction():  # one commit per chunk: fast, and a re-run resumes
-                for f in files[start : start + _CHUNK]:
-                    _add_one(ws, f, report)
-            if progress:
-                progress(len(files[start : start + _CHUNK]))
+        with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
+            for start in range(0, len(files), _CHUNK):
+                chunk = files[start : start + _CHUNK]
+                indexed = _index_chunk(chunk, pool)
+                with ws.store.transaction():  # one commit per chunk: fast, and a re-run resumes
+                    for f, item in zip(chunk, indexed):
+                        _add_one(ws, f, report, indexed=item)
+                if progress:
+                    progress(len(chunk))
         return report
     for p in paths:
-        folder = Path(p).absolute()
-        if not folder.is_dir():
-            report.problems.add(folder, "--sequence needs a folder of frames")
-            continue
-        frames = sorted(
-            (f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()),
-            key=lambda f: natural_key(f.name),
-        )
-        seq_id = "seq-" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+        if is_remote(str(p)):
+            try:
+                frames: list[Path | str] = list(list_folder(str(p), IMAGE_SUFFIXES))
+            except InputError as e:
+                report.problems.add(p, str(e).removeprefix(f"{p}: "))
+                continue
+            if not frames:
+                report.problems.add(p, "--sequence needs a prefix with frames directly under it")
+                continue
+            key = str(p).rstrip("/")
+        else:
+            folder = Path(p).absolute()
+            if not folder.is_dir():
+                report.problems.add(folder, "--sequence needs a folder of frames")
+                continue
+            frames = sorted(
+                (f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()),
+                key=lambda f: natural_key(f.name),
+            )
+            key = str(folder)
+        seq_id = "seq-" + hashlib.sha256(key.encode()).hexdigest()[:12]
         for index, f in zip(_frame_numbers(frames), frames):
             _add_one(ws, f, report, video_id=seq_id, frame_index=index)
             if progress:
@@ -146,19 +166,39 @@ def add_images(
     return report
 
 
-def _frame_numbers(frames: Sequence[Path]) -> list[int]:
+_REMOTE_READERS = 16  # objects read at once from a bucket: latency, not bandwidth, is the limit
+
+
+def _index_chunk(files: Sequence[Path | str], pool: ThreadPoolExecutor) -> list[Item | InputError | None]:
+    """Objects of a chunk indexed by several threads at once (URIs only: local files are
+    indexed as they are recorded); an unreadable one becomes its InputError."""
+
+    def one(f: Path | str) -> Item | InputError | None:
+        if not is_remote(str(f)):
+            return None
+        try:
+            return index_image(f)
+        except InputError as e:
+            return e
+
+    if not any(is_remote(str(f)) for f in files):
+        return [None] * len(files)
+    return list(pool.map(one, files))
+
+
+def _frame_numbers(frames: Sequence[Path | str]) -> list[int]:
     """The number in each frame's name when every name has a distinct one, else positions."""
     numbers = []
     for f in frames:
-        digits = re.findall(r"\d+", f.stem)
+        digits = re.findall(r"\d+", PurePosixPath(str(f)).stem if isinstance(f, str) else f.stem)
         numbers.append(int(digits[-1]) if digits else None)
     if None not in numbers and len(set(numbers)) == len(numbers):
         return numbers  # type: ignore[return-value]
     return list(range(len(frames)))
 
 
-def _expand_reporting(paths: Sequence[str | Path], problems: Problems) -> list[Path]:
-    files: list[Path] = []
+def _expand_reporting(paths: Sequence[str | Path], problems: Problems) -> list[Path | str]:
+    files: list[Path | str] = []
     for p in paths:
         try:
             files.extend(expand_paths([p]))
@@ -169,14 +209,17 @@ def _expand_reporting(paths: Sequence[str | Path], problems: Problems) -> list[P
 
 def _add_one(
     ws: Workspace,
-    path: Path,
+    path: Path | str,
     report: IngestReport,
     *,
     video_id: str | None = None,
     frame_index: int | None = None,
+    indexed: Item | InputError | None = None,
 ) -> Item | None:
     try:
-        item = index_image(path, video_id=video_id, frame_index=frame_index)
+        if isinstance(indexed, InputError):
+            raise indexed
+        item = indexed or index_image(path, video_id=video_id, frame_index=frame_index)
     except InputError as e:
         report.problems.add(path, str(e).removeprefix(f"{path}: "))
         return None
@@ -195,6 +238,8 @@ def add_video(
     in order; re-running after an interruption decodes only what is missing."""
     from .sources.video import sample_frames, video_id
 
+    if is_remote(str(path)):
+        raise InputError(f"{path}: videos are decoded from local files; copy it to this machine first")
     path = Path(path).absolute()
     if not path.is_file():
         raise InputError(f"{path}: no such video file")
@@ -233,19 +278,52 @@ def add_labels(
     """
     if format not in LABEL_FORMATS:
         raise InputError(f"unknown label format {format!r}; known: {', '.join(LABEL_FORMATS)}")
-    path = Path(path).absolute()
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+    where: Path | str
+    if is_remote(str(path)):
+        where = str(path)  # a bucket prefix (YOLO, VOC) or one object (COCO, Label Studio, CVAT)
+    else:
+        where = Path(path).absolute()
+        if not where.exists():
+            raise InputError(f"{where}: no such file or folder")
     if format == "yolo":
-        return _add_yolo(ws, path, classes_from=classes_from, add_classes=add_classes, progress=progress)
+        return _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, progress=progress)
     report = IngestReport()
-    records, base = _parse_records(path, format, report.problems)
-    roots = [Path(images).absolute()] if images else [base]
-    _add_records(ws, records, roots, report, format=format, source=path, add_classes=add_classes, progress=progress)
+    records, base = _parse_records(where, format, report.problems)
+    roots: list[Path | str] = [base]
+    if images:
+        roots = [str(images) if is_remote(str(images)) else Path(images).absolute()]
+    _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, progress=progress)
     return report
 
 
-def _map_names(ws: Workspace, names: Iterable[str], *, add_classes: bool, source: Path) -> dict[str, int]:
+def _read_text(where: Path | str) -> str:
+    """A label file's text (utf-8, BOM dropped), local or in a bucket."""
+    from .sources.remote import read_bytes
+
+    data = read_bytes(where) if isinstance(where, str) else where.read_bytes()
+    return data.decode("utf-8-sig")
+
+
+def _parent(where: Path | str) -> Path | str:
+    return where.rstrip("/").rsplit("/", 1)[0] if isinstance(where, str) else where.parent
+
+
+def _tree(root: Path | str, suffixes: Iterable[str]) -> dict[PurePosixPath, Path | str]:
+    """Every file under a folder or bucket prefix with one of ``suffixes``, by its path
+    relative to the root."""
+    from .sources.remote import expand_uri
+
+    suffixes = {x.lower() for x in suffixes}
+    if isinstance(root, str):
+        base = root.rstrip("/") + "/"
+        return {PurePosixPath(u.removeprefix(base)): u for u in expand_uri(root, suffixes)}
+    return {
+        PurePosixPath(f.relative_to(root).as_posix()): f
+        for f in root.rglob("*") if f.suffix.lower() in suffixes and f.is_file()
+    }
+
+
+def _map_names(ws: Workspace, names: Iterable[str], *, add_classes: bool, source: Path | str) -> dict[str, int]:
     """Project class id for each name; unknown names are an error naming both lists."""
     names = list(dict.fromkeys(names))
     project = ws.store.classes()
@@ -271,24 +349,27 @@ def find_class_file(root: Path) -> Path | None:
     return min(candidates, key=lambda f: (len(f.relative_to(root).parts), CLASS_FILES.index(f.name.lower())))
 
 
-def _pair_yolo(root: Path, problems: Problems) -> tuple[list[tuple[Path, Path | None]], list[Path]]:
-    """(image, label file or None) pairs under ``root``, by file stem: Ultralytics layout
-    (``images/`` beside ``labels/``), side by side, or a stem unique in the tree."""
+def _pair_yolo(
+    root: Path | str, problems: Problems
+) -> tuple[list[tuple[Path | str, Path | str | None]], list[Path | str]]:
+    """(image, label file or None) pairs under ``root`` (a folder or bucket prefix), by file
+    stem: Ultralytics layout (``images/`` beside ``labels/``), side by side, or a stem
+    unique in the tree."""
+    tree = _tree(root, IMAGE_SUFFIXES | {".txt"})
     images, texts = [], []
-    for f in sorted(root.rglob("*"), key=lambda f: natural_key(str(f))):
-        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(root).parts):
+    for rel in sorted(tree, key=lambda r: natural_key(str(tree[r]))):
+        if any(part.startswith(".") for part in rel.parts):
             continue
-        suffix = f.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            images.append(f)
-        elif suffix == ".txt" and f.name.lower() not in CLASS_FILES:
-            texts.append(f)
-    by_stem: dict[str, list[Path]] = {}
-    by_path_stem: dict[Path, Path] = {}
+        if rel.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(rel)
+        elif rel.name.lower() not in CLASS_FILES:
+            texts.append(rel)
+    by_stem: dict[str, list[PurePosixPath]] = {}
+    by_path_stem: dict[PurePosixPath, PurePosixPath] = {}
     for img in images:
         by_stem.setdefault(img.stem, []).append(img)
         by_path_stem[img.with_suffix("")] = img
-    paired: dict[Path, Path] = {}
+    paired: dict[PurePosixPath, PurePosixPath] = {}
     for txt in texts:
         img = _image_for_label(txt, by_path_stem)
         if img is None:
@@ -297,54 +378,87 @@ def _pair_yolo(root: Path, problems: Problems) -> tuple[list[tuple[Path, Path | 
                 img = same[0]
             elif len(same) > 1:
                 problems.add(
-                    txt,
+                    tree[txt],
                     f"ambiguous: images with stem {txt.stem!r} in several folders "
-                    f"({', '.join(str(s.parent) for s in same[:3])}); use the images/ + labels/ layout",
+                    f"({', '.join(str(_parent(tree[s])) for s in same[:3])}); use the images/ + labels/ layout",
                 )
                 continue
             else:
-                problems.add(txt, f"label file with no image (no image named {txt.stem}.* here)")
+                problems.add(tree[txt], f"label file with no image (no image named {txt.stem}.* here)")
                 continue
         if img in paired:
-            problems.add(txt, f"a second label file for {img} (first: {paired[img]})")
+            problems.add(tree[txt], f"a second label file for {tree[img]} (first: {tree[paired[img]]})")
             continue
         paired[img] = txt
-    return [(img, paired.get(img)) for img in images], texts
+    return [(tree[img], tree[paired[img]] if img in paired else None) for img in images], [tree[t] for t in texts]
 
 
-def _image_for_label(txt: Path, by_path_stem: dict[Path, Path]) -> Path | None:
+def _image_for_label(txt: PurePosixPath, by_path_stem: dict[PurePosixPath, PurePosixPath]) -> PurePosixPath | None:
     parts = list(txt.with_suffix("").parts)
     for i in range(len(parts) - 1, -1, -1):  # the last `labels` folder becomes `images`
         if parts[i] == "labels":
-            img = by_path_stem.get(Path(*parts[:i], "images", *parts[i + 1 :]))
+            img = by_path_stem.get(PurePosixPath(*parts[:i], "images", *parts[i + 1 :]))
             if img is not None:
                 return img
     return by_path_stem.get(txt.with_suffix(""))
 
 
+def _remote_class_file(root: str) -> str | None:
+    """The class-names object under a bucket prefix (as :func:`find_class_file`)."""
+    tree = _tree(root, {".yaml", ".yml", ".txt"})
+    found = [rel for rel in tree if rel.name.lower() in CLASS_FILES]
+    if not found:
+        return None
+    best = min(found, key=lambda r: (len(r.parts), CLASS_FILES.index(r.name.lower())))
+    return str(tree[best])
+
+
+def _class_names(where: Path | str) -> list[str]:
+    """parse_class_names for a local file or an object in a bucket (errors name the URI)."""
+    if not isinstance(where, str):
+        return parse_class_names(where)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="boxloop-classes-") as tmp:
+        local = Path(tmp) / where.rsplit("/", 1)[-1]
+        local.write_text(_read_text(where), encoding="utf-8")
+        try:
+            return parse_class_names(local)
+        except InputError as e:
+            raise InputError(str(e).replace(str(local), where)) from None
+
+
 def _add_yolo(
     ws: Workspace,
-    root: Path,
+    root: Path | str,
     *,
     classes_from: str | Path | None,
     add_classes: bool,
     progress: Progress | None,
 ) -> IngestReport:
     report = IngestReport()
-    if not root.is_dir():
+    if isinstance(root, Path) and not root.is_dir():
         raise InputError(f"{root}: YOLO labels are read from a folder (images/ and labels/)")
-    names_file = Path(classes_from) if classes_from else find_class_file(root)
+    names_file: Path | str | None
+    if classes_from:
+        names_file = str(classes_from) if is_remote(str(classes_from)) else Path(classes_from)
+    else:
+        names_file = _remote_class_file(root) if isinstance(root, str) else find_class_file(root)
     if names_file is None:
         raise InputError(
             f"{root}: no class names for these YOLO labels (looked for {', '.join(CLASS_FILES)}); "
             "pass --classes-from FILE"
         )
-    file_names = parse_class_names(names_file)
+    file_names = _class_names(names_file)
     pairs, _ = _pair_yolo(root, report.problems)
-    parsed: list[tuple[Item, Path, Path | None, Detections | None]] = []
-    for img, txt in pairs:
+    parsed: list[tuple[Item, Path | str, Path | str | None, Detections | None]] = []
+    with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
+        indexed = _index_chunk([img for img, _ in pairs], pool)
+    for (img, txt), pre in zip(pairs, indexed):
         try:
-            item = index_image(img)
+            if isinstance(pre, InputError):
+                raise pre
+            item = pre or index_image(img)
         except InputError as e:
             report.problems.add(img, str(e).removeprefix(f"{img}: "))
             if txt is not None:
@@ -353,9 +467,9 @@ def _add_yolo(
         labels = None
         if txt is not None:
             try:
-                text = txt.read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError) as e:
-                report.problems.add(txt, f"cannot read: {e}")
+                text = _read_text(txt)
+            except (OSError, UnicodeDecodeError, InputError) as e:
+                report.problems.add(txt, f"cannot read: {str(e).removeprefix(f'{txt}: ')}")
                 text = None
             if text is not None:
                 labels, problems = parse_yolo_labels(
@@ -401,27 +515,38 @@ def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, r
 # -- COCO, VOC, CVAT, Label Studio: records that name their image ---------------------------
 
 
-def _parse_records(path: Path, format: str, problems: Problems) -> tuple[list[ImageLabels], Path]:
-    """Parse a label file (or a folder of VOC XML files) into records; returns (records,
-    the folder image references are relative to)."""
+def _parse_records(path: Path | str, format: str, problems: Problems) -> tuple[list[ImageLabels], Path | str]:
+    """Parse a label file (or a folder of VOC XML files), local or in a bucket, into records;
+    returns (records, the folder or prefix image references are relative to)."""
+    remote = isinstance(path, str)
     if format == "voc":
-        files = [path] if path.is_file() else sorted(path.rglob("*.xml"), key=lambda f: natural_key(str(f)))
         from .formats.voc import parse_voc
 
+        if remote:
+            single = str(path).lower().endswith(".xml")
+            files: list[Path | str] = [path] if single else list(_tree(path, {".xml"}).values())
+            files.sort(key=lambda f: natural_key(str(f)))
+        else:
+            single = path.is_file()  # type: ignore[union-attr]
+            files = [path] if single else sorted(path.rglob("*.xml"), key=lambda f: natural_key(str(f)))  # type: ignore[union-attr]
         records = []
         for f in files:
             try:
-                record, probs = parse_voc(f.read_text(encoding="utf-8-sig"), source=str(f))
+                record, probs = parse_voc(_read_text(f), source=str(f))
             except (InputError, OSError, UnicodeDecodeError) as e:
                 problems.add(f, str(e).removeprefix(f"{f}: "))
                 continue
             problems.extend(probs)
             records.append(record)
-        base = path.parent if path.is_file() else path
-        return records, (base.parent if base.name.lower() == "annotations" else base)
-    if not path.is_file():
+        base = _parent(path) if single else path
+        name = str(base).rstrip("/").rsplit("/", 1)[-1]
+        return records, (_parent(base) if name.lower() == "annotations" else base)
+    if not remote and not path.is_file():  # type: ignore[union-attr]
         raise InputError(f"{path}: {format} labels are read from one file")
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = _read_text(path)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text: {e}") from e
     if format == "cvat":
         from .formats.cvat import parse_cvat_images
 
@@ -440,7 +565,7 @@ def _parse_records(path: Path, format: str, problems: Problems) -> tuple[list[Im
 
             records, probs = parse_labelstudio_export(obj, source=str(path))
     problems.extend(probs)
-    return records, path.parent
+    return records, _parent(path)
 
 
 _LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
@@ -461,30 +586,47 @@ def image_ref_name(ref: str) -> str:
 
 
 class _ImageFinder:
-    """Resolves an image reference from a label file to a file under some roots, or to an
-    item the store already knows by that file name."""
+    """Resolves an image reference from a label file to a file under some roots (folders or
+    bucket prefixes), or to an item the store already knows by that file name. A reference
+    that is itself a URI (``s3://...``) is taken as it is."""
 
-    def __init__(self, ws: Workspace, roots: Sequence[Path]) -> None:
+    def __init__(self, ws: Workspace, roots: Sequence[Path | str]) -> None:
         self.ws = ws
         self.roots = roots
-        self._by_name: dict[str, list[Path]] | None = None
+        self._by_name: dict[str, list[Path | str]] | None = None
+        self._by_key: dict[str, str] = {}  # key relative to a bucket prefix -> URI
 
-    def _index(self) -> dict[str, list[Path]]:
+    def _index(self) -> dict[str, list[Path | str]]:
         if self._by_name is None:
+            from .sources.remote import expand_uri
+
             self._by_name = {}
             for root in self.roots:
-                if root.is_dir():
+                if isinstance(root, str):
+                    base = root.rstrip("/") + "/"
+                    for uri in expand_uri(root, IMAGE_SUFFIXES):
+                        self._by_key[uri.removeprefix(base)] = uri
+                        self._by_name.setdefault(uri.rsplit("/", 1)[-1], []).append(uri)
+                elif root.is_dir():
                     for f in root.rglob("*"):
                         if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
                             self._by_name.setdefault(f.name, []).append(f)
         return self._by_name
 
-    def find(self, ref: str) -> tuple[Path | None, str | None, str | None]:
-        """(file, known item id, problem)."""
+    def find(self, ref: str) -> tuple[Path | str | None, str | None, str | None]:
+        """(file or URI, known item id, problem)."""
+        if is_remote(ref):
+            return ref, None, None
         direct = Path(ref)
-        for candidate in ([direct] if direct.is_absolute() else [r / ref for r in self.roots]):
+        local_roots = [r for r in self.roots if isinstance(r, Path)]
+        for candidate in ([direct] if direct.is_absolute() else [r / ref for r in local_roots]):
             if candidate.is_file():
                 return candidate, None, None
+        if any(isinstance(r, str) for r in self.roots):
+            self._index()
+            uri = self._by_key.get(ref.replace("\\", "/").removeprefix("./"))
+            if uri is not None:
+                return uri, None, None
         name = image_ref_name(ref)
         files = self._index().get(name, [])
         if len(files) == 1:
@@ -500,16 +642,16 @@ class _ImageFinder:
 def _add_records(
     ws: Workspace,
     records: Sequence[ImageLabels],
-    roots: Sequence[Path],
+    roots: Sequence[Path | str],
     report: IngestReport,
     *,
     format: str,
-    source: Path,
+    source: Path | str,
     add_classes: bool,
     progress: Progress | None,
 ) -> None:
     finder = _ImageFinder(ws, roots)
-    resolved: list[tuple[Item, Path | None, ImageLabels]] = []
+    resolved: list[tuple[Item, Path | str | None, ImageLabels]] = []
     for rec in records:
         where = f"{format}:{rec.file_name}" if rec.line is None else f"{format}:{rec.file_name} (line {rec.line})"
         file, item_id, problem = finder.find(rec.file_name)

@@ -216,13 +216,21 @@ def train(
 # -- prediction -----------------------------------------------------------------------------------
 
 
-def decode_file(uri: str, *, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode an image as displayed, RGB uint8: OpenCV for local files (fast, EXIF-aware),
-    PIL otherwise or when OpenCV disagrees with the recorded (width, height)."""
+def decode_file(uri: str, *, size: tuple[int, int] | None = None, sha256: str | None = None) -> np.ndarray:
+    """Decode an image as displayed, RGB uint8: OpenCV (fast, EXIF-aware), PIL when OpenCV
+    disagrees with the recorded (width, height). A URI (``s3://``, ``gs://``, ...) is read
+    into memory through the image cache (``sha256``: the content it must have)."""
     import cv2
 
     from .sources.images import load_image
+    from .sources.remote import fetch, is_remote
 
+    if is_remote(uri):
+        data = fetch(uri, sha256=sha256)
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is not None and (size is None or (bgr.shape[1], bgr.shape[0]) == tuple(size)):
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return load_image(uri, data=data)
     if "://" not in uri and Path(uri).is_file():
         bgr = cv2.imread(uri, cv2.IMREAD_COLOR)
         if bgr is not None and (size is None or (bgr.shape[1], bgr.shape[0]) == tuple(size)):
@@ -234,7 +242,7 @@ def decode_file(uri: str, *, size: tuple[int, int] | None = None) -> np.ndarray:
 
 def iter_predictions(
     backend: Any,
-    sources: Sequence[tuple[str, tuple[int, int] | None]],
+    sources: Sequence[tuple[str, tuple[int, int] | None] | tuple[str, tuple[int, int] | None, str | None]],
     *,
     conf: float,
     iou: float,
@@ -243,7 +251,8 @@ def iter_predictions(
     times: dict[str, float] | None = None,
     hflip: bool = False,
 ) -> Iterator[tuple[int, Any, str | None]]:
-    """Run ``backend`` over image files: decoding (and letterboxing, for backends that
+    """Run ``backend`` over image files or URIs, each ``(uri, (width, height) or None[,
+    sha256])``: decoding (and letterboxing, for backends that
     have ``prepare``) happens in worker threads while the model runs batches. Yields
     ``(index, Prediction, None)`` in order, or ``(index, None, reason)`` for an image that
     could not be read; one bad image never stops the rest."""
@@ -252,9 +261,9 @@ def iter_predictions(
     decode_seconds = [0.0]
     lock = threading.Lock()
 
-    def load(src: tuple[str, tuple[int, int] | None]) -> Any:
+    def load(src: tuple[Any, ...]) -> Any:
         t = time.perf_counter()
-        image = decode_file(src[0], size=src[1])
+        image = decode_file(src[0], size=src[1], sha256=src[2] if len(src) > 2 else None)
         if hflip:
             image = np.ascontiguousarray(image[:, ::-1])
         with lock:
@@ -309,10 +318,20 @@ class PredictReport:
     seconds: float = 0.0
     problems: Problems = field(default_factory=Problems)
     ms_per_image: dict[str, float] = field(default_factory=dict)
+    engine: str = "local"
+    kept: str = "all"
+    skipped: int = 0  # already done by this model version (``missing``)
 
     def summary(self) -> str:
         rate = self.items / self.seconds if self.seconds > 0 else 0.0
-        text = f"{self.items} image(s) predicted with {self.version}: {self.boxes} box(es), {rate:.1f} images/s"
+        if self.kept == "embeddings":
+            text = f"{self.items} image(s) embedded with {self.version}, {rate:.1f} images/s"
+        else:
+            text = f"{self.items} image(s) predicted with {self.version}: {self.boxes} box(es), {rate:.1f} images/s"
+        if self.engine != "local":
+            text += f" on {self.engine}"
+        if self.skipped:
+            text += f", {self.skipped} already done"
         if self.problems:
             text += f", {len(self.problems)} skipped"
         return text
@@ -365,13 +384,31 @@ def predict(
     backend: Any = None,
     progress: Progress | None = None,
     hflip: bool = False,
+    engine: str | Any = "local",
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
+    keep: str = "all",
+    missing: bool = False,
 ) -> PredictReport:
     """Predict items (the unlabeled pool by default) and store, per item and model version,
     every box down to ``conf`` with class probabilities, and the image embedding. Re-running
     replaces, never duplicates. A ready ``backend`` may be passed (tests, the fake).
 
     With ``rect`` the network input fits the most common image size (long side ``imgsz``),
-    as Ultralytics does: 320x240 images run at 256x320, not 320x320."""
+    as Ultralytics does: 320x240 images run at 256x320, not 320x320.
+
+    ``engine``: ``local`` (this process) or ``ray`` (Ray Data on the cluster at
+    ``ray_address``, ``ray_actors`` model replicas); results are the same and stream into
+    the store in batches either way. ``keep="embeddings"`` stores only the embeddings
+    (``boxloop embed``): the items keep their state. ``missing``: skip items this model
+    version has already predicted (or embedded), so an interrupted pass resumes."""
+    from .engine import PredictJob, get_engine
+    from .sources.remote import is_remote
+
+    if keep not in ("all", "embeddings"):
+        raise InputError(f"keep must be 'all' or 'embeddings', got {keep!r}")
+    eng = get_engine(engine, address=ray_address, actors=ray_actors) if isinstance(engine, str) else engine
+    given_backend = backend is not None
     cfg = ws.config.predict
     conf = cfg.conf if conf is None else conf
     iou = cfg.iou if iou is None else iou
@@ -391,8 +428,10 @@ def predict(
             base = int(imgsz or meta.get("imgsz") or ws.config.train.imgsz)
             (w, h), _ = Counter((it.width, it.height) for it in items).most_common(1)[0]
             shape = rect_shape(base, w, h)
+        # on Ray the driver loads the model on its CPU only to check it before the cluster starts
         backend = load_model_backend(
-            ws, resolved, runtime=runtime, device=device, imgsz=shape, class_map=class_map, batch=batch
+            ws, resolved, runtime=runtime, device="cpu" if eng.name != "local" else device, imgsz=shape,
+            class_map=class_map, batch=batch,
         )
         version = resolved.version
     else:
@@ -406,7 +445,15 @@ def predict(
         from .selection import flipped_version
 
         version = flipped_version(version)
-    report = PredictReport(version)
+    if keep == "embeddings" and hflip:
+        raise InputError("embeddings of mirrored images are not kept; drop --hflip")
+    report = PredictReport(version, engine=eng.name, kept=keep)
+    if missing:
+        table = "predictions" if keep == "all" else "embeddings"
+        done_ids = {r[0] for r in ws.store.conn.execute(
+            f"SELECT item_id FROM {table} WHERE model_version=?", (version,))}
+        report.skipped = sum(1 for it in items if it.id in done_ids)
+        items = [it for it in items if it.id not in done_ids]
     times: dict[str, float] = {}
     if hasattr(backend, "times"):
         backend.times.reset()
@@ -416,22 +463,31 @@ def predict(
 
     def save() -> None:
         with ws.store.transaction():
-            ws.store.put_predictions(version, preds)
+            if keep == "all":
+                ws.store.put_predictions(version, preds)
             if embs:
                 ws.store.put_embeddings(version, embs)
         preds.clear()
         embs.clear()
 
-    sources = [(it.uri, (it.width, it.height)) for it in items]
-    for i, pred, problem in iter_predictions(
-        backend, sources, conf=conf, iou=iou, batch=batch, times=times, hflip=hflip
+    sources = [(it.uri, (it.width, it.height), it.sha256) for it in items]
+    remote = any(is_remote(it.uri) for it in items)
+    job = PredictJob(
+        _ReadyBackend(backend) if given_backend or eng.name == "local" else _ship(eng, backend, batch, class_map),
+        conf=conf, iou=iou, batch=batch, hflip=hflip, workers=8 if remote else 2,
+    )
+    done: set[str] = set()
+    for i, pred, problem in eng.predict(
+        job, sources, backend=backend if eng.name == "local" or given_backend else None, times=times
     ):
+        item = items[i]
         if problem is not None:
-            report.problems.add(items[i].uri, problem)
-        else:
-            preds[items[i].id] = pred.detections
+            report.problems.add(item.uri, problem)
+        elif item.id not in done:  # one result per item, even if an engine retried its batch
+            done.add(item.id)
+            preds[item.id] = pred.detections
             if pred.embedding is not None and not hflip:
-                embs[items[i].id] = pred.embedding
+                embs[item.id] = pred.embedding
             report.items += 1
             report.boxes += len(pred.detections)
             if len(preds) >= _CHUNK:
@@ -445,6 +501,26 @@ def predict(
     if hasattr(backend, "times"):
         report.ms_per_image.update(backend.times.ms_per_image())
     return report
+
+
+class _ReadyBackend:
+    """The loader of a backend that is already loaded (the local engine, a given backend)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def __call__(self) -> Any:
+        return self.backend
+
+
+def _ship(engine: Any, backend: Any, batch: int, class_map: Sequence[str] | Mapping[str, str] | None) -> Callable[[], Any]:
+    """A loader of the checked backend's weights file for the engine's workers."""
+    weights = Path(backend.weights)
+    runtime = "onnx" if weights.suffix.lower() == ".onnx" else "torch"
+    return engine.ship(  # type: ignore[no-any-return]
+        weights, classes=list(backend.classes), runtime=runtime, imgsz=tuple(backend.imgsz),
+        class_map=class_map, batch=batch,
+    )
 
 
 # -- evaluation -----------------------------------------------------------------------------------

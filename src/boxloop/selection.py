@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,17 @@ from .scoring.diversity import unit_rows
 from .store import Store
 from .types import Detections, Selection
 
-__all__ = ["FLIP_SUFFIX", "SelectionReport", "explain", "flipped_version", "load_pool", "select"]
+__all__ = [
+    "FLIP_SUFFIX",
+    "ScoreReport",
+    "SelectionReport",
+    "explain",
+    "flipped_version",
+    "load_pool",
+    "score",
+    "select",
+    "write_scores_csv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +364,109 @@ def select(
                 store.put_imputed(version, imputed)
     log.info("selected %d of %d items with %s in %.2f s", len(ids), n, parsed, seconds)
     return SelectionReport(selection, tuple(notes), imputed)
+
+
+# -- scores without a selection ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreReport:
+    """Every pool item's component scores (raw and percentile) and combined score."""
+
+    model_version: str
+    strategy: str
+    ids: tuple[str, ...]
+    raw: Mapping[str, np.ndarray]
+    percentiles: Mapping[str, np.ndarray]
+    combined: np.ndarray
+    engine: str = "local"
+    seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+    def ranking(self) -> np.ndarray:
+        """Pool positions, best combined score first (ties by position)."""
+        return np.lexsort((np.arange(len(self.ids)), -self.combined))
+
+
+def score_components(
+    pool: Pool, strategy: Strategy, *, options: ScoreOptions, rng: np.random.Generator, engine: Any = None,
+) -> dict[str, np.ndarray]:
+    """Raw component scores; with an engine other than local, the scorers that read one
+    item at a time run there in chunks (the same numbers), the rest here."""
+    from .engine import chunkable
+    from .scoring import _check_needs
+
+    names = [name for name, _ in strategy.components]
+    shipped = [n for n in names if chunkable(n)] if engine is not None and engine.name != "local" else []
+    _check_needs(pool, shipped)
+    here = Strategy(tuple((n, w) for n, w in strategy.components if n not in shipped), "top_k")
+    raw = dict(score_pool(pool, here, options=options, rng=rng).raw) if here.components else {}
+    if shipped:
+        raw.update(engine.score(pool, shipped, options))
+    return {n: np.asarray(raw[n], np.float64) for n in names}
+
+
+def score(
+    store: Store,
+    *,
+    strategy: str,
+    model_version: str | None = None,
+    options: ScoreOptions | None = None,
+    normalisation: str = "percentile",
+    seed: int | None = 0,
+    exclude: Iterable[str] = (),
+    engine: str | Any = "local",
+    ray_address: str | None = None,
+) -> ScoreReport:
+    """Score the pool with a strategy's scorers, without selecting or saving a selection
+    (``boxloop score``). A selector in the strategy is ignored: scores only."""
+    from .engine import get_engine
+
+    options = options or ScoreOptions()
+    parsed = parse_strategy(strategy)
+    if not parsed.components:
+        raise InputError(f"strategy {strategy!r} names no scorer; a selector alone gives no scores")
+    eng = get_engine(engine, address=ray_address) if isinstance(engine, str) else engine
+    version = _default_version(store, model_version)
+    plain = Strategy(parsed.components, "top_k")
+    pool, notes = load_pool(store, version, need=_needs(plain, False), exclude=exclude)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(secrets.randbits(32) if seed is None else int(seed))
+    raw = score_components(pool, plain, options=options, rng=rng, engine=eng)
+    combined, parts = combine(raw, plain.weights, normalisation=normalisation)
+    seconds = time.perf_counter() - t0
+    log.info("scored %d items with %s on %s in %.2f s", len(pool), plain, eng.name, seconds)
+    return ScoreReport(
+        model_version=version, strategy=str(plain), ids=pool.ids, raw=raw, percentiles=dict(parts),
+        combined=np.asarray(combined, np.float64), engine=eng.name, seconds=seconds, notes=tuple(notes),
+    )
+
+
+def write_scores_csv(report: ScoreReport, path: str | os.PathLike[str], *, uris: Mapping[str, str] | None = None) -> Path:
+    """Write the scores (best first) as CSV, aside and renamed into place; returns the path."""
+    import csv
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(report.raw)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["rank", "item_id", "uri", "score", *names, *(f"{n}_percentile" for n in names)])
+            for rank, i in enumerate(report.ranking(), 1):
+                item_id = report.ids[i]
+                w.writerow([
+                    rank, item_id, (uris or {}).get(item_id, ""), f"{report.combined[i]:.6g}",
+                    *(f"{report.raw[n][i]:.6g}" for n in names),
+                    *(f"{report.percentiles[n][i]:.6g}" for n in names),
+                ])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 # -- the why, in words ------------------------------------------------------------------------

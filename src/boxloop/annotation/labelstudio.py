@@ -293,7 +293,9 @@ def image_urls(
     ``local-files``: ``/data/local-files/?d=<path relative to the document root>``; the
     document root defaults to the folder above the images' common folder and must be the
     server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``. ``cloud``: the item's own URL
-    (``s3://``, ``gs://``, ``https://``; Label Studio resolves it through its storages)."""
+    (``s3://``, ``gs://``, ``https://``; Label Studio resolves it through its storages).
+    Under ``local-files`` too, an image in a bucket keeps its cloud URL (Label Studio
+    presigns it through the project's cloud storage); only local files need the root."""
     urls: dict[str, str] = {}
     if storage == "cloud":
         for it in items:
@@ -307,12 +309,10 @@ def image_urls(
         )
     if storage != "local-files":
         raise InputError(f"unknown [labelstudio] storage {storage!r}; known: local-files, cloud")
-    remote = [it.uri for it in items if _is_url(it.uri)]
-    if remote:
-        raise InputError(f"{remote[0]}: images at URLs need [labelstudio] storage = \"cloud\"")
-    paths = {it.id: os.path.normpath(os.path.abspath(it.uri)) for it in items}
+    urls = {it.id: it.uri for it in items if _is_url(it.uri)}
+    paths = {it.id: os.path.normpath(os.path.abspath(it.uri)) for it in items if not _is_url(it.uri)}
     if not paths:
-        return {}, []
+        return urls, []
     if document_root:
         root = os.path.normpath(os.path.abspath(os.path.expanduser(document_root)))
     else:

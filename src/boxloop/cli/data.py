@@ -54,7 +54,10 @@ def init(
 
 @add_app.command("images")
 def add_images_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) or globs.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Image files, folders (recursive) or globs; or URIs: s3://bucket/prefix/, gs://..., az://..., https://..."),
+    ],
     sequence: Annotated[
         bool, typer.Option("--sequence", help="Each folder is one ordered frame sequence (2.jpg before 10.jpg).")
     ] = False,
@@ -64,6 +67,7 @@ def add_images_cmd(
     """Add images to the pool (jpg, png, bmp, webp, tif); exact duplicates are kept once.
 
     Example: boxloop add images ~/photos/batch1 "~/photos/extra/*.jpg"
+    Example: boxloop add images s3://my-bucket/frames/2024-05/
     """
     from ..ingest import add_images
 
@@ -75,13 +79,18 @@ def add_images_cmd(
 
 @add_app.command("labels")
 def add_labels_cmd(
-    path: Annotated[Path, typer.Argument(help="A YOLO/VOC folder, or a COCO / Label Studio JSON or CVAT XML file.")],
+    path: Annotated[
+        str,
+        typer.Argument(help="A YOLO/VOC folder, or a COCO / Label Studio JSON or CVAT XML file; local or in a bucket (s3://...)."),
+    ],
     format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(LABEL_FORMATS)}.")] = "yolo",
     classes_from: Annotated[
         Path | None, typer.Option("--classes-from", help="Class names of YOLO ids (default: data.yaml/classes.txt found under PATH).")
     ] = None,
     add_classes: Annotated[bool, typer.Option("--add-classes", help="Add class names the project does not have yet.")] = False,
-    images: Annotated[Path | None, typer.Option("--images", help="Folder to find the images a label file names.")] = None,
+    images: Annotated[
+        str | None, typer.Option("--images", help="Folder (or bucket prefix, s3://...) to find the images a label file names.")
+    ] = None,
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -101,7 +110,7 @@ def add_labels_cmd(
 
 @add_app.command("video")
 def add_video_cmd(
-    path: Annotated[Path, typer.Argument(help="A video file (mp4, mov, avi, mkv, ...).")],
+    path: Annotated[str, typer.Argument(help="A video file (mp4, mov, avi, mkv, ...).")],
     every: Annotated[int | None, typer.Option("--every", help="Keep every Nth frame.")] = None,
     fps: Annotated[float | None, typer.Option("--fps", help="Keep F frames per second.")] = None,
     strict: StrictOpt = False,

@@ -32,6 +32,35 @@ ClassMapOpt = Annotated[
     list[str] | None,
     typer.Option("--class-map", help="Map a class name of the weights to the project's: old=new (repeatable)."),
 ]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="Where the pass runs: local (this process) or ray (Ray Data on a Ray cluster).")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="With --engine ray: auto (this machine's cluster) or ray://HOST:10001 (default: RAY_ADDRESS, else a local Ray)."),
+]
+RayActorsOpt = Annotated[
+    int | None, typer.Option("--ray-actors", help="With --engine ray: model replicas (default: one per GPU, else one per CPU).")
+]
+MissingOpt = Annotated[
+    bool, typer.Option("--missing", help="Skip items this model version has already done (resume an interrupted pass).")
+]
+
+
+def quiet_ray(engine: str) -> None:
+    """With --engine ray, keep Ray's own INFO lines (cluster start, dataset plans) out of the
+    output unless BOXLOOP_LOG asks for them."""
+    import logging
+    import os
+
+    if engine != "ray" or os.environ.get("BOXLOOP_LOG", "").upper() in ("INFO", "DEBUG"):
+        return
+    try:
+        import ray  # noqa: F401  (Ray sets up its loggers on import; quiet them after)
+    except ImportError:
+        return  # the engine says how to install it
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @app.command("train")
@@ -88,29 +117,36 @@ def predict_cmd(
     hflip: Annotated[
         bool, typer.Option("--hflip", help="Also predict the mirrored images (for the consistency scorer).")
     ] = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
+    missing: MissingOpt = False,
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Pre-label images: boxes, class probabilities and an embedding per image, stored per model version.
 
     Example: boxloop predict --conf 0.01 --runtime onnx
+    Example: boxloop predict --engine ray --ray-address auto
     """
     from ..modeling import _scope_items, predict
 
     ws = open_workspace(workspace)
     ids = [i.strip() for i in items.split(",") if i.strip()] if items else None
     total = len(_scope_items(ws, scope, ids))
+    quiet_ray(engine)
+    on = {"engine": engine, "ray_address": ray_address, "ray_actors": ray_actors, "missing": missing}
     with progress_bar("predicting", total=total) as advance:
         report = predict(
             ws, model=model, scope=scope, ids=ids, conf=conf, iou=iou, runtime=runtime, device=device,
-            imgsz=imgsz, batch=batch, class_map=class_map, progress=advance,
+            imgsz=imgsz, batch=batch, class_map=class_map, progress=advance, **on,  # type: ignore[arg-type]
         )
     console.print(report.summary())
     if hflip:
         with progress_bar("predicting mirrored images", total=total) as advance:
             flipped = predict(
                 ws, model=model, scope=scope, ids=ids, conf=conf, iou=iou, runtime=runtime, device=device,
-                imgsz=imgsz, batch=batch, class_map=class_map, progress=advance, hflip=True,
+                imgsz=imgsz, batch=batch, class_map=class_map, progress=advance, hflip=True, **on,  # type: ignore[arg-type]
             )
         console.print(flipped.summary())
         report.problems.extend(flipped.problems)

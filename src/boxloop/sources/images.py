@@ -1,4 +1,7 @@
-"""Find image files, index them from their headers, and load them as displayed."""
+"""Find image files, index them from their headers, and load them as displayed.
+
+Local paths and URIs (``s3://``, ``gs://``, ``az://``, ``http(s)://``, read through
+:mod:`.remote`) are accepted alike; a URI stays a ``str``, a local path is a ``Path``."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ __all__ = [
     "ImageInfo",
     "expand_paths",
     "file_sha256",
+    "image_info_from_bytes",
     "load_image",
     "natural_key",
     "read_image_info",
@@ -33,7 +37,7 @@ _EXIF_ORIENTATION = 0x0112
 class ImageInfo:
     """What indexing an image learns without decoding its pixels."""
 
-    path: Path
+    path: Path | str  # a str for a URI
     sha256: str
     width: int  # as displayed, after EXIF orientation
     height: int
@@ -55,12 +59,21 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def expand_paths(
     paths: Iterable[str | Path], suffixes: frozenset[str] = IMAGE_SUFFIXES
-) -> Iterator[Path]:
+) -> Iterator[Path | str]:
     """Files under ``paths`` (folders recursively, globs, plain files) with one of
     ``suffixes``, each once, in natural order per argument. A path that matches nothing
-    is an InputError naming it."""
-    seen: set[Path] = set()
+    is an InputError naming it. URIs (``s3://bucket/prefix``, globs, objects) are listed
+    through fsspec and come back as ``str``."""
+    from .remote import expand_uri, is_remote
+
+    seen: set[Path | str] = set()
     for p in paths:
+        if is_remote(str(p)):
+            for uri in expand_uri(str(p), suffixes):
+                if uri not in seen:
+                    seen.add(uri)
+                    yield uri
+            continue
         p = Path(p)
         if p.is_dir():
             found = [f for f in p.rglob("*") if f.suffix.lower() in suffixes and f.is_file()]
@@ -83,16 +96,25 @@ def read_image_info(path: str | Path, sha256: str | None = None) -> ImageInfo:
     Raises InputError (with the path) for an empty, truncated or non-image file.
 
     The file is read once: the bytes feed the content hash, the header parse and the
-    truncation check (pixels are never decoded)."""
-    import io
+    truncation check (pixels are never decoded). A URI is read through the image cache."""
+    from .remote import fetch, is_remote
 
-    from PIL import Image, UnidentifiedImageError
-
+    if is_remote(str(path)):
+        return image_info_from_bytes(str(path), fetch(str(path)), sha256)
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror}") from e
+    return image_info_from_bytes(path, data, sha256)
+
+
+def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = None) -> ImageInfo:
+    """:func:`read_image_info` over bytes already read (``path`` names them in errors)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
     if not data:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
@@ -127,12 +149,19 @@ def _orientation(im: object) -> int:
         return 1
 
 
-def load_image(uri: str | Path) -> np.ndarray:
-    """Decode an image as displayed (EXIF orientation applied): RGB uint8, HxWx3."""
+def load_image(uri: str | Path, *, data: bytes | None = None, sha256: str | None = None) -> np.ndarray:
+    """Decode an image as displayed (EXIF orientation applied): RGB uint8, HxWx3. A URI
+    (or ``data`` already read) is decoded from memory; ``sha256`` lets the cache answer."""
+    import io
+
     from PIL import Image, ImageOps
 
+    from .remote import fetch, is_remote
+
+    if data is None and is_remote(str(uri)):
+        data = fetch(str(uri), sha256=sha256)
     try:
-        with Image.open(uri) as im:
+        with Image.open(io.BytesIO(data) if data is not None else uri) as im:
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError, ImportError) as e:

@@ -1,0 +1,136 @@
+"""``boxloop embed`` and ``boxloop score``: the heavy passes of predict and select on their
+own, locally or over Ray (``--engine ray``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..scoring import SCORERS
+from ..scoring.pool import AGGREGATIONS
+from ._app import (
+    StrictOpt,
+    WorkspaceOpt,
+    app,
+    console,
+    open_workspace,
+    progress_bar,
+    report_problems,
+)
+from .model import (
+    DeviceOpt,
+    EngineOpt,
+    ImgszOpt,
+    MissingOpt,
+    ModelOpt,
+    RayActorsOpt,
+    RayAddressOpt,
+    RuntimeOpt,
+    quiet_ray,
+)
+
+
+@app.command("embed")
+def embed_cmd(
+    model: ModelOpt = None,
+    scope: Annotated[
+        str, typer.Option("--scope", help="Which items: all, unlabeled (the pool), labeled, train, val, test.")
+    ] = "all",
+    items: Annotated[str | None, typer.Option("--items", help="Comma-separated item ids instead of --scope.")] = None,
+    runtime: RuntimeOpt = None,
+    device: DeviceOpt = None,
+    imgsz: ImgszOpt = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Images per network call.")] = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
+    missing: MissingOpt = False,
+    strict: StrictOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Store image embeddings only: the predict pass, keeping no boxes.
+
+    Novelty and diversity compare the pool with the labeled images, which predict does not
+    embed; `embed --scope labeled` fills them in.
+
+    Example: boxloop embed --scope labeled
+    Example: boxloop embed --engine ray --ray-address auto
+    """
+    from ..modeling import _scope_items, predict
+
+    ws = open_workspace(workspace)
+    ids = [i.strip() for i in items.split(",") if i.strip()] if items else None
+    total = len(_scope_items(ws, scope, ids))
+    quiet_ray(engine)
+    with progress_bar("embedding", total=total) as advance:
+        report = predict(
+            ws, model=model, scope=scope, ids=ids, runtime=runtime, device=device, imgsz=imgsz, batch=batch,
+            progress=advance, engine=engine, ray_address=ray_address, ray_actors=ray_actors, keep="embeddings",
+            missing=missing,
+        )
+    console.print(report.summary())
+    report_problems(report.problems, strict=strict)
+
+
+@app.command("score")
+def score_cmd(
+    strategy: Annotated[
+        str | None,
+        typer.Option("--strategy", "-s", help=f"Weighted scorers, e.g. 'least_confidence:1,novelty:1' (default: \\[select] strategy). Scorers: {', '.join(SCORERS)}."),
+    ] = None,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
+    ] = None,
+    aggregation: Annotated[
+        str, typer.Option("--aggregation", help=f"Per-image aggregation of box uncertainty: {', '.join(AGGREGATIONS)}.")
+    ] = "max",
+    top: Annotated[int, typer.Option("--top", help="Rows to print (the CSV has every item).")] = 20,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write (default: exports/scores-VERSION-TIME.csv).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random scorer.")] = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Score the unlabeled pool with a strategy, without selecting; every item's scores go to a CSV.
+
+    `boxloop select` picks from the same scores.
+
+    Example: boxloop score --strategy "least_confidence:1,class_rarity:0.5" --top 10
+    Example: boxloop score --engine ray --ray-address auto
+    """
+    from ..scoring import ScoreOptions
+    from ..selection import score, write_scores_csv
+
+    ws = open_workspace(workspace)
+    cfg = ws.config.select
+    text = strategy or cfg.strategy
+    text = cfg.presets.get(text, text)
+    exclude = ws.store.skipped_item_ids() if ws.config.labelstudio.skipped == "skipped" else set()
+    quiet_ray(engine)
+    report = score(
+        ws.store, strategy=text, model_version=model_version, options=ScoreOptions(aggregation=aggregation),
+        seed=seed, exclude=exclude, engine=engine, ray_address=ray_address,
+    )
+    uris = {it.id: it.uri for it in ws.store.items(ids=list(report.ids))}
+    dest = out or ws.exports_dir / f"scores-{report.model_version}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    path = write_scores_csv(report, dest, uris=uris)
+    names = list(report.raw)
+    table = Table(title=f"top {min(top, len(report.ids))} of {len(report.ids)} by {escape(report.strategy)}")
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    for n in names:
+        table.add_column(n, justify="right")
+    for rank, i in enumerate(report.ranking()[: max(top, 0)], 1):
+        table.add_row(
+            str(rank), escape(report.ids[i]), f"{report.combined[i]:.3f}", *(f"{report.raw[n][i]:.3g}" for n in names)
+        )
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {escape(note)}")
+    console.print(f"scored {len(report.ids)} item(s) on {report.engine} in {report.seconds:.2f} s; wrote {path}")
