@@ -34,6 +34,8 @@ bench: $(VENV)/.boxloop-dev
 	$(PY) bench/ingest.py --n 2000
 	$(PY) bench/predict.py
 	$(PY) bench/selection.py --n 50000
+	$(PY) bench/serve.py
+	$(PY) bench/engine.py --n 2000
 
 lint: $(VENV)/.boxloop-dev
 	$(VENV)/bin/ruff check src tests bench

@@ -51,7 +51,7 @@ def _train(data_root: Path, run_dir: Path, imgsz: int, epochs: int) -> Path:
     print(f"training yolov8n.yaml for {epochs} epoch(s) at {imgsz} (pass --weights to skip)...", flush=True)
     result = train_yolo(
         data, model="yolov8n.yaml", run_dir=run_dir, epochs=epochs, imgsz=imgsz, batch=16,
-        extra={"val": False, "mosaic": 0.0, "warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.005},
+        extra={"val": False, "mosaic": 0.0, "warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.005, "nbs": 16},
     )
     return result.weights
 

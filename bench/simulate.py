@@ -30,17 +30,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--imgsz", type=int, default=224)
     ap.add_argument("--model", default="yolov8n.yaml")
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
     from boxloop.simulate import simulate
-    from boxloop.synth import generate_images
+    from boxloop.synth import DIGITS_TRAIN, generate_images
 
     out = args.out or Path(tempfile.mkdtemp(prefix="boxloop-bench-simulate-"))
     dataset = args.dataset
     if dataset is None:
         dataset = generate_images(out / "digits", n=600, seed=0)
-    train = {"model": args.model, "epochs": args.epochs, "imgsz": args.imgsz, "batch": 16, "extra": {"fliplr": 0.0}}
+    train = {**DIGITS_TRAIN, "model": args.model, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch}
     result = simulate(
         dataset, strategies=["random", args.combined], initial=args.initial, budget=args.budget,
         rounds=args.rounds, seeds=range(args.seeds), out=out / "sim", train=train, say=print,

@@ -43,6 +43,7 @@ __all__ = [
     "next_version",
     "predict",
     "resolve_model",
+    "small_data_recipe",
     "train",
 ]
 
@@ -151,6 +152,21 @@ def _check_trainable(ws: Workspace, *, allow_missing_classes: bool) -> tuple[int
     return len(train_ids), val_n
 
 
+SMALL_TRAIN_SET = 500  # images; below this every batch is an optimizer step
+
+
+def small_data_recipe(train_images: int, batch: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Training settings for the few labels active learning starts from: Ultralytics
+    accumulates gradients up to a nominal batch of 64 (``nbs``), which on 36 images at batch
+    16 leaves 30 optimizer steps in 40 epochs, and a model trained from scratch learns
+    nothing (measured on the demo's digits: mAP50 0.00 with, 0.13-0.26 without). Below
+    ``SMALL_TRAIN_SET`` images each batch is a step; settings in ``extra`` win."""
+    out = dict(extra or {})
+    if train_images < SMALL_TRAIN_SET:
+        out.setdefault("nbs", int(batch))
+    return out
+
+
 def train(
     ws: Workspace,
     *,
@@ -189,6 +205,7 @@ def train(
         "device": str(device or cfg.device),
         "patience": int(patience or cfg.patience),
     }
+    extra = small_data_recipe(train_n, settings["batch"], extra)
     t0 = time.perf_counter()
     result = train_yolo(
         data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra, on_epoch=on_epoch, **settings  # type: ignore[arg-type]
@@ -449,9 +466,7 @@ def predict(
         raise InputError("embeddings of mirrored images are not kept; drop --hflip")
     report = PredictReport(version, engine=eng.name, kept=keep)
     if missing:
-        table = "predictions" if keep == "all" else "embeddings"
-        done_ids = {r[0] for r in ws.store.conn.execute(
-            f"SELECT item_id FROM {table} WHERE model_version=?", (version,))}
+        done_ids = ws.store.done_item_ids(version, what="predictions" if keep == "all" else "embeddings")
         report.skipped = sum(1 for it in items if it.id in done_ids)
         items = [it for it in items if it.id not in done_ids]
     times: dict[str, float] = {}

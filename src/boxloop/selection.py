@@ -394,11 +394,11 @@ def score_components(
     """Raw component scores; with an engine other than local, the scorers that read one
     item at a time run there in chunks (the same numbers), the rest here."""
     from .engine import chunkable
-    from .scoring import _check_needs
+    from .scoring import check_needs
 
     names = [name for name, _ in strategy.components]
     shipped = [n for n in names if chunkable(n)] if engine is not None and engine.name != "local" else []
-    _check_needs(pool, shipped)
+    check_needs(pool, shipped)
     here = Strategy(tuple((n, w) for n, w in strategy.components if n not in shipped), "top_k")
     raw = dict(score_pool(pool, here, options=options, rng=rng).raw) if here.components else {}
     if shipped:

@@ -524,6 +524,13 @@ class Store:
             out = {i: out[i] for i in ids if i in out}
         return out
 
+    def done_item_ids(self, model_version: str, *, what: str = "predictions") -> set[str]:
+        """Items that have ``what`` (predictions or embeddings) from this model version."""
+        if what not in ("predictions", "embeddings"):
+            raise ValueError(f"what must be predictions or embeddings, got {what!r}")
+        rows = self.conn.execute(f"SELECT item_id FROM {what} WHERE model_version=?", (model_version,))
+        return {r[0] for r in rows}
+
     def predicted_versions(self) -> list[str]:
         """Model versions that have predictions, newest first."""
         rows = self.conn.execute(

@@ -43,8 +43,15 @@ __all__ = [
     "TOOL",
     "PullReport",
     "PushReport",
+    "api_client",
+    "call_api",
     "connect",
+    "find_project",
     "image_urls",
+    "list_tasks",
+    "plain_json",
+    "predictions_meta",
+    "project_config",
     "pull",
     "push",
     "resolve_token",
@@ -159,7 +166,7 @@ def resolve_url(ws: Workspace, url: str | None = None) -> str:
     return _check_url(url)
 
 
-def _call(url: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def call_api(url: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one SDK call, turning transport and HTTP failures into a SyncError that names
     the server and says what to do (never the token)."""
     import httpx
@@ -190,20 +197,21 @@ def _call(url: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) 
         ) from None
 
 
-def _client(url: str, token: str) -> Any:
+def api_client(url: str, token: str) -> Any:
+    """A label-studio-sdk client for ``url`` (a long timeout: exports and imports are slow)."""
     from label_studio_sdk import LabelStudio
 
     return LabelStudio(base_url=url, api_key=token, timeout=120)
 
 
-def _plain(obj: Any) -> Any:
+def plain_json(obj: Any) -> Any:
     """An SDK model (or a plain value) as JSON-like dicts, datetimes as ISO strings."""
     if hasattr(obj, "dict") and not isinstance(obj, dict):
         obj = obj.dict()
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_json(v) for v in obj]
     if isinstance(obj, (dt.datetime, dt.date)):
         return obj.isoformat()
     return obj
@@ -213,10 +221,10 @@ def connect(ws: Workspace, *, url: str, token: str | None = None) -> dict[str, s
     """Check that the server answers and accepts the token, then save its URL (never the
     token) in the workspace; returns the user and server version."""
     url = _check_url(url)
-    client = _client(url, resolve_token(token))
-    me = _plain(_call(url, "read the current user", client.users.whoami))
+    client = api_client(url, resolve_token(token))
+    me = plain_json(call_api(url, "read the current user", client.users.whoami))
     try:
-        version = str(_plain(client.versions.get()).get("release", "?"))
+        version = str(plain_json(client.versions.get()).get("release", "?"))
     except Exception as e:  # the version is informative only; whoami already proved access
         log.debug("no version from %s: %s", url, type(e).__name__)
         version = "?"
@@ -230,18 +238,18 @@ def _project_title(ws: Workspace, project: str | None) -> str:
     return project or ws.config.labelstudio.project or ws.store.get_meta(META_PROJECT) or ws.config.name
 
 
-def _find_project(client: Any, url: str, title: str, *, create_with: str | None) -> dict[str, Any]:
+def find_project(client: Any, url: str, title: str, *, create_with: str | None) -> dict[str, Any]:
     """The project titled ``title`` (or with that id); created with ``create_with`` as its
     labeling config when missing and ``create_with`` is given."""
     if title.isdigit():
         try:
-            return _plain(_call(url, f"read project {title}", client.projects.get, id=int(title)))
+            return plain_json(call_api(url, f"read project {title}", client.projects.get, id=int(title)))
         except SyncError as e:
             if " 404 " not in str(e):
                 raise
     found = [
-        _plain(p)
-        for p in _call(url, "list projects", lambda: list(client.projects.list(title=title, page_size=100)))
+        plain_json(p)
+        for p in call_api(url, "list projects", lambda: list(client.projects.list(title=title, page_size=100)))
     ]
     exact = [p for p in found if p.get("title") == title]
     if len(exact) > 1:
@@ -252,8 +260,8 @@ def _find_project(client: Any, url: str, title: str, *, create_with: str | None)
     if create_with is None:
         raise SyncError(f"no Label Studio project titled {title!r} at {url}; push to it first, or pass --project")
     log.info("creating Label Studio project %r at %s", title, url)
-    return _plain(
-        _call(
+    return plain_json(
+        call_api(
             url,
             f"create project {title!r}",
             client.projects.create,
@@ -265,7 +273,7 @@ def _find_project(client: Any, url: str, title: str, *, create_with: str | None)
     )
 
 
-def _project_config(project: Mapping[str, Any], classes: Sequence[str], url: str) -> LabelConfig:
+def project_config(project: Mapping[str, Any], classes: Sequence[str], url: str) -> LabelConfig:
     """The project's RectangleLabels control; names boxloop does not know are an error listing them."""
     lc = parse_label_config(project.get("label_config") or "")
     unknown = [n for n in lc.labels if n not in classes]
@@ -344,14 +352,14 @@ def _ensure_local_storage(client: Any, url: str, project_id: int, dirs: Sequence
     if not dirs:
         return
     have = [
-        os.path.normpath(str(_plain(s).get("path") or ""))
-        for s in _call(url, "list local storages", client.import_storage.local.list, project=project_id)
+        os.path.normpath(str(plain_json(s).get("path") or ""))
+        for s in call_api(url, "list local storages", client.import_storage.local.list, project=project_id)
     ]
     for d in dirs:
         if any(d == h or d.startswith(h + os.sep) for h in have):
             continue
         try:
-            _call(
+            call_api(
                 url,
                 f"add local-files storage {d}",
                 client.import_storage.local.create,
@@ -397,7 +405,7 @@ def _regions_to_detections(
     return Detections(xyxy, np.asarray([index[n] for n in names], np.int64), conf)
 
 
-def _predictions_meta(
+def predictions_meta(
     task: Mapping[str, Any], item: Item, lc: LabelConfig, classes: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """model version → the Label Studio prediction id and its boxes (pixels), for every
@@ -410,11 +418,12 @@ def _predictions_meta(
     return out
 
 
-def _list_tasks(client: Any, url: str, project_id: int, *, fields: str | None = None) -> list[dict[str, Any]]:
+def list_tasks(client: Any, url: str, project_id: int, *, fields: str | None = None) -> list[dict[str, Any]]:
+    """Every task of the project as plain dicts (the SDK pages through them)."""
     kwargs: dict[str, Any] = {"project": project_id, "page_size": 100}
     if fields:
         kwargs["fields"] = fields
-    return [_plain(t) for t in _call(url, "list tasks", lambda: list(client.tasks.list(**kwargs)))]
+    return [plain_json(t) for t in call_api(url, "list tasks", lambda: list(client.tasks.list(**kwargs)))]
 
 
 # -- push --------------------------------------------------------------------------------
@@ -490,11 +499,11 @@ def push(
     )
 
     url = resolve_url(ws, url)
-    client = _client(url, resolve_token(token))
+    client = api_client(url, resolve_token(token))
     title = _project_title(ws, project)
-    proj = _find_project(client, url, title, create_with=label_config(classes))
+    proj = find_project(client, url, title, create_with=label_config(classes))
     pid = int(proj["id"])
-    lc = _project_config(proj, classes, url)
+    lc = project_config(proj, classes, url)
     allowed = {classes.index(n) for n in lc.labels}
     store.set_meta(META_PROJECT, str(proj.get("title") or title))
     report = PushReport(url=url, project_id=pid, project_title=str(proj.get("title") or title))
@@ -502,7 +511,7 @@ def push(
 
     remote = {
         str((t.get("data") or {}).get(ITEM_KEY)): t
-        for t in _list_tasks(client, url, pid, fields="all")
+        for t in list_tasks(client, url, pid, fields="all")
         if (t.get("data") or {}).get(ITEM_KEY)
     }
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
@@ -520,7 +529,7 @@ def push(
                     boxes.xyxy, [classes[c] for c in boxes.class_id], width=it.width, height=it.height,
                     scores=boxes.confidence, from_name=lc.from_name, to_name=lc.to_name, notes=notes,
                 )
-                _call(url, f"add predictions to task {rt['id']}", client.predictions.create,
+                call_api(url, f"add predictions to task {rt['id']}", client.predictions.create,
                       task=int(rt["id"]), result=regions, score=score, model_version=mv)
                 report.predictions_added += 1
                 report.boxes += len(boxes)
@@ -541,16 +550,16 @@ def push(
         report.boxes += len(boxes)
     for start in range(0, len(new_tasks), _BATCH):
         batch = new_tasks[start : start + _BATCH]
-        _call(url, f"import {len(batch)} task(s)", client.projects.import_tasks, id=pid, request=batch,
+        call_api(url, f"import {len(batch)} task(s)", client.projects.import_tasks, id=pid, request=batch,
               return_task_ids=True)
         report.created += len(batch)
     if mv:
-        _call(url, "set the project's model version", client.projects.update, id=pid, model_version=mv)
+        call_api(url, "set the project's model version", client.projects.update, id=pid, model_version=mv)
 
     # record what Label Studio now holds, read back, so the store matches the server exactly
     remote = {
         str((t.get("data") or {}).get(ITEM_KEY)): t
-        for t in _list_tasks(client, url, pid, fields="all")
+        for t in list_tasks(client, url, pid, fields="all")
         if (t.get("data") or {}).get(ITEM_KEY)
     }
     by_id = {it.id: it for it in items}
@@ -565,7 +574,7 @@ def push(
             meta.update(
                 selection=sel.id, rank=rank + 1, score=float(sel.scores.get(it.id, 0.0)), image=urls[it.id],
                 model_version=mv or meta.get("model_version"),
-                predictions=_predictions_meta(rt, by_id[it.id], lc, classes),
+                predictions=predictions_meta(rt, by_id[it.id], lc, classes),
             )
             if old and str(old["task_id"]) == str(rt["id"]):
                 store.update_task(TOOL, str(pid), it.id, meta=meta)
@@ -615,17 +624,17 @@ def pull(
     if skipped not in ("pool", "skipped"):
         raise InputError(f"[labelstudio] skipped must be 'pool' or 'skipped', got {skipped!r}")
     url = resolve_url(ws, url)
-    client = _client(url, resolve_token(token))
-    proj = _find_project(client, url, _project_title(ws, project), create_with=None)
+    client = api_client(url, resolve_token(token))
+    proj = find_project(client, url, _project_title(ws, project), create_with=None)
     pid = int(proj["id"])
     report = PullReport(url=url, project_id=pid)
     if add_classes:
         names = parse_label_config(proj.get("label_config") or "").labels
         store.add_classes(n for n in names if n not in store.classes())
     classes = store.classes()
-    lc = _project_config(proj, classes, url)
+    lc = project_config(proj, classes, url)
 
-    remote = _list_tasks(client, url, pid)
+    remote = list_tasks(client, url, pid)
     remote_by_id = {str(t["id"]): t for t in remote}
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
     # tasks pushed by a run that was killed before it recorded them
@@ -633,9 +642,9 @@ def pull(
     for t in remote:
         item_id = str((t.get("data") or {}).get(ITEM_KEY) or "")
         if item_id and item_id in known_ids and item_id not in ours:
-            full = _plain(_call(url, f"read task {t['id']}", client.tasks.get, id=str(t["id"])))
+            full = plain_json(call_api(url, f"read task {t['id']}", client.tasks.get, id=str(t["id"])))
             item = store.get_item(item_id)
-            meta = {"predictions": _predictions_meta(full, item, lc, classes), "adopted": True}
+            meta = {"predictions": predictions_meta(full, item, lc, classes), "adopted": True}
             store.put_task(TOOL, str(pid), item_id, str(t["id"]), status="open", meta=meta)
             ours[item_id] = {"item_id": item_id, "task_id": str(t["id"]), "status": "open", "meta": meta}
     items = {it.id: it for it in store.items(list(ours))} if ours else {}
@@ -657,7 +666,7 @@ def pull(
         # one call per annotated task: the task list shows an annotator only their own annotations
         anns: list[dict[str, Any]] = []
         if rt.get("total_annotations") is None or int(rt["total_annotations"]) > 0:
-            anns = [_plain(a) for a in _call(url, f"read annotations of task {task_id}",
+            anns = [plain_json(a) for a in call_api(url, f"read annotations of task {task_id}",
                                              client.annotations.list, id=int(task_id))]
         ann = newest_annotation({"annotations": anns})
         if ann is None:

@@ -19,7 +19,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 0,
     rounds: Annotated[int, typer.Option("--rounds", help="Active-learning rounds (an oracle labels each batch); 0 = stop after export.")] = 2,
     budget: Annotated[int, typer.Option("--budget", help="Images labeled per round.")] = 40,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per round (tiny model, CPU).")] = 40,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per round (tiny model, CPU).")] = 30,
     imgsz: Annotated[int, typer.Option("--imgsz", help="Training image size.")] = 224,
 ) -> None:
     """Generate LCD digits, build a workspace, run rounds with an oracle annotator, write the report.
@@ -66,6 +66,7 @@ def _rounds(ws, data: Path, *, rounds: int, budget: int, epochs: int, imgsz: int
 
     from ..ingest import add_labels
     from ..loop import Oracle, RoundPlan, run_round
+    from ..synth import DIGITS_TRAIN
     from ..workspace import Workspace
 
     # frames are items by (sequence, index), stills by content: match the truth by content
@@ -76,11 +77,7 @@ def _rounds(ws, data: Path, *, rounds: int, budget: int, epochs: int, imgsz: int
         by_sha = {truth_ws.store.get_item(i).sha256: d for i, d in truth_ws.store.latest_labels().items()}
         truth_ws.close()
     truth = {it.id: by_sha[it.sha256] for it in ws.store.items() if it.sha256 in by_sha}
-    # the generator's digits are not mirror-symmetric: no horizontal flips in training
-    train = {
-        "model": "previous", "scratch": "yolov8n.yaml", "epochs": epochs, "imgsz": imgsz, "batch": 16,
-        "extra": {"fliplr": 0.0},
-    }
+    train = {**DIGITS_TRAIN, "model": "previous", "scratch": DIGITS_TRAIN["model"], "epochs": epochs, "imgsz": imgsz}
     for r in range(rounds):
         plan = RoundPlan(budget=budget, strategy="least_confidence:1", seed=seed + r, train=train)
         rec = run_round(ws, plan, annotator=Oracle(truth), say=lambda m: console.print(f"[dim]{m}[/dim]"))

@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..scoring import SCORERS
-from ..scoring.pool import AGGREGATIONS
 from ._app import (
     StrictOpt,
     WorkspaceOpt,
@@ -26,13 +25,16 @@ from .model import (
     DeviceOpt,
     EngineOpt,
     ImgszOpt,
+    ItemsOpt,
     MissingOpt,
     ModelOpt,
+    PredictBatchOpt,
     RayActorsOpt,
     RayAddressOpt,
     RuntimeOpt,
     quiet_ray,
 )
+from .select import AggregationOpt, ModelVersionOpt
 
 
 @app.command("embed")
@@ -41,11 +43,11 @@ def embed_cmd(
     scope: Annotated[
         str, typer.Option("--scope", help="Which items: all, unlabeled (the pool), labeled, train, val, test.")
     ] = "all",
-    items: Annotated[str | None, typer.Option("--items", help="Comma-separated item ids instead of --scope.")] = None,
+    items: ItemsOpt = None,
     runtime: RuntimeOpt = None,
     device: DeviceOpt = None,
     imgsz: ImgszOpt = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Images per network call.")] = None,
+    batch: PredictBatchOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     ray_actors: RayActorsOpt = None,
@@ -83,12 +85,8 @@ def score_cmd(
         str | None,
         typer.Option("--strategy", "-s", help=f"Weighted scorers, e.g. 'least_confidence:1,novelty:1' (default: \\[select] strategy). Scorers: {', '.join(SCORERS)}."),
     ] = None,
-    model_version: Annotated[
-        str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
-    ] = None,
-    aggregation: Annotated[
-        str, typer.Option("--aggregation", help=f"Per-image aggregation of box uncertainty: {', '.join(AGGREGATIONS)}.")
-    ] = "max",
+    model_version: ModelVersionOpt = None,
+    aggregation: AggregationOpt = "max",
     top: Annotated[int, typer.Option("--top", help="Rows to print (the CSV has every item).")] = 20,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write (default: exports/scores-VERSION-TIME.csv).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random scorer.")] = 0,

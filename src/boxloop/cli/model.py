@@ -32,6 +32,8 @@ ClassMapOpt = Annotated[
     list[str] | None,
     typer.Option("--class-map", help="Map a class name of the weights to the project's: old=new (repeatable)."),
 ]
+ItemsOpt = Annotated[str | None, typer.Option("--items", help="Comma-separated item ids instead of --scope.")]
+PredictBatchOpt = Annotated[int | None, typer.Option("--batch", help="Images per network call.")]
 EngineOpt = Annotated[
     str, typer.Option("--engine", help="Where the pass runs: local (this process) or ray (Ray Data on a Ray cluster).")
 ]
@@ -108,11 +110,11 @@ def predict_cmd(
     scope: Annotated[
         str, typer.Option("--scope", help="Which items: unlabeled (the pool), all, labeled, train, val, test.")
     ] = "unlabeled",
-    items: Annotated[str | None, typer.Option("--items", help="Comma-separated item ids instead of --scope.")] = None,
+    items: ItemsOpt = None,
     runtime: RuntimeOpt = None,
     device: DeviceOpt = None,
     imgsz: ImgszOpt = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Images per network call.")] = None,
+    batch: PredictBatchOpt = None,
     class_map: ClassMapOpt = None,
     hflip: Annotated[
         bool, typer.Option("--hflip", help="Also predict the mirrored images (for the consistency scorer).")

@@ -12,6 +12,13 @@ from ..scoring import SCORERS, SELECTORS, ScoreOptions
 from ..scoring.pool import AGGREGATIONS
 from ._app import WorkspaceOpt, app, console, open_workspace
 
+ModelVersionOpt = Annotated[
+    str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
+]
+AggregationOpt = Annotated[
+    str, typer.Option("--aggregation", help=f"Per-image aggregation of box uncertainty: {', '.join(AGGREGATIONS)}.")
+]
+
 
 @app.command("select")
 def select_cmd(
@@ -31,12 +38,8 @@ def select_cmd(
                      show_default=False),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed; the same seed gives the same selection.")] = None,
-    model_version: Annotated[
-        str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
-    ] = None,
-    aggregation: Annotated[
-        str, typer.Option("--aggregation", help=f"Per-image aggregation of box uncertainty: {', '.join(AGGREGATIONS)}.")
-    ] = "max",
+    model_version: ModelVersionOpt = None,
+    aggregation: AggregationOpt = "max",
     explain_id: Annotated[
         str | None, typer.Option("--explain", metavar="ID", help="Print why item ID was picked, then exit.")
     ] = None,

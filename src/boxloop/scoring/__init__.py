@@ -38,6 +38,7 @@ __all__ = [
     "Scorer",
     "Scores",
     "Strategy",
+    "check_needs",
     "combine",
     "flicker_frames",
     "k_center",
@@ -196,7 +197,9 @@ _NEEDS_HELP = {
 }
 
 
-def _check_needs(pool: Pool, names: Iterable[str]) -> None:
+def check_needs(pool: Pool, names: Iterable[str]) -> None:
+    """An InputError naming what the scorers ``names`` need (embeddings, frame order, ...)
+    and the pool lacks, with the command that makes it."""
     for name in names:
         for need in sorted(SCORERS[name].needs):
             value = getattr(pool, need)
@@ -214,7 +217,7 @@ def score_pool(
     """Every component score of the strategy over the whole pool, in strategy order."""
     options = options or ScoreOptions()
     names = [name for name, _ in strategy.components]
-    _check_needs(pool, names)
+    check_needs(pool, names)
     return Scores(pool.ids, {name: np.asarray(SCORERS[name].fn(pool, options, rng), np.float64) for name in names})
 
 
@@ -234,7 +237,7 @@ class ScoreStream:
 
     def feed(self, chunk: Pool) -> None:
         """Score one more chunk (items continue the pool's order)."""
-        _check_needs(chunk, self._names)
+        check_needs(chunk, self._names)
         self._ids.extend(chunk.ids)
         for name in self._names:
             if SCORERS[name].context == 0:

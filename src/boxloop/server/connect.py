@@ -33,25 +33,25 @@ def register_backend(
 ) -> dict[str, Any]:
     """Register (or update) the backend at ``backend_url`` on ``project`` (title or id);
     returns the project id and title, the ML backend id, its state and model version."""
-    from ..annotation.labelstudio import _call, _client, _find_project, _plain
+    from ..annotation.labelstudio import api_client, call_api, find_project, plain_json
 
-    client = _client(url, token)
-    proj = _find_project(client, url, project, create_with=None)
+    client = api_client(url, token)
+    proj = find_project(client, url, project, create_with=None)
     pid = int(proj["id"])
     backend_url = backend_url.rstrip("/")
     auth: dict[str, Any] = {"auth_method": "NONE"}
     if basic_auth is not None:
         auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
     existing = [
-        _plain(m) for m in _call(url, f"list the ML backends of project {pid}", client.ml.list, project=pid)
+        plain_json(m) for m in call_api(url, f"list the ML backends of project {pid}", client.ml.list, project=pid)
     ]
     mine = [m for m in existing if str(m.get("url") or "").rstrip("/") == backend_url]
     fields = {"url": backend_url, "title": title, "is_interactive": True, **auth}
     if mine:
         ml_id = int(mine[0]["id"])
-        ml = _plain(_call(url, f"update ML backend {ml_id}", lambda: client.ml.update(id=ml_id, **fields)))
+        ml = plain_json(call_api(url, f"update ML backend {ml_id}", lambda: client.ml.update(id=ml_id, **fields)))
     else:
-        ml = _plain(_call(url, f"register the ML backend {backend_url}",
+        ml = plain_json(call_api(url, f"register the ML backend {backend_url}",
                           lambda: client.ml.create(project=pid, **fields)))
 
     hook_url = backend_url + "/webhook"
@@ -59,17 +59,17 @@ def register_backend(
     if basic_auth is not None:
         pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
         headers = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-    hooks = [_plain(h) for h in _call(url, "list the project's webhooks", client.webhooks.list, project=str(pid))]
+    hooks = [plain_json(h) for h in call_api(url, "list the project's webhooks", client.webhooks.list, project=str(pid))]
     hook = next((h for h in hooks if str(h.get("url") or "").rstrip("/") == hook_url), None)
     hook_fields = {"url": hook_url, "headers": headers, "is_active": True, "send_payload": True,
                    "send_for_all_actions": True}
     if hook is None:
-        _call(url, f"add the webhook {hook_url}", lambda: client.webhooks.create(project=pid, **hook_fields))
+        call_api(url, f"add the webhook {hook_url}", lambda: client.webhooks.create(project=pid, **hook_fields))
     elif (hook.get("headers") or {}) != headers or not hook.get("is_active", True):
         hook_id = int(hook["id"])
-        _call(url, f"update the webhook {hook_url}", lambda: client.webhooks.update(id=hook_id, **hook_fields))
+        call_api(url, f"update the webhook {hook_url}", lambda: client.webhooks.update(id=hook_id, **hook_fields))
 
-    _call(url, f"turn on pre-annotation in project {pid}", client.projects.update, id=pid,
+    call_api(url, f"turn on pre-annotation in project {pid}", client.projects.update, id=pid,
           show_collab_predictions=True, evaluate_predictions_automatically=True, model_version=title)
     log.info("registered %s as ML backend %s of project %d at %s", backend_url, ml.get("id"), pid, url)
     return {

@@ -71,12 +71,12 @@ def load_newest(ws: Workspace, version: str | None = None) -> LoadedModel | None
 def _announce_to_ls(url: str, token: str | None, project: int, version: str) -> None:
     """Make Label Studio ask /setup again now, so it records the new model version (it
     also does so before each batch of predictions it asks for)."""
-    from ..annotation.labelstudio import _call, _client
+    from ..annotation.labelstudio import api_client, call_api
 
     if not token:
         raise SyncError("no Label Studio API token to announce the new model version with")
-    client = _client(url, token)
-    _call(url, f"refresh the ML backends of project {project}", lambda: list(client.ml.list(project=project)))
+    client = api_client(url, token)
+    call_api(url, f"refresh the ML backends of project {project}", lambda: list(client.ml.list(project=project)))
 
 
 class Service:

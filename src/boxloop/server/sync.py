@@ -63,24 +63,24 @@ def adopt_tasks(ws: Workspace, *, project: int, url: str, token: str, fetcher: I
     from ..annotation.labelstudio import (
         ITEM_KEY,
         TOOL,
-        _client,
-        _find_project,
-        _list_tasks,
-        _predictions_meta,
-        _project_config,
+        api_client,
+        find_project,
+        list_tasks,
+        predictions_meta,
+        project_config,
     )
     from ..ingest import index_image
 
     store = ws.store
     report = AdoptReport()
-    client = _client(url, token)
-    proj = _find_project(client, url, str(project), create_with=None)
+    client = api_client(url, token)
+    proj = find_project(client, url, str(project), create_with=None)
     classes = store.classes()
-    lc = _project_config(proj, classes, url)
+    lc = project_config(proj, classes, url)
     rows = store.tasks(TOOL, str(project))
     task_ids = {str(r["task_id"]) for r in rows}
     item_task = {r["item_id"]: str(r["task_id"]) for r in rows}
-    for t in _list_tasks(client, url, project, fields="all"):
+    for t in list_tasks(client, url, project, fields="all"):
         tid = str(t.get("id"))
         data: dict[str, Any] = t.get("data") or {}
         if tid in task_ids or not int(t.get("total_annotations") or 0):
@@ -110,7 +110,7 @@ def adopt_tasks(ws: Workspace, *, project: int, url: str, token: str, fetcher: I
                 where, f"the same image as task {item_task[stored.id]}, which boxloop already follows; left out"
             )
             continue
-        meta = {"image": str(ref), "adopted": "serve", "predictions": _predictions_meta(t, stored, lc, classes)}
+        meta = {"image": str(ref), "adopted": "serve", "predictions": predictions_meta(t, stored, lc, classes)}
         store.put_task(TOOL, str(project), stored.id, tid, status="open", meta=meta)
         item_task[stored.id] = tid
         task_ids.add(tid)
