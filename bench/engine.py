@@ -35,16 +35,6 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 
 
-def _train(data_root: Path, run_dir: Path, imgsz: int, epochs: int) -> Path:
-    from boxloop.backends.ultralytics import train_yolo
-
-    print(f"training yolov8n.yaml for {epochs} epoch(s) at {imgsz} on 200 images (pass --weights to skip)...", flush=True)
-    result = train_yolo(
-        data_root / "data.yaml", model="yolov8n.yaml", run_dir=run_dir, epochs=epochs, imgsz=imgsz, batch=16,
-        extra={"val": False, "mosaic": 0.0, "warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.005},
-    )
-    return result.weights
-
 
 def _store_rates(root: Path, n: int, boxes: int = 50, classes: int = 10) -> tuple[float, float, float, float]:
     """(write items/s, read items/s, embedding read items/s, bytes per item) of the SQLite
@@ -105,7 +95,7 @@ def main() -> None:
 
     from boxloop.ingest import add_images
     from boxloop.modeling import predict
-    from boxloop.synth import generate_images
+    from boxloop.synth import generate_images, train_quick_model
     from boxloop.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="boxloop-bench-engine-") as tmp:
@@ -114,7 +104,8 @@ def main() -> None:
         weights = args.weights
         if weights is None:
             generate_images(tmp_path / "train", n=200, seed=1)
-            weights = _train(tmp_path / "train", tmp_path / "run", args.imgsz, args.epochs)
+            print(f"training yolov8n.yaml for {args.epochs} epoch(s) at {args.imgsz} on 200 images (pass --weights to skip)...", flush=True)
+            weights = train_quick_model(tmp_path / "train", tmp_path / "run", imgsz=args.imgsz, epochs=args.epochs)
         generate_images(tmp_path / "pool", n=args.n, seed=0)
         from boxloop.backends.ultralytics import _names_list, load_torch_model
 

@@ -44,17 +44,6 @@ def _images(root: Path, n: int, size: tuple[int, int]) -> list[str]:
     return files[:n]
 
 
-def _train(data_root: Path, run_dir: Path, imgsz: int, epochs: int) -> Path:
-    from boxloop.backends.ultralytics import train_yolo
-
-    data = data_root / "data.yaml"
-    print(f"training yolov8n.yaml for {epochs} epoch(s) at {imgsz} (pass --weights to skip)...", flush=True)
-    result = train_yolo(
-        data, model="yolov8n.yaml", run_dir=run_dir, epochs=epochs, imgsz=imgsz, batch=16,
-        extra={"val": False, "mosaic": 0.0, "warmup_epochs": 0, "optimizer": "AdamW", "lr0": 0.005, "nbs": 16},
-    )
-    return result.weights
-
 
 def _ultralytics(weights: Path, files: list[str], *, imgsz: int, conf: float, tuned: bool) -> tuple[float, int]:
     """Seconds and boxes for Ultralytics' predict over ``files`` (after a warm-up)."""
@@ -108,7 +97,11 @@ def main() -> None:
         tmp_path = Path(tmp)
         os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
         files = _images(tmp_path / "data", args.n, (320, 240))
-        weights = args.weights or _train(tmp_path / "data", tmp_path / "run", args.imgsz, args.epochs)
+        from boxloop.synth import train_quick_model
+
+        if args.weights is None:
+            print(f"training yolov8n.yaml for {args.epochs} epoch(s) at {args.imgsz} (pass --weights to skip)...", flush=True)
+        weights = args.weights or train_quick_model(tmp_path / "data", tmp_path / "run", imgsz=args.imgsz, epochs=args.epochs)
 
         from boxloop.backends.onnx import export_onnx
         from boxloop.backends.ultralytics import _names_list, load_torch_model, rect_shape
