@@ -27,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", nargs="?", type=Path, help="Labeled YOLO folder or workspace (default: generated digits).")
     ap.add_argument("--combined", default="least_confidence:1", help="The active-learning strategy (diverse batches by default).")
+    ap.add_argument("--n", type=int, default=600, help="Images to generate when no DATASET is given.")
     ap.add_argument("--initial", type=int, default=50)
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=4)
@@ -44,7 +45,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="boxloop-bench-simulate-"))
     dataset = args.dataset
     if dataset is None:
-        dataset = generate_images(out / "digits", n=600, seed=0)
+        dataset = generate_images(out / "digits", n=args.n, seed=0)
     train = {**DIGITS_TRAIN, "model": args.model, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch}
     result = simulate(
         dataset, strategies=["random", args.combined], initial=args.initial, budget=args.budget,

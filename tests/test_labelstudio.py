@@ -127,6 +127,45 @@ def test_push_creates_prelabeled_tasks_in_active_learning_order(tmp_path, coco12
     assert all(r["meta"]["predictions"]["mv1"]["id"] for r in rows)
 
 
+def test_upload_storage_sends_the_files_once_and_pull_still_maps_them(
+    tmp_path, coco128, ls_media, ls_server, client, token_env
+):
+    """storage = "upload": images outside any folder the server serves go into Label
+    Studio's own storage, once; tasks point at them, pushing again uploads nothing."""
+    ws, items, _ = make_workspace(tmp_path / "ws", coco128, ls_media, 3)
+    title = f"upload-{tmp_path.name}"
+    report = push(ws, url=ls_server.url, project=title, storage="upload")
+    assert report.created == 3 and not report.problems
+    pid = report.project_id
+    uploads = httpx.get(f"{ls_server.url}/api/projects/{pid}/file-uploads?all=true",
+                        headers={"Authorization": f"Token {ls_server.token}"}).json()
+    assert len(uploads) == 3
+    tasks = {t["data"][ITEM_KEY]: t for t in project_tasks(client, pid)}
+    for it in items:
+        ref = tasks[it.id]["data"]["image"]
+        assert ref.startswith("/data/upload/") and "local-files" not in ref
+        r = httpx.get(ls_server.url + ref, headers={"Authorization": f"Token {ls_server.token}"})
+        assert r.status_code == 200 and r.content == Path(it.uri).read_bytes()
+    again = push(ws, url=ls_server.url, project=title, storage="upload")
+    assert again.created == 0 and again.reused == 3
+    uploads = httpx.get(f"{ls_server.url}/api/projects/{pid}/file-uploads?all=true",
+                        headers={"Authorization": f"Token {ls_server.token}"}).json()
+    assert len(uploads) == 3  # nothing uploaded twice
+    # a person's box on an uploaded image comes back in the item's pixels
+    it = items[0]
+    tid = int(tasks[it.id]["id"])
+    client.annotations.create(id=tid, result=[{
+        "from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": it.width,
+        "original_height": it.height, "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0,
+                                                "rotation": 0, "rectanglelabels": [ws.classes[0]]},
+    }])
+    pull(ws, url=ls_server.url, project=str(pid))
+    got = ws.store.latest_labels([it.id])[it.id]
+    np.testing.assert_allclose(
+        got.xyxy[0], [0.1 * it.width, 0.2 * it.height, 0.4 * it.width, 0.6 * it.height], atol=0.01
+    )
+
+
 def test_push_again_adds_no_duplicates_and_a_newer_model_adds_predictions(
     tmp_path, coco128, ls_media, ls_server, client, token_env
 ):

@@ -196,7 +196,7 @@ video = "least_confidence:1,flicker:2"
 [labelstudio]
 url = ""                  # e.g. http://127.0.0.1:8080; the token comes from LABEL_STUDIO_API_KEY
 project = ""
-storage = "local-files"   # "local-files" or "cloud" (images in a bucket)
+storage = "local-files"   # "local-files" (a folder the server serves), "upload" (files sent to Label Studio) or "cloud" (images in a bucket)
 document_root = ""
 skipped = "pool"          # skipped tasks go back to the "pool" or stay "skipped"
 prelabel_conf = {c.labelstudio.prelabel_conf}      # predicted boxes below this are not pushed as pre-labels

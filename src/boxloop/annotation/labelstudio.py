@@ -16,6 +16,7 @@ import os
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlparse
 
@@ -40,6 +41,7 @@ from .acceptance import acceptance, seconds_saved, sum_acceptance
 __all__ = [
     "ITEM_KEY",
     "PRELABEL_CONF",
+    "STORAGES",
     "TOOL",
     "PullReport",
     "PushReport",
@@ -56,6 +58,7 @@ __all__ = [
     "push",
     "resolve_token",
     "resolve_url",
+    "upload_images",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,8 @@ ITEM_KEY = "boxloop_item"
 PRELABEL_CONF = 0.25
 META_URL = "labelstudio.url"
 META_PROJECT = "labelstudio.project"
+META_UPLOAD = "labelstudio.upload"  # .<project id>.<item id> → the uploaded file's /data/upload/... reference
+STORAGES = ("local-files", "upload", "cloud")
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 IMPUTED_NOTE = "imputed: the model lost this object here but found it in the neighbouring frames"
 _BATCH = 500
@@ -300,7 +305,8 @@ def image_urls(
 
     ``local-files``: ``/data/local-files/?d=<path relative to the document root>``; the
     document root defaults to the folder above the images' common folder and must be the
-    server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``. ``cloud``: the item's own URL
+    server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``. ``upload``: local files get no
+    reference here; ``push`` uploads them (:func:`upload_images`). ``cloud``: the item's own URL
     (``s3://``, ``gs://``, ``https://``; Label Studio resolves it through its storages).
     Under ``local-files`` too, an image in a bucket keeps its cloud URL (Label Studio
     presigns it through the project's cloud storage); only local files need the root."""
@@ -311,12 +317,10 @@ def image_urls(
                 raise InputError(f"{it.uri}: storage 'cloud' needs images at URLs (s3://, gs://, https://)")
             urls[it.id] = it.uri
         return urls, []
-    if storage == "upload":
-        raise InputError(
-            "storage 'upload' is not supported by boxloop push; use 'local-files' (default) or 'cloud'"
-        )
-    if storage != "local-files":
-        raise InputError(f"unknown [labelstudio] storage {storage!r}; known: local-files, cloud")
+    if storage == "upload":  # push sends the local files to Label Studio's own storage
+        return {it.id: it.uri for it in items if _is_url(it.uri)}, []
+    if storage not in STORAGES:
+        raise InputError(f"unknown [labelstudio] storage {storage!r}; known: {', '.join(STORAGES)}")
     urls = {it.id: it.uri for it in items if _is_url(it.uri)}
     paths = {it.id: os.path.normpath(os.path.abspath(it.uri)) for it in items if not _is_url(it.uri)}
     if not paths:
@@ -344,6 +348,65 @@ def image_urls(
         dirs.add(os.path.join(root, parts[0]))
         urls[item_id] = "/data/local-files/?d=" + quote(posixpath.join(*parts))
     return urls, sorted(dirs)
+
+
+def upload_images(
+    ws: Workspace, *, url: str, token: str, project_id: int, items: Sequence[Item], problems: Problems
+) -> dict[str, str]:
+    """Upload local image files into the project's own Label Studio storage, once each:
+    item id → the ``/data/upload/...`` reference a task points at. The reference is kept in
+    the store as soon as the file is up, so an interrupted push uploads nothing twice. An
+    unreadable file is a problem; the rest go on."""
+    import httpx
+
+    store = ws.store
+    out: dict[str, str] = {}
+    todo = []
+    for it in items:
+        ref = store.get_meta(f"{META_UPLOAD}.{project_id}.{it.id}")
+        if ref:
+            out[it.id] = ref
+        else:
+            todo.append(it)
+    if not todo:
+        return out
+    headers = {"Authorization": f"Token {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        for it in todo:
+            try:
+                body = Path(it.uri).read_bytes()
+            except OSError as e:
+                problems.add(it.uri, f"cannot read the image to upload it: {e.strerror or e}")
+                continue
+
+            def send(it: Item = it, body: bytes = body) -> str:
+                r = http.post(
+                    f"/api/projects/{project_id}/import", params={"commit_to_project": "false"},
+                    files={"file": (Path(it.uri).name, body)},
+                )
+                _raise_for(r, url, f"upload {Path(it.uri).name}")
+                ids = r.json().get("file_upload_ids") or []
+                if len(ids) != 1:
+                    raise SyncError(
+                        f"Label Studio at {url} did not return the uploaded file (its import is asynchronous "
+                        "in this edition); use [labelstudio] storage = \"local-files\" or \"cloud\""
+                    )
+                r = http.get(f"/api/import/file-upload/{int(ids[0])}")
+                _raise_for(r, url, "read the uploaded file's name")
+                return "/data/" + str(r.json()["file"]).lstrip("/")
+
+            ref = call_api(url, f"upload {it.uri}", send)
+            store.set_meta(f"{META_UPLOAD}.{project_id}.{it.id}", ref)
+            out[it.id] = ref
+    return out
+
+
+def _raise_for(response: Any, url: str, what: str) -> None:
+    """A SyncError (no token in it) for an HTTP error answer to a plain httpx call."""
+    if response.status_code == 401:
+        raise SyncError(f"Label Studio at {url} refused the API token (401 Unauthorized) while trying to {what}")
+    if response.status_code >= 400:
+        raise SyncError(f"Label Studio at {url} answered {response.status_code} while trying to {what}: {response.text[:300]}")
 
 
 def _ensure_local_storage(client: Any, url: str, project_id: int, dirs: Sequence[str]) -> None:
@@ -499,7 +562,8 @@ def push(
     )
 
     url = resolve_url(ws, url)
-    client = api_client(url, resolve_token(token))
+    token = resolve_token(token)
+    client = api_client(url, token)
     title = _project_title(ws, project)
     proj = find_project(client, url, title, create_with=label_config(classes))
     pid = int(proj["id"])
@@ -515,6 +579,12 @@ def push(
         if (t.get("data") or {}).get(ITEM_KEY)
     }
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
+    if (storage or cfg.storage) == "upload":
+        local = [it for it in items if it.id not in urls and it.id not in remote]
+        urls.update(upload_images(ws, url=url, token=token, project_id=pid, items=local, problems=report.problems))
+        for it in items:  # a task already there keeps the image it was made with
+            if it.id in remote:
+                urls.setdefault(it.id, str((remote[it.id].get("data") or {}).get(lc.image_key) or ""))
     new_tasks: list[dict[str, Any]] = []
     for rank, it in enumerate(items):
         boxes, notes = _prelabels(it, preds, imputed, conf=conf, allowed=allowed, report=report)
@@ -533,6 +603,8 @@ def push(
                       task=int(rt["id"]), result=regions, score=score, model_version=mv)
                 report.predictions_added += 1
                 report.boxes += len(boxes)
+            continue
+        if it.id not in urls:  # its upload failed: a problem already says why
             continue
         rec = ImageLabels(
             file_name=urls[it.id], width=it.width, height=it.height, xyxy=boxes.xyxy,
@@ -567,7 +639,8 @@ def push(
         for rank, it in enumerate(items):
             rt = remote.get(it.id)
             if rt is None:
-                report.problems.add(urls[it.id], "imported but not found in the project afterwards")
+                if it.id in urls:
+                    report.problems.add(urls[it.id], "imported but not found in the project afterwards")
                 continue
             old = ours.get(it.id)
             meta = dict(old["meta"]) if old else {}

@@ -55,14 +55,15 @@ class LabelConfig:
 
 def label_config(classes: Sequence[str], *, with_why: bool = True) -> str:
     """A RectangleLabels config for ``classes``; with ``with_why`` the task's ``why`` text
-    (why boxloop picked the image) is shown beside it."""
+    (why boxloop picked the image) is shown beside it, in a Header: not an object tag, so the
+    image stays the config's one data key and Label Studio accepts direct file uploads."""
     if not classes:
         raise InputError("a labeling config needs at least one class")
     labels = "\n".join(f"    <Label value={quoteattr(str(c))}/>" for c in classes)
     why = (
         '\n    <View style="flex: 0 0 260px; padding-left: 1em">\n'
         '      <Header value="Why this image"/>\n'
-        f'      <Text name="{WHY_KEY}" value="${WHY_KEY}"/>\n'
+        f'      <Header value="${WHY_KEY}" size="5" style="font-weight: normal; white-space: pre-wrap"/>\n'
         "    </View>"
         if with_why
         else ""
