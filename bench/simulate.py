@@ -55,6 +55,8 @@ def main() -> None:
     for strategy, n in result.labels_needed.items():
         print(f"{strategy:40s} {'not reached' if n is None else f'{n:.0f} labels'} to 90% of full-data mAP50-95")
     print(f"curves: {result.csv}")
+    for plot in result.plots:
+        print(f"plot: {plot}")
     rnd, comb = result.labels_needed.get("random"), result.labels_needed.get(args.combined)
     print(f"ratio: {comb / rnd:.2f}" if rnd and comb else "ratio: n/a (a strategy never reached the target)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -103,6 +104,12 @@ def test_simulation_with_the_oracle_is_reproducible_for_a_seed(tmp_path: Path, d
             digits / "pool", strategies=["random", "least_confidence"], initial=8, budget=5, rounds=2, seeds=[0],
             out=out, backend_factory=lambda classes: FakeBackend(classes),
         )
+        assert [p.name for p in result.plots] == ["simulation_map50_95.svg", "simulation_map50.svg"]
+        assert all(p.parent == result.csv.parent for p in result.plots)
+        chart = ElementTree.parse(result.plots[0]).getroot()
+        lines = chart.findall(".//{http://www.w3.org/2000/svg}polyline")
+        assert len(lines) == 2  # random and least_confidence
+        assert len(chart.findall(".//{http://www.w3.org/2000/svg}line[@class='guide']")) == (1 if result.full_map50_95[0] else 0)
         with open(result.csv) as f:
             return list(csv.DictReader(f))
 

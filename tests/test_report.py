@@ -19,7 +19,7 @@ from boxloop.cli import app
 from boxloop.report import build_report
 from boxloop.report.embeddings import pca_2d
 from boxloop.report.gallery import format_value
-from boxloop.report.simulation import labels_to_reach, read_simulation, summarize
+from boxloop.report.simulation import labels_to_reach, read_simulation, summarize, write_plots
 from boxloop.report.svg import nice_ticks
 from boxloop.sources.images import file_sha256
 from boxloop.types import Detections, Item, Selection
@@ -261,6 +261,36 @@ def test_cli_report_writes_and_prints_the_path(full_ws: Workspace, tmp_path: Pat
     res = CliRunner().invoke(app, ["-w", str(full_ws.root), "report"])
     assert res.exit_code == 0, res.output
     assert res.output.strip() == str(full_ws.root / "report.html")
+
+
+def test_simulation_plots_beside_the_csv_render_alone_in_chromium(tmp_path: Path, browser: Any) -> None:
+    sim = _write_simulation(tmp_path / "simulation.csv")
+    plots = write_plots(sim, full_map50_95=0.5)
+    assert [p.name for p in plots] == ["simulation_map50_95.svg", "simulation_map50.svg"]
+    page = browser.new_page(viewport={"width": 900, "height": 500})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(plots[0].as_uri())
+        svg = page.locator("svg.chart")
+        assert svg.bounding_box()["width"] == pytest.approx(720, abs=1)  # sized, not collapsed
+        assert page.locator("polyline.line").count() == 2  # a curve per strategy
+        assert page.locator("polygon.band").count() == 2
+        # the styles travel inside the file: curves are stroked lines, not filled shapes
+        assert page.locator("polyline.line").first.evaluate("e => getComputedStyle(e).fill") == "none"
+        assert page.locator("polyline.line").nth(0).get_attribute("stroke-dasharray")  # random: dashed
+        guide = page.locator("line.guide")
+        assert guide.count() == 1 and "90% of full-data" in page.locator("text.guide-label").text_content()
+        y_guide = float(guide.get_attribute("y1"))
+        y_axis_top, y_axis_bottom = 14, 320 - 46
+        assert y_guide == pytest.approx(y_axis_bottom - 0.45 * (y_axis_bottom - y_axis_top), abs=0.5)
+        page.screenshot(path=str(tmp_path / "simulation_map50_95.png"))
+        page.goto(plots[1].as_uri())
+        assert page.locator("line.guide").count() == 0  # the full-data target is a mAP50-95 one
+        assert errors == []
+    finally:
+        page.close()
+    assert (tmp_path / "simulation_map50_95.png").stat().st_size > 5_000
 
 
 def test_cli_report_with_a_missing_simulation_csv_is_one_error_line(full_ws: Workspace, tmp_path: Path) -> None:

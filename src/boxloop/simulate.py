@@ -37,6 +37,7 @@ class SimulationResult:
     summary_csv: Path
     full_map50_95: dict[int, float]
     labels_needed: dict[str, float | None]
+    plots: tuple[Path, ...] = ()  # the curves as SVG files beside the CSV
 
 
 def _truth_workspace(dataset: Path, out: Path) -> Workspace:
@@ -134,7 +135,10 @@ def simulate(
         ("strategy", "labels_to_90pct_full_map50_95", "full_data_map50_95"),
         [{"strategy": s, "labels_to_90pct_full_map50_95": n, "full_data_map50_95": json.dumps(full)} for s, n in needed.items()],
     )
-    return SimulationResult(csv_path, summary, full, needed)
+    from .report.simulation import write_plots
+
+    plots = write_plots(csv_path, full_map50_95=sum(full.values()) / len(full) if full else None)
+    return SimulationResult(csv_path, summary, full, needed, tuple(plots))
 
 
 def _test_split(items: Sequence[Any], truth_ws: Workspace, fraction: float, seed: int) -> set[str]:

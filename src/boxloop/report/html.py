@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-import uuid
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..errors import ConfigError, InputError
 from ..types import RoundRecord, Selection
 from ..workspace import Workspace
-from .svg import PALETTE, Series, hbar_chart, line_chart, stacked_bar_chart
+from .simulation import (
+    CHART_METRICS,
+    Simulation,
+    curve_chart,
+    labels_to_reach,
+    strategy_colors,
+    summarize,
+)
+from .svg import CHART_CSS, PALETTE, Series, hbar_chart, line_chart, stacked_bar_chart
 
 __all__ = ["GALLERY_LIMIT", "build_report", "render_report"]
 
@@ -45,18 +52,10 @@ def build_report(ws: Workspace, *, out: Path | None = None, simulation_csv: Path
     if out.is_dir():
         out = out / "report.html"
     page = render_report(ws, simulation_csv=simulation_csv)
-    # A plain open (not mkstemp) so the file gets the usual permissions, not 0600.
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(page)
-        os.replace(tmp, out)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise InputError(f"{out}: cannot write the report: {e.strerror or e}") from e
-        raise
+        write_text_atomic(out, page)
+    except OSError as e:
+        raise InputError(f"{out}: cannot write the report: {e.strerror or e}") from e
     log.info("report written to %s (%d bytes)", out, len(page))
     return out
 
@@ -126,14 +125,6 @@ th:first-child, td:first-child, td.text, th.text { text-align:left; }
 tbody tr:nth-child(even) { background:#fafbfc; }
 .table-wrap { overflow-x:auto; }
 .gain { color:#0a7d55; } .loss { color:#c0392b; }
-svg.chart { width:100%; height:auto; display:block; max-width:900px; }
-svg.chart .grid { stroke:#edf0f4; } svg.chart .axis { stroke:#9aa5b1; }
-svg.chart .tick, svg.chart .legend, svg.chart .bar-value, svg.chart .bar-label { font-size:12px; fill:#3e4c59; }
-svg.chart .axis-title { font-size:12.5px; fill:var(--muted); }
-svg.chart .line { fill:none; stroke-width:2.4; stroke-linejoin:round; }
-svg.chart .band { opacity:.16; stroke:none; }
-svg.chart .marker { stroke:#fff; stroke-width:1.2; }
-svg.chart .dot { stroke:#fff; stroke-width:.6; opacity:.85; }
 .empty { color:var(--muted); margin:0; }
 .next { padding-left:20px; } .next li { margin:4px 0; }
 .gallery { display:grid; grid-template-columns:repeat(auto-fill,minmax(220px,1fr)); gap:14px; }
@@ -153,7 +144,7 @@ figcaption { padding:8px 10px 10px; font-size:13px; }
 dl.why { display:grid; grid-template-columns:auto 1fr; gap:1px 10px; margin:6px 0 0; font-size:12.5px; }
 dl.why dt { color:var(--muted); } dl.why dd { margin:0; font-variant-numeric:tabular-nums; word-break:break-word; }
 footer { color:var(--muted); font-size:12px; text-align:center; margin-top:24px; }
-"""
+""" + CHART_CSS
 
 
 def _page(title: str, body: str) -> str:
@@ -287,8 +278,6 @@ def _rounds_section(records: Sequence[RoundRecord]) -> str:
 
 
 def _curves_section(records: Sequence[RoundRecord], simulation: Any) -> str:
-    from .simulation import labels_to_reach, summarize
-
     parts = []
     own = [r for r in records if r.map50 is not None or r.map50_95 is not None]
     if own:
@@ -309,23 +298,11 @@ def _curves_section(records: Sequence[RoundRecord], simulation: Any) -> str:
             "then <code>boxloop report --simulation runs/simulation.csv</code>.</p>"
         )
     else:
-        parts.append(_simulation_part(simulation, summarize, labels_to_reach))
+        parts.append(_simulation_part(simulation))
     return _section("curves", "mAP vs labeled images", "".join(parts))
 
 
-def _strategy_colors(strategies: Sequence[str]) -> dict[str, tuple[str, bool]]:
-    """Random is the grey dashed baseline; the others take palette colours in order."""
-    out, k = {}, 0
-    for s in strategies:
-        if s.lower().startswith("random"):
-            out[s] = ("#6b7785", True)
-        else:
-            out[s] = (PALETTE[k % len(PALETTE)], False)
-            k += 1
-    return out
-
-
-def _simulation_part(simulation: Any, summarize: Any, labels_to_reach: Any) -> str:
+def _simulation_part(simulation: Simulation) -> str:
     parts = [f'<h3>Simulation: <code>{escape(simulation.path.name)}</code> (mean ± std over seeds)</h3>']
     if simulation.problems:
         parts.append(
@@ -335,23 +312,15 @@ def _simulation_part(simulation: Any, summarize: Any, labels_to_reach: Any) -> s
     if not simulation.rows:
         parts.append('<p class="empty">the simulation CSV has no usable rows</p>')
         return "".join(parts)
-    colors = _strategy_colors(simulation.strategies)
+    colors = strategy_colors(simulation.strategies)
     reach: dict[str, dict[str, float | None]] = {}
     targets: dict[str, float | None] = {}
     seeds = {s: len({r.seed for r in simulation.rows if r.strategy == s}) for s in simulation.strategies}
-    for metric, label in (("map50_95", "mAP50-95"), ("map50", "mAP50")):
+    for metric, label in CHART_METRICS:
         curves = summarize(simulation.rows, metric)
         if not curves:
             continue
-        series = [
-            Series(
-                s, [p.labeled_images for p in pts], [p.mean for p in pts], colors[s][0],
-                lo=[p.mean - p.std for p in pts], hi=[p.mean + p.std for p in pts], dashed=colors[s][1],
-            )
-            for s, pts in curves.items()
-        ]
-        parts.append(line_chart(series, x_label="labeled images", y_label=f"{label} (test split)",
-                                title=f"{label} vs labeled images per strategy", y_max=1.0))
+        parts.append(curve_chart(curves, label, colors))
         targets[label], reach[label] = labels_to_reach(curves, fraction=0.9)
     if reach:
         random_name = next((s for s in simulation.strategies if s.lower().startswith("random")), None)

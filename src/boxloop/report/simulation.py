@@ -14,21 +14,27 @@ from pathlib import Path
 
 from ..errors import InputError, Problems
 from ..simulate import SIMULATION_COLUMNS
+from .svg import PALETTE, Series, line_chart, standalone
 
 __all__ = [
+    "CHART_METRICS",
     "METRICS",
     "SIMULATION_COLUMNS",
     "CurvePoint",
     "Simulation",
     "SimulationRow",
+    "curve_chart",
     "labels_to_reach",
     "read_simulation",
+    "strategy_colors",
     "summarize",
+    "write_plots",
 ]
 
 log = logging.getLogger(__name__)
 
 METRICS = ("map50", "map50_95")
+CHART_METRICS = (("map50_95", "mAP50-95"), ("map50", "mAP50"))  # (column, label), in the order shown
 
 
 @dataclass(frozen=True)
@@ -160,3 +166,59 @@ def labels_to_reach(
         for s, pts in curves.items()
     }
     return target, reached
+
+
+def strategy_colors(strategies: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """Strategy → (colour, dashed): random is the grey dashed baseline; the others take
+    palette colours in order."""
+    out, k = {}, 0
+    for s in strategies:
+        if s.lower().startswith("random"):
+            out[s] = ("#6b7785", True)
+        else:
+            out[s] = (PALETTE[k % len(PALETTE)], False)
+            k += 1
+    return out
+
+
+def curve_chart(
+    curves: Mapping[str, Sequence[CurvePoint]],
+    label: str,
+    colors: Mapping[str, tuple[str, bool]],
+    *,
+    guides: Sequence[tuple[float, str]] = (),
+) -> str:
+    """One SVG chart: ``label`` (mean over seeds, ± std band) against labeled images, a
+    curve per strategy."""
+    series = [
+        Series(
+            s, [p.labeled_images for p in pts], [p.mean for p in pts], colors[s][0],
+            lo=[p.mean - p.std for p in pts], hi=[p.mean + p.std for p in pts], dashed=colors[s][1],
+        )
+        for s, pts in curves.items()
+    ]
+    return line_chart(series, x_label="labeled images", y_label=f"{label} (test split)",
+                      title=f"{label} vs labeled images per strategy", y_max=1.0, guides=guides)
+
+
+def write_plots(csv_path: str | Path, *, full_map50_95: float | None = None) -> list[Path]:
+    """The simulation's curves as standalone SVG files beside its CSV
+    (``<stem>_map50_95.svg``, ``<stem>_map50.svg``); with the full-data mAP50-95, its 90%
+    target is drawn on the mAP50-95 chart. Returns the files written."""
+    from ..atomic import write_text_atomic
+
+    csv_path = Path(csv_path)
+    sim = read_simulation(csv_path)
+    colors = strategy_colors(sim.strategies)
+    written = []
+    for metric, label in CHART_METRICS:
+        curves = summarize(sim.rows, metric)
+        if not curves:
+            continue
+        guides: list[tuple[float, str]] = []
+        if metric == "map50_95" and full_map50_95:
+            guides = [(0.9 * full_map50_95, "90% of full-data mAP50-95")]
+        path = csv_path.with_name(f"{csv_path.stem}_{metric}.svg")
+        write_text_atomic(path, standalone(curve_chart(curves, label, colors, guides=guides)))
+        written.append(path)
+    return written

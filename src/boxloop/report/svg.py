@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from html import escape
 
 __all__ = [
+    "CHART_CSS",
     "PALETTE",
     "ScatterPoint",
     "Series",
@@ -21,6 +22,7 @@ __all__ = [
     "nice_ticks",
     "scatter_chart",
     "stacked_bar_chart",
+    "standalone",
 ]
 
 # Colour-blind-friendly (Okabe-Ito, reordered), then a few more for many classes.
@@ -28,6 +30,20 @@ PALETTE = (
     "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
     "#882255", "#44AA99", "#999933", "#AA4499", "#332288",
 )
+
+# The charts' look, shared by the report page and the standalone .svg files.
+CHART_CSS = """
+svg.chart { width:100%; height:auto; display:block; max-width:900px; }
+svg.chart .grid { stroke:#edf0f4; } svg.chart .axis { stroke:#9aa5b1; }
+svg.chart .tick, svg.chart .legend, svg.chart .bar-value, svg.chart .bar-label { font-size:12px; fill:#3e4c59; }
+svg.chart .axis-title { font-size:12.5px; fill:#66788a; }
+svg.chart .line { fill:none; stroke-width:2.4; stroke-linejoin:round; }
+svg.chart .band { opacity:.16; stroke:none; }
+svg.chart .marker { stroke:#fff; stroke-width:1.2; }
+svg.chart .dot { stroke:#fff; stroke-width:.6; opacity:.85; }
+svg.chart .guide { stroke:#8a4b00; stroke-width:1.2; stroke-dasharray:3 3; }
+svg.chart .guide-label { font-size:11px; fill:#8a4b00; }
+"""
 
 _W, _H = 720, 320
 _LEFT, _RIGHT, _TOP, _BOTTOM = 58, 170, 14, 46
@@ -152,13 +168,15 @@ def line_chart(
     y_label: str,
     title: str,
     y_max: float | None = None,
+    guides: Sequence[tuple[float, str]] = (),
 ) -> str:
-    """Curves of y against x, each with markers and an optional shaded band (mean ± std)."""
+    """Curves of y against x, each with markers and an optional shaded band (mean ± std);
+    ``guides`` are labeled horizontal lines (a target, a reference)."""
     series = [s for s in series if len(s.xs)]
     if not series:
         return ""
     xs = [x for s in series for x in s.xs]
-    ys = [y for s in series for y in (*s.ys, *(s.hi or ()))]
+    ys = [y for s in series for y in (*s.ys, *(s.hi or ()))] + [g for g, _ in guides]
     x0, x1, xticks = nice_ticks(min(0.0, min(xs)), max(xs))
     top = max(ys) if y_max is None else y_max
     y0, y1, yticks = nice_ticks(0.0, max(top, 1e-6))
@@ -176,6 +194,13 @@ def line_chart(
     parts += _axes(x0=x0, x1=x1, y0=y0, y1=y1, xticks=xticks, yticks=yticks, sx=sx, sy=sy,
                    x_label=x_label, y_label=y_label, width=_W, height=_H,
                    left=_LEFT, right=_RIGHT, top=_TOP, bottom=_BOTTOM)
+    for value, label in guides:
+        y = sy(value)
+        parts.append(
+            f'<g><title>{escape(label)}: {value:.3f}</title>'
+            f'<line class="guide" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{_f(y)}" y2="{_f(y)}"/>'
+            f'<text class="guide-label" x="{_W - _RIGHT - 4}" y="{_f(y - 4)}" text-anchor="end">{escape(label)}</text></g>'
+        )
     for s in series:
         if s.lo is not None and s.hi is not None and len(s.xs) > 1:
             upper = [f"{_f(sx(x))},{_f(sy(y))}" for x, y in zip(s.xs, s.hi, strict=True)]
@@ -327,3 +352,21 @@ def scatter_chart(
     parts += _legend([(name, color, False) for name, color in legend], x=width - _RIGHT + 18, y=_TOP + 10)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def standalone(svg: str) -> str:
+    """A chart from this module as a file of its own: XML declaration, the chart styles
+    inside it and a white background, so it looks the same opened alone or in a document."""
+    head, sep, rest = svg.partition(">")
+    if not sep or not head.startswith("<svg"):
+        raise ValueError("not an <svg> element from boxloop.report.svg")
+    _, _, size = head.partition('viewBox="0 0 ')
+    width, height = size.split('"', 1)[0].split()
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'{head} width="{width}" height="{height}">'
+        # opened alone the chart keeps its own size (the page's rule is a fluid width)
+        f"<style>{CHART_CSS}svg.chart:root {{ width:{width}px; height:{height}px; max-width:none; font-family:system-ui,'Segoe UI',Roboto,Arial,sans-serif; }}</style>"
+        '<rect width="100%" height="100%" fill="#fff"/>'
+        f"{rest}\n"
+    )
