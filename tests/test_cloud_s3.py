@@ -443,3 +443,65 @@ def test_a_store_without_its_package_names_the_package(monkeypatch: pytest.Monke
     monkeypatch.setattr(builtins, "__import__", no_gcsfs)
     with pytest.raises(InputError, match=r"gs://b/k\.jpg: reading gs:// URIs needs the gcsfs package"):
         fetch("gs://b/k.jpg")
+
+
+def test_push_with_cloud_storage_label_studio_presigns_the_bucket_images(
+    s3, cache_dir: Path, tmp_path: Path, ls_server, client, token_env
+) -> None:
+    """storage = "cloud" against a real Label Studio whose project has an S3 storage on the
+    same (moto) endpoint: tasks keep the s3:// URIs, Label Studio resolves each one to a
+    presigned URL that answers with the object's bytes, and a person's box comes back."""
+    import base64
+
+    import httpx
+
+    from boxloop.annotation.labelstudio import ITEM_KEY, pull, push
+    from boxloop.types import Detections, Selection
+
+    ws = Workspace.init(tmp_path / "ws", CLASSES)
+    assert cli(ws, "add", "images", f"s3://{BUCKET}/pool/cam1/").exit_code == 0
+    items = sorted(ws.store.items(), key=lambda it: it.uri)[:3]
+    ws.store.put_predictions("mv1", {items[0].id: Detections(
+        np.array([[10.0, 20.0, 60.0, 80.0]]), np.array([1]), np.array([0.8]),
+        {"class_probs": np.array([[0.1, 0.8, 0.1]], np.float32)},
+    )})  # the other two have no detections: pushed with no boxes
+    ws.store.save_selection(Selection(
+        id="sel-1", model_version="mv1", strategy="random", seed=0, item_ids=tuple(it.id for it in items),
+        scores={it.id: 1.0 - 0.1 * i for i, it in enumerate(items)}, why={it.id: {"random": 1.0} for it in items},
+    ))
+    report = push(ws, url=ls_server.url, project=f"cloud-{tmp_path.name}", storage="cloud")
+    assert report.created == 3 and not report.problems
+    pid = report.project_id
+    auth = {"Authorization": f"Token {ls_server.token}"}
+    r = httpx.post(f"{ls_server.url}/api/storages/s3", headers=auth, json={
+        "project": pid, "title": "frames", "bucket": BUCKET, "prefix": "pool/", "presign": True,
+        "use_blob_urls": True, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+        "region_name": "us-east-1", "s3_endpoint": s3["endpoint"],
+    })
+    assert r.status_code == 201, r.text
+    tasks = [t.dict() for t in client.tasks.list(project=pid, fields="all", page_size=100)]
+    by_item = {t["data"][ITEM_KEY]: t for t in tasks}
+    assert set(by_item) == {it.id for it in items}
+    for it in items:
+        task = httpx.get(f"{ls_server.url}/api/tasks/{by_item[it.id]['id']}", headers=auth).json()
+        assert task["data"]["image"] != it.uri  # resolved through the project's storage
+        fileuri = base64.urlsafe_b64encode(it.uri.encode()).decode()
+        got = httpx.get(f"{ls_server.url}/tasks/{task['id']}/presign/", params={"fileuri": fileuri},
+                        headers=auth, follow_redirects=True)
+        assert got.status_code == 200
+        assert got.content == s3["objects"][it.uri.removeprefix(f"s3://{BUCKET}/")]
+        assert len(task["predictions"]) == 1
+        regions = task["predictions"][0]["result"]
+        assert len(regions) == (1 if it.id == items[0].id else 0)
+    # a person draws a box on a bucket image: it comes back in the item's pixels
+    it = items[1]
+    client.annotations.create(id=int(by_item[it.id]["id"]), result=[{
+        "from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": it.width,
+        "original_height": it.height, "value": {"x": 25.0, "y": 50.0, "width": 50.0, "height": 25.0,
+                                                "rotation": 0, "rectanglelabels": [CLASSES[2]]},
+    }])
+    pulled = pull(ws, url=ls_server.url, project=str(pid))
+    assert not pulled.problems
+    got = ws.store.latest_labels([it.id])[it.id]
+    np.testing.assert_allclose(got.xyxy, [[0.25 * it.width, 0.5 * it.height, 0.75 * it.width, 0.75 * it.height]], atol=0.01)
+    assert got.class_id.tolist() == [2]

@@ -26,7 +26,7 @@ def report(
     """Write one self-contained HTML report (rounds, curves, per-class AP, the selection with its
     why, an embedding map) that opens offline; prints its path.
 
-    Example: boxloop report --out report.html --simulation runs/simulation.csv
+    Example: boxloop report --out report.html --simulation simulation/simulation.csv
     """
     from ..report import build_report
 

@@ -295,7 +295,7 @@ def _curves_section(records: Sequence[RoundRecord], simulation: Any) -> str:
         parts.append(
             '<p class="muted small">To compare strategies with random picking, simulate on a labeled '
             "set and pass its CSV: <code>boxloop simulate DATASET --strategies random,least_confidence</code>, "
-            "then <code>boxloop report --simulation runs/simulation.csv</code>.</p>"
+            "then <code>boxloop report --simulation simulation/simulation.csv</code>.</p>"
         )
     else:
         parts.append(_simulation_part(simulation))
