@@ -27,7 +27,13 @@ $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) for the report test"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: $(VENV)/.boxloop-dev $(CHROMIUM)
+# The az:// tests run against Azurite, Microsoft's Azure Storage emulator (a Node package).
+AZURITE := .cache/azurite/node_modules/.bin/azurite-blob
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "install Node.js and npm (Debian: apt-get install nodejs npm) for the Azure Blob test"; exit 1; }
+	npm install --silent --no-audit --no-fund --prefix .cache/azurite azurite@3.37.0
+
+test: $(VENV)/.boxloop-dev $(CHROMIUM) $(AZURITE)
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.boxloop-dev
@@ -41,4 +47,4 @@ lint: $(VENV)/.boxloop-dev
 	$(VENV)/bin/ruff check src tests bench
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out .pytest_cache .cache

@@ -44,8 +44,10 @@ def main() -> None:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="boxloop-bench-simulate-"))
     dataset = args.dataset
-    if dataset is None:
-        dataset = generate_images(out / "digits", n=args.n, seed=0)
+    if dataset is None:  # re-running with the same --out resumes the simulation where it stopped
+        dataset = out / "digits"
+        if not (dataset / "data.yaml").is_file():
+            generate_images(dataset, n=args.n, seed=0)
     train = {**DIGITS_TRAIN, "model": args.model, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch}
     result = simulate(
         dataset, strategies=["random", args.combined], initial=args.initial, budget=args.budget,

@@ -38,6 +38,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_until_it_answers(url: str, proc: subprocess.Popen, what: str, *, timeout: float) -> None:
+    """Poll ``url`` until it answers; fail the test if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{what} did not start (exit {proc.poll()})")
+            time.sleep(0.1)
+
+
 def _png(rng: np.random.Generator) -> bytes:
     import cv2
 
@@ -61,15 +74,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start (exit {proc.poll()}); see {log.name}")
-                time.sleep(0.2)
+        _wait_until_it_answers(endpoint + "/moto-api/", proc, f"moto server (see {log.name})", timeout=60)
         env = {
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
@@ -359,14 +364,7 @@ def test_images_at_https_urls_are_added_and_decoded(tmp_path: Path, cache_dir: P
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/a.png", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "http.server did not start"
-                time.sleep(0.1)
+        _wait_until_it_answers(base + "/a.png", proc, "http.server", timeout=30)
         ws = Workspace.init(tmp_path / "ws", CLASSES)
         result = cli(ws, "add", "images", f"{base}/a.png", f"{base}/missing.png")
         assert result.exit_code == 0, result.output

@@ -125,6 +125,46 @@ def test_simulation_with_the_oracle_is_reproducible_for_a_seed(tmp_path: Path, d
         simulate(digits / "pool", strategies=["random"], initial=100, out=tmp_path / "c", backend_factory=FakeBackend)
 
 
+def test_an_interrupted_simulation_resumes_where_it_stopped(
+    tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boxloop.simulate as sim_mod
+
+    def run(out: Path) -> list[dict]:
+        result = simulate(
+            digits / "pool", strategies=["random", "least_confidence"], initial=8, budget=5, rounds=2, seeds=[0],
+            out=out, backend_factory=lambda classes: FakeBackend(classes),
+        )
+        with open(result.csv) as f:
+            return list(csv.DictReader(f))
+
+    whole = run(tmp_path / "whole")
+    real, calls = sim_mod.run_round, []
+
+    def cut(ws, plan, **k):  # type: ignore[no-untyped-def]
+        calls.append((ws.root.name, plan.strategy))
+        if len(calls) == 5:  # least_confidence's second round: killed mid-simulation
+            raise KeyboardInterrupt
+        return real(ws, plan, **k)
+
+    monkeypatch.setattr(sim_mod, "run_round", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    with open(tmp_path / "cut" / "simulation.csv") as f:  # what finished is already on disk
+        assert [r["strategy"] for r in csv.DictReader(f)] == ["random"] * 3
+    calls.clear()
+    assert run(tmp_path / "cut") == whole  # the same curves as the uninterrupted run
+    # random's 3 rounds and least_confidence's first are not run again
+    assert calls == [("least-confidence-s0", "least_confidence")] * 2 + [("full-data-s0", "full-data")]
+    ws = Workspace.open(tmp_path / "cut" / "least-confidence-s0")
+    assert [r.round for r in ledger.history(ws.store)] == [1, 2, 3]
+    ws.close()
+    monkeypatch.setattr(sim_mod, "run_round", real)
+    with pytest.raises(InputError, match=r"other settings \(budget: 5 then, 4 now\)"):
+        simulate(digits / "pool", strategies=["random"], initial=8, budget=4, rounds=2, seeds=[0],
+                 out=tmp_path / "cut", backend_factory=FakeBackend)
+
+
 def test_a_real_ultralytics_round_resumes_after_an_interruption(
     tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

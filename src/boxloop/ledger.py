@@ -24,6 +24,7 @@ __all__ = [
     "HISTORY_COLUMNS",
     "finish_round",
     "finish_step",
+    "finished_rounds",
     "history",
     "open_round",
     "start_step",
@@ -82,6 +83,12 @@ def finish_step(store: Store, rnd: int, step: str, started: float, result: Mappi
 def finish_round(store: Store, rnd: int) -> None:
     with store.transaction() as c:
         c.execute("UPDATE rounds SET finished_at=? WHERE round=?", (time.time(), rnd))
+
+
+def finished_rounds(store: Store) -> dict[int, RoundRecord]:
+    """The rounds that ran to the end: round → its record."""
+    finished = {int(r[0]) for r in store.conn.execute("SELECT round FROM rounds WHERE finished_at IS NOT NULL")}
+    return {r.round: r for r in history(store) if r.round in finished}
 
 
 def history(store: Store) -> list[RoundRecord]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import ledger
 from .errors import InputError
 from .loop import Oracle, RoundPlan, run_round, sample_initial
 from .workspace import CONFIG_NAME, Workspace
@@ -29,6 +30,7 @@ __all__ = ["SIMULATION_COLUMNS", "SimulationResult", "labels_to_reach", "simulat
 
 log = logging.getLogger(__name__)
 SIMULATION_COLUMNS = ("strategy", "seed", "round", "labeled_images", "map50", "map50_95")
+META_SETTINGS = "simulation.settings"  # what a run's workspace was made with (a re-run resumes only the same)
 
 
 @dataclass(frozen=True)
@@ -105,19 +107,28 @@ def simulate(
         runs = [*strategies, *(["full-data"] if full_data else [])]
         for strategy in runs:
             name = f"{_slug(strategy)}-s{seed}"
-            say(f"simulating {strategy} (seed {seed})")
-            ws = Workspace.init(out / name, classes=classes)
-            _reveal(ws, items, truth, test_ids, start if strategy != "full-data" else candidates, seed)
+            n_rounds = 1 if strategy == "full-data" else rounds + 1
+            settings = {
+                "dataset": str(Path(dataset).absolute()), "strategy": strategy, "seed": seed, "initial": initial,
+                "budget": budget, "rounds": n_rounds, "test_fraction": test_fraction, "train": dict(train or {}),
+                "backend": "given" if backend_factory else "trained",
+            }
+            ws, finished = _run_workspace(out / name, classes, settings)
+            if not finished:
+                _reveal(ws, items, truth, test_ids, start if strategy != "full-data" else candidates, settings)
+            done = ledger.finished_rounds(ws.store)
+            say(f"simulating {strategy} (seed {seed})" + (f": rounds {', '.join(map(str, done))} already done" if done else ""))
             backend = backend_factory(classes) if backend_factory else None
             oracle = Oracle({i: truth[i] for i in candidates})
-            n_rounds = 1 if strategy == "full-data" else rounds + 1
             for r in range(n_rounds):
                 last = r == n_rounds - 1
-                plan = RoundPlan(
-                    budget=0 if last else budget, strategy=strategy, seed=seed + 1000 * r, train=dict(train or {}),
-                    backend=backend, test_fraction=0.0,
-                )
-                rec = run_round(ws, plan, annotator=oracle, say=say)
+                rec = done.get(r + 1)
+                if rec is None:  # run it (or resume it where an interruption left it)
+                    plan = RoundPlan(
+                        budget=0 if last else budget, strategy=strategy, seed=seed + 1000 * r, train=dict(train or {}),
+                        backend=backend, test_fraction=0.0,
+                    )
+                    rec = run_round(ws, plan, annotator=oracle, say=say)
                 if strategy == "full-data":
                     full[seed] = float(rec.map50_95 or 0.0)
                 else:
@@ -128,6 +139,43 @@ def simulate(
                         "map50": rec.map50, "map50_95": rec.map50_95,
                     })
             ws.close()
+            _write_outputs(out, rows, full)  # after every run: an interrupted simulation keeps its curves
+    return _write_outputs(out, rows, full)
+
+
+def _run_workspace(path: Path, classes: Sequence[str], settings: Mapping[str, Any]) -> tuple[Workspace, bool]:
+    """(the run's workspace, whether its labels are already revealed): a new one, or the one
+    an earlier, interrupted simulation with the same settings left (a re-run goes on from
+    there). One made with other settings is an error, never overwritten."""
+    wanted = json.dumps(settings, sort_keys=True, default=str)
+    if not (path / CONFIG_NAME).is_file():
+        return Workspace.init(path, classes=classes), False
+    ws = Workspace.open(path)
+    made = ws.store.get_meta(META_SETTINGS)
+    if made is None and not ws.store.items():
+        return ws, False  # made, then interrupted before the labels were revealed
+    if made != wanted:
+        ws.close()
+        raise InputError(
+            f"{path}: left by a simulation with other settings ({_settings_diff(made, settings)}); "
+            "give another --out or delete that folder"
+        )
+    return ws, True
+
+
+def _settings_diff(made: str | None, settings: Mapping[str, Any]) -> str:
+    if made is None:
+        return "none recorded"
+    old = json.loads(made)
+    new = json.loads(json.dumps(settings, default=str))
+    diff = [f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(diff) or "none recorded"
+
+
+def _write_outputs(out: Path, rows: Sequence[Mapping[str, Any]], full: Mapping[int, float]) -> SimulationResult:
+    """simulation.csv, simulation_summary.csv and the SVG curves, from the runs so far."""
+    from .report.simulation import write_plots
+
     csv_path = _write_csv(out / "simulation.csv", SIMULATION_COLUMNS, rows)
     needed = labels_to_reach(rows, {s: 0.9 * v for s, v in full.items()}) if full else {}
     summary = _write_csv(
@@ -135,10 +183,8 @@ def simulate(
         ("strategy", "labels_to_90pct_full_map50_95", "full_data_map50_95"),
         [{"strategy": s, "labels_to_90pct_full_map50_95": n, "full_data_map50_95": json.dumps(full)} for s, n in needed.items()],
     )
-    from .report.simulation import write_plots
-
-    plots = write_plots(csv_path, full_map50_95=sum(full.values()) / len(full) if full else None)
-    return SimulationResult(csv_path, summary, full, needed, tuple(plots))
+    plots = write_plots(csv_path, full_map50_95=sum(full.values()) / len(full) if full else None) if rows else []
+    return SimulationResult(csv_path, summary, dict(full), needed, tuple(plots))
 
 
 def _test_split(items: Sequence[Any], truth_ws: Workspace, fraction: float, seed: int) -> set[str]:
@@ -161,8 +207,12 @@ def _test_split(items: Sequence[Any], truth_ws: Workspace, fraction: float, seed
     return out
 
 
-def _reveal(ws: Workspace, items: Sequence[Any], truth: Mapping[str, Any], test_ids: set[str], labeled: Sequence[str], seed: int) -> None:
-    """Copy the items (same files, no re-indexing), reveal the test and initial labels."""
+def _reveal(
+    ws: Workspace, items: Sequence[Any], truth: Mapping[str, Any], test_ids: set[str], labeled: Sequence[str],
+    settings: Mapping[str, Any],
+) -> None:
+    """Copy the items (same files, no re-indexing), reveal the test and initial labels, and
+    record the run's settings, in one transaction."""
     from dataclasses import replace
 
     store = ws.store
@@ -172,6 +222,7 @@ def _reveal(ws: Workspace, items: Sequence[Any], truth: Mapping[str, Any], test_
         for i in [*test_ids, *labeled]:
             store.add_label(i, truth[i], source="oracle", round=0)
         store.set_split(dict.fromkeys(test_ids, "test"))
+        store.set_meta(META_SETTINGS, json.dumps(settings, sort_keys=True, default=str))
 
 
 def labels_to_reach(rows: Sequence[Mapping[str, Any]], target_by_seed: Mapping[int, float]) -> dict[str, float | None]:

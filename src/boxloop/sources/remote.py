@@ -116,6 +116,8 @@ def _filesystem(uri: str) -> tuple[Any, str]:
         pkg = REMOTE_SCHEMES.get(scheme, "the fsspec implementation")
         raise InputError(f"{uri}: reading {scheme}:// URIs needs the {pkg} package: pip install {pkg}") from e
     except ValueError as e:
+        if "credential" in str(e).lower():  # adlfs: no account settings at all
+            raise _error(uri, e) from e
         raise InputError(f"{uri}: not a URI fsspec can read: {e}") from e
     except Exception as e:  # constructing a client can already fail on credentials or config
         raise _error(uri, e) from e
