@@ -161,15 +161,23 @@ def trained_tiny_model(tmp_path_factory, *, epochs: int = 30, imgsz: int = 128) 
     if key in _TRAINED:
         return _TRAINED[key]
     root = base / f"tiny-data-{key}"
-    weights = base / f"tiny-run-{key}" / "weights" / "best.pt"
-    if not weights.is_file():
+    run_dir = base / f"tiny-run-{key}"
+    weights = run_dir / "weights" / "best.pt"
+    # Ultralytics writes best.pt after every epoch: only a run that ended is reused (a run cut
+    # off by a timeout would hand every later module a model of a few epochs)
+    if not (run_dir / "complete").is_file():
+        import shutil
+
         from boxloop.backends.ultralytics import train_yolo
 
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
         data = make_yolo_dataset(root, n_train=48, n_val=12, n_test=16, seed=0)
         result = train_yolo(
-            data, model="yolov8n.yaml", run_dir=base / f"tiny-run-{key}", epochs=epochs, imgsz=imgsz,
+            data, model="yolov8n.yaml", run_dir=run_dir, epochs=epochs, imgsz=imgsz,
             batch=8, extra=TRAIN_ARGS,
         )
         weights = result.weights
+        (run_dir / "complete").write_text(str(weights))
     _TRAINED[key] = (weights, root)
     return weights, root

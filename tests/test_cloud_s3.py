@@ -429,16 +429,16 @@ def test_a_bad_cache_size_names_the_setting() -> None:
 
 
 def test_a_store_without_its_package_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
+    import fsspec  # noqa: F401  (loads fsspec.registry)
 
-    real = builtins.__import__
+    registry = sys.modules["fsspec.registry"]  # the module (fsspec.registry the attribute is a read-only view)
 
-    def no_gcsfs(name, *a, **k):  # type: ignore[no-untyped-def]
-        if name.startswith("gcsfs"):
-            raise ImportError("No module named 'gcsfs'")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_gcsfs)
+    # as if gcsfs were not installed, even after another test imported it and fsspec keeps its class
+    for name in [m for m in sys.modules if m == "gcsfs" or m.startswith("gcsfs.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # None in sys.modules: importing it fails
+    for protocol in ("gs", "gcs"):
+        monkeypatch.delitem(registry._registry, protocol, raising=False)
     with pytest.raises(InputError, match=r"gs://b/k\.jpg: reading gs:// URIs needs the gcsfs package"):
         fetch("gs://b/k.jpg")
 
