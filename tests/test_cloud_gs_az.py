@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _ls_server import free_port
+from _processes import stop_process, wait_until_it_answers
 from _tiny_data import CLASSES, draw_image
 from boxloop.cli import app
 from boxloop.workspace import Workspace
@@ -51,43 +50,15 @@ class Store:
         return f"{self.scheme}://{bucket}/{key}"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(cmd: list[str], url: str, log_path: Path, what: str) -> subprocess.Popen:
-    log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return proc
-        except urllib.error.HTTPError:  # it answers (an error status is still an answer)
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _stop(proc)
-                pytest.fail(f"{what} did not start (exit {proc.poll()}); see {log_path}")
-            time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    wait_until_it_answers(url, proc, f"{what} (see {log_path})")
+    return proc
 
 
 def _gcs(tmp: Path) -> tuple[subprocess.Popen, dict[str, str], Callable[[str, bytes], None]]:
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = _start(
         [str(Path(sys.executable).parent / "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
@@ -107,7 +78,7 @@ def _gcs(tmp: Path) -> tuple[subprocess.Popen, dict[str, str], Callable[[str, by
 def _azure(tmp: Path) -> tuple[subprocess.Popen, dict[str, str], Callable[[str, bytes], None]]:
     if not AZURITE.is_file():
         pytest.fail(f"{AZURITE} is missing: run `make test` (it installs Azurite with npm)")
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}/{AZ_ACCOUNT}"
     proc = _start(
         [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
@@ -153,7 +124,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
             fsspec.filesystem(request.param).clear_instance_cache()  # the next module must not get ours
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _ls_server import free_port
+from _processes import stop_process, wait_until_it_answers
 from _tiny_data import CLASSES, draw_image, make_yolo_dataset, trained_tiny_model
 from boxloop.cli import app
 from boxloop.errors import InputError
@@ -30,25 +29,6 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 BUCKET = "frames"
 N_POOL = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until_it_answers(url: str, proc: subprocess.Popen, what: str, *, timeout: float) -> None:
-    """Poll ``url`` until it answers; fail the test if the process exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{what} did not start (exit {proc.poll()})")
-            time.sleep(0.1)
 
 
 def _png(rng: np.random.Generator) -> bytes:
@@ -66,7 +46,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
     client; the server is stopped by PID at the end."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -74,7 +54,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_it_answers(endpoint + "/moto-api/", proc, f"moto server (see {log.name})", timeout=60)
+        wait_until_it_answers(endpoint + "/moto-api/", proc, f"moto server (see {log.name})", timeout=60)
         env = {
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
@@ -97,12 +77,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
             yield {"endpoint": endpoint, "client": client, "objects": objects, "env": env}
             _forget_s3_clients()
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
@@ -357,14 +332,14 @@ def test_images_at_https_urls_are_added_and_decoded(tmp_path: Path, cache_dir: P
     served.mkdir()
     rng = np.random.default_rng(3)
     (served / "a.png").write_bytes(_png(rng))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(served)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_until_it_answers(base + "/a.png", proc, "http.server", timeout=30)
+        wait_until_it_answers(base + "/a.png", proc, "http.server", timeout=30)
         ws = Workspace.init(tmp_path / "ws", CLASSES)
         result = cli(ws, "add", "images", f"{base}/a.png", f"{base}/missing.png")
         assert result.exit_code == 0, result.output
@@ -377,8 +352,7 @@ def test_images_at_https_urls_are_added_and_decoded(tmp_path: Path, cache_dir: P
         expected = cv2.cvtColor(cv2.imread(str(served / "a.png")), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(decode_file(item.uri, size=(160, 120), sha256=item.sha256), expected)
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        stop_process(proc)
 
 
 # -- the cache and URIs, without a server ----------------------------------------------------
