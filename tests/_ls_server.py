@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from _processes import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 LS_VERSION = "1.23.2"
 LS_VENV = REPO / ".venv-labelstudio"
@@ -85,12 +87,6 @@ def ensure_venv(venv: Path = LS_VENV) -> Path:
             )
         done.write_text(LS_VERSION)
     return exe
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _port_free(port: int) -> bool:

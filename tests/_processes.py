@@ -1,16 +1,24 @@
-"""Background servers a test starts (moto, the storage emulators): wait until one answers,
-stop it by its PID."""
+"""Background servers a test starts (moto, the storage emulators, Label Studio): a free port,
+wait until one answers, stop it by its PID."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_until_it_answers(url: str, proc: subprocess.Popen, what: str, *, timeout: float = 60) -> None:

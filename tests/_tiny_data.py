@@ -54,6 +54,16 @@ def draw_image(rng: np.random.Generator, *, size: tuple[int, int] = (160, 120), 
     return img, boxes
 
 
+def png_bytes(rng: np.random.Generator) -> bytes:
+    """One ``draw_image`` picture encoded as PNG (for object stores and web servers)."""
+    import cv2
+
+    img, _ = draw_image(rng)
+    ok, buf = cv2.imencode(".png", img[:, :, ::-1])
+    assert ok
+    return buf.tobytes()
+
+
 def make_yolo_dataset(
     root: Path, *, n_train: int = 48, n_val: int = 12, n_test: int = 0, seed: int = 0,
     size: tuple[int, int] = (160, 120),

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from _ls_server import free_port
-from _processes import stop_process, wait_until_it_answers
-from _tiny_data import CLASSES, draw_image
+from _processes import free_port, stop_process, wait_until_it_answers
+from _tiny_data import CLASSES, png_bytes
 from boxloop.cli import app
 from boxloop.workspace import Workspace
 
@@ -94,15 +93,6 @@ def _azure(tmp: Path) -> tuple[subprocess.Popen, dict[str, str], Callable[[str, 
     return proc, env, lambda key, body: container.upload_blob(key, body, overwrite=True)
 
 
-def _png(rng: np.random.Generator) -> bytes:
-    import cv2
-
-    img, _ = draw_image(rng)
-    ok, buf = cv2.imencode(".png", img[:, :, ::-1])
-    assert ok
-    return buf.tobytes()
-
-
 @pytest.fixture(scope="module", params=["gs", "az"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     tmp = tmp_path_factory.mktemp(f"store-{request.param}")
@@ -115,7 +105,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             objects = {}
             for i in range(N_POOL):
                 key = f"pool/cam1/frame_{i:03d}.png"
-                objects[key] = _png(rng)
+                objects[key] = png_bytes(rng)
                 put(key, objects[key])
             put("pool/readme.txt", b"not an image")
             put("broken/bad.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from _ls_server import free_port
-from _processes import stop_process, wait_until_it_answers
-from _tiny_data import CLASSES, draw_image, make_yolo_dataset, trained_tiny_model
+from _processes import free_port, stop_process, wait_until_it_answers
+from _tiny_data import CLASSES, make_yolo_dataset, png_bytes, trained_tiny_model
 from boxloop.cli import app
 from boxloop.errors import InputError
 from boxloop.sources.remote import ImageCache, fetch, is_remote, parse_size
@@ -29,15 +28,6 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 BUCKET = "frames"
 N_POOL = 12
-
-
-def _png(rng: np.random.Generator) -> bytes:
-    import cv2
-
-    img, _ = draw_image(rng)
-    ok, buf = cv2.imencode(".png", img[:, :, ::-1])
-    assert ok
-    return buf.tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +59,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
             objects = {}
             for i in range(N_POOL):
                 key = f"pool/cam1/frame_{i:03d}.png"
-                body = _png(rng)
+                body = png_bytes(rng)
                 client.put_object(Bucket=BUCKET, Key=key, Body=body)
                 objects[key] = body
             client.put_object(Bucket=BUCKET, Key="pool/readme.txt", Body=b"not an image")
@@ -173,7 +163,7 @@ def test_a_second_pass_reads_from_the_content_hash_cache(s3, cache_dir: Path, tm
     client = s3["client"]
     rng = np.random.default_rng(5)
     for i in range(3):
-        client.put_object(Bucket=BUCKET, Key=f"cached/{i}.png", Body=_png(rng))
+        client.put_object(Bucket=BUCKET, Key=f"cached/{i}.png", Body=png_bytes(rng))
     ws = Workspace.init(tmp_path / "ws", CLASSES)
     assert cli(ws, "add", "images", f"s3://{BUCKET}/cached/").exit_code == 0
     cached = sorted(p.name for p in cache_dir.rglob("*") if p.is_file())
@@ -194,7 +184,7 @@ def test_an_object_that_vanishes_mid_run_is_reported_and_the_run_goes_on(
     client = s3["client"]
     rng = np.random.default_rng(8)
     for i in range(40):
-        client.put_object(Bucket=BUCKET, Key=f"vanish/{i:02d}.png", Body=_png(rng))
+        client.put_object(Bucket=BUCKET, Key=f"vanish/{i:02d}.png", Body=png_bytes(rng))
     ws = Workspace.init(tmp_path / "ws", CLASSES)
     assert cli(ws, "add", "images", f"s3://{BUCKET}/vanish/").exit_code == 0
     last = f"s3://{BUCKET}/vanish/39.png"
@@ -331,7 +321,7 @@ def test_images_at_https_urls_are_added_and_decoded(tmp_path: Path, cache_dir: P
     served = tmp_path / "served"
     served.mkdir()
     rng = np.random.default_rng(3)
-    (served / "a.png").write_bytes(_png(rng))
+    (served / "a.png").write_bytes(png_bytes(rng))
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(served)],

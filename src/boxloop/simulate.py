@@ -96,6 +96,7 @@ def simulate(
     classes = truth_ws.classes
     rows: list[dict[str, Any]] = []
     full: dict[int, float] = {}
+    result: SimulationResult | None = None
     for seed in seeds:
         test_ids = _test_split(items, truth_ws, test_fraction, seed)
         candidates = [it.id for it in items if it.id not in test_ids]
@@ -139,15 +140,15 @@ def simulate(
                         "map50": rec.map50, "map50_95": rec.map50_95,
                     })
             ws.close()
-            _write_outputs(out, rows, full)  # after every run: an interrupted simulation keeps its curves
-    return _write_outputs(out, rows, full)
+            result = _write_outputs(out, rows, full)  # after every run: an interrupted simulation keeps its curves
+    return result if result is not None else _write_outputs(out, rows, full)
 
 
 def _run_workspace(path: Path, classes: Sequence[str], settings: Mapping[str, Any]) -> tuple[Workspace, bool]:
     """(the run's workspace, whether its labels are already revealed): a new one, or the one
     an earlier, interrupted simulation with the same settings left (a re-run goes on from
     there). One made with other settings is an error, never overwritten."""
-    wanted = json.dumps(settings, sort_keys=True, default=str)
+    wanted = _settings_json(settings)
     if not (path / CONFIG_NAME).is_file():
         return Workspace.init(path, classes=classes), False
     ws = Workspace.open(path)
@@ -163,11 +164,14 @@ def _run_workspace(path: Path, classes: Sequence[str], settings: Mapping[str, An
     return ws, True
 
 
+def _settings_json(settings: Mapping[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
 def _settings_diff(made: str | None, settings: Mapping[str, Any]) -> str:
     if made is None:
         return "none recorded"
-    old = json.loads(made)
-    new = json.loads(json.dumps(settings, default=str))
+    old, new = json.loads(made), json.loads(_settings_json(settings))
     diff = [f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     return "; ".join(diff) or "none recorded"
 
@@ -222,7 +226,7 @@ def _reveal(
         for i in [*test_ids, *labeled]:
             store.add_label(i, truth[i], source="oracle", round=0)
         store.set_split(dict.fromkeys(test_ids, "test"))
-        store.set_meta(META_SETTINGS, json.dumps(settings, sort_keys=True, default=str))
+        store.set_meta(META_SETTINGS, _settings_json(settings))
 
 
 def labels_to_reach(rows: Sequence[Mapping[str, Any]], target_by_seed: Mapping[int, float]) -> dict[str, float | None]:

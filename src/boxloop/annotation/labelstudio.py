@@ -172,8 +172,9 @@ def resolve_url(ws: Workspace, url: str | None = None) -> str:
 
 
 def call_api(url: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one SDK call, turning transport and HTTP failures into a SyncError that names
-    the server and says what to do (never the token)."""
+    """Run one SDK call (or plain httpx requests that ``raise_for_status``), turning transport
+    and HTTP failures into a SyncError that names the server and says what to do (never the
+    token)."""
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
@@ -184,21 +185,24 @@ def call_api(url: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: An
             f"cannot reach Label Studio at {url} while trying to {what} ({type(e).__name__}: {e}); "
             "is the server running, and is the URL right?"
         ) from None
-    except ApiError as e:
-        if e.status_code == 401:
+    except (ApiError, httpx.HTTPStatusError) as e:
+        status, body = (
+            (e.status_code, e.body) if isinstance(e, ApiError) else (e.response.status_code, e.response.text)
+        )
+        if status == 401:
             raise SyncError(
                 f"Label Studio at {url} refused the API token (401 Unauthorized) while trying to {what}. "
                 f"Set {TOKEN_ENV} (or --token) to the token shown under Account & Settings; boxloop "
                 "sends it as a legacy token ('Authorization: Token ...'), so legacy tokens must be "
                 "enabled for the organisation (LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)."
             ) from None
-        if e.status_code == 403:
+        if status == 403:
             raise SyncError(
                 f"Label Studio at {url} does not allow this user to {what} (403 Forbidden)"
             ) from None
-        body = e.body if isinstance(e.body, (str, dict, list)) else ""
+        body = body if isinstance(body, (str, dict, list)) else ""
         raise SyncError(
-            f"Label Studio at {url} answered {e.status_code} while trying to {what}: {str(body)[:500]}"
+            f"Label Studio at {url} answered {status} while trying to {what}: {str(body)[:500]}"
         ) from None
 
 
@@ -384,7 +388,7 @@ def upload_images(
                     f"/api/projects/{project_id}/import", params={"commit_to_project": "false"},
                     files={"file": (Path(it.uri).name, body)},
                 )
-                _raise_for(r, url, f"upload {Path(it.uri).name}")
+                r.raise_for_status()
                 ids = r.json().get("file_upload_ids") or []
                 if len(ids) != 1:
                     raise SyncError(
@@ -392,21 +396,13 @@ def upload_images(
                         "in this edition); use [labelstudio] storage = \"local-files\" or \"cloud\""
                     )
                 r = http.get(f"/api/import/file-upload/{int(ids[0])}")
-                _raise_for(r, url, "read the uploaded file's name")
+                r.raise_for_status()
                 return "/data/" + str(r.json()["file"]).lstrip("/")
 
             ref = call_api(url, f"upload {it.uri}", send)
             store.set_meta(f"{META_UPLOAD}.{project_id}.{it.id}", ref)
             out[it.id] = ref
     return out
-
-
-def _raise_for(response: Any, url: str, what: str) -> None:
-    """A SyncError (no token in it) for an HTTP error answer to a plain httpx call."""
-    if response.status_code == 401:
-        raise SyncError(f"Label Studio at {url} refused the API token (401 Unauthorized) while trying to {what}")
-    if response.status_code >= 400:
-        raise SyncError(f"Label Studio at {url} answered {response.status_code} while trying to {what}: {response.text[:300]}")
 
 
 def _ensure_local_storage(client: Any, url: str, project_id: int, dirs: Sequence[str]) -> None:

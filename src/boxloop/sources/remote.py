@@ -81,12 +81,17 @@ def _family(uri: str) -> str:
     return {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az"}.get(s, s)
 
 
+def _is_credential_error(e: BaseException) -> bool:
+    """Whether a store's exception means no usable credentials (botocore, google-auth, adlfs)."""
+    return type(e).__name__ in _CREDENTIAL_ERRORS or "credential" in str(e).lower()
+
+
 def _error(uri: str, e: BaseException, what: str = "object") -> InputError:
     """An InputError naming the URI, in words a user can act on."""
     name = type(e).__name__
     text = str(e) or name
     family = _family(uri)
-    if name in _CREDENTIAL_ERRORS or "credential" in text.lower():
+    if _is_credential_error(e):
         hint = _CREDENTIAL_HELP.get(family, "check the credentials for this store")
         return InputError(f"{uri}: no usable credentials for {family}:// ({text}); {hint}")
     if isinstance(e, FileNotFoundError):
@@ -116,7 +121,7 @@ def _filesystem(uri: str) -> tuple[Any, str]:
         pkg = REMOTE_SCHEMES.get(scheme, "the fsspec implementation")
         raise InputError(f"{uri}: reading {scheme}:// URIs needs the {pkg} package: pip install {pkg}") from e
     except ValueError as e:
-        if "credential" in str(e).lower():  # adlfs: no account settings at all
+        if _is_credential_error(e):  # adlfs raises ValueError when no account is set at all
             raise _error(uri, e) from e
         raise InputError(f"{uri}: not a URI fsspec can read: {e}") from e
     except Exception as e:  # constructing a client can already fail on credentials or config
