@@ -196,6 +196,41 @@ def test_a_real_ultralytics_round_resumes_after_an_interruption(
     assert len(ws.store.predictions("m001")) >= 30  # the pool (and the test split) predicted
 
 
+def test_a_warm_started_round_fine_tunes_the_last_rounds_model(tmp_path: Path, digits: Path) -> None:
+    import yaml
+
+    ws = make_ws(tmp_path, digits)
+    train = {"model": "previous", "scratch": "yolov8n.yaml", "epochs": 1, "imgsz": 64, "batch": 8}
+    first = run_round(ws, RoundPlan(budget=2, strategy="least_confidence", train=train))
+    second = run_round(ws, RoundPlan(budget=2, strategy="least_confidence", train=train))
+    assert (first.model_version, second.model_version) == ("m001", "m002")
+    started = {}
+    for version in ("m001", "m002"):
+        args = next((ws.runs_dir / version).rglob("args.yaml"))
+        started[version] = str(yaml.safe_load(args.read_text())["model"])
+    assert started["m001"] == "yolov8n.yaml"  # nothing trained yet: from scratch
+    weights = {v["id"]: v["path"] for v in ws.store.model_versions()}
+    assert Path(started["m002"]) == Path(weights["m001"])  # round 2 starts from round 1's weights
+
+
+def test_the_full_data_reference_can_train_longer_than_a_round(tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boxloop.simulate as sim_mod
+
+    real, plans = sim_mod.run_round, []
+
+    def spy(ws, plan, **k):  # type: ignore[no-untyped-def]
+        plans.append((plan.strategy, dict(plan.train)))
+        return real(ws, plan, **k)
+
+    monkeypatch.setattr(sim_mod, "run_round", spy)
+    simulate(
+        digits / "pool", strategies=["random"], initial=8, budget=5, rounds=1, seeds=[0], out=tmp_path / "sim",
+        train={"model": "previous", "epochs": 3}, full_data_train={"epochs": 9}, backend_factory=FakeBackend,
+    )
+    m = {"allow_missing_classes": True}  # a seeded start of 8 images may miss a digit
+    assert plans == [("random", {"model": "previous", "epochs": 3, **m})] * 2 + [("full-data", {"epochs": 9, **m})]
+
+
 def test_a_consistency_round_predicts_the_mirrored_pool_too(tmp_path: Path, digits: Path) -> None:
     ws = make_ws(tmp_path, digits)
     run_round(ws, RoundPlan(budget=3, strategy="consistency", backend=FakeBackend(CLASSES)))

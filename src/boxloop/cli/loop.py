@@ -16,7 +16,9 @@ def _train_options(model: str | None, epochs: int | None, imgsz: int | None, bat
     return {k: v for k, v in opts.items() if v is not None}
 
 
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model yaml (scratch) or .pt weights (default: boxloop.toml).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help='Model yaml (scratch), .pt weights, or "previous" to fine-tune the newest trained model (default: boxloop.toml).'
+)]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs per round (default: boxloop.toml).")]
 ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Training and inference image size.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch", help="Training batch size.")]
@@ -102,17 +104,24 @@ def simulate_cmd(
     imgsz: ImgszOpt = None,
     batch: BatchOpt = None,
     device: DeviceOpt = None,
+    full_epochs: Annotated[int | None, typer.Option(
+        "--full-epochs", help="Epochs for the full-data reference (default: --epochs); more when rounds warm-start.",
+    )] = None,
 ) -> None:
     """Hide the labels of a labeled dataset and let an oracle reveal them round by round.
 
     Example: boxloop simulate data/lcd --strategies random,least_confidence --initial 50 --budget 50 --rounds 5 --seeds 3
+
+    With --model previous each round fine-tunes the last round's model (faster rounds); give
+    the full-data reference more epochs with --full-epochs so it stays a fair ceiling.
     """
     from ..simulate import simulate
 
     strategy_list = [s.strip() for s in strategies.split(",") if s.strip()]
+    train = _train_options(model, epochs, imgsz, batch, device)
     result = simulate(
         dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
-        train=_train_options(model, epochs, imgsz, batch, device), say=lambda m: console.print(f"[dim]{m}[/dim]"),
+        train=train, full_data_train=None if full_epochs is None else {**train, "epochs": full_epochs}, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
     for strategy, n in result.labels_needed.items():
         console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of full-data mAP50-95")

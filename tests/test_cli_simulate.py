@@ -1,0 +1,40 @@
+"""`boxloop simulate` through the CLI with real Ultralytics training: warm-started rounds
+(--model previous) and a longer full-data reference (--full-epochs)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from _tiny_data import ultralytics_offline
+from boxloop.cli import app
+from boxloop.synth import generate_images
+from boxloop.workspace import Workspace
+
+
+def test_simulate_warm_starts_rounds_and_trains_the_reference_longer(tmp_path: Path) -> None:
+    ultralytics_offline(tmp_path / "ultralytics")
+    generate_images(tmp_path / "digits", n=30, seed=1, size=(96, 64))
+    out = tmp_path / "sim"
+    result = CliRunner().invoke(app, [
+        "simulate", str(tmp_path / "digits"), "--strategies", "random", "--initial", "12", "--budget", "6",
+        "--rounds", "1", "--seeds", "1", "--out", str(out), "--model", "previous", "--epochs", "1",
+        "--full-epochs", "2", "--imgsz", "64", "--batch", "8",
+    ])
+    assert result.exit_code == 0, result.output
+    with open(out / "simulation.csv") as f:
+        assert [(r["round"], r["labeled_images"]) for r in csv.DictReader(f)] == [("1", "12"), ("2", "18")]
+    run = Workspace.open(out / "random-s0")
+    versions = {v["id"]: v for v in run.store.model_versions()}
+    second = yaml.safe_load(next((run.runs_dir / "m002").rglob("args.yaml")).read_text())
+    assert Path(str(second["model"])) == Path(versions["m001"]["path"])  # round 2 fine-tuned round 1's model
+    assert versions["m002"]["meta"]["epochs"] == 1
+    run.close()
+    full = Workspace.open(out / "full-data-s0")
+    (reference,) = full.store.model_versions()
+    assert reference["meta"]["epochs"] == 2 and reference["meta"]["model"] == "yolov8n.yaml"
+    full.close()
+    assert "to 90% of full-data mAP50-95" in result.output
