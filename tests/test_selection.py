@@ -98,6 +98,23 @@ def test_same_seed_same_selection(store):
     assert c.item_ids != d.item_ids
 
 
+def test_the_random_baseline_stays_a_uniform_sample_when_diversity_is_on(store):
+    from boxloop.scoring.select import top_k
+    from boxloop.selection import load_pool
+
+    add_embeddings(store, ALL)
+    for diverse in (True, None):
+        report = select(store, budget=4, strategy="random", diverse=diverse, seed=7, save=False)
+        sel = report.selection
+        assert sel.config["selector"] == "top_k" and sel.config["dedup"] == "off: the random baseline"
+        assert any("uniform sample" in n for n in report.notes)
+        pool, _ = load_pool(store, sel.model_version)
+        expected = top_k(np.random.default_rng(7).random(len(pool)), 4)  # the seeded draw, nothing reshaped
+        assert list(sel.item_ids) == [pool.ids[i] for i in expected]
+    spread = select(store, budget=4, strategy="random,diverse", seed=7, save=False).selection
+    assert spread.config["selector"] == "diverse"  # asked for by name: still possible
+
+
 def test_budget_larger_than_the_pool_takes_all_and_says_so(store):
     report = select(store, budget=50, strategy="least_confidence", seed=0)
     assert sorted(report.selection.item_ids) == sorted(set(ALL) - {"cam-40"})

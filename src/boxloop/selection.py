@@ -231,7 +231,10 @@ def select(
     parsed = parse_strategy(strategy, diverse=bool(diverse))
     version = _default_version(store, model_version)
     pool, notes = load_pool(store, version, need=_needs(parsed, diverse), exclude=exclude)
-    if diverse is None and parsed.selector == "top_k" and pool.embeddings is not None:
+    baseline = parsed.selector == "top_k" and [name for name, _ in parsed.components] == ["random"]
+    if baseline:
+        notes.append("random: a uniform sample (no diversity, no duplicate suppression), the baseline")
+    elif diverse is None and parsed.selector == "top_k" and pool.embeddings is not None:
         parsed = Strategy(parsed.components, "diverse")
     elif diverse is None and pool.embeddings is None:
         notes.append("no embeddings for this model version: ranking without diversity")
@@ -259,7 +262,7 @@ def select(
     labeled_unit = (
         None if pool.labeled_embeddings is None or center is None else unit_rows(pool.labeled_embeddings - center)
     )
-    dedup = "off: budget covers the whole pool" if k == n else "off: no embeddings"
+    dedup = "off: budget covers the whole pool" if k == n else "off: the random baseline" if baseline else "off: no embeddings"
     if k == n:
         notes.append(f"budget {budget} is not less than the {n} item(s) in the pool: selecting all of them")
         picks = top_k(combined, n)
@@ -272,7 +275,7 @@ def select(
                                alpha=alpha, threshold=dedup_threshold)
         picks, suppressed = found.indices, found.suppressed
         dedup = f"cosine similarity >= {dedup_threshold}"
-    elif unit is not None:
+    elif unit is not None and not baseline:
         ranking = top_k(combined, n)
         found = suppress_duplicates(ranking, unit, k, threshold=dedup_threshold)
         picks, suppressed = found.indices, found.suppressed

@@ -147,7 +147,8 @@ def _known() -> str:
 
 def parse_strategy(text: str, *, diverse: bool = False) -> Strategy:
     """Parse ``"name[:weight],..."``; ``diverse`` picks the ``diverse`` selector unless the
-    string names one. Unknown names are an error listing the known ones."""
+    string names one, or is ``random`` alone (the baseline: a uniform sample; ask for
+    ``"random,diverse"`` to spread it). Unknown names are an error listing the known ones."""
     components: list[tuple[str, float]] = []
     selector: str | None = None
     tokens = [t.strip() for t in str(text).split(",") if t.strip()]
@@ -175,7 +176,9 @@ def parse_strategy(text: str, *, diverse: bool = False) -> Strategy:
             raise InputError(f"scorer {name!r} appears twice in strategy {text!r}")
         components.append((name, weight))
     if selector is None:
-        selector = "diverse" if diverse else "top_k"
+        # the random baseline stays uniform: diversity would make it a different strategy
+        baseline = [name for name, _ in components] == ["random"]
+        selector = "diverse" if diverse and not baseline else "top_k"
     if not components and selector != "k_center":
         raise InputError(f"strategy {text!r} names no scorer; known {_known()}")
     return Strategy(tuple(components), selector)
