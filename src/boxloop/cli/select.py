@@ -34,7 +34,8 @@ def select_cmd(
     ] = None,
     diverse: Annotated[
         bool | None,
-        typer.Option("--diverse/--no-diverse", help="Prefer picks far from labeled images and each other (needs embeddings).",
+        typer.Option("--diverse/--no-diverse", help="Prefer picks far from labeled images and each other (needs embeddings; "
+                     "random alone stays a uniform sample: ask for \"random,diverse\").",
                      show_default=False),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed; the same seed gives the same selection.")] = None,
