@@ -231,7 +231,7 @@ def select(
     parsed = parse_strategy(strategy, diverse=bool(diverse))
     version = _default_version(store, model_version)
     pool, notes = load_pool(store, version, need=_needs(parsed, diverse), exclude=exclude)
-    baseline = parsed.selector == "top_k" and [name for name, _ in parsed.components] == ["random"]
+    baseline = parsed.is_random_baseline
     if baseline:
         notes.append("random: a uniform sample (no diversity, no duplicate suppression), the baseline")
     elif diverse is None and parsed.selector == "top_k" and pool.embeddings is not None:

@@ -134,6 +134,11 @@ class Strategy:
     def weights(self) -> dict[str, float]:
         return dict(self.components)
 
+    @property
+    def is_random_baseline(self) -> bool:
+        """``random`` alone with the plain ranking: a uniform sample, never reshaped."""
+        return self.selector == "top_k" and [name for name, _ in self.components] == ["random"]
+
     def __str__(self) -> str:
         parts = [f"{name}:{weight:g}" for name, weight in self.components]
         if self.selector != "top_k":
@@ -177,8 +182,7 @@ def parse_strategy(text: str, *, diverse: bool = False) -> Strategy:
         components.append((name, weight))
     if selector is None:
         # the random baseline stays uniform: diversity would make it a different strategy
-        baseline = [name for name, _ in components] == ["random"]
-        selector = "diverse" if diverse and not baseline else "top_k"
+        selector = "diverse" if diverse and not Strategy(tuple(components)).is_random_baseline else "top_k"
     if not components and selector != "k_center":
         raise InputError(f"strategy {text!r} names no scorer; known {_known()}")
     return Strategy(tuple(components), selector)
