@@ -15,7 +15,8 @@ curves track the step count more than the choice of images.
 
 Slow on CPU (every round trains a model): the defaults train 2 strategies x 3 seeds x
 7 models + 3 full-data models, about 2 h on 2 cores. Re-running with the same --out
-resumes. Prints the curves and, last, `ratio: X` (combined / random).
+resumes. Prints the curves, the labels to 90% where each curve crosses it (between rounds)
+and, last, `ratio: X` (combined / random, at the first round that reaches it).
 """
 
 from __future__ import annotations
@@ -81,8 +82,23 @@ def main() -> None:
     print(f"curves: {result.csv}")
     for plot in result.plots:
         print(f"plot: {plot}")
+    from boxloop.simulate import labels_to_reach
+
+    rows = _rows(result)
+    crossed = labels_to_reach(rows, {s: 0.9 * v for s, v in result.full_map50_95.items()}, interpolate=True)
+    for strategy, n in crossed.items():
+        print(f"{strategy:40s} {'not reached' if n is None else f'{n:.0f} labels'} to 90%, where the curve crosses it")
+    rnd, comb = crossed.get("random"), crossed.get(args.combined)
+    print(f"ratio (where the curves cross 90%): {comb / rnd:.2f}" if rnd and comb else "ratio (where the curves cross 90%): n/a")
     rnd, comb = result.labels_needed.get("random"), result.labels_needed.get(args.combined)
     print(f"ratio: {comb / rnd:.2f}" if rnd and comb else "ratio: n/a (a strategy never reached the target)")
+
+
+def _rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
+    from boxloop.report.simulation import read_simulation
+
+    return [{"strategy": r.strategy, "seed": r.seed, "round": r.round, "labeled_images": r.labeled_images,
+             "map50_95": r.map50_95} for r in read_simulation(result.csv).rows]
 
 
 def _matched_epochs(dataset: Path, args: argparse.Namespace) -> int:
@@ -102,12 +118,10 @@ def _print_curves(result) -> None:  # type: ignore[no-untyped-def]
     from boxloop.report.simulation import read_simulation, summarize
     from boxloop.simulate import labels_to_reach
 
-    sim = read_simulation(result.csv)
-    for strategy, points in summarize(sim.rows, "map50_95").items():
+    for strategy, points in summarize(read_simulation(result.csv).rows, "map50_95").items():
         curve = "  ".join(f"{p.labeled_images:.0f}: {p.mean:.3f}±{p.std:.3f}" for p in points)
         print(f"{strategy:24s} mAP50-95 by labels  {curve}")
-    rows = [{"strategy": r.strategy, "seed": r.seed, "round": r.round, "labeled_images": r.labeled_images,
-             "map50_95": r.map50_95} for r in sim.rows]
+    rows = _rows(result)
     for share in (0.5, 0.7):
         needed = labels_to_reach(rows, {s: share * v for s, v in result.full_map50_95.items()})
         shown = ", ".join(f"{s} {'not reached' if n is None else f'{n:.0f}'}" for s, n in needed.items())

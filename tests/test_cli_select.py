@@ -74,3 +74,15 @@ def test_bad_input_is_one_red_line_and_exit_1(ws, args, message):
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_a_cold_start_says_so_and_marks_the_uniform_picks(tmp_path):
+    ws = Workspace.init(tmp_path / "cold", classes=CLASSES)
+    for k in range(12):  # an untrained model: not one box
+        ws.store.add_item(Item(f"img-{k}", f"/s/{k}.jpg", 320, 240, f"sha{k}"))
+    ws.store.put_predictions("v1", {f"img-{k}": Detections(np.zeros((0, 4)), [], []) for k in range(12)})
+    ws.close()
+    result = invoke("select", "-w", str(ws.root), "--budget", "3", "--strategy", "least_confidence", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "cold start" in result.output and "uniform sample of 3" in result.output
+    assert result.output.count("uniform sample (least_confidence") == 3

@@ -14,7 +14,7 @@ from boxloop.backends.fake import FakeBackend
 from boxloop.errors import InputError
 from boxloop.ingest import add_images, add_labels
 from boxloop.loop import Oracle, RoundPlan, round_lock, run_round
-from boxloop.simulate import simulate
+from boxloop.simulate import labels_to_reach, simulate
 from boxloop.synth import CLASSES, generate_images
 from boxloop.workspace import Workspace
 
@@ -123,6 +123,24 @@ def test_simulation_with_the_oracle_is_reproducible_for_a_seed(tmp_path: Path, d
     assert [r.round for r in ledger.history(ws.store)] == [1, 2, 3]
     with pytest.raises(InputError, match="larger than"):
         simulate(digits / "pool", strategies=["random"], initial=100, out=tmp_path / "c", backend_factory=FakeBackend)
+
+
+def test_labels_to_reach_the_first_round_or_where_the_curve_crosses() -> None:
+    rows = [
+        {"strategy": "a", "seed": 0, "round": r, "labeled_images": n, "map50_95": m}
+        for r, (n, m) in enumerate([(20, 0.0), (60, 0.2), (100, 0.5), (140, 0.7)], 1)
+    ] + [
+        {"strategy": "a", "seed": 1, "round": r, "labeled_images": n, "map50_95": m}
+        for r, (n, m) in enumerate([(20, 0.0), (60, 0.55), (100, 0.6)], 1)
+    ]
+    targets = {0: 0.6, 1: 0.5}
+    assert labels_to_reach(rows, targets) == {"a": (140 + 60) / 2}
+    # seed 0 crosses 0.6 halfway from 100 (0.5) to 140 (0.7); seed 1 at 11/12 of 20 -> 60
+    crossed = labels_to_reach(rows, targets, interpolate=True)["a"]
+    assert crossed == pytest.approx((120 + 20 + 40 * 0.5 / 0.55) / 2)
+    assert labels_to_reach(rows, {0: 0.8, 1: 0.5}, interpolate=True) == {"a": None}  # seed 0 never reaches it
+    first = [{"strategy": "b", "seed": 0, "round": 1, "labeled_images": 20, "map50_95": 0.9}]
+    assert labels_to_reach(first, {0: 0.6}, interpolate=True) == {"b": 20.0}  # nothing before the first round
 
 
 def test_an_interrupted_simulation_resumes_where_it_stopped(

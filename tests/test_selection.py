@@ -222,3 +222,58 @@ def test_centered_similarity_tells_apart_images_raw_cosine_calls_alike(store):
     report = select(store, budget=4, strategy="least_confidence", diverse=False, seed=0)
     assert len(report.selection.item_ids) == 4
     assert not any("filled" in n for n in report.notes)
+
+
+def _cold_store(n: int = 30, informed: int = 0) -> Store:
+    """An untrained model's pool: no box on most images, three outlying embeddings among
+    them; the first ``informed`` images hold a doubtful box (evidence)."""
+    s = Store.memory()
+    s.set_classes(CLASSES)
+    rng = np.random.default_rng(3)
+    predictions, vecs = {}, {}
+    for k in range(n):
+        s.add_item(Item(f"img-{k:02d}", f"/s/{k}.jpg", 320, 240, f"sha-{k}"))
+        predictions[f"img-{k:02d}"] = pred([[10, 10, 50, 50]], [0], [0.3 + 0.01 * k]) if k < informed else pred()
+        vecs[f"img-{k:02d}"] = rng.normal(size=16).astype(np.float32) * (0.05 if k < n - 3 else 5.0)
+    s.put_predictions("v1", predictions)
+    s.put_embeddings("v1", vecs)
+    return s
+
+
+def test_a_cold_start_samples_uniformly_instead_of_spreading_over_an_untrained_model():
+    s = _cold_store()
+    outliers = {"img-27", "img-28", "img-29"}  # what diversity on these embeddings goes for
+    counts: dict[str, int] = {}
+    for seed in range(120):
+        report = select(s, budget=3, strategy="least_confidence", diverse=True, seed=seed, save=False)
+        sel = report.selection
+        assert sel.config["cold_start"] == {"tied": 30, "score": 0.0, "ranked": 0, "uniform": 3}
+        assert {w["selector"] for w in sel.why.values()} == {"uniform"}
+        assert any("(least_confidence 0.1)" in n and "cold start" in n and "uniform sample of 3" in n for n in report.notes)
+        for i in sel.item_ids:
+            counts[i] = counts.get(i, 0) + 1
+    assert len(counts) == 30  # every image gets its chance
+    assert sum(counts[o] for o in outliers) / 360 < 0.25  # uniform: 0.10 expected; diversity took 2 of them every time
+    again = select(s, budget=3, strategy="least_confidence", diverse=True, seed=5, save=False).selection
+    assert again.item_ids == select(s, budget=3, strategy="least_confidence", diverse=True, seed=5, save=False).selection.item_ids
+
+
+def test_images_with_evidence_are_ranked_first_and_only_the_rest_is_sampled():
+    s = _cold_store(informed=5)
+    report = select(s, budget=8, strategy="least_confidence", diverse=True, seed=1)
+    sel = report.selection
+    informed = {f"img-{k:02d}" for k in range(5)}
+    assert set(sel.item_ids[:5]) == informed  # the scored images, by the diverse selector
+    assert {sel.why[i]["selector"] for i in informed} == {"diverse"}
+    assert {sel.why[i]["selector"] for i in sel.item_ids[5:]} == {"uniform"}
+    assert sel.config["cold_start"] == {"tied": 25, "score": 0.0, "ranked": 5, "uniform": 3}
+    assert any("5 picked from the 5 scored above it" in n for n in report.notes)
+    assert "sampled uniformly" in explain(s, sel.item_ids[-1])
+    # with evidence on more images than the budget, the tied ones are left out altogether
+    wide = select(s, budget=4, strategy="least_confidence", diverse=True, seed=1, save=False).selection
+    assert set(wide.item_ids) <= informed and wide.config["cold_start"]["uniform"] == 0
+
+
+def test_a_trained_model_has_no_cold_start(store):
+    sel = select(store, budget=3, strategy="least_confidence:1,flicker:2", seed=7, save=False).selection
+    assert sel.config["cold_start"] is None

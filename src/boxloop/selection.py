@@ -203,6 +203,58 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+
+def _without_evidence(combined: np.ndarray) -> np.ndarray | None:
+    """The items tied at the pool's lowest combined score when two or more are (None
+    otherwise): the scorers gave them nothing to tell them apart - with least_confidence, an
+    untrained model's images without a single box above the band's low edge."""
+    if len(combined) < 2:
+        return None
+    tied = combined <= combined.min()
+    return tied if tied.sum() > 1 else None
+
+
+def _cold_start_note(strategy: Strategy, raw: Mapping[str, float], tied: int, n: int, ranked: int, uniform: int) -> str:
+    value = ", ".join(f"{name} {v:.3g}" for name, v in raw.items())
+    head = f"{tied} of {n} pool item(s) share the lowest score ({value}): no evidence to rank them"
+    if not uniform:
+        return f"{head}; all {ranked} picks come from the {n - tied} scored above it ({strategy.selector})"
+    if not ranked:
+        return f"{head} (a cold start: every item); a uniform sample of {uniform}"
+    return (f"{head} (a cold start); {ranked} picked from the {n - tied} scored above it ({strategy.selector}), "
+            f"{uniform} sampled uniformly from the tied")
+
+
+def _pick(
+    strategy: Strategy,
+    combined: np.ndarray,
+    k: int,
+    *,
+    rng: np.random.Generator,
+    baseline: bool,
+    alpha: float,
+    dedup_threshold: float,
+    unit: np.ndarray | None,
+    labeled_unit: np.ndarray | None,
+    dedup: str,
+) -> tuple[np.ndarray, Mapping[int, int], str]:
+    """The strategy's selector on ``combined`` (positions into it): (picks, suppressed
+    near-duplicate -> the pick it resembles, how duplicates were handled)."""
+    n = len(combined)
+    if strategy.selector == "k_center":
+        cand = np.arange(n) if not strategy.components else top_k(combined, min(n, 10 * k))
+        return cand[k_center(unit[cand], k, rng=rng, labeled=labeled_unit)], {}, "not needed: k-center spreads picks"  # type: ignore[index]
+    threshold_text = f"cosine similarity >= {dedup_threshold}"
+    if strategy.selector == "diverse":
+        found = ranked_diverse(combined, k, rng=rng, embeddings=unit, labeled=labeled_unit,  # type: ignore[arg-type]
+                               alpha=alpha, threshold=dedup_threshold)
+        return found.indices, found.suppressed, threshold_text
+    if unit is not None and not baseline:
+        found = suppress_duplicates(top_k(combined, n), unit, k, threshold=dedup_threshold)
+        return found.indices, found.suppressed, threshold_text
+    return top_k(combined, k), {}, dedup
+
+
 def select(
     store: Store,
     *,
@@ -262,36 +314,42 @@ def select(
     labeled_unit = (
         None if pool.labeled_embeddings is None or center is None else unit_rows(pool.labeled_embeddings - center)
     )
+    blind = _without_evidence(combined) if parsed.components and not baseline and k < n else None
     dedup = "off: budget covers the whole pool" if k == n else "off: the random baseline" if baseline else "off: no embeddings"
+    uniform = np.zeros(0, np.int64)
     if k == n:
         notes.append(f"budget {budget} is not less than the {n} item(s) in the pool: selecting all of them")
         picks = top_k(combined, n)
-    elif parsed.selector == "k_center":
-        cand = np.arange(n) if not parsed.components else top_k(combined, min(n, 10 * k))
-        picks = cand[k_center(unit[cand], k, rng=rng, labeled=labeled_unit)]  # type: ignore[index]
-        dedup = "not needed: k-center spreads picks"
-    elif parsed.selector == "diverse":
-        found = ranked_diverse(combined, k, rng=rng, embeddings=unit, labeled=labeled_unit,  # type: ignore[arg-type]
-                               alpha=alpha, threshold=dedup_threshold)
-        picks, suppressed = found.indices, found.suppressed
-        dedup = f"cosine similarity >= {dedup_threshold}"
-    elif unit is not None and not baseline:
-        ranking = top_k(combined, n)
-        found = suppress_duplicates(ranking, unit, k, threshold=dedup_threshold)
-        picks, suppressed = found.indices, found.suppressed
-        dedup = f"cosine similarity >= {dedup_threshold}"
     else:
-        picks = top_k(combined, k)
-    if len(picks) < k:
-        # the budget is what a person set aside for labeling: fill it with the best of the rest
-        taken = set(int(i) for i in picks)
-        rest = [int(i) for i in top_k(combined, n) if int(i) not in taken][: k - len(picks)]
-        notes.append(
-            f"only {len(picks)} of {k} were far from each other; filled {len(rest)} with the next best "
-            f"scores (near-duplicates at cosine similarity >= {dedup_threshold})"
-        )
-        picks = np.concatenate([np.asarray(picks, np.int64), np.asarray(rest, np.int64)])
-        suppressed = {d: kept for d, kept in suppressed.items() if d not in set(rest)}
+        ranked = np.arange(n)
+        if blind is not None:
+            # cold start: the scorers say nothing about the items tied at the lowest score, so
+            # ranking them (or spreading picks over an untrained model's embeddings) is no
+            # better than chance; they are only ever sampled uniformly
+            ranked = np.flatnonzero(~blind)
+            tied = np.flatnonzero(blind)
+            uniform = rng.choice(tied, k - min(k, len(ranked)), replace=False).astype(np.int64)
+            raw = {name: float(scores.raw[name][tied[0]]) for name, _ in parsed.components}
+            notes.append(_cold_start_note(parsed, raw, len(tied), n, min(k, len(ranked)), len(uniform)))
+        m = min(k, len(ranked))
+        picks = np.zeros(0, np.int64)
+        if m:
+            found, dropped, dedup = _pick(
+                parsed, combined[ranked], m, rng=rng, baseline=baseline, alpha=alpha, dedup_threshold=dedup_threshold,
+                unit=None if unit is None else unit[ranked], labeled_unit=labeled_unit, dedup=dedup,
+            )
+            picks, suppressed = ranked[found], {int(ranked[d]): int(ranked[kept]) for d, kept in dropped.items()}
+        if len(picks) < m:
+            # the budget is what a person set aside for labeling: fill it with the best of the rest
+            taken = set(int(i) for i in picks)
+            rest = [int(i) for i in ranked[top_k(combined[ranked], len(ranked))] if int(i) not in taken][: m - len(picks)]
+            notes.append(
+                f"only {len(picks)} of {m} were far from each other; filled {len(rest)} with the next best "
+                f"scores (near-duplicates at cosine similarity >= {dedup_threshold})"
+            )
+            picks = np.concatenate([np.asarray(picks, np.int64), np.asarray(rest, np.int64)])
+            suppressed = {d: kept for d, kept in suppressed.items() if d not in set(rest)}
+        picks = np.concatenate([np.asarray(picks, np.int64), uniform])
     seconds = time.perf_counter() - t0
 
     ids = [pool.ids[i] for i in picks]
@@ -299,6 +357,7 @@ def select(
     for dup, kept in suppressed.items():
         by_pick.setdefault(kept, []).append(pool.ids[dup])
     why: dict[str, dict[str, Any]] = {}
+    uniform_set = set(int(i) for i in uniform)
     for rank, i in enumerate(picks):
         comps: dict[str, Any] = {}
         for name, weight in parsed.components:
@@ -315,7 +374,7 @@ def select(
             "rank": rank,
             "score": float(combined[i]),
             "components": comps,
-            "selector": parsed.selector,
+            "selector": "uniform" if int(i) in uniform_set else parsed.selector,
         }
         if int(i) in by_pick:
             item_why["suppressed_duplicates"] = by_pick[int(i)][:10]
@@ -333,6 +392,10 @@ def select(
         "alpha": alpha if parsed.selector == "diverse" else None,
         "dedup": dedup,
         "dedup_threshold": dedup_threshold,
+        "cold_start": None if blind is None else {
+            "tied": int(blind.sum()), "score": float(combined[np.flatnonzero(blind)[0]]),
+            "ranked": len(picks) - len(uniform), "uniform": len(uniform),
+        },
         **options.as_dict(),
         "exact": True,
         "approximations": [],
@@ -539,6 +602,9 @@ def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> s
                      "high score, far from labeled images and earlier picks")
     elif w.get("selector") == "k_center":
         lines.append("  picked by k-center: the image farthest from everything labeled or picked before it")
+    elif w.get("selector") == "uniform":
+        lines.append("  sampled uniformly: it shares the pool's lowest score with too many others to rank "
+                     "(a cold start: the model has no evidence on them)")
     if w.get("suppressed_count"):
         shown = ", ".join(w["suppressed_duplicates"])
         lines.append(f"  {w['suppressed_count']} near-duplicate(s) left out in its favour: {shown}")

@@ -235,15 +235,28 @@ def _reveal(
         store.set_meta(META_SETTINGS, _settings_json(settings))
 
 
-def labels_to_reach(rows: Sequence[Mapping[str, Any]], target_by_seed: Mapping[int, float]) -> dict[str, float | None]:
+def labels_to_reach(
+    rows: Sequence[Mapping[str, Any]], target_by_seed: Mapping[int, float], *, interpolate: bool = False
+) -> dict[str, float | None]:
     """Per strategy, the mean over seeds of the first labeled-image count whose mAP50-95
-    reaches the seed's target (None when some seed never reaches it)."""
+    reaches the seed's target (None when some seed never reaches it). ``interpolate``: the
+    count where the straight line between that round and the one before it crosses the
+    target, so a curve that just misses at one round is told apart from one far below."""
     out: dict[str, float | None] = {}
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         counts = []
         for seed, target in target_by_seed.items():
             mine = sorted((r for r in rows if r["strategy"] == strategy and r["seed"] == seed), key=lambda r: r["round"])
-            hit = next((r["labeled_images"] for r in mine if (r["map50_95"] or 0.0) >= target), None)
+            hit = None
+            for before, row in zip([None, *mine], mine):
+                value = row["map50_95"] or 0.0
+                if value < target:
+                    continue
+                hit = float(row["labeled_images"])
+                if interpolate and before is not None:
+                    low = before["map50_95"] or 0.0
+                    hit = before["labeled_images"] + (hit - before["labeled_images"]) * (target - low) / (value - low)
+                break
             counts.append(hit)
         out[strategy] = None if any(c is None for c in counts) else float(np.mean(counts))
     return out

@@ -51,6 +51,9 @@ def select_cmd(
 ) -> None:
     """Score the unlabeled pool and pick the images whose correction teaches the model most.
 
+    Images tied at the pool's lowest score (no evidence: an early model finds no box in them)
+    are never ranked: they fill what the scored images leave of the budget, sampled uniformly.
+
     Example: boxloop select --budget 50 --strategy "least_confidence:1,flicker:2" --diverse --seed 7
     """
     from ..selection import explain, select
@@ -87,6 +90,8 @@ def select_cmd(
         comps = sel.why[item_id].get("components", {})
         lead = max(comps.items(), key=lambda kv: kv[1]["weight"] * kv[1]["percentile"], default=None)
         reason = f"{lead[0]} {lead[1]['score']:.3g}" if lead else sel.why[item_id].get("selector", "")
+        if sel.why[item_id].get("selector") == "uniform":
+            reason = f"uniform sample ({reason}: no evidence to rank)"
         table.add_row(str(rank), escape(item_id), f"{sel.scores[item_id]:.3f}", escape(reason))
     console.print(table)
     for note in report.notes:
