@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10, help="Epochs per round.")
     ap.add_argument("--full-epochs", type=int, default=None, help="Epochs of the full-data reference (default: step-matched to a strategy's rounds; --epochs with --cold).")
+    ap.add_argument("--aggregation", default=None, choices=("max", "mean", "sum"),
+                    help="How the combined strategy folds an image's box uncertainties (default: max).")
     ap.add_argument("--cold", action="store_true", help="Train every round from scratch instead of fine-tuning the last model.")
     ap.add_argument("--imgsz", type=int, default=224)
     ap.add_argument("--model", default="yolov8n.yaml")
@@ -71,7 +73,7 @@ def main() -> None:
     result = simulate(
         dataset, strategies=["random", args.combined], initial=args.initial, budget=args.budget,
         rounds=args.rounds, seeds=range(args.seeds), out=out / "sim", train=train, full_data_train=full_train,
-        say=print,
+        aggregation=args.aggregation, say=print,
     )
     print(f"{'cold' if args.cold else 'warm-started'} rounds of {args.epochs} epochs, full data {full_epochs} epochs; "
           f"{time.perf_counter() - t0:.0f} s this run")

@@ -86,3 +86,13 @@ def test_a_cold_start_says_so_and_marks_the_uniform_picks(tmp_path):
     assert result.exit_code == 0, result.output
     assert "cold start" in result.output and "uniform sample of 3" in result.output
     assert result.output.count("uniform sample (least_confidence") == 3
+
+
+def test_the_aggregation_comes_from_the_config_unless_given(ws, monkeypatch):
+    monkeypatch.setenv("BOXLOOP_SELECT_AGGREGATION", "sum")
+    assert invoke("select", "-w", str(ws.root), "--budget", "2", "--seed", "1").exit_code == 0
+    with Workspace.open(ws.root) as again:
+        assert again.store.selection().config["aggregation"] == "sum"
+    assert invoke("select", "-w", str(ws.root), "--budget", "2", "--seed", "1", "--aggregation", "mean").exit_code == 0
+    with Workspace.open(ws.root) as again:
+        assert again.store.selection().config["aggregation"] == "mean"

@@ -103,6 +103,15 @@ def test_config_unknown_key_and_env_override(tmp_path: Path) -> None:
         find_workspace(tmp_path / "elsewhere")
 
 
+def test_config_select_aggregation_defaults_to_max_and_names_the_known_ones(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["a"])
+    assert load_config(ws.root / "boxloop.toml", env={}).select.aggregation == "max"
+    assert load_config(ws.root / "boxloop.toml", env={"BOXLOOP_SELECT_AGGREGATION": "sum"}).select.aggregation == "sum"
+    (tmp_path / "bad.toml").write_text('[select]\naggregation = "median"\n')
+    with pytest.raises(ConfigError, match="aggregation must be one of max, mean, sum, got 'median'"):
+        load_config(tmp_path / "bad.toml", env={})
+
+
 def _labeled_store(n_stills: int, videos: dict[str, int]) -> Store:
     store = Store.memory()
     store.set_classes(["a"])

@@ -125,6 +125,23 @@ def test_simulation_with_the_oracle_is_reproducible_for_a_seed(tmp_path: Path, d
         simulate(digits / "pool", strategies=["random"], initial=100, out=tmp_path / "c", backend_factory=FakeBackend)
 
 
+def test_a_round_and_a_simulation_score_with_the_aggregation_asked_for(tmp_path: Path, digits: Path) -> None:
+    ws = make_ws(tmp_path, digits)
+    run_round(ws, RoundPlan(budget=5, strategy="least_confidence", backend=FakeBackend(CLASSES)))
+    assert ws.store.selection().config["aggregation"] == "max"  # [select] aggregation's default
+    run_round(ws, RoundPlan(budget=5, strategy="least_confidence", aggregation="sum", backend=FakeBackend(CLASSES)))
+    assert ws.store.selection().config["aggregation"] == "sum"
+    out = tmp_path / "sim"
+    simulate(digits / "pool", strategies=["random", "least_confidence"], initial=8, budget=5, rounds=1, seeds=[0],
+             out=out, aggregation="sum", full_data=False, backend_factory=lambda classes: FakeBackend(classes))
+    with Workspace.open(out / "least-confidence-sum-s0") as scored:
+        assert scored.store.selection().config["aggregation"] == "sum"
+    assert (out / "random-s0").is_dir()  # the baseline scores no boxes: its run is the one without aggregation
+    with pytest.raises(InputError, match="unknown aggregation 'median'"):
+        simulate(digits / "pool", strategies=["least_confidence"], initial=8, out=tmp_path / "x", aggregation="median",
+                 backend_factory=FakeBackend)
+
+
 def test_labels_to_reach_the_first_round_or_where_the_curve_crosses() -> None:
     rows = [
         {"strategy": "a", "seed": 0, "round": r, "labeled_images": n, "map50_95": m}

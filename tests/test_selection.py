@@ -248,6 +248,7 @@ def test_a_cold_start_samples_uniformly_instead_of_spreading_over_an_untrained_m
         report = select(s, budget=3, strategy="least_confidence", diverse=True, seed=seed, save=False)
         sel = report.selection
         assert sel.config["cold_start"] == {"tied": 30, "score": 0.0, "ranked": 0, "uniform": 3}
+        assert sel.config["dedup"] == "off: a cold start, sampled uniformly"
         assert {w["selector"] for w in sel.why.values()} == {"uniform"}
         assert any("(least_confidence 0.1)" in n and "cold start" in n and "uniform sample of 3" in n for n in report.notes)
         for i in sel.item_ids:

@@ -54,7 +54,13 @@ class SelectConfig:
     budget: int = 50
     strategy: str = "least_confidence:1"
     diverse: bool = True
+    aggregation: str = "max"
     presets: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = ("max", "mean", "sum")  # scoring.AGGREGATIONS, not imported: config stays light
+        if self.aggregation not in known:
+            raise ConfigError(f"[select] aggregation must be one of {', '.join(known)}, got {self.aggregation!r}")
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,7 @@ batch = {c.predict.batch}
 budget = {c.select.budget}
 strategy = "{c.select.strategy}"
 diverse = {str(c.select.diverse).lower()}
+aggregation = "{c.select.aggregation}"  # an image's box uncertainties: "max" (its most doubtful box), "mean" or "sum" (box-rich images first)
 
 [select.presets]
 video = "least_confidence:1,flicker:2"

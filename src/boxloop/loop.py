@@ -133,13 +133,15 @@ def annotator_for(push: str) -> Annotator | None:
 class RoundPlan:
     """What a round does. ``train`` overrides boxloop.toml [train] (model, epochs, imgsz,
     batch, device, patience, extra); ``model="previous"`` fine-tunes the newest trained
-    model (``scratch``: what to start from before there is one). ``backend`` is a ready
+    model (``scratch``: what to start from before there is one). ``aggregation`` overrides
+    [select] aggregation (how an image's box uncertainties become one). ``backend`` is a ready
     detector (tests: the fake), used instead of training."""
 
     budget: int = 50
     strategy: str | None = None
     diverse: bool | None = None
     seed: int = 0
+    aggregation: str | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     backend: Any = None
     wait: bool = False
@@ -279,6 +281,7 @@ def _predict(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
 
 
 def _select(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
+    from .scoring import ScoreOptions
     from .selection import select
 
     cfg = ws.config.select
@@ -288,6 +291,7 @@ def _select(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
     report = select(
         ws.store, budget=plan.budget, strategy=strategy, diverse=diverse, seed=plan.seed,
         model_version=version, exclude=ws.store.skipped_item_ids(),
+        options=ScoreOptions(aggregation=plan.aggregation or cfg.aggregation),
     )
     return {"selection": report.selection.id, "selected": len(report.selection.item_ids), "strategy": strategy}
 

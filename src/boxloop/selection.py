@@ -203,7 +203,6 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-
 def _without_evidence(combined: np.ndarray) -> np.ndarray | None:
     """The items tied at the pool's lowest combined score when two or more are (None
     otherwise): the scorers gave them nothing to tell them apart - with least_confidence, an
@@ -333,7 +332,9 @@ def select(
             notes.append(_cold_start_note(parsed, raw, len(tied), n, min(k, len(ranked)), len(uniform)))
         m = min(k, len(ranked))
         picks = np.zeros(0, np.int64)
-        if m:
+        if not m:
+            dedup = "off: a cold start, sampled uniformly"
+        else:
             found, dropped, dedup = _pick(
                 parsed, combined[ranked], m, rng=rng, baseline=baseline, alpha=alpha, dedup_threshold=dedup_threshold,
                 unit=None if unit is None else unit[ranked], labeled_unit=labeled_unit, dedup=dedup,

@@ -24,6 +24,8 @@ import numpy as np
 from . import ledger
 from .errors import InputError
 from .loop import Oracle, RoundPlan, run_round, sample_initial
+from .scoring import parse_strategy
+from .scoring.pool import AGGREGATIONS
 from .workspace import CONFIG_NAME, Workspace
 
 __all__ = ["SIMULATION_COLUMNS", "SimulationResult", "labels_to_reach", "simulate"]
@@ -79,6 +81,7 @@ def simulate(
     backend_factory: Callable[[list[str]], Any] | None = None,
     test_fraction: float = 0.2,
     full_data: bool = True,
+    aggregation: str | None = None,
     say: Callable[[str], None] | None = None,
 ) -> SimulationResult:
     """Run every strategy for ``rounds`` rounds per seed; write ``simulation.csv`` (one row
@@ -87,13 +90,17 @@ def simulate(
     needed to reach 90% of the full-data mAP50-95). ``full_data_train`` overrides ``train``
     for the full-data reference (one training on every label: with warm-started rounds,
     ``model="previous"``, a strategy's last model has trained round after round, so the
-    reference may need more epochs to be a fair ceiling). ``backend_factory`` (tests)
+    reference may need more epochs to be a fair ceiling). ``aggregation`` (max, mean, sum)
+    is how the strategies' scorers fold an image's box scores into one, recorded with the
+    runs it changes (not the random baseline's). ``backend_factory`` (tests)
     replaces training with a ready detector."""
     say = say or (lambda m: log.info(m))
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     if not strategies:
         raise InputError("give at least one strategy, e.g. --strategies random,least_confidence")
+    if aggregation is not None and aggregation not in AGGREGATIONS:
+        raise InputError(f"unknown aggregation {aggregation!r}; known: {', '.join(AGGREGATIONS)}")
     truth_ws = _truth_workspace(Path(dataset).absolute(), out)
     truth = truth_ws.store.latest_labels()
     items = [it for it in truth_ws.store.items() if it.id in truth]
@@ -120,6 +127,9 @@ def simulate(
                 "budget": budget, "rounds": n_rounds, "test_fraction": test_fraction, "train": run_train,
                 "backend": "given" if backend_factory else "trained",
             }
+            if aggregation and strategy != "full-data" and not _is_random_baseline(strategy):
+                settings["aggregation"] = aggregation  # the baseline and the reference never score boxes
+                name = f"{_slug(strategy)}-{aggregation}-s{seed}"
             ws, finished = _run_workspace(out / name, classes, settings)
             if not finished:
                 _reveal(ws, items, truth, test_ids, start if strategy != "full-data" else candidates, settings)
@@ -133,6 +143,7 @@ def simulate(
                 if rec is None:  # run it (or resume it where an interruption left it)
                     plan = RoundPlan(
                         budget=0 if last else budget, strategy=strategy, seed=seed + 1000 * r, train=run_train,
+                        aggregation=aggregation,
                         backend=backend, test_fraction=0.0,
                     )
                     rec = run_round(ws, plan, annotator=oracle, say=say)
@@ -148,6 +159,13 @@ def simulate(
             ws.close()
             result = _write_outputs(out, rows, full)  # after every run: an interrupted simulation keeps its curves
     return result if result is not None else _write_outputs(out, rows, full)
+
+
+def _is_random_baseline(strategy: str) -> bool:
+    try:
+        return parse_strategy(strategy).is_random_baseline
+    except InputError:  # a preset of the run's boxloop.toml ("video"), resolved by the round
+        return False
 
 
 def _run_workspace(path: Path, classes: Sequence[str], settings: Mapping[str, Any]) -> tuple[Workspace, bool]:

@@ -86,7 +86,7 @@ def score_cmd(
         typer.Option("--strategy", "-s", help=f"Weighted scorers, e.g. 'least_confidence:1,novelty:1' (default: \\[select] strategy). Scorers: {', '.join(SCORERS)}."),
     ] = None,
     model_version: ModelVersionOpt = None,
-    aggregation: AggregationOpt = "max",
+    aggregation: AggregationOpt = None,
     top: Annotated[int, typer.Option("--top", help="Rows to print (the CSV has every item).")] = 20,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write (default: exports/scores-VERSION-TIME.csv).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random scorer.")] = 0,
@@ -111,7 +111,7 @@ def score_cmd(
     exclude = ws.store.skipped_item_ids() if ws.config.labelstudio.skipped == "skipped" else set()
     quiet_ray(engine)
     report = score(
-        ws.store, strategy=text, model_version=model_version, options=ScoreOptions(aggregation=aggregation),
+        ws.store, strategy=text, model_version=model_version, options=ScoreOptions(aggregation=aggregation or cfg.aggregation),
         seed=seed, exclude=exclude, engine=engine, ray_address=ray_address,
     )
     uris = {it.id: it.uri for it in ws.store.items(ids=list(report.ids))}

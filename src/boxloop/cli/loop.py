@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ._app import WorkspaceOpt, app, console, open_workspace
+from .select import AggregationOpt
 
 
 def _train_options(model: str | None, epochs: int | None, imgsz: int | None, batch: int | None, device: str | None) -> dict:
@@ -33,6 +34,7 @@ def round_cmd(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the batch to be labeled (polling pull), then go on.")] = False,
     rounds: Annotated[int, typer.Option("--rounds", help="With --wait: how many rounds to run.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the selection.")] = 0,
+    aggregation: AggregationOpt = None,
     model: ModelOpt = None,
     epochs: EpochsOpt = None,
     imgsz: ImgszOpt = None,
@@ -51,7 +53,7 @@ def round_cmd(
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
-            train=_train_options(model, epochs, imgsz, batch, device), wait=wait,
+            aggregation=aggregation, train=_train_options(model, epochs, imgsz, batch, device), wait=wait,
         )
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
@@ -99,6 +101,7 @@ def simulate_cmd(
     rounds: Annotated[int, typer.Option("--rounds", help="Rounds per strategy and seed.")] = 5,
     seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 3,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the simulation workspaces and CSVs.")] = Path("simulation"),
+    aggregation: AggregationOpt = None,
     model: ModelOpt = None,
     epochs: EpochsOpt = None,
     imgsz: ImgszOpt = None,
@@ -121,7 +124,7 @@ def simulate_cmd(
     train = _train_options(model, epochs, imgsz, batch, device)
     result = simulate(
         dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
-        train=train, full_data_train=None if full_epochs is None else {**train, "epochs": full_epochs}, say=lambda m: console.print(f"[dim]{m}[/dim]"),
+        train=train, full_data_train=None if full_epochs is None else {**train, "epochs": full_epochs}, aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
     for strategy, n in result.labels_needed.items():
         console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of full-data mAP50-95")

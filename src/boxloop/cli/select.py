@@ -16,7 +16,8 @@ ModelVersionOpt = Annotated[
     str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
 ]
 AggregationOpt = Annotated[
-    str, typer.Option("--aggregation", help=f"Per-image aggregation of box uncertainty: {', '.join(AGGREGATIONS)}.")
+    str | None, typer.Option("--aggregation", help=f"Per-image aggregation of box uncertainty: {', '.join(AGGREGATIONS)} "
+                             "(default: \\[select] aggregation, max).")
 ]
 
 
@@ -40,7 +41,7 @@ def select_cmd(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed; the same seed gives the same selection.")] = None,
     model_version: ModelVersionOpt = None,
-    aggregation: AggregationOpt = "max",
+    aggregation: AggregationOpt = None,
     explain_id: Annotated[
         str | None, typer.Option("--explain", metavar="ID", help="Print why item ID was picked, then exit.")
     ] = None,
@@ -73,7 +74,7 @@ def select_cmd(
         diverse=diverse if diverse is not None else (None if cfg.diverse else False),
         seed=seed,
         model_version=model_version,
-        options=ScoreOptions(aggregation=aggregation),
+        options=ScoreOptions(aggregation=aggregation or cfg.aggregation),
         exclude=exclude,
     )
     sel = report.selection
