@@ -58,9 +58,10 @@ class SelectConfig:
     presets: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        known = ("max", "mean", "sum")  # scoring.AGGREGATIONS, not imported: config stays light
-        if self.aggregation not in known:
-            raise ConfigError(f"[select] aggregation must be one of {', '.join(known)}, got {self.aggregation!r}")
+        from .scoring.pool import AGGREGATIONS
+
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"[select] aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}")
 
 
 @dataclass(frozen=True)

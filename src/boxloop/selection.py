@@ -316,6 +316,7 @@ def select(
     blind = _without_evidence(combined) if parsed.components and not baseline and k < n else None
     dedup = "off: budget covers the whole pool" if k == n else "off: the random baseline" if baseline else "off: no embeddings"
     uniform = np.zeros(0, np.int64)
+    cold_start: dict[str, Any] | None = None
     if k == n:
         notes.append(f"budget {budget} is not less than the {n} item(s) in the pool: selecting all of them")
         picks = top_k(combined, n)
@@ -328,6 +329,7 @@ def select(
             ranked = np.flatnonzero(~blind)
             tied = np.flatnonzero(blind)
             uniform = rng.choice(tied, k - min(k, len(ranked)), replace=False).astype(np.int64)
+            cold_start = {"tied": len(tied), "score": float(combined[tied[0]]), "ranked": min(k, len(ranked)), "uniform": len(uniform)}
             raw = {name: float(scores.raw[name][tied[0]]) for name, _ in parsed.components}
             notes.append(_cold_start_note(parsed, raw, len(tied), n, min(k, len(ranked)), len(uniform)))
         m = min(k, len(ranked))
@@ -393,10 +395,7 @@ def select(
         "alpha": alpha if parsed.selector == "diverse" else None,
         "dedup": dedup,
         "dedup_threshold": dedup_threshold,
-        "cold_start": None if blind is None else {
-            "tied": int(blind.sum()), "score": float(combined[np.flatnonzero(blind)[0]]),
-            "ranked": len(picks) - len(uniform), "uniform": len(uniform),
-        },
+        "cold_start": cold_start,
         **options.as_dict(),
         "exact": True,
         "approximations": [],
