@@ -160,6 +160,23 @@ def test_labels_to_reach_the_first_round_or_where_the_curve_crosses() -> None:
     assert labels_to_reach(first, {0: 0.6}, interpolate=True) == {"b": 20.0}  # nothing before the first round
 
 
+def test_a_full_data_reference_below_a_strategy_is_called_no_ceiling(tmp_path: Path) -> None:
+    from boxloop.simulate import _write_outputs, reference_below
+
+    rows = [
+        {"strategy": s, "seed": seed, "round": r, "labeled_images": n, "map50_95": m}
+        for s, seed, curve in [("random", 0, [0.1, 0.4]), ("lc", 0, [0.1, 0.55]), ("lc", 1, [0.2, 0.5])]
+        for r, (n, m) in enumerate(zip((20, 60), curve), 1)
+    ]
+    notes = reference_below(rows, {0: 0.5, 1: 0.7})
+    assert len(notes) == 1  # seed 1's reference (0.7) is above every round of it
+    assert notes[0].startswith("seed 0: the full-data reference (mAP50-95 0.500) is below lc at 60 labels (0.550)")
+    assert "--full-epochs" in notes[0]
+    assert reference_below(rows, {0: 0.55, 1: 0.5}) == []  # level is no overtaking
+    result = _write_outputs(tmp_path, rows, {0: 0.5, 1: 0.7})
+    assert result.notes == tuple(notes)
+
+
 def test_an_interrupted_simulation_resumes_where_it_stopped(
     tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -128,6 +128,8 @@ def simulate_cmd(
     )
     for strategy, n in result.labels_needed.items():
         console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of full-data mAP50-95")
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/yellow]")
     console.print(f"curves: {result.csv}\nsummary: {result.summary_csv}")
     for plot in result.plots:
         console.print(f"plot: {plot}")
