@@ -86,7 +86,10 @@ def main() -> None:
             generate_images(dataset, n=args.n, seed=0)
     if args.pretrain:
         args.model = str(_pretrained(out / "pretrain", args))
-    lr0 = args.lr0 or (FINE_TUNE_LR0 if args.model.endswith(".pt") else DIGITS_TRAIN["extra"]["lr0"])
+    from boxloop.backends.ultralytics import resolve_model_arg
+
+    from_yaml = resolve_model_arg(args.model)[1]  # the project's one rule for a yaml vs weights
+    lr0 = args.lr0 or (DIGITS_TRAIN["extra"]["lr0"] if from_yaml else FINE_TUNE_LR0)
     train = {**DIGITS_TRAIN, "model": args.model, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
              "extra": {**DIGITS_TRAIN["extra"], "lr0": lr0}}
     full_epochs = args.full_epochs or (args.epochs if args.cold else _matched_epochs(dataset, args))
