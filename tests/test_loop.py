@@ -217,6 +217,47 @@ def test_an_interrupted_simulation_resumes_where_it_stopped(
                  out=tmp_path / "cut", backend_factory=FakeBackend)
 
 
+def test_a_finished_simulation_runs_further_when_asked_for_more_rounds(
+    tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boxloop.simulate as sim_mod
+
+    def run(out: Path, rounds: int) -> list[dict]:
+        result = simulate(
+            digits / "pool", strategies=["random", "least_confidence"], initial=8, budget=5, rounds=rounds, seeds=[0],
+            out=out, backend_factory=lambda classes: FakeBackend(classes),
+        )
+        with open(result.csv) as f:
+            return list(csv.DictReader(f))
+
+    whole = run(tmp_path / "whole", 3)
+    short = run(tmp_path / "grown", 1)
+    assert [(r["strategy"], r["labeled_images"]) for r in short] == [
+        ("random", "8"), ("random", "13"), ("least_confidence", "8"), ("least_confidence", "13"),
+    ]
+    ws = Workspace.open(tmp_path / "grown" / "random-s0")
+    assert not ledger.selected(ws.store, 2)  # the last round trained and evaluated only
+    ws.close()
+    real, calls = sim_mod.run_round, []
+
+    def counted(ws, plan, **k):  # type: ignore[no-untyped-def]
+        calls.append((ws.root.name, plan.budget))
+        return real(ws, plan, **k)
+
+    monkeypatch.setattr(sim_mod, "run_round", counted)
+    assert run(tmp_path / "grown", 3) == whole  # the same curves as a run made with 3 rounds from the start
+    # per strategy: round 2 selects now (its training is kept), rounds 3 and 4 run; the reference is kept
+    assert calls == [(name, b) for name in ("random-s0", "least-confidence-s0") for b in (5, 5, 0)]
+    ws = Workspace.open(tmp_path / "grown" / "least-confidence-s0")
+    history = ledger.history(ws.store)
+    assert [r.round for r in history] == [1, 2, 3, 4]
+    assert history[1].seconds.keys() >= {"train", "evaluate", "select", "pull"}
+    ws.close()
+    calls.clear()
+    assert run(tmp_path / "grown", 1) == short  # fewer rounds read the first ones, and train nothing
+    assert calls == []
+
+
 def test_a_real_ultralytics_round_resumes_after_an_interruption(
     tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,8 @@ __all__ = [
     "finished_rounds",
     "history",
     "open_round",
+    "reopen_round",
+    "selected",
     "start_step",
     "step_results",
     "write_history_csv",
@@ -83,6 +85,25 @@ def finish_step(store: Store, rnd: int, step: str, started: float, result: Mappi
 def finish_round(store: Store, rnd: int) -> None:
     with store.transaction() as c:
         c.execute("UPDATE rounds SET finished_at=? WHERE round=?", (time.time(), rnd))
+
+
+def selected(store: Store, rnd: int) -> bool:
+    """Whether the round picked a batch (a round run with budget 0 trains and evaluates only)."""
+    return step_results(store, rnd).get("select", {}).get("status") == "done"
+
+
+def reopen_round(store: Store, rnd: int, config: Mapping[str, Any] | None = None) -> None:
+    """Mark the newest round unfinished again, so that the next ``run_round`` runs the steps it
+    skipped (the selection of a round first run with budget 0) and keeps those it did;
+    ``config`` replaces the settings recorded when it was opened."""
+    newest = store.conn.execute("SELECT MAX(round) FROM rounds").fetchone()[0]
+    if newest != rnd:
+        raise ValueError(f"only the newest round ({newest}) can be reopened, not round {rnd}")
+    with store.transaction() as c:
+        c.execute("UPDATE rounds SET finished_at=NULL WHERE round=?", (rnd,))
+        if config is not None:
+            c.execute("UPDATE rounds SET config=? WHERE round=?", (json.dumps(dict(config)), rnd))
+        c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('round', ?)", (str(rnd),))
 
 
 def finished_rounds(store: Store) -> dict[int, RoundRecord]:

@@ -141,6 +141,10 @@ def simulate(
             for r in range(n_rounds):
                 last = r == n_rounds - 1
                 rec = done.get(r + 1)
+                if rec is not None and not last and budget > 0 and not ledger.selected(ws.store, r + 1):
+                    # the last round of a run with fewer --rounds: it selects now, and the run goes on
+                    ledger.reopen_round(ws.store, r + 1, {"budget": budget, "strategy": strategy, "seed": seed + 1000 * r})
+                    rec = None
                 if rec is None:  # run it (or resume it where an interruption left it)
                     plan = RoundPlan(
                         budget=0 if last else budget, strategy=strategy, seed=seed + 1000 * r, train=run_train,
@@ -172,21 +176,29 @@ def _is_random_baseline(strategy: str) -> bool:
 def _run_workspace(path: Path, classes: Sequence[str], settings: Mapping[str, Any]) -> tuple[Workspace, bool]:
     """(the run's workspace, whether its labels are already revealed): a new one, or the one
     an earlier, interrupted simulation with the same settings left (a re-run goes on from
-    there). One made with other settings is an error, never overwritten."""
-    wanted = _settings_json(settings)
+    there, or further when asked for more rounds). One made with other settings is an error,
+    never overwritten."""
     if not (path / CONFIG_NAME).is_file():
         return Workspace.init(path, classes=classes), False
     ws = Workspace.open(path)
     made = ws.store.get_meta(META_SETTINGS)
     if made is None and not ws.store.items():
         return ws, False  # made, then interrupted before the labels were revealed
-    if made != wanted:
+    if made is None or _but_rounds(json.loads(made)) != _but_rounds(json.loads(_settings_json(settings))):
         ws.close()
         raise InputError(
             f"{path}: left by a simulation with other settings ({_settings_diff(made, settings)}); "
             "give another --out or delete that folder"
         )
+    if json.loads(made).get("rounds", 0) < settings["rounds"]:  # extended: record how far it now goes
+        ws.store.set_meta(META_SETTINGS, _settings_json(settings))
     return ws, True
+
+
+def _but_rounds(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings that must match for a run to be resumed: all but the number of rounds (more
+    rounds extend a finished run, fewer read the first ones)."""
+    return {k: v for k, v in settings.items() if k != "rounds"}
 
 
 def _settings_json(settings: Mapping[str, Any]) -> str:

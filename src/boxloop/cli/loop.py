@@ -117,6 +117,7 @@ def simulate_cmd(
 
     With --model previous each round fine-tunes the last round's model (faster rounds); give
     the full-data reference more epochs with --full-epochs so it stays a fair ceiling.
+    Run again with the same --out to resume, or with a larger --rounds to extend it.
     """
     from ..simulate import simulate
 
