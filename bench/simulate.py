@@ -24,8 +24,8 @@ Slow on CPU (every round trains a model): the defaults train 2 strategies x 3 se
 7 models + 3 full-data models, about 2 h on 2 cores; the --pretrain example above, 16 min
 for the checkpoint and 1 h for the rest. Re-running with the same --out
 resumes, and with a larger --rounds runs only the new rounds (give --full-epochs: the
-default follows --rounds, and a reference trained for other epochs is refused). Prints the curves, the labels to 90% where each curve crosses it (between rounds)
-and, last, `ratio: X` (combined / random, at the first round that reaches it).
+default follows --rounds, and a reference trained for other epochs is refused). Prints the
+curves, the labels to 90% where each curve crosses it (between rounds) and, last, `ratio: X` (combined / random, at the first round that reaches it).
 """
 
 from __future__ import annotations

@@ -140,14 +140,14 @@ def simulate(
             oracle = Oracle({i: truth[i] for i in candidates})
             for r in range(n_rounds):
                 last = r == n_rounds - 1
-                rec = done.get(r + 1)
+                rec, round_seed = done.get(r + 1), seed + 1000 * r
                 if rec is not None and not last and budget > 0 and not ledger.selected(ws.store, r + 1):
                     # the last round of a run with fewer --rounds: it selects now, and the run goes on
-                    ledger.reopen_round(ws.store, r + 1, {"budget": budget, "strategy": strategy, "seed": seed + 1000 * r})
+                    ledger.reopen_round(ws.store, r + 1, {"budget": budget, "strategy": strategy, "seed": round_seed})
                     rec = None
                 if rec is None:  # run it (or resume it where an interruption left it)
                     plan = RoundPlan(
-                        budget=0 if last else budget, strategy=strategy, seed=seed + 1000 * r, train=run_train,
+                        budget=0 if last else budget, strategy=strategy, seed=round_seed, train=run_train,
                         aggregation=aggregation,
                         backend=backend, test_fraction=0.0,
                     )
@@ -184,13 +184,14 @@ def _run_workspace(path: Path, classes: Sequence[str], settings: Mapping[str, An
     made = ws.store.get_meta(META_SETTINGS)
     if made is None and not ws.store.items():
         return ws, False  # made, then interrupted before the labels were revealed
-    if made is None or _but_rounds(json.loads(made)) != _but_rounds(json.loads(_settings_json(settings))):
+    old = json.loads(made) if made is not None else None
+    if old is None or _but_rounds(old) != _but_rounds(json.loads(_settings_json(settings))):
         ws.close()
         raise InputError(
             f"{path}: left by a simulation with other settings ({_settings_diff(made, settings)}); "
             "give another --out or delete that folder"
         )
-    if json.loads(made).get("rounds", 0) < settings["rounds"]:  # extended: record how far it now goes
+    if old.get("rounds", 0) < settings["rounds"]:  # extended: record how far it now goes
         ws.store.set_meta(META_SETTINGS, _settings_json(settings))
     return ws, True
 
