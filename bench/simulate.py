@@ -6,6 +6,7 @@ mAP50-95, and their ratio (aim: <= 0.7).
     .venv/bin/python bench/simulate.py DATASET --rounds 4 --seeds 3 --epochs 30 --cold
     .venv/bin/python bench/simulate.py --pretrain 300 --pretrain-epochs 40 --initial 20 --budget 20 \
         --rounds 8 --epochs 5 --aggregation sum --out bench/out/pre   # from a trained checkpoint
+    .venv/bin/python bench/simulate.py --videos 40 --frames 10 ...    # a pool of filmed displays
 
 The protocol: each round fine-tunes the previous round's model for --epochs (warm start,
 as `boxloop round --model previous` does; --cold trains every round from scratch), and the
@@ -26,6 +27,13 @@ for the checkpoint and 1 h for the rest. Re-running with the same --out
 resumes, and with a larger --rounds runs only the new rounds (give --full-epochs: the
 default follows --rounds, and a reference trained for other epochs is refused). Prints the
 curves, the labels to 90% where each curve crosses it (between rounds) and, last, `ratio: X` (combined / random, at the first round that reaches it).
+
+--videos K makes the pool the way a user with a camera on a display gets one: K generated
+displays, each filmed as a sequence of --frames frames (the counter counts up, the camera
+jitters), added with `boxloop add --sequence` and labeled, so the test split holds whole
+displays none of the pool's frames show. Neighbouring frames are near-duplicates: what a
+strategy gains by not labeling the same display twice shows here, not on the default
+pool, whose every image is a new display.
 """
 
 from __future__ import annotations
@@ -55,6 +63,9 @@ def main() -> None:
     ap.add_argument("dataset", nargs="?", type=Path, help="Labeled YOLO folder or workspace (default: generated digits).")
     ap.add_argument("--combined", default="least_confidence:1", help="The active-learning strategy (diverse batches by default).")
     ap.add_argument("--n", type=int, default=400, help="Images to generate when no DATASET is given.")
+    ap.add_argument("--videos", type=int, default=0, metavar="K",
+                    help="Instead of --n images, generate K displays filmed as frame sequences (a pool of near-duplicates).")
+    ap.add_argument("--frames", type=int, default=10, help="Frames per display with --videos.")
     ap.add_argument("--initial", type=int, default=20)
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=6)
@@ -81,7 +92,9 @@ def main() -> None:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="boxloop-bench-simulate-"))
     dataset = args.dataset
-    if dataset is None:  # re-running with the same --out resumes the simulation where it stopped
+    if dataset is None and args.videos:
+        dataset = _video_workspace(out / "videos", args.videos, args.frames)
+    elif dataset is None:  # re-running with the same --out resumes the simulation where it stopped
         dataset = out / "digits"
         if not (dataset / "data.yaml").is_file():
             generate_images(dataset, n=args.n, seed=0)
@@ -152,6 +165,35 @@ def _pretrained(folder: Path, args: argparse.Namespace) -> Path:
     return weights
 
 
+def _video_workspace(folder: Path, videos: int, frames: int) -> Path:
+    """A workspace of ``videos`` generated displays (seeds 1000.., none of the default pool's
+    or the checkpoint's scenes), each added as one frame sequence with its labels; made once
+    per --out (the ``ready`` file is written last: without it, an interrupted build is redone)."""
+    import shutil
+
+    from boxloop.formats.yolo import parse_class_names
+    from boxloop.ingest import add_images, add_labels
+    from boxloop.synth import generate_sequence
+    from boxloop.workspace import Workspace
+
+    ws_dir, ready = folder / "workspace", folder / "ready"
+    if ready.is_file():
+        return ws_dir
+    shutil.rmtree(ws_dir, ignore_errors=True)
+    displays = [generate_sequence(folder / "displays" / f"display_{k:03d}", n_frames=frames, seed=1000 + k)
+                for k in range(videos)]
+    ws = Workspace.init(ws_dir, classes=parse_class_names(displays[0] / "data.yaml"))
+    report = add_images(ws, [d / "images" for d in displays], sequence=True)
+    for d in displays:
+        report.problems.extend(add_labels(ws, d, format="yolo").problems)
+    if report.problems or len(ws.store.latest_labels()) != videos * frames:
+        raise SystemExit(f"{ws_dir}: the generated displays did not import cleanly: {next(iter(report.problems), '')}")
+    ws.close()
+    ready.write_text(f"{videos} displays x {frames} frames\n")
+    print(f"pool: {videos} displays x {frames} frames, as sequences in {ws_dir}")
+    return ws_dir
+
+
 def _rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
     from boxloop.report.simulation import read_simulation
 
@@ -167,8 +209,15 @@ def _matched_epochs(dataset: Path, args: argparse.Namespace) -> int:
     same steps spread over more images leave the reference below the strategies (measured:
     11 epochs on a 960-image pool gave 0.50 mAP50-95 against 0.54-0.60 for the 260-label
     chains; 30 epochs on a 640-image pool gave 0.67 against 0.43-0.49)."""
-    images = [p for p in (dataset / "images").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"}]
-    pool = max(1, round(0.8 * len(images)))
+    if (dataset / "images").is_dir():
+        n = sum(1 for p in (dataset / "images").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})
+    else:  # a workspace
+        from boxloop.workspace import Workspace
+
+        ws = Workspace.open(dataset)
+        n = ws.store.count_items()
+        ws.close()
+    pool = max(1, round(0.8 * n))
     seen = sum(min(pool, args.initial + r * args.budget) for r in range(args.rounds + 1))
     return max(3 * args.epochs, math.ceil(args.epochs * seen / pool))
 

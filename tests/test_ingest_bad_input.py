@@ -216,6 +216,27 @@ def test_sequence_folder_uses_natural_frame_order(ws: Workspace, tmp_path: Path)
     assert len({f.video_id for f in frames}) == 1
 
 
+def test_labels_for_frames_of_a_sequence_label_those_frames(ws: Workspace, tmp_path: Path) -> None:
+    """A frame folder added with --sequence, then its YOLO labels imported, then added again
+    as plain images: the frames stay the sequence's items (no duplicates without a video),
+    and they are the ones labeled."""
+    seq = yolo_folder(tmp_path / "seq", {"frame_1": GOOD, "frame_2": GOOD, "frame_3": ""})
+    add_images(ws, [seq / "images"], sequence=True)
+    frames = {f.id: f for f in ws.store.items()}
+    report = add_labels(ws, seq, format="yolo")
+    assert (report.added, report.known, report.labeled) == (0, 3, 3)
+    again = add_images(ws, [seq / "images"])
+    assert (again.added, again.known) == (0, 3)
+    items = ws.store.items()
+    assert {it.id for it in items} == set(frames)
+    assert len({it.video_id for it in items}) == 1 and None not in {it.video_id for it in items}
+    assert set(ws.store.latest_labels()) == set(frames)
+    # a changed file at a frame's path is new content: a new item, the frame keeps its own
+    write_image(seq / "images" / "frame_1.jpg", seed=99)
+    changed = add_images(ws, [seq / "images" / "frame_1.jpg"])
+    assert changed.added == 1 and ws.store.count_items() == 4
+
+
 def test_missing_path_is_reported(ws: Workspace, tmp_path: Path) -> None:
     report = add_images(ws, [tmp_path / "nope"])
     assert messages(report) == [f"{tmp_path / 'nope'}: no such file, folder or matching glob"]

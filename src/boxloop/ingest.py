@@ -100,6 +100,8 @@ def index_image(
 
 
 def _record(ws: Workspace, item: Item, path: Path | str, report: IngestReport) -> Item:
+    if item.video_id is None:  # a frame added with --sequence keeps its sequence when met again
+        item = ws.store.frame_at(str(path), item.sha256) or item
     stored, new = ws.store.add_item(item, str(path))
     if new:
         report.added += 1

@@ -433,6 +433,17 @@ class Store:
         )
         return [(r[0], r[1]) for r in rows]
 
+    def frame_at(self, path: str, sha256: str) -> Item | None:
+        """The video frame once seen at ``path`` with this content, if any: the same file
+        met again outside its sequence (its labels imported, or its folder added as plain
+        images) is that frame, not a new item."""
+        row = self.conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items i JOIN item_sources s ON s.item_id = i.id "
+            "WHERE i.sha256 = ? AND s.path = ? AND i.video_id IS NOT NULL LIMIT 1",
+            (sha256, path),
+        ).fetchone()
+        return None if row is None else _item(row)
+
     def sources(self, item_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(
             "SELECT path FROM item_sources WHERE item_id=? ORDER BY path", (item_id,))]

@@ -286,10 +286,11 @@ def rect_shape(imgsz: int, width: int, height: int, stride: int = 32) -> tuple[i
 
 
 def use_all_cores() -> None:
-    """Ultralytics sets torch to cpu_count - 1 threads (1 on 2 cores); use them all."""
+    """Ultralytics sets torch to cpu_count - 1 threads (1 on 2 cores); use them all (the
+    cores this process may run on: under ``taskset -c 0`` that is one)."""
     import torch
 
-    n = os.cpu_count() or 1
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
