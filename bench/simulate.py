@@ -7,6 +7,7 @@ mAP50-95, and their ratio (aim: <= 0.7).
     .venv/bin/python bench/simulate.py --pretrain 300 --pretrain-epochs 40 --initial 20 --budget 20 \
         --rounds 8 --epochs 5 --aggregation sum --out bench/out/pre   # from a trained checkpoint
     .venv/bin/python bench/simulate.py --videos 40 --frames 10 ...    # a pool of filmed displays
+    .venv/bin/python bench/simulate.py --rare 0.25 --pretrain 200 ...  # a quarter shot at night
 
 The protocol: each round fine-tunes the previous round's model for --epochs (warm start,
 as `boxloop round --model previous` does; --cold trains every round from scratch), and the
@@ -25,7 +26,8 @@ Slow on CPU (every round trains a model): the defaults train 2 strategies x 3 se
 7 models + 3 full-data models, about 2 h on 2 cores; the --pretrain example above, 16 min
 for the checkpoint and 1 h for the rest. Re-running with the same --out
 resumes, and with a larger --rounds runs only the new rounds (give --full-epochs: the
-default follows --rounds, and a reference trained for other epochs is refused). Prints the
+default follows --rounds, and a reference trained for other epochs is refused; so are the
+pool and the checkpoint an --out holds, under other --n, --videos/--frames or --pretrain flags). Prints the
 curves, the labels to 90% where each curve crosses it (between rounds) and, last, `ratio: X` (combined / random, at the first round that reaches it).
 
 --videos K makes the pool the way a user with a camera on a display gets one: K generated
@@ -34,11 +36,16 @@ jitters), added with `boxloop add --sequence` and labeled, so the test split hol
 displays none of the pool's frames show. Neighbouring frames are near-duplicates: what a
 strategy gains by not labeling the same display twice shows here, not on the default
 pool, whose every image is a new display.
+
+--rare F shoots a fraction F of the default pool's images at night (dark, noisy, soft; the
+test split gets its share), a condition the --pretrain checkpoint has not seen: the long
+tail a user's weights are unsure on, where labels picked by uncertainty should buy most.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -66,6 +73,9 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=0, metavar="K",
                     help="Instead of --n images, generate K displays filmed as frame sequences (a pool of near-duplicates).")
     ap.add_argument("--frames", type=int, default=10, help="Frames per display with --videos.")
+    ap.add_argument("--rare", type=float, default=0.0, metavar="F",
+                    help="Shoot a fraction F of the generated images at night (dark, noisy, soft), a condition "
+                         "the --pretrain checkpoint never saw: a long tail, pool and test split alike.")
     ap.add_argument("--initial", type=int, default=20)
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=6)
@@ -96,8 +106,14 @@ def main() -> None:
         dataset = _video_workspace(out / "videos", args.videos, args.frames)
     elif dataset is None:  # re-running with the same --out resumes the simulation where it stopped
         dataset = out / "digits"
-        if not (dataset / "data.yaml").is_file():
+        made = {"images": args.n, "seed": 0, **({"night": args.rare} if args.rare else {})}
+        # data.yaml is written last, so it marks a complete pool; night shots need their record too
+        there = (dataset / "data.yaml").is_file() and (not args.rare or (out / "digits.json").is_file())
+        if not _made_with(out / "digits.json", made, exists=there):
             generate_images(dataset, n=args.n, seed=0)
+            if args.rare:
+                print(f"pool: {_night(dataset, args.rare)} of {args.n} images shot at night")
+            _record(out / "digits.json", made)
     if args.pretrain:
         args.model = str(_pretrained(out / "pretrain", args))
     from boxloop.backends.ultralytics import resolve_model_arg
@@ -130,6 +146,8 @@ def main() -> None:
         print(f"plot: {plot}")
     from boxloop.simulate import labels_to_reach
 
+    if args.rare and args.dataset is None and not args.videos:
+        _print_night_share(out / "sim", _night_names(dataset, args.rare))
     rows = _rows(result)
     crossed = labels_to_reach(rows, {s: 0.9 * v for s, v in result.full_map50_95.items()}, interpolate=True)
     for strategy, n in crossed.items():
@@ -150,7 +168,8 @@ def _pretrained(folder: Path, args: argparse.Namespace) -> Path:
     from boxloop.synth import DIGITS_TRAIN, generate_images
 
     weights = folder / "weights.pt"
-    if weights.is_file():
+    made = {"images": args.pretrain, "epochs": args.pretrain_epochs, "model": args.model, "imgsz": args.imgsz}
+    if _made_with(folder / "weights.json", made, exists=weights.is_file()):
         print(f"pretrained checkpoint: {weights} (re-used)")
         return weights
     data = folder / "digits"
@@ -159,6 +178,7 @@ def _pretrained(folder: Path, args: argparse.Namespace) -> Path:
     t0 = time.perf_counter()
     result = train_yolo(data / "data.yaml", model=args.model, run_dir=folder / "run", epochs=args.pretrain_epochs,
                         imgsz=args.imgsz, batch=args.batch, extra={**DIGITS_TRAIN["extra"], "val": False})
+    _record(folder / "weights.json", made)
     os.replace(result.weights, weights)  # written last: its presence means the checkpoint is complete
     print(f"pretrained checkpoint: {weights} ({args.pretrain} images of seed 1, {args.pretrain_epochs} epochs, "
           f"{time.perf_counter() - t0:.0f} s)")
@@ -177,7 +197,7 @@ def _video_workspace(folder: Path, videos: int, frames: int) -> Path:
     from boxloop.workspace import Workspace
 
     ws_dir, ready = folder / "workspace", folder / "ready"
-    if ready.is_file():
+    if _made_with(folder / "pool.json", {"displays": videos, "frames": frames}, exists=ready.is_file()):
         return ws_dir
     shutil.rmtree(ws_dir, ignore_errors=True)
     displays = [generate_sequence(folder / "displays" / f"display_{k:03d}", n_frames=frames, seed=1000 + k)
@@ -189,9 +209,79 @@ def _video_workspace(folder: Path, videos: int, frames: int) -> Path:
     if report.problems or len(ws.store.latest_labels()) != videos * frames:
         raise SystemExit(f"{ws_dir}: the generated displays did not import cleanly: {next(iter(report.problems), '')}")
     ws.close()
+    _record(folder / "pool.json", {"displays": videos, "frames": frames})
     ready.write_text(f"{videos} displays x {frames} frames\n")
     print(f"pool: {videos} displays x {frames} frames, as sequences in {ws_dir}")
     return ws_dir
+
+
+def _night(dataset: Path, fraction: float, seed: int = 0) -> int:
+    """Darken, soften and add sensor noise to a fraction of a generated YOLO folder's images
+    (which ones depends only on seed and the name); the boxes stay where they are. Returns
+    how many. Images are rewritten atomically: an interrupted pass is redone from the pool."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    if not 0.0 < fraction <= 1.0:
+        raise SystemExit(f"--rare must lie in (0, 1], got {fraction}")
+    count = 0
+    for k, path in enumerate(sorted(p for p in (dataset / "images").iterdir() if p.suffix == ".jpg")):
+        rng = np.random.default_rng([seed, k, 7])
+        if rng.random() >= fraction:  # the draw _night_names repeats
+            continue
+        img = Image.open(path).convert("RGB").filter(ImageFilter.GaussianBlur(1.2))
+        a = np.asarray(img, np.float32) * rng.uniform(0.25, 0.4) + 8
+        a += rng.normal(0, 9, a.shape[:2])[..., None]
+        tmp = path.with_name(path.name + ".part")  # not an image name: never taken for one
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=90)
+        os.replace(tmp, path)
+        count += 1
+    return count
+
+
+def _night_names(dataset: Path, fraction: float, seed: int = 0) -> set[str]:
+    """The file names _night shot at night (the same draws, read back without the pixels)."""
+    import numpy as np
+
+    names = sorted(p.name for p in (dataset / "images").iterdir() if p.suffix == ".jpg")
+    return {n for k, n in enumerate(names) if np.random.default_rng([seed, k, 7]).random() < fraction}
+
+
+def _print_night_share(sim: Path, night: set[str]) -> None:
+    """Share of night shots among each chain's picks, against the pool's: does a strategy
+    find the tail, or pick around it (a detector that misses a dark display outright shows
+    no doubtful box there for uncertainty to see)."""
+    import sqlite3
+
+    for db in sorted(sim.glob("*/boxloop.db")):
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            picked = [Path(u).name for (u,) in conn.execute(
+                "SELECT i.uri FROM selection_items s JOIN items i ON i.id = s.item_id")]
+            pool = [Path(u).name for (u,) in conn.execute("SELECT uri FROM items WHERE split IS NOT 'test'")]
+        if picked:
+            share = sum(n in night for n in picked) / len(picked)
+            print(f"night shots among {db.parent.name}'s {len(picked)} picks: {share:.2f} "
+                  f"(of its pool: {sum(n in night for n in pool) / max(1, len(pool)):.2f})")
+
+
+def _made_with(record: Path, settings: dict, *, exists: bool) -> bool:
+    """Whether what ``record`` describes (made once per --out) is there and was made with
+    ``settings``; made with others is an error, not a silent re-use that would measure the
+    old pool or checkpoint under the new flags. Made before records were kept: re-used."""
+    if not exists:
+        return False
+    if record.is_file():
+        made = json.loads(record.read_text())
+        if made != settings:
+            changed = ", ".join(f"{k} {made.get(k)} -> {v}" for k, v in settings.items() if made.get(k) != v)
+            raise SystemExit(f"{record}: what is there was made with {made}; this run asks for {changed}: "
+                             "give another --out")
+    return True
+
+
+def _record(record: Path, settings: dict) -> None:
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(settings) + "\n")
 
 
 def _rows(result) -> list[dict]:  # type: ignore[no-untyped-def]
