@@ -147,7 +147,7 @@ def main() -> None:
     from boxloop.simulate import labels_to_reach
 
     if args.rare and args.dataset is None and not args.videos:
-        _print_night_share(out / "sim", _night_names(dataset, args.rare))
+        _print_night_share(out / "sim", {p.name for p, _ in _night_draws(dataset, args.rare)})
     rows = _rows(result)
     crossed = labels_to_reach(rows, {s: 0.9 * v for s, v in result.full_map50_95.items()}, interpolate=True)
     for strategy, n in crossed.items():
@@ -215,20 +215,28 @@ def _video_workspace(folder: Path, videos: int, frames: int) -> Path:
     return ws_dir
 
 
+def _night_draws(dataset: Path, fraction: float, seed: int = 0):  # type: ignore[no-untyped-def]
+    """(path, rng) of each generated image shot at night: which ones depends only on seed and
+    the name's place, and each rng goes on to draw that image's darkness and noise."""
+    import numpy as np
+
+    for k, path in enumerate(sorted(p for p in (dataset / "images").iterdir() if p.suffix == ".jpg")):
+        rng = np.random.default_rng([seed, k, 7])
+        if rng.random() < fraction:
+            yield path, rng
+
+
 def _night(dataset: Path, fraction: float, seed: int = 0) -> int:
-    """Darken, soften and add sensor noise to a fraction of a generated YOLO folder's images
-    (which ones depends only on seed and the name); the boxes stay where they are. Returns
-    how many. Images are rewritten atomically: an interrupted pass is redone from the pool."""
+    """Darken, soften and add sensor noise to a fraction of a generated YOLO folder's images;
+    the boxes stay where they are. Returns how many. Images are rewritten atomically: an
+    interrupted pass is redone from the pool."""
     import numpy as np
     from PIL import Image, ImageFilter
 
     if not 0.0 < fraction <= 1.0:
         raise SystemExit(f"--rare must lie in (0, 1], got {fraction}")
     count = 0
-    for k, path in enumerate(sorted(p for p in (dataset / "images").iterdir() if p.suffix == ".jpg")):
-        rng = np.random.default_rng([seed, k, 7])
-        if rng.random() >= fraction:  # the draw _night_names repeats
-            continue
+    for path, rng in _night_draws(dataset, fraction, seed):
         img = Image.open(path).convert("RGB").filter(ImageFilter.GaussianBlur(1.2))
         a = np.asarray(img, np.float32) * rng.uniform(0.25, 0.4) + 8
         a += rng.normal(0, 9, a.shape[:2])[..., None]
@@ -237,14 +245,6 @@ def _night(dataset: Path, fraction: float, seed: int = 0) -> int:
         os.replace(tmp, path)
         count += 1
     return count
-
-
-def _night_names(dataset: Path, fraction: float, seed: int = 0) -> set[str]:
-    """The file names _night shot at night (the same draws, read back without the pixels)."""
-    import numpy as np
-
-    names = sorted(p.name for p in (dataset / "images").iterdir() if p.suffix == ".jpg")
-    return {n for k, n in enumerate(names) if np.random.default_rng([seed, k, 7]).random() < fraction}
 
 
 def _print_night_share(sim: Path, night: set[str]) -> None:
