@@ -61,7 +61,9 @@ def test_embedding_is_pooled_backbone_features_that_depend_on_the_image(backend)
     a, _ = draw_image(rng)
     b, _ = draw_image(rng)
     pa, pa2, pb = backend.predict([a, a, b])
-    assert pa.embedding.shape == (256,) and pa.embedding.dtype == np.float32  # yolov8n SPPF channels
+    # yolov8n: the ends of its stride 4, 8, 16 and 32 stages, 32 + 64 + 128 + 256 channels
+    assert pa.embedding.shape == (480,) and pa.embedding.dtype == np.float32
+    assert np.linalg.norm(pa.embedding) == pytest.approx(1.0, abs=1e-5)
     assert np.isfinite(pa.embedding).all()
     np.testing.assert_allclose(pa.embedding, pa2.embedding, rtol=1e-5, atol=1e-6)
     assert not np.allclose(pa.embedding, pb.embedding, atol=1e-3)
@@ -155,7 +157,7 @@ def test_a_model_yaml_builds_an_untrained_model_with_the_project_classes(tmp_pat
     p = be.predict([np.zeros((50, 70, 3), np.uint8)], conf=0.0001)[0]
     assert be.imgsz == (96, 96)
     assert p.detections.data["class_probs"].shape[1] == 3
-    assert p.embedding.shape == (256,)
+    assert p.embedding.shape == (480,)
 
 
 @pytest.mark.parametrize(
@@ -165,3 +167,11 @@ def test_a_model_yaml_builds_an_untrained_model_with_the_project_classes(tmp_pat
 def test_bad_arrays_are_refused_with_a_clear_message(backend, image: np.ndarray, message: str) -> None:
     with pytest.raises(InputError, match=message):
         backend.predict([image])
+
+
+def test_embedding_layers_are_the_ends_of_the_backbone_stages(tmp_path_factory) -> None:
+    from boxloop.backends.ultralytics import embedding_layers, load_torch_model
+
+    ultralytics_offline(Path(tmp_path_factory.getbasetemp()) / "ultralytics-config")
+    model, _, _ = load_torch_model("yolov8n.yaml", nc=3)
+    assert embedding_layers(model) == [2, 4, 6, 9]  # stride 4, 8, 16, 32 (9 = SPPF)

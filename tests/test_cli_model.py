@@ -83,7 +83,7 @@ def test_predict_stores_boxes_probabilities_and_embeddings_once(project: dict) -
         assert d.confidence is not None and d.data["class_probs"].shape == (len(d), len(CLASSES))
         np.testing.assert_array_equal(d.data["class_probs"].argmax(axis=1), d.class_id)
     ids, emb = ws.store.embeddings("m001")
-    assert sorted(ids) == sorted(project["pool"]) and emb.shape == (len(ids), 256)
+    assert sorted(ids) == sorted(project["pool"]) and emb.shape == (len(ids), 480)
 
 
 def test_an_image_that_fails_to_decode_is_reported_and_the_run_goes_on(project: dict) -> None:

@@ -131,7 +131,7 @@ def test_diverse_flag_picks_the_diverse_selector_unless_one_is_named():
     [
         ("least_confidance:1", "unknown scorer or selector 'least_confidance' in strategy 'least_confidance:1'; "
                                "known scorers: random, least_confidence, margin, entropy, uncertain_count, "
-                               "consistency, flicker, class_rarity, novelty; selectors: top_k, diverse, k_center"),
+                               "consistency, flicker, missed, class_rarity, novelty; selectors: top_k, diverse, k_center"),
         ("", "empty strategy"),
         ("entropy:abc", "weight of 'entropy' must be a number, got 'abc'"),
         ("entropy:-1", "weight of 'entropy' must be a positive number"),

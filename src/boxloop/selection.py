@@ -129,6 +129,8 @@ def load_pool(
             f"`boxloop predict` with a backend that returns embeddings"
         )
     labeled = store.latest_labels()
+    tested = {it.id for it in store.items() if it.split == "test"}
+    box_counts = np.array([len(d) for i, d in labeled.items() if i not in tested], np.int64)
     labeled_ids, labeled_emb = store.embeddings(model_version, sorted(labeled))
     counts = np.zeros(num_classes, np.int64)
     for cid, n in store.box_counts().items():
@@ -177,6 +179,7 @@ def load_pool(
         labeled_embeddings=labeled_emb if len(labeled_ids) else None,
         labeled_class_counts=counts,
         labeled_ids=tuple(labeled_ids),
+        labeled_box_counts=box_counts,
         sequence=sequence,
         flipped=flipped,
         widths=widths,

@@ -44,7 +44,7 @@ def export_onnx(
     newer than the weights. Needs the ``onnx`` and ``onnxslim`` packages (no auto-install)."""
     import torch
 
-    from .ultralytics import backbone_end, input_shape, load_torch_model, resolve_model_arg
+    from .ultralytics import EmbeddingTap, input_shape, load_torch_model, resolve_model_arg
 
     arg, is_yaml = resolve_model_arg(weights)
     if is_yaml:
@@ -60,25 +60,22 @@ def export_onnx(
     dest = Path(out) if out is not None else onnx_path_for(arg, size)
     if dest.is_file() and dest.stat().st_mtime >= Path(arg).stat().st_mtime and out is None:
         return dest
+    tap = EmbeddingTap(model)  # before the head is switched to export
     head = model.model[-1]
     head.export = True
     head.format = "onnx"
-    layer = model.model[backbone_end(model)]
-
     class WithEmbedding(torch.nn.Module):
         """The detector returning its pre-NMS head output and the pooled backbone features."""
 
         def __init__(self) -> None:
             super().__init__()
             self.model = model
-            self._feat: list[torch.Tensor] = []
-            layer.register_forward_hook(lambda _m, _i, o: self._feat.append(o))
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            self._feat.clear()
+            tap.clear()
             y = self.model(x)
             y = y[0] if isinstance(y, (tuple, list)) else y
-            return y, self._feat[-1].mean(dim=(2, 3))
+            return y, tap.take()
 
     wrapper = WithEmbedding().eval()
     dest.parent.mkdir(parents=True, exist_ok=True)

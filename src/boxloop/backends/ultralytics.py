@@ -366,10 +366,76 @@ def load_torch_model(weights: str | Path, *, nc: int | None = None, device: str 
 
 
 def backbone_end(model: Any) -> int:
-    """Index of the last backbone layer (whose pooled output is the image embedding)."""
+    """Index of the last backbone layer."""
     yaml = getattr(model, "yaml", None) or {}
     n = len(yaml.get("backbone", [])) if isinstance(yaml, Mapping) else 0
     return n - 1 if n > 0 else max(len(model.model) - 2, 0)
+
+
+_PROBE = 64  # pixels of the probe image that tells the backbone layers' strides apart
+
+
+def embedding_layers(model: Any) -> list[int]:
+    """Backbone layers whose pooled outputs make the image embedding: the last layer of each
+    stage from stride 4 to the backbone's end (yolov8n: 2, 4, 6, 9). Early stages see light,
+    blur and noise, late ones shapes; the last layer alone hardly tells a dark, noisy shot
+    of a display from a clear one. Found by one forward pass of a small blank image."""
+    import torch
+
+    end = backbone_end(model)
+    widths: dict[int, int] = {}
+
+    def keep(i: int) -> Callable[..., None]:
+        def hook(_m: Any, _i: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim == 4:
+                widths[i] = int(out.shape[-1])
+        return hook
+
+    hooks = [model.model[i].register_forward_hook(keep(i)) for i in range(end + 1)]
+    try:
+        p = next(model.parameters())
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, _PROBE, _PROBE, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    last: dict[int, int] = {}
+    for i in sorted(widths):
+        last[widths[i]] = i
+    layers = sorted(i for w, i in last.items() if _PROBE // w >= 4)
+    return layers or [end]
+
+
+def pooled_embedding(features: Sequence[Any]) -> Any:
+    """The image embedding from the chosen layers' outputs (torch tensors, N x C x H x W):
+    each mean-pooled and scaled to unit length, so every stage weighs the same, then joined
+    (unit length overall)."""
+    import torch
+
+    parts = [torch.nn.functional.normalize(f.float().mean(dim=(2, 3)), dim=1) for f in features]
+    return torch.cat(parts, dim=1) / float(len(parts)) ** 0.5
+
+
+class EmbeddingTap:
+    """Forward hooks on a detector's :func:`embedding_layers`; :meth:`take` gives the pooled
+    embedding of the last forward pass and forgets it."""
+
+    def __init__(self, model: Any) -> None:
+        self.layers = embedding_layers(model)
+        self._out: dict[int, Any] = {}
+        for i in self.layers:
+            model.model[i].register_forward_hook(lambda _m, _i, out, i=i: self._out.__setitem__(i, out))
+
+    def clear(self) -> None:
+        self._out.clear()
+
+    def take(self) -> Any:
+        if len(self._out) < len(self.layers):
+            self._out.clear()
+            return None
+        emb = pooled_embedding([self._out[i] for i in self.layers])
+        self._out.clear()
+        return emb
 
 
 class UltralyticsBackend(YoloRuntime):
@@ -402,21 +468,18 @@ class UltralyticsBackend(YoloRuntime):
         self.stride = stride
         self._init_classes(names, classes, class_map, source=str(weights))
         self._torch_device = next(self.model.parameters()).device
-        self._feat: list[Any] = []
         self._lock = threading.Lock()
-        layer = self.model.model[backbone_end(self.model)]
-        layer.register_forward_hook(lambda _m, _i, out: self._feat.append(out))
+        self._tap = EmbeddingTap(self.model)
         self._torch = torch
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self._torch
         with self._lock, torch.inference_mode():
-            self._feat.clear()
+            self._tap.clear()
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._torch_device)
             out = self.model(x)
             y = out[0] if isinstance(out, (tuple, list)) else out
-            emb = self._feat[-1].float().mean(dim=(2, 3)) if self._feat else None
-            self._feat.clear()
+            emb = self._tap.take()
             return y.float().cpu().numpy(), None if emb is None else emb.cpu().numpy()
 
 

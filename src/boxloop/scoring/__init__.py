@@ -22,6 +22,7 @@ from ..errors import InputError
 from .boxes import PackedBoxes
 from .consistency import consistency, explain_consistency
 from .diversity import class_rarity, explain_class_rarity, explain_novelty, novelty
+from .missed import explain_missed, missed
 from .pool import FrameSequence, Pool, ScoreOptions
 from .select import combine, k_center, normalise, ranked_diverse, suppress_duplicates, top_k
 from .temporal import explain_flicker, flicker, flicker_frames
@@ -115,6 +116,8 @@ for _s in (
            needs=frozenset({"flipped"}), explain=explain_consistency),
     Scorer("flicker", flicker, "boxes missing for one frame or seen in one frame only",
            needs=frozenset({"sequence"}), context=1, explain=explain_flicker),
+    Scorer("missed", missed, "boxes labeled images hold beyond this image's confident ones",
+           needs=frozenset({"labeled_box_counts"}), explain=explain_missed),
     Scorer("class_rarity", class_rarity, "confident boxes of classes rare among the labels",
            explain=explain_class_rarity),
     Scorer("novelty", novelty, "cosine distance to the nearest labeled image",
@@ -201,6 +204,7 @@ _NEEDS_HELP = {
     "flipped": "predictions on horizontally flipped images",
     "embeddings": "image embeddings of the pool",
     "labeled_embeddings": "image embeddings of labeled items",
+    "labeled_box_counts": "labeled images to count boxes in",
 }
 
 
@@ -210,7 +214,7 @@ def check_needs(pool: Pool, names: Iterable[str]) -> None:
     for name in names:
         for need in sorted(SCORERS[name].needs):
             value = getattr(pool, need)
-            if value is None or (need == "labeled_embeddings" and not len(value)):
+            if value is None or (need in ("labeled_embeddings", "labeled_box_counts") and not len(value)):
                 raise InputError(f"{name} needs {_NEEDS_HELP[need]}, and this pool has none")
 
 

@@ -127,7 +127,7 @@ class Pool:
 
     Everything optional is only needed by some scorers: ``embeddings`` (n, D) for novelty and
     diversity, ``labeled_embeddings`` (m, D, rows named by ``labeled_ids``) and ``labeled_class_counts`` (C,) for novelty,
-    rarity and k-center seeding, ``sequence`` for flicker, ``flipped`` (predictions on the
+    rarity and k-center seeding, ``labeled_box_counts`` (boxes per labeled image) for missed, ``sequence`` for flicker, ``flipped`` (predictions on the
     horizontally flipped images, in the flipped image's pixels) and ``widths`` for consistency.
     """
 
@@ -140,6 +140,7 @@ class Pool:
     flipped: PackedBoxes | None = None
     widths: np.ndarray | None = None
     labeled_ids: tuple[str, ...] = field(default=())
+    labeled_box_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -164,6 +165,7 @@ class Pool:
         embeddings: np.ndarray | None = None,
         labeled_embeddings: np.ndarray | None = None,
         labeled_class_counts: np.ndarray | Sequence[int] | None = None,
+        labeled_box_counts: np.ndarray | Sequence[int] | None = None,
         flipped: Sequence[Detections] | None = None,
         widths: Sequence[int] | np.ndarray | None = None,
     ) -> Pool:
@@ -180,6 +182,7 @@ class Pool:
             embeddings=None if embeddings is None else np.asarray(embeddings, np.float32),
             labeled_embeddings=None if labeled_embeddings is None else np.asarray(labeled_embeddings, np.float32),
             labeled_class_counts=None if labeled_class_counts is None else np.asarray(labeled_class_counts, np.int64),
+            labeled_box_counts=None if labeled_box_counts is None else np.asarray(labeled_box_counts, np.int64),
             sequence=sequence,
             flipped=None if flipped is None else PackedBoxes.from_detections(flipped, num_classes=num_classes, ids=ids),
             widths=None if widths is None else np.asarray(widths, np.float32),
@@ -240,6 +243,7 @@ class Pool:
             labeled_embeddings=first.labeled_embeddings,
             labeled_class_counts=first.labeled_class_counts,
             labeled_ids=first.labeled_ids,
+            labeled_box_counts=first.labeled_box_counts,
             sequence=sequence,
             flipped=flipped,
             widths=cat("widths"),
