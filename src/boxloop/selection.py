@@ -129,13 +129,12 @@ def load_pool(
             f"`boxloop predict` with a backend that returns embeddings"
         )
     labeled = store.latest_labels()
-    tested = {it.id for it in store.items() if it.split == "test"}
-    box_counts = np.array([len(d) for i, d in labeled.items() if i not in tested], np.int64)
+    tested = {it.id for it in store.items(split="test")}
+    box_counts = np.array([len(d) for i, d in labeled.items() if i not in tested], np.int64)  # what training sees
     labeled_ids, labeled_emb = store.embeddings(model_version, sorted(labeled))
     counts = np.zeros(num_classes, np.int64)
-    for cid, n in store.box_counts().items():
-        if 0 <= cid < num_classes:
-            counts[cid] = n
+    for d in labeled.values():
+        counts += np.bincount(d.class_id[(d.class_id >= 0) & (d.class_id < num_classes)], minlength=num_classes)
 
     sequence = None
     if "sequence" in need:
