@@ -64,6 +64,7 @@ def export_onnx(
     head = model.model[-1]
     head.export = True
     head.format = "onnx"
+
     class WithEmbedding(torch.nn.Module):
         """The detector returning its pre-NMS head output and the pooled backbone features."""
 

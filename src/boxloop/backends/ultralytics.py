@@ -430,12 +430,8 @@ class EmbeddingTap:
         self._out.clear()
 
     def take(self) -> Any:
-        if len(self._out) < len(self.layers):
-            self._out.clear()
-            return None
-        emb = pooled_embedding([self._out[i] for i in self.layers])
-        self._out.clear()
-        return emb
+        out, self._out = self._out, {}
+        return pooled_embedding([out[i] for i in self.layers]) if len(out) == len(self.layers) else None
 
 
 class UltralyticsBackend(YoloRuntime):

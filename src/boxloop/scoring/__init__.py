@@ -214,7 +214,7 @@ def check_needs(pool: Pool, names: Iterable[str]) -> None:
     for name in names:
         for need in sorted(SCORERS[name].needs):
             value = getattr(pool, need)
-            if value is None or (need in ("labeled_embeddings", "labeled_box_counts") and not len(value)):
+            if value is None or getattr(value, "size", 1) == 0:  # an empty array says as little as none
                 raise InputError(f"{name} needs {_NEEDS_HELP[need]}, and this pool has none")
 
 

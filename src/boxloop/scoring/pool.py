@@ -126,9 +126,11 @@ class Pool:
     """The unlabeled items a selection chooses from, in a stable order of ids.
 
     Everything optional is only needed by some scorers: ``embeddings`` (n, D) for novelty and
-    diversity, ``labeled_embeddings`` (m, D, rows named by ``labeled_ids``) and ``labeled_class_counts`` (C,) for novelty,
-    rarity and k-center seeding, ``labeled_box_counts`` (boxes per labeled image) for missed, ``sequence`` for flicker, ``flipped`` (predictions on the
-    horizontally flipped images, in the flipped image's pixels) and ``widths`` for consistency.
+    diversity, ``labeled_embeddings`` (m, D, rows named by ``labeled_ids``) and
+    ``labeled_class_counts`` (C,) for novelty, rarity and k-center seeding,
+    ``labeled_box_counts`` (boxes per labeled training image) for missed, ``sequence`` for
+    flicker, ``flipped`` (predictions on the horizontally flipped images, in the flipped
+    image's pixels) and ``widths`` for consistency.
     """
 
     ids: tuple[str, ...]
