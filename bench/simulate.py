@@ -61,8 +61,9 @@ or a 7; 2 CPU cores, about 80 min), mAP50-95 mean over seeds:
 ratio 0.86 (0.88 where the curves cross 90%), doubtful: the 25-epoch references (0.543, 0.578,
 0.548) are below both chains at 340 labels, whose 17 warm-started rounds give them more
 optimizer steps at the fine-tuning rate. The lead is steady (about 40 labels from 100 labels
-on, a ratio near 0.85 at 50%, 70% and 90%) but not the 0.7 aimed at. The tail did not act
-as one: AP of 4 and 7 stays 0 for every model, the full-data one too (about 35 training
+on, a ratio near 0.85 at 50%, 70% and 90%) but not the 0.7 aimed at; adding missed:1
+(about 11 min per seed on the same --out) gives the same: 0.86 (0.89 where the curves
+cross). The tail did not act as one: AP of 4 and 7 stays 0 for every model, the full-data one too (about 35 training
 images do not teach a class at FINE_TUNE_LR0), and the combined picks hold 8-10% of them
 against 6-7% in the pool; the lead comes from the common but confusable classes (seed 0 at
 180 labels: AP of 8 0.39 against 0.02, of 1 0.28 against 0.18).
