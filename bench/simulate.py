@@ -327,8 +327,7 @@ def _generate(out: Path, n: int, seed: int, tail: tuple[frozenset[int], float] |
         stem = f"lcd_{i:05d}"
         generate_images(part, n=1, seed=seed, start=i)
         label = part / "labels" / f"{stem}.txt"
-        shown = {int(line.split()[0]) for line in label.read_text().splitlines() if line.strip()}
-        if shown & classes and np.random.default_rng([seed, i, 11]).random() >= keep:
+        if _classes_in(label) & classes and np.random.default_rng([seed, i, 11]).random() >= keep:
             (part / "images" / f"{stem}.jpg").unlink()
             label.unlink()
         else:
@@ -343,15 +342,19 @@ def _generate(out: Path, n: int, seed: int, tail: tuple[frozenset[int], float] |
 
 def _showing(dataset: Path, classes: frozenset[int]) -> set[str]:
     """Names of a YOLO folder's images whose labels hold one of ``classes``."""
-    names = set()
-    for label in (dataset / "labels").glob("*.txt"):
-        if {int(line.split()[0]) for line in label.read_text().splitlines() if line.strip()} & classes:
-            names.add(label.stem + ".jpg")
-    return names
+    return {label.stem + ".jpg" for label in (dataset / "labels").glob("*.txt") if _classes_in(label) & classes}
 
 
-def _print_share(sim: Path, night: set[str], what: str) -> None:
-    """Share of ``what`` (the names in ``night``) among each chain's picks, against the pool's:
+def _classes_in(label: Path) -> set[int]:
+    """Class ids a YOLO label file holds."""
+    from boxloop.formats.yolo import parse_yolo_labels
+
+    boxes, _ = parse_yolo_labels(label.read_text(), width=1, height=1, source=str(label))
+    return set(boxes.class_id.tolist())
+
+
+def _print_share(sim: Path, names: set[str], what: str) -> None:
+    """Share of ``what`` (the image names in ``names``) among each chain's picks, against the pool's:
     does a strategy find the tail, or pick around it (a detector that misses a dark display
     outright shows no doubtful box there for uncertainty to see)."""
     import sqlite3
@@ -362,9 +365,9 @@ def _print_share(sim: Path, night: set[str], what: str) -> None:
                 "SELECT i.uri FROM selection_items s JOIN items i ON i.id = s.item_id")]
             pool = [Path(u).name for (u,) in conn.execute("SELECT uri FROM items WHERE split IS NOT 'test'")]
         if picked:
-            share = sum(n in night for n in picked) / len(picked)
+            share = sum(n in names for n in picked) / len(picked)
             print(f"{what} among {db.parent.name}'s {len(picked)} picks: {share:.2f} "
-                  f"(of its pool: {sum(n in night for n in pool) / max(1, len(pool)):.2f})")
+                  f"(of its pool: {sum(n in names for n in pool) / max(1, len(pool)):.2f})")
 
 
 def _made_with(record: Path, settings: dict, *, exists: bool) -> bool:
