@@ -121,6 +121,9 @@ def test_simulation_with_the_oracle_is_reproducible_for_a_seed(tmp_path: Path, d
     ]  # labels outside the 6-image test split: 8 initial, then +5 per round; one ledger row per round run
     ws = Workspace.open(tmp_path / "a" / "random-s0")
     assert [r.round for r in ledger.history(ws.store)] == [1, 2, 3]
+    test_split = {it.id for it in ws.store.items() if it.split == "test"}
+    drawn = sum(len(d) for i, d in ws.store.latest_labels().items() if i not in test_split)
+    assert drawn > 0 and int(a[2]["labeled_boxes"]) == drawn  # the boxes of the 18 labels, the test split's not counted
     with pytest.raises(InputError, match="larger than"):
         simulate(digits / "pool", strategies=["random"], initial=100, out=tmp_path / "c", backend_factory=FakeBackend)
 
@@ -158,6 +161,10 @@ def test_labels_to_reach_the_first_round_or_where_the_curve_crosses() -> None:
     assert labels_to_reach(rows, {0: 0.8, 1: 0.5}, interpolate=True) == {"a": None}  # seed 0 never reaches it
     first = [{"strategy": "b", "seed": 0, "round": 1, "labeled_images": 20, "map50_95": 0.9}]
     assert labels_to_reach(first, {0: 0.6}, interpolate=True) == {"b": 20.0}  # nothing before the first round
+    boxed = [{**r, "labeled_boxes": 3 * r["labeled_images"]} for r in rows]
+    assert labels_to_reach(boxed, targets, count="labeled_boxes") == {"a": 3 * (140 + 60) / 2}
+    assert labels_to_reach(boxed, targets, interpolate=True, count="labeled_boxes")["a"] == pytest.approx(3 * crossed)
+    assert labels_to_reach(rows, targets, count="labeled_boxes") == {"a": None}  # rows from a CSV without the column
 
 
 def test_a_full_data_reference_below_a_strategy_is_called_no_ceiling(tmp_path: Path) -> None:

@@ -305,6 +305,7 @@ def test_simulation_summary_mean_std_and_labels_to_reach(tmp_path: Path) -> None
     sim = read_simulation(_write_simulation(tmp_path / "sim.csv"))
     assert sim.strategies == ["random", "least_confidence"]
     assert len(sim.problems) == 1 and next(iter(sim.problems)).line == 18
+    assert {r.labeled_boxes for r in sim.rows} == {None}  # a CSV from before the column was kept still reads
     curves = summarize(sim.rows, "map50_95")
     last = curves["random"][-1]
     assert (last.labeled_images, last.n) == (40, 2)

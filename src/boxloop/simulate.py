@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from .workspace import CONFIG_NAME, Workspace
 __all__ = ["SIMULATION_COLUMNS", "SimulationResult", "labels_to_reach", "reference_below", "simulate"]
 
 log = logging.getLogger(__name__)
-SIMULATION_COLUMNS = ("strategy", "seed", "round", "labeled_images", "map50", "map50_95")
+SIMULATION_COLUMNS = ("strategy", "seed", "round", "labeled_images", "labeled_boxes", "map50", "map50_95")
 META_SETTINGS = "simulation.settings"  # what a run's workspace was made with (a re-run resumes only the same)
 
 
@@ -43,6 +43,9 @@ class SimulationResult:
     labels_needed: dict[str, float | None]
     plots: tuple[Path, ...] = ()  # the curves as SVG files beside the CSV
     notes: tuple[str, ...] = ()  # what makes the comparison doubtful (a full-data reference that is no ceiling)
+    # the boxes those labels held: an annotator's cost, which images alone hide where a strategy picks
+    # crowded images, or skips the ones that show nothing (quick to label)
+    boxes_needed: dict[str, float | None] = field(default_factory=dict)
 
 
 def _truth_workspace(dataset: Path, out: Path) -> Workspace:
@@ -87,8 +90,10 @@ def simulate(
 ) -> SimulationResult:
     """Run every strategy for ``rounds`` rounds per seed; write ``simulation.csv`` (one row
     per strategy, seed and evaluation; ``labeled_images`` counts the labels outside the
-    frozen test split, the ones the strategy chose or started from) and ``simulation_summary.csv`` (labels each strategy
-    needed to reach 90% of the full-data mAP50-95). ``full_data_train`` overrides ``train``
+    frozen test split, the ones the strategy chose or started from, ``labeled_boxes`` the
+    boxes they hold) and ``simulation_summary.csv`` (labels each strategy needed to reach 90%
+    of the full-data mAP50-95, and the boxes drawn by then: an image with nothing in it is
+    quick to label, one crowded with boxes is slow). ``full_data_train`` overrides ``train``
     for the full-data reference (one training on every label: with warm-started rounds,
     ``model="previous"``, a strategy's last model has trained round after round, so the
     reference may need more epochs to be a fair ceiling). ``aggregation`` (max, mean, sum)
@@ -111,6 +116,7 @@ def simulate(
     result: SimulationResult | None = None
     for seed in seeds:
         test_ids = _test_split(items, truth_ws, test_fraction, seed)
+        test_boxes = sum(len(truth[i]) for i in test_ids)
         candidates = [it.id for it in items if it.id not in test_ids]
         if initial > len(candidates):
             raise InputError(
@@ -159,6 +165,7 @@ def simulate(
                         # what the strategy paid for: the frozen test split's labels are not counted
                         "strategy": strategy, "seed": seed, "round": rec.round,
                         "labeled_images": rec.labeled_images - len(test_ids),
+                        "labeled_boxes": rec.labeled_boxes - test_boxes,
                         "map50": rec.map50, "map50_95": rec.map50_95,
                     })
             ws.close()
@@ -219,14 +226,17 @@ def _write_outputs(out: Path, rows: Sequence[Mapping[str, Any]], full: Mapping[i
     from .report.simulation import write_plots
 
     csv_path = _write_csv(out / "simulation.csv", SIMULATION_COLUMNS, rows)
-    needed = labels_to_reach(rows, {s: 0.9 * v for s, v in full.items()}) if full else {}
+    targets = {s: 0.9 * v for s, v in full.items()}
+    needed = labels_to_reach(rows, targets) if full else {}
+    boxes = labels_to_reach(rows, targets, count="labeled_boxes") if full else {}
     summary = _write_csv(
         out / "simulation_summary.csv",
-        ("strategy", "labels_to_90pct_full_map50_95", "full_data_map50_95"),
-        [{"strategy": s, "labels_to_90pct_full_map50_95": n, "full_data_map50_95": json.dumps(full)} for s, n in needed.items()],
+        ("strategy", "labels_to_90pct_full_map50_95", "boxes_to_90pct_full_map50_95", "full_data_map50_95"),
+        [{"strategy": s, "labels_to_90pct_full_map50_95": n, "boxes_to_90pct_full_map50_95": boxes.get(s),
+          "full_data_map50_95": json.dumps(full)} for s, n in needed.items()],
     )
     plots = write_plots(csv_path, full_map50_95=sum(full.values()) / len(full) if full else None) if rows else []
-    return SimulationResult(csv_path, summary, dict(full), needed, tuple(plots), tuple(reference_below(rows, full)))
+    return SimulationResult(csv_path, summary, dict(full), needed, tuple(plots), tuple(reference_below(rows, full)), boxes)
 
 
 def reference_below(rows: Sequence[Mapping[str, Any]], full: Mapping[int, float]) -> list[str]:
@@ -286,12 +296,17 @@ def _reveal(
 
 
 def labels_to_reach(
-    rows: Sequence[Mapping[str, Any]], target_by_seed: Mapping[int, float], *, interpolate: bool = False
+    rows: Sequence[Mapping[str, Any]],
+    target_by_seed: Mapping[int, float],
+    *,
+    interpolate: bool = False,
+    count: str = "labeled_images",
 ) -> dict[str, float | None]:
     """Per strategy, the mean over seeds of the first labeled-image count whose mAP50-95
-    reaches the seed's target (None when some seed never reaches it). ``interpolate``: the
-    count where the straight line between that round and the one before it crosses the
-    target, so a curve that just misses at one round is told apart from one far below."""
+    reaches the seed's target (None when some seed never reaches it, or a row lacks the
+    count). ``interpolate``: the count where the straight line between that round and the
+    one before it crosses the target, so a curve that just misses at one round is told apart
+    from one far below. ``count``: the column counted, "labeled_boxes" for the boxes drawn."""
     out: dict[str, float | None] = {}
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         counts = []
@@ -302,10 +317,12 @@ def labels_to_reach(
                 value = row["map50_95"] or 0.0
                 if value < target:
                     continue
-                hit = float(row["labeled_images"])
+                if row.get(count) is None or (interpolate and before is not None and before.get(count) is None):
+                    break  # a CSV from before the column was kept: the count is unknown
+                hit = float(row[count])
                 if interpolate and before is not None:
                     low = before["map50_95"] or 0.0
-                    hit = before["labeled_images"] + (hit - before["labeled_images"]) * (target - low) / (value - low)
+                    hit = before[count] + (hit - before[count]) * (target - low) / (value - low)
                 break
             counts.append(hit)
         out[strategy] = None if any(c is None for c in counts) else float(np.mean(counts))

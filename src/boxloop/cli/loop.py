@@ -128,7 +128,9 @@ def simulate_cmd(
         train=train, full_data_train=None if full_epochs is None else {**train, "epochs": full_epochs}, aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
     for strategy, n in result.labels_needed.items():
-        console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of full-data mAP50-95")
+        boxes = result.boxes_needed.get(strategy)
+        drawn = "" if n is None or boxes is None else f" ({boxes:.0f} boxes)"
+        console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'}{drawn} to 90% of full-data mAP50-95")
     for note in result.notes:
         console.print(f"[yellow]{note}[/yellow]")
     console.print(f"curves: {result.csv}\nsummary: {result.summary_csv}")

@@ -47,6 +47,7 @@ class SimulationRow:
     labeled_images: int
     map50: float | None
     map50_95: float | None
+    labeled_boxes: int | None = None  # None in a CSV written before the column was kept
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class Simulation:
         return list(dict.fromkeys(r.strategy for r in self.rows))
 
 
+OPTIONAL = frozenset({"labeled_boxes"})  # a CSV from before it was kept still reads
+
+
 def _metric(text: str) -> float | None:
     text = text.strip()
     if text == "":
@@ -93,6 +97,7 @@ def _row(row: Mapping[str, str | None]) -> SimulationRow:
         seed=int(row["seed"] or ""),
         round=int(row["round"] or ""),
         labeled_images=int(float(row["labeled_images"] or "")),
+        labeled_boxes=int(float(row["labeled_boxes"])) if (row.get("labeled_boxes") or "").strip() else None,
         map50=_metric(row["map50"] or ""),
         map50_95=_metric(row["map50_95"] or ""),
     )
@@ -106,7 +111,7 @@ def read_simulation(path: str | Path) -> Simulation:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in SIMULATION_COLUMNS if c not in (reader.fieldnames or [])]
+            missing = [c for c in SIMULATION_COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL]
             if missing:
                 raise InputError(
                     f"{path}: the simulation CSV lacks column(s) {', '.join(missing)}; "
