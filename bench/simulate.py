@@ -239,7 +239,9 @@ def main() -> None:
         print(f"ratio in boxes drawn: {cb / rb:.2f}" if rb and cb else "ratio in boxes drawn: n/a")
         print(f"ratio: {comb / rnd:.2f}")
     elif comb:  # random has not reached it by the last round: it needs more than the most labels given
-        print(f"ratio: < {comb / most:.2f} (random did not reach 90% within {most} labels; run more --rounds)")
+        pool = next((len(names) for _, _, names in _picks(out / "sim")), None)
+        hint = "the whole pool is labeled by then" if pool is not None and most >= pool else "run more --rounds"
+        print(f"ratio: < {comb / most:.2f} (random did not reach 90% within {most} labels; {hint})")
     else:
         print("ratio: n/a (the combined strategy never reached the target; run more --rounds)")
 
