@@ -201,9 +201,7 @@ def main() -> None:
     ceiling = _ceiling(rows, result.full_map50_95)
     _print_curves(result, ceiling)
     for strategy, n in result.labels_needed.items():
-        boxes = result.boxes_needed.get(strategy)
-        drawn = "" if n is None or boxes is None else f" ({boxes:.0f} boxes)"
-        print(f"{strategy:40s} {'not reached' if n is None else f'{n:.0f} labels'}{drawn} to 90% of full-data mAP50-95")
+        print(f"{strategy:40s} {_reached(n, result.boxes_needed.get(strategy))} to 90% of full-data mAP50-95")
     for note in result.notes:
         print(f"WARNING {note}")
     print(f"curves: {result.csv}")
@@ -227,8 +225,7 @@ def main() -> None:
     crossed = labels_to_reach(rows, targets, interpolate=True)
     boxes = labels_to_reach(rows, targets, interpolate=True, count="labeled_boxes")
     for strategy, n in crossed.items():
-        drawn = "" if n is None or boxes.get(strategy) is None else f" ({boxes[strategy]:.0f} boxes)"
-        print(f"{strategy:40s} {'not reached' if n is None else f'{n:.0f} labels'}{drawn} to 90%, where the curve crosses it")
+        print(f"{strategy:40s} {_reached(n, boxes.get(strategy))} to 90%, where the curve crosses it")
     rnd, comb = crossed.get("random"), crossed.get(args.combined)
     print(f"ratio (where the curves cross 90%): {comb / rnd:.2f}" if rnd and comb else "ratio (where the curves cross 90%): n/a")
     first = labels_to_reach(rows, targets)  # at the first round that reaches it
@@ -244,6 +241,13 @@ def main() -> None:
         print(f"ratio: < {comb / most:.2f} (random did not reach 90% within {most} labels; {hint})")
     else:
         print("ratio: n/a (the combined strategy never reached the target; run more --rounds)")
+
+
+def _reached(labels: float | None, boxes: float | None) -> str:
+    """"N labels (B boxes)", "N labels" where the boxes are unknown, or "not reached"."""
+    if labels is None:
+        return "not reached"
+    return f"{labels:.0f} labels" + ("" if boxes is None else f" ({boxes:.0f} boxes)")
 
 
 def _ceiling(rows: list[dict], full: dict[int, float]) -> dict[int, float]:
@@ -403,12 +407,16 @@ def _showing(dataset: Path, classes: frozenset[int]) -> set[str]:
     return {label.stem + ".jpg" for label in (dataset / "labels").glob("*.txt") if _classes_in(label) & classes}
 
 
-def _classes_in(label: Path) -> set[int]:
-    """Class ids a YOLO label file holds."""
+def _label_boxes(label: Path):  # type: ignore[no-untyped-def]
+    """The boxes a YOLO label file holds (Detections, in normalized coordinates)."""
     from boxloop.formats.yolo import parse_yolo_labels
 
-    boxes, _ = parse_yolo_labels(label.read_text(), width=1, height=1, source=str(label))
-    return set(boxes.class_id.tolist())
+    return parse_yolo_labels(label.read_text(), width=1, height=1, source=str(label))[0]
+
+
+def _classes_in(label: Path) -> set[int]:
+    """Class ids a YOLO label file holds."""
+    return set(_label_boxes(label).class_id.tolist())
 
 
 def _picks(sim: Path):  # type: ignore[no-untyped-def]
@@ -436,10 +444,7 @@ def _print_share(sim: Path, names: set[str], what: str) -> None:
 
 def _boxes_per_image(dataset: Path) -> dict[str, int]:
     """Boxes each image of a YOLO folder holds, by image name."""
-    from boxloop.formats.yolo import parse_yolo_labels
-
-    return {label.stem + ".jpg": len(parse_yolo_labels(label.read_text(), width=1, height=1, source=str(label))[0])
-            for label in (dataset / "labels").glob("*.txt")}
+    return {label.stem + ".jpg": len(_label_boxes(label)) for label in (dataset / "labels").glob("*.txt")}
 
 
 def _print_boxes(sim: Path, boxes: dict[str, int]) -> None:

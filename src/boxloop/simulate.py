@@ -28,10 +28,11 @@ from .scoring import parse_strategy
 from .scoring.pool import AGGREGATIONS
 from .workspace import CONFIG_NAME, Workspace
 
-__all__ = ["SIMULATION_COLUMNS", "SimulationResult", "labels_to_reach", "reference_below", "simulate"]
+__all__ = ["SIMULATION_COLUMNS", "SIMULATION_OPTIONAL", "SimulationResult", "labels_to_reach", "reference_below", "simulate"]
 
 log = logging.getLogger(__name__)
 SIMULATION_COLUMNS = ("strategy", "seed", "round", "labeled_images", "labeled_boxes", "map50", "map50_95")
+SIMULATION_OPTIONAL = frozenset({"labeled_boxes"})  # a CSV written before the column was kept still reads
 META_SETTINGS = "simulation.settings"  # what a run's workspace was made with (a re-run resumes only the same)
 
 

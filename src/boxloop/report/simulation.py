@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, Problems
-from ..simulate import SIMULATION_COLUMNS
+from ..simulate import SIMULATION_COLUMNS, SIMULATION_OPTIONAL
 from .svg import PALETTE, Series, line_chart, standalone
 
 __all__ = [
@@ -75,9 +75,6 @@ class Simulation:
         return list(dict.fromkeys(r.strategy for r in self.rows))
 
 
-OPTIONAL = frozenset({"labeled_boxes"})  # a CSV from before it was kept still reads
-
-
 def _metric(text: str) -> float | None:
     text = text.strip()
     if text == "":
@@ -111,7 +108,7 @@ def read_simulation(path: str | Path) -> Simulation:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in SIMULATION_COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL]
+            missing = [c for c in SIMULATION_COLUMNS if c not in (reader.fieldnames or []) and c not in SIMULATION_OPTIONAL]
             if missing:
                 raise InputError(
                     f"{path}: the simulation CSV lacks column(s) {', '.join(missing)}; "
