@@ -102,7 +102,7 @@ With three frames in four empty (--n 800 --empty 0.75, the same flags, --rounds 
     least_confidence        0.195  0.265  0.384  0.528  0.612  0.644
 
 Random's first rounds lose mAP (0.140 at 20 labels, 0.095 at 80): three of its four labels
-are empty frames. least_confidence holds every digit-showing image of the pool by about 280
+are empty frames. least_confidence holds nearly every digit-showing image of the pool by about 280
 labels (35-40% of its first 240 picks are empty, 65% of all 460), then picks empty frames
 its model still reads digits on. Against the best model of each seed (its 480-label round,
 0.648, 0.639, 0.659; the 15-epoch references, 0.16-0.20, are no ceiling): labels to 50% /
