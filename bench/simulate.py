@@ -16,10 +16,11 @@ full-data reference trains once from --model for --full-epochs (default: the epo
 it about the optimizer steps a strategy's last model has accumulated over its rounds, so the
 ceiling is trained as well as what it is compared with, and at least 3x --epochs). If the
 reference still scores below a strategy's round, the bench prints a WARNING and measures
-the last lines against the best model of each seed (the reference or any round) instead. --pretrain N first trains a checkpoint on N generated images of another
-seed (none of the dataset's) and starts every chain and the reference from it, at a
-fine-tuning learning rate: from scratch, when a small model leaves its zero-mAP plateau
-varies by about a round between seeds, as much as the effect measured. On a CPU,
+the last lines against the best model of each seed (the reference or any round) instead.
+--pretrain N first trains a checkpoint on N generated images of another seed (none of the
+dataset's) and starts every chain and the reference from it, at a fine-tuning learning rate:
+from scratch, when a small model leaves its zero-mAP plateau varies by about a round between
+seeds, as much as the effect measured. On a CPU,
 a fixed number of epochs from scratch gives a small set few optimizer steps, so cold
 curves track the step count more than the choice of images.
 
@@ -28,9 +29,11 @@ Slow on CPU (every round trains a model): the defaults train 2 strategies x 3 se
 for the checkpoint and 1 h for the rest. Re-running with the same --out
 resumes, and with a larger --rounds runs only the new rounds (give --full-epochs: the
 default follows --rounds, and a reference trained for other epochs is refused; so are the
-pool and the checkpoint an --out holds, under other --n, --videos/--frames or --pretrain flags). Prints the
-curves, the labels to 90% where each curve crosses it (between rounds) and, last, `ratio: X` (combined / random, at the first round that reaches it), then
-the labels each needs to reach random's mAP at the most labels it was given (random's own curve: no ceiling needed).
+pool and the checkpoint an --out holds, under other --n, --videos/--frames or --pretrain
+flags). Prints the curves, the labels to 90% where each curve crosses it (between rounds),
+`ratio: X` (combined / random, at the first round that reaches it) and, last, the labels
+each needs to reach random's mAP at the most labels it was given (random's own curve: no
+ceiling needed).
 
 --videos K makes the pool the way a user with a camera on a display gets one: K generated
 displays, each filmed as a sequence of --frames frames (the counter counts up, the camera
@@ -102,8 +105,8 @@ With three frames in four empty (--n 800 --empty 0.75, the same flags, --rounds 
     least_confidence        0.195  0.265  0.384  0.528  0.612  0.644
 
 Random's first rounds lose mAP (0.140 at 20 labels, 0.095 at 80): three of its four labels
-are empty frames. least_confidence holds nearly every digit-showing image of the pool by about 280
-labels (35-40% of its first 240 picks are empty, 65% of all 460), then picks empty frames
+are empty frames. least_confidence holds nearly every digit-showing image of the pool by
+about 280 labels (35-40% of its first 240 picks are empty, 65% of all 460), then picks empty frames
 its model still reads digits on. Against the best model of each seed (its 480-label round,
 0.648, 0.639, 0.659; the 15-epoch references, 0.16-0.20, are no ceiling): labels to 50% /
 70% / 90%, random 407 / not reached / not reached, least_confidence 220 / 307 / 383, a ratio
