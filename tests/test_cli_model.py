@@ -243,3 +243,21 @@ def test_predict_with_a_ready_backend_stores_everything(tmp_path: Path) -> None:
     ids, emb = ws.store.embeddings("fake-1")
     assert len(ids) == 4 and emb.shape == (4, 48)
     assert "decode" in report.ms_per_image
+
+
+@pytest.mark.parametrize("batch", [4, 16, 128])
+def test_small_data_recipe_never_drops_most_steps_as_the_labels_grow(batch: int) -> None:
+    """Steps per epoch (images / (batch x accumulation)) may dip as a label set grows, but
+    never below half of what SMALL_TRAIN_SET images gave; large sets reach Ultralytics' own
+    nominal batch (nbs left unset), and a setting the user gives wins."""
+    from boxloop.modeling import SMALL_TRAIN_SET, ULTRALYTICS_NBS, small_data_recipe
+
+    def steps(n: int) -> float:
+        nbs = small_data_recipe(n, batch, None).get("nbs", ULTRALYTICS_NBS)
+        return n / max(batch, nbs)  # Ultralytics accumulates max(round(nbs / batch), 1) batches
+
+    floor = SMALL_TRAIN_SET / batch / 2
+    assert all(steps(n) >= floor for n in range(SMALL_TRAIN_SET, 40 * SMALL_TRAIN_SET, 7))
+    assert small_data_recipe(SMALL_TRAIN_SET - 1, batch, None).get("nbs", batch) == batch
+    assert "nbs" not in small_data_recipe(20 * SMALL_TRAIN_SET, batch, None)
+    assert small_data_recipe(600, batch, {"nbs": 64}) == {"nbs": 64}
