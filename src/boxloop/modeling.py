@@ -162,8 +162,8 @@ def small_data_recipe(train_images: int, batch: int, extra: Mapping[str, Any] | 
     16 leaves 30 optimizer steps in 40 epochs, and a model trained from scratch learns
     nothing (measured on the demo's digits: mAP50 0.00 with, 0.13-0.26 without). Below
     ``SMALL_TRAIN_SET`` images each batch is a step; above it one more batch is accumulated
-    per ``SMALL_TRAIN_SET`` images, up to Ultralytics' 64, so an epoch keeps at least half the
-    steps it had at ``SMALL_TRAIN_SET`` images, and a label set that grows past it from one
+    per ``SMALL_TRAIN_SET`` images, up to Ultralytics' 64, so an epoch never has fewer steps
+    than it had on ``SMALL_TRAIN_SET`` images, and a label set that grows past it from one
     round to the next does not lose most of its training (at batch 4 an epoch on 499 images
     was 125 steps, on 500 it was 8; fine-tuning 15 epochs at batch 4 on 512 of the
     three-quarters-empty digits, bench/simulate.py's seed-0 reference: validation mAP50-95
