@@ -119,9 +119,11 @@ random 433 / 520 labels, least_confidence 247 / 333 (0.57, 0.64). Both chains en
 same labels, 0.07 apart: the order they came in, digit images first, trained the better
 model. The one-shot references are no ceiling: 0.16-0.20 after 15 epochs, when 500 or more
 training images still took one optimizer step per 16 batches (fixed since in
-boxloop.modeling.small_data_recipe; the 640-label rounds ran under it too), and 0.47 for
-seed 0 after 40 epochs at a step per batch (on 2 CPU cores 20 min, its validation mAP still
-rising): a warm-started chain has taken about twice its steps by the whole pool.
+boxloop.modeling.small_data_recipe; the 640-label rounds ran under it too), and 0.47, 0.54,
+0.53 after 40 epochs at a step per batch (--full-epochs 40 on the same --out, the old ones
+moved aside; 12-20 min a seed on 2 CPU cores, seed 0's validation mAP still rising): a
+warm-started chain has taken about twice their steps by the whole pool. Against these
+(doubtful) references random needs 500 labels, least_confidence 327: 0.65.
 """
 
 from __future__ import annotations
