@@ -264,18 +264,17 @@ def main() -> None:
     first = labels_to_reach(rows, targets)  # at the first round that reaches it
     rnd, comb = first.get("random"), first.get(args.combined)
     most = max(r["labeled_images"] for r in rows)
+    pool = next((len(names) for _, _, names in _picks(out / "sim")), None)  # images outside the test split
     if rnd and comb:
         rb, cb = (labels_to_reach(rows, targets, count="labeled_boxes").get(s) for s in ("random", args.combined))
         print(f"ratio in boxes drawn: {cb / rb:.2f}" if rb and cb else "ratio in boxes drawn: n/a")
         print(f"ratio: {comb / rnd:.2f}")
     elif comb:  # random has not reached it by the last round: it needs more than the most labels given
-        pool = next((len(names) for _, _, names in _picks(out / "sim")), None)
         hint = "the whole pool is labeled by then" if pool is not None and most >= pool else "run more --rounds"
         print(f"ratio: < {comb / most:.2f} (random did not reach 90% within {most} labels; {hint})")
     else:
         print("ratio: n/a (the combined strategy never reached the target; run more --rounds)")
     _print_matched(rows, args.combined)
-    pool = next((len(names) for _, _, names in _picks(out / "sim")), None)
     if pool is not None:
         _print_whole_pool(rows, pool, args.combined)
 
