@@ -124,6 +124,21 @@ boxloop.modeling.small_data_recipe; the 640-label rounds ran under it too), and 
 moved aside; 12-20 min a seed on 2 CPU cores, seed 0's validation mAP still rising): a
 warm-started chain has taken about twice their steps by the whole pool. Against these
 (doubtful) references random needs 500 labels, least_confidence 327: 0.65.
+
+--steps S is the fixed-step protocol: every round trains a new model from the checkpoint for
+about S optimizer steps, and the full-data reference is one more such training, so it is the
+ceiling by construction, if S is enough for the whole pool. On 2 CPU cores it is not: a
+600-step training takes 2 min, and on the three-quarters-empty pool (--n 800 --empty 0.75
+--pretrain 200 --pretrain-epochs 40 --initial 40 --budget 100 --rounds 6 --steps 600 --seeds 1
+--aggregation sum, seed 0, 30 min) random scores 0.099 / 0.186 / 0.179 / 0.189 / 0.202 / 0.168
+/ 0.157 mAP50-95 at 40 / 140 / ... / 640 labels, least_confidence 0.099 / 0.257 / 0.247 / 0.228
+/ 0.236 / 0.231 / 0.198, the full-data reference 0.183: both reach 90% of it at 140 labels
+(ratio 1.00), and a chain's mAP falls as empty frames dilute the same steps. At --lr0 0.001
+(--rounds 1, 9 min) the 140-label models score 0.212 (random) and 0.389 (least_confidence),
+the reference 0.186. Six hundred steps see each of the 512 whole-pool training images about
+five times, and the one-shot references above were still rising after 5,000: the protocol needs
+several thousand steps a round, 3 seeds x 2 strategies x 7 rounds of them, a GPU's work
+(--device 0).
 """
 
 from __future__ import annotations
@@ -177,6 +192,10 @@ def main() -> None:
     ap.add_argument("--aggregation", default=None, choices=("max", "mean", "sum"),
                     help="How the combined strategy folds an image's box uncertainties (default: max).")
     ap.add_argument("--cold", action="store_true", help="Train every round from scratch instead of fine-tuning the last model.")
+    ap.add_argument("--steps", type=int, default=None, metavar="S",
+                    help="The fixed-step protocol: every round trains a model from --model (or the --pretrain checkpoint) "
+                         "for about S optimizer steps, whatever its label count, and the full-data reference is one more "
+                         "such training on every label (implies --cold; replaces --epochs and --full-epochs).")
     ap.add_argument("--imgsz", type=int, default=224)
     ap.add_argument("--model", default="yolov8n.yaml", help="Model yaml (from scratch) or .pt weights every chain and the reference start from.")
     ap.add_argument("--pretrain", type=int, default=0, metavar="N",
@@ -184,10 +203,16 @@ def main() -> None:
                          "(a disjoint draw, none of DATASET's), as a user fine-tunes weights instead of training from scratch.")
     ap.add_argument("--pretrain-epochs", type=int, default=20, help="Epochs of the --pretrain checkpoint.")
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--device", default=None, help="Where the rounds train and predict: cpu, 0, 0,1 (default: cpu).")
     ap.add_argument("--lr0", type=float, default=None,
                     help=f"Initial learning rate (default: the digits' from-scratch rate, 0.002, from a yaml; {FINE_TUNE_LR0} from .pt weights or --pretrain).")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.steps is not None and args.full_epochs is not None:
+        ap.error("--steps trains the full-data reference as a round: leave out --full-epochs")
+    args.cold = args.cold or args.steps is not None
+    if args.device:  # the runs' workspaces read it as [train] device, to train and predict (not a setting of the run)
+        os.environ["BOXLOOP_TRAIN_DEVICE"] = args.device
 
     from boxloop.simulate import simulate
     from boxloop.synth import DIGITS_TRAIN
@@ -216,8 +241,10 @@ def main() -> None:
     lr0 = args.lr0 or (DIGITS_TRAIN["extra"]["lr0"] if from_yaml else FINE_TUNE_LR0)
     train = {**DIGITS_TRAIN, "model": args.model, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
              "extra": {**DIGITS_TRAIN["extra"], "lr0": lr0}}
+    if args.steps is not None:  # the last weights after S steps: no epoch picked on a few val images
+        train = {**train, "steps": args.steps, "extra": {**train["extra"], "val": False, "close_mosaic": 0}}
     full_epochs = args.full_epochs or (args.epochs if args.cold else _matched_epochs(dataset, args))
-    full_train = {**train, "epochs": full_epochs}
+    full_train = train if args.steps is not None else {**train, "epochs": full_epochs}
     if not args.cold:
         train = {**train, "model": "previous", "scratch": args.model}
     t0 = time.perf_counter()
@@ -226,7 +253,9 @@ def main() -> None:
         rounds=args.rounds, seeds=range(args.seeds), out=out / "sim", train=train, full_data_train=full_train,
         aggregation=args.aggregation, say=print,
     )
-    print(f"{'cold' if args.cold else 'warm-started'} rounds of {args.epochs} epochs, full data {full_epochs} epochs, "
+    each = f"{args.steps} optimizer steps" if args.steps is not None else f"{args.epochs} epochs"
+    print(f"{'cold' if args.cold else 'warm-started'} rounds of {each}, full data "
+          f"{each if args.steps is not None else f'{full_epochs} epochs'}, "
           f"from {args.model}, lr0 {lr0}; "
           f"{time.perf_counter() - t0:.0f} s this run")
     print(f"full-data mAP50-95 per seed: {result.full_map50_95}")

@@ -261,3 +261,46 @@ def test_small_data_recipe_never_drops_most_steps_as_the_labels_grow(batch: int)
     assert small_data_recipe(SMALL_TRAIN_SET - 1, batch, None).get("nbs", batch) == batch
     assert "nbs" not in small_data_recipe(20 * SMALL_TRAIN_SET, batch, None)
     assert small_data_recipe(600, batch, {"nbs": 64}) == {"nbs": 64}
+
+
+def _ultralytics_steps(epochs: int, batches: int, accumulate: int) -> int:
+    """Optimizer steps as Ultralytics' trainer takes them: whenever ``accumulate`` batches
+    have passed since the last step, counting across epochs."""
+    steps, last = 0, -1
+    for ni in range(epochs * batches):
+        if ni - last >= accumulate:
+            steps, last = steps + 1, ni
+    return steps
+
+
+@pytest.mark.parametrize("batch,nbs", [(4, 4), (4, 8), (16, 64), (3, 64)])
+def test_epochs_for_steps_give_the_steps_asked_and_no_epoch_more(batch: int, nbs: int) -> None:
+    from boxloop.errors import InputError
+    from boxloop.modeling import epochs_for_steps
+
+    accumulate = max(round(nbs / batch), 1)
+    for images in (1, 7, 32, 499, 512, 2000):
+        batches = -(-images // batch)
+        for steps in (1, 10, 600, 2500):
+            epochs = epochs_for_steps(steps, images, batch, nbs)
+            assert _ultralytics_steps(epochs, batches, accumulate) >= steps, (images, steps)
+            assert epochs == 1 or _ultralytics_steps(epochs - 1, batches, accumulate) < steps, (images, steps)
+    with pytest.raises(InputError, match="steps must be >= 1"):
+        epochs_for_steps(0, 10, batch, nbs)
+
+
+def test_train_for_a_number_of_steps_picks_the_epochs_from_the_label_count(tmp_path: Path) -> None:
+    """`boxloop train --steps 5` on 24 train images at batch 8 (3 batches, each a step) trains
+    2 epochs and records both; --epochs with --steps is refused before anything is trained."""
+    ultralytics_offline(tmp_path / "ultralytics-config")
+    make_yolo_dataset(tmp_path / "data", n_train=24, n_val=4, n_test=0, seed=5)
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    fill_workspace(ws, tmp_path / "data")
+    both = cli(ws, "train", "--model", "yolov8n.yaml", "--epochs", "1", "--steps", "5", "--imgsz", "64")
+    assert both.exit_code == 2 and "give--epochsor--steps,notboth" in flat(both.output)
+    assert ws.store.model_versions() == []
+    result = cli(ws, "train", "--model", "yolov8n.yaml", "--steps", "5", "--imgsz", "64", "--batch", "8")
+    assert result.exit_code == 0, result.output
+    meta = ws.store.model_version("m001")["meta"]
+    assert (meta["steps"], meta["epochs"], meta["train_images"]) == (5, 2, 24)
+    assert len((ws.runs_dir / "m001" / "results.csv").read_text().strip().splitlines()) == 1 + 2  # a row per epoch

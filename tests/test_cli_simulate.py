@@ -38,3 +38,29 @@ def test_simulate_warm_starts_rounds_and_trains_the_reference_longer(tmp_path: P
     assert reference["meta"]["epochs"] == 2 and reference["meta"]["model"] == "yolov8n.yaml"
     full.close()
     assert "to 90% of full-data mAP50-95" in result.output
+
+
+def test_simulate_with_steps_trains_every_round_and_the_reference_alike(tmp_path: Path) -> None:
+    """--steps: each round and the full-data reference train from the same start for the same
+    optimizer steps, the epochs following each one's label count; --full-epochs is for epochs."""
+    from boxloop.modeling import epochs_for_steps
+
+    ultralytics_offline(tmp_path / "ultralytics")
+    generate_images(tmp_path / "digits", n=30, seed=1, size=(96, 64))
+    out = tmp_path / "sim"
+    args = ["simulate", str(tmp_path / "digits"), "--strategies", "random", "--initial", "8", "--budget", "12",
+            "--rounds", "1", "--seeds", "1", "--out", str(out), "--steps", "6", "--imgsz", "64", "--batch", "4"]
+    refused = CliRunner().invoke(app, [*args, "--epochs", "2"])
+    assert refused.exit_code == 2 and not out.exists()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trained = []
+    for name in ("random-s0", "full-data-s0"):
+        ws = Workspace.open(out / name)
+        trained += [v["meta"] for v in ws.store.model_versions()]
+        ws.close()
+    assert len(trained) == 3 and {m["model"] for m in trained} == {"yolov8n.yaml"}  # none fine-tunes another
+    assert [m["steps"] for m in trained] == [6, 6, 6]
+    assert len({m["train_images"] for m in trained}) == 3  # 8, 20 and 24 labels, less their val split
+    for m in trained:  # at batch 4 every batch is a step
+        assert m["epochs"] == epochs_for_steps(6, m["train_images"], 4, nbs=4)

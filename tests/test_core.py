@@ -95,7 +95,10 @@ def test_store_from_a_newer_boxloop_is_refused(tmp_path: Path) -> None:
 def test_config_unknown_key_and_env_override(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", classes=["a"])
     cfg = load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_EPOCHS": "3"})
-    assert cfg.train.epochs == 3 and cfg.predict.conf == 0.01
+    assert cfg.train.epochs == 3 and cfg.train.steps == 0 and cfg.predict.conf == 0.01
+    assert load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_STEPS": "800"}).train.steps == 800
+    with pytest.raises(ConfigError, match="steps must be 0"):
+        load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_STEPS": "-1"})
     (tmp_path / "bad.toml").write_text("[train]\nepochs = 1\nepoch = 2\n")
     with pytest.raises(ConfigError, match="unknown key.*epoch"):
         load_config(tmp_path / "bad.toml", env={})

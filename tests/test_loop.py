@@ -182,6 +182,19 @@ def test_a_full_data_reference_below_a_strategy_is_called_no_ceiling(tmp_path: P
     assert reference_below(rows, {0: 0.55, 1: 0.5}) == []  # level is no overtaking
     result = _write_outputs(tmp_path, rows, {0: 0.5, 1: 0.7})
     assert result.notes == tuple(notes)
+    # trained alike (--steps): training the reference longer is no fix, more steps for everything is
+    (alike,) = reference_below(rows, {0: 0.5, 1: 0.7}, alike=True)
+    assert alike.startswith(notes[0].split(";")[0]) and "--steps" in alike and "--full-epochs" not in alike
+
+
+def test_the_reference_trains_alike_only_for_a_fixed_number_of_steps_from_one_start() -> None:
+    from boxloop.simulate import _trained_alike
+
+    steps = {"model": "w.pt", "steps": 600}
+    assert _trained_alike(steps, None) and _trained_alike(steps, dict(steps))
+    assert not _trained_alike({"model": "w.pt", "epochs": 5}, None)  # epochs: more labels, more training
+    assert not _trained_alike({**steps, "model": "previous"}, None)  # rounds fine-tune their history
+    assert not _trained_alike(steps, {**steps, "steps": 2000})
 
 
 def test_an_interrupted_simulation_resumes_where_it_stopped(

@@ -34,11 +34,16 @@ __all__ = [
 class TrainConfig:
     model: str = "yolov8n.yaml"
     epochs: int = 30
+    steps: int = 0  # > 0: about this many optimizer steps, the epochs following the label count
     imgsz: int = 320
     batch: int = 16
     device: str = "cpu"
     patience: int = 50
     workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ConfigError(f"[train] steps must be 0 (train --epochs) or more, got {self.steps}")
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,7 @@ name = "{name}"
 [train]
 model = "{c.train.model}"   # a model yaml (from scratch) or a .pt file (transfer learning)
 epochs = {c.train.epochs}
+steps = {c.train.steps}   # > 0: train about this many optimizer steps instead (epochs follow the label count)
 imgsz = {c.train.imgsz}
 batch = {c.train.batch}
 device = "{c.train.device}"     # "cpu", "0", "0,1"

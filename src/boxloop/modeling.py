@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -37,6 +38,7 @@ __all__ = [
     "TrainOutcome",
     "add_predictions",
     "decode_file",
+    "epochs_for_steps",
     "evaluate_model",
     "export_model",
     "iter_predictions",
@@ -177,11 +179,27 @@ def small_data_recipe(train_images: int, batch: int, extra: Mapping[str, Any] | 
     return out
 
 
+def epochs_for_steps(steps: int, train_images: int, batch: int, nbs: int = ULTRALYTICS_NBS) -> int:
+    """The epochs that give about ``steps`` optimizer steps on ``train_images`` at ``batch``,
+    Ultralytics accumulating gradients up to ``nbs`` images per step: at least one epoch,
+    and never fewer steps than asked (the last epoch is whole). A round that trains for a
+    fixed number of steps trains as long on 20 labels as on 2000, where a fixed number of
+    epochs gives the first rounds, the ones with the fewest labels, almost no training."""
+    if steps < 1:
+        raise InputError(f"steps must be >= 1, got {steps}")
+    # Ultralytics' trainer accumulates max(round(nbs / batch), 1) batches and steps whenever
+    # that many have passed, across epochs: e epochs of nb batches make floor(e * nb / accumulate)
+    accumulate = max(round(nbs / max(1, batch)), 1)
+    batches = math.ceil(max(1, train_images) / max(1, batch))
+    return max(1, math.ceil(steps * accumulate / batches))
+
+
 def train(
     ws: Workspace,
     *,
     model: str | None = None,
     epochs: int | None = None,
+    steps: int | None = None,
     imgsz: int | None = None,
     batch: int | None = None,
     device: str | None = None,
@@ -191,7 +209,10 @@ def train(
     on_epoch: Callable[[int, int], None] | None = None,
 ) -> TrainOutcome:
     """Train on every human label (train/val splits) and register the run as a new model
-    version; settings default to boxloop.toml [train]."""
+    version; settings default to boxloop.toml [train]. ``steps`` (or [train] steps, unless
+    ``epochs`` is given) trains about that many optimizer steps: the epochs follow the
+    number of training images (``epochs_for_steps``); early stopping (``patience`` epochs
+    without a better validation score) can still end it sooner."""
     from .backends.ultralytics import resolve_model_arg, train_yolo
     from .export import write_yolo_dataset
     from .ingest import current_round
@@ -216,6 +237,9 @@ def train(
         "patience": int(patience or cfg.patience),
     }
     extra = small_data_recipe(train_n, settings["batch"], extra)
+    steps = steps if steps is not None else (None if epochs else cfg.steps or None)
+    if steps is not None:
+        settings["epochs"] = epochs_for_steps(steps, train_n, settings["batch"], extra.get("nbs", ULTRALYTICS_NBS))
     t0 = time.perf_counter()
     result = train_yolo(
         data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra, on_epoch=on_epoch, **settings  # type: ignore[arg-type]
@@ -229,6 +253,7 @@ def train(
         round=current_round(ws),
         meta={
             **settings,
+            **({"steps": int(steps)} if steps is not None else {}),
             "run_dir": str(result.run_dir),
             "metrics": result.metrics,
             "train_images": train_n,

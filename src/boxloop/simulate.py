@@ -115,6 +115,7 @@ def simulate(
     rows: list[dict[str, Any]] = []
     full: dict[int, float] = {}
     result: SimulationResult | None = None
+    alike = _trained_alike(train, full_data_train)
     for seed in seeds:
         test_ids = _test_split(items, truth_ws, test_fraction, seed)
         test_boxes = sum(len(truth[i]) for i in test_ids)
@@ -170,8 +171,17 @@ def simulate(
                         "map50": rec.map50, "map50_95": rec.map50_95,
                     })
             ws.close()
-            result = _write_outputs(out, rows, full)  # after every run: an interrupted simulation keeps its curves
-    return result if result is not None else _write_outputs(out, rows, full)
+            result = _write_outputs(out, rows, full, alike=alike)  # after every run: an interrupted simulation keeps its curves
+    return result if result is not None else _write_outputs(out, rows, full, alike=alike)
+
+
+def _trained_alike(train: Mapping[str, Any] | None, full_data_train: Mapping[str, Any] | None) -> bool:
+    """Whether the full-data reference trains exactly as every round does: the same settings,
+    a fixed number of optimizer steps (not epochs, which give more labels more training), and
+    every round from the same start (not fine-tuning the last round's model)."""
+    train = dict(train or {})
+    same = full_data_train is None or dict(full_data_train) == train
+    return same and bool(train.get("steps")) and train.get("model") != "previous"
 
 
 def _is_random_baseline(strategy: str) -> bool:
@@ -222,7 +232,9 @@ def _settings_diff(made: str | None, settings: Mapping[str, Any]) -> str:
     return "; ".join(diff) or "none recorded"
 
 
-def _write_outputs(out: Path, rows: Sequence[Mapping[str, Any]], full: Mapping[int, float]) -> SimulationResult:
+def _write_outputs(
+    out: Path, rows: Sequence[Mapping[str, Any]], full: Mapping[int, float], *, alike: bool = False
+) -> SimulationResult:
     """simulation.csv, simulation_summary.csv and the SVG curves, from the runs so far."""
     from .report.simulation import write_plots
 
@@ -237,23 +249,32 @@ def _write_outputs(out: Path, rows: Sequence[Mapping[str, Any]], full: Mapping[i
           "full_data_map50_95": json.dumps(full)} for s, n in needed.items()],
     )
     plots = write_plots(csv_path, full_map50_95=sum(full.values()) / len(full) if full else None) if rows else []
-    return SimulationResult(csv_path, summary, dict(full), needed, tuple(plots), tuple(reference_below(rows, full)), boxes)
+    return SimulationResult(csv_path, summary, dict(full), needed, tuple(plots), tuple(reference_below(rows, full, alike=alike)), boxes)
 
 
-def reference_below(rows: Sequence[Mapping[str, Any]], full: Mapping[int, float]) -> list[str]:
+def reference_below(
+    rows: Sequence[Mapping[str, Any]], full: Mapping[int, float], *, alike: bool = False
+) -> list[str]:
     """One note per seed whose full-data reference scored below some strategy's round: a
     reference trained too short for its data is no ceiling, and "labels to 90% of it" then
-    measures against a target that is too low (fewer labels look enough)."""
+    measures against a target that is too low (fewer labels look enough). ``alike``: the
+    reference trained exactly as the rounds did (``--steps``), so a subset of the labels
+    taught more in the same steps than all of them: the steps are too few for the full data."""
     notes = []
     for seed, ref in sorted(full.items()):
         mine = [r for r in rows if r["seed"] == seed and (r["map50_95"] or 0.0) > ref]
         if not mine:
             continue
         top = max(mine, key=lambda r: r["map50_95"])
+        advice = (
+            "trained alike, for the same steps, the full data taught less than these labels: the steps are too "
+            "few for all of them to pay off, give more --steps on a fresh --out"
+            if alike else "train it longer (--full-epochs) on a fresh --out"
+        )
         notes.append(
             f"seed {seed}: the full-data reference (mAP50-95 {ref:.3f}) is below {top['strategy']} at "
             f"{top['labeled_images']} labels ({top['map50_95']:.3f}), so it is no ceiling and the labels to 90% of it "
-            "are too few; train it longer (--full-epochs) on a fresh --out"
+            f"are too few; {advice}"
         )
     return notes
 

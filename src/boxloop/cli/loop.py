@@ -12,15 +12,29 @@ from ._app import WorkspaceOpt, app, console, open_workspace
 from .select import AggregationOpt
 
 
-def _train_options(model: str | None, epochs: int | None, imgsz: int | None, batch: int | None, device: str | None) -> dict:
-    opts = {"model": model, "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device}
+def _train_options(
+    model: str | None, epochs: int | None, imgsz: int | None, batch: int | None, device: str | None,
+    steps: int | None = None,
+) -> dict:
+    if epochs is not None and steps is not None:
+        raise typer.BadParameter("give --epochs or --steps, not both")
+    opts = {"model": model, "epochs": epochs, "steps": steps, "imgsz": imgsz, "batch": batch, "device": device}
     return {k: v for k, v in opts.items() if v is not None}
+
+
+def _but(options: dict, key: str) -> dict:
+    return {k: v for k, v in options.items() if k != key}
 
 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help='Model yaml (scratch), .pt weights, or "previous" to fine-tune the newest trained model (default: boxloop.toml).'
 )]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs per round (default: boxloop.toml).")]
+StepsOpt = Annotated[int | None, typer.Option(
+    "--steps", min=1,
+    help="Train about this many optimizer steps per round instead of --epochs: the epochs follow the label count, "
+         "so a round with few labels trains as long as one with many.",
+)]
 ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Training and inference image size.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch", help="Training batch size.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 ...")]
@@ -37,6 +51,7 @@ def round_cmd(
     aggregation: AggregationOpt = None,
     model: ModelOpt = None,
     epochs: EpochsOpt = None,
+    steps: StepsOpt = None,
     imgsz: ImgszOpt = None,
     batch: BatchOpt = None,
     device: DeviceOpt = None,
@@ -53,7 +68,7 @@ def round_cmd(
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
-            aggregation=aggregation, train=_train_options(model, epochs, imgsz, batch, device), wait=wait,
+            aggregation=aggregation, train=_train_options(model, epochs, imgsz, batch, device, steps), wait=wait,
         )
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
@@ -104,6 +119,7 @@ def simulate_cmd(
     aggregation: AggregationOpt = None,
     model: ModelOpt = None,
     epochs: EpochsOpt = None,
+    steps: StepsOpt = None,
     imgsz: ImgszOpt = None,
     batch: BatchOpt = None,
     device: DeviceOpt = None,
@@ -115,17 +131,21 @@ def simulate_cmd(
 
     Example: boxloop simulate data/lcd --strategies random,least_confidence --initial 50 --budget 50 --rounds 5 --seeds 3
 
-    With --model previous each round fine-tunes the last round's model (faster rounds); give
-    the full-data reference more epochs with --full-epochs so it stays a fair ceiling.
+    With --steps each round trains its model from the same start for the same number of
+    optimizer steps, and the full-data reference is one more such training, on every label:
+    the comparison the full-data mAP is fair for. With --model previous each round fine-tunes
+    the last round's model (faster rounds); give the full-data reference more epochs with
+    --full-epochs so it stays a fair ceiling.
     Run again with the same --out to resume, or with a larger --rounds to extend it.
     """
     from ..simulate import simulate
 
     strategy_list = [s.strip() for s in strategies.split(",") if s.strip()]
-    train = _train_options(model, epochs, imgsz, batch, device)
+    train = _train_options(model, epochs, imgsz, batch, device, steps)
     result = simulate(
         dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
-        train=train, full_data_train=None if full_epochs is None else {**train, "epochs": full_epochs}, aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
+        train=train, full_data_train=None if full_epochs is None else {**_but(train, "steps"), "epochs": full_epochs},
+        aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
     for strategy, n in result.labels_needed.items():
         boxes = result.boxes_needed.get(strategy)

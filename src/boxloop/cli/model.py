@@ -72,6 +72,9 @@ def train_cmd(
         typer.Option("--model", "-m", help="yolov8n.yaml / yolo11n.yaml (from scratch) or PATH.pt (transfer); default: [train] model."),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: [train] epochs).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=1, help="About this many optimizer steps instead of --epochs (the epochs follow the label count)."
+    )] = None,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Training image size.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Batch size.")] = None,
     device: DeviceOpt = None,
@@ -86,10 +89,13 @@ def train_cmd(
     """
     from ..modeling import train
 
+    if epochs is not None and steps is not None:
+        raise typer.BadParameter("give --epochs or --steps, not both")
     ws = open_workspace(workspace)
-    with progress_bar("training (epochs)", total=epochs or ws.config.train.epochs) as advance:
+    by_steps = steps is not None or (epochs is None and ws.config.train.steps > 0)
+    with progress_bar("training (epochs)", total=None if by_steps else epochs or ws.config.train.epochs) as advance:
         outcome = train(
-            ws, model=model, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
+            ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
             allow_missing_classes=allow_missing_classes, on_epoch=lambda _e, _n: advance(1),
         )
     console.print(
