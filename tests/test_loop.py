@@ -4,6 +4,7 @@ and a simulation with the oracle that is reproducible for a seed."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -182,6 +183,14 @@ def test_a_full_data_reference_below_a_strategy_is_called_no_ceiling(tmp_path: P
     assert reference_below(rows, {0: 0.55, 1: 0.5}) == []  # level is no overtaking
     result = _write_outputs(tmp_path, rows, {0: 0.5, 1: 0.7})
     assert result.notes == tuple(notes)
+    # the best model of each seed stands in: seed 0's lc round (0.55), seed 1's reference (0.7)
+    assert result.best_map50_95 == {0: 0.55, 1: 0.7}
+    assert result.labels_needed_best == {"random": None, "lc": None}  # lc's seed 1 peaks at 0.5 < 0.63
+    with open(result.summary_csv) as f:
+        summary = {r["strategy"]: r for r in csv.DictReader(f)}
+    assert json.loads(summary["lc"]["best_map50_95"]) == {"0": 0.55, "1": 0.7}
+    assert summary["lc"]["labels_to_90pct_best_map50_95"] == "" and summary["lc"]["labels_to_90pct_full_map50_95"] == ""
+    assert _write_outputs(tmp_path, rows, {0: 0.5}).labels_needed_best == {"random": None, "lc": 60.0}
     # trained alike (--steps): training the reference longer is no fix, more steps for everything is
     (alike,) = reference_below(rows, {0: 0.5, 1: 0.7}, alike=True)
     assert alike.startswith(notes[0].split(";")[0]) and "--steps" in alike and "--full-epochs" not in alike

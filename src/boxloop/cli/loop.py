@@ -153,6 +153,10 @@ def simulate_cmd(
         console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'}{drawn} to 90% of full-data mAP50-95")
     for note in result.notes:
         console.print(f"[yellow]{note}[/yellow]")
+    if result.notes:  # the reference is no ceiling: measure against the best model each seed's labels trained
+        for strategy, n in result.labels_needed_best.items():
+            console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of the best "
+                          "model of each seed (the reference or a round)")
     console.print(f"curves: {result.csv}\nsummary: {result.summary_csv}")
     for plot in result.plots:
         console.print(f"plot: {plot}")
