@@ -133,7 +133,9 @@ ceiling by construction, if S is enough for the whole pool. On 2 CPU cores it is
 --aggregation sum, seed 0, 30 min) random scores 0.099 / 0.186 / 0.179 / 0.189 / 0.202 / 0.168
 / 0.157 mAP50-95 at 40 / 140 / ... / 640 labels, least_confidence 0.099 / 0.257 / 0.247 / 0.228
 / 0.236 / 0.231 / 0.198, the full-data reference 0.183: both reach 90% of it at 140 labels
-(ratio 1.00), and a chain's mAP falls as empty frames dilute the same steps. At --lr0 0.001
+(ratio 1.00), and a chain's mAP falls as empty frames dilute the same steps. The best-model
+line prints "ratio: < 0.22" (random never gets within 90% of least_confidence's 140-label model):
+an artifact of too few steps, one seed, not a result. At --lr0 0.001
 (--rounds 1, 9 min) the 140-label models score 0.212 (random) and 0.389 (least_confidence),
 the reference 0.186. Six hundred steps see each of the 512 whole-pool training images about
 five times, and the one-shot references above were still rising after 5,000: the protocol needs
