@@ -125,6 +125,18 @@ moved aside; 12-20 min a seed on 2 CPU cores, seed 0's validation mAP still risi
 warm-started chain has taken about twice their steps by the whole pool. Against these
 (doubtful) references random needs 500 labels, least_confidence 327: 0.65.
 
+The step-matched one-shot references (the default --full-epochs: 83 epochs, about the 10,600
+optimizer steps a warm-started chain takes by the whole pool; 26 min a seed on 2 CPU cores):
+    .venv/bin/python bench/simulate.py bench/out/empty75/digits --model bench/out/empty75/pretrain/weights.pt \
+        --initial 20 --budget 20 --rounds 31 --epochs 5 --seeds 3 --aggregation sum --out bench/out/empty75-matched
+(the 31-round chains copied in from bench/out/empty75) score 0.674 / 0.724 / 0.699, their
+validation mAP flat at the end: still below least_confidence's whole-pool chain in seeds 0 and 2
+(0.712, 0.734), above both chains in seed 1. To 90% of them least_confidence needs 420 / 560 / 460
+labels (480 mean, 605 boxes), random 640 in seeds 1 and 2 (628 and 639 where the curves cross)
+and does not get there in seed 0 (0.600 with the whole pool against 0.607): a ratio of at most
+0.75 (0.66 / 0.88 / 0.72 per seed), not the 0.7 aimed at; < 0.80 to 90% of the best model of
+each seed.
+
 --steps S is the fixed-step protocol: every round trains a new model from the checkpoint for
 about S optimizer steps, and the full-data reference is one more such training, so it is the
 ceiling by construction, if S is enough for the whole pool. On 2 CPU cores it is not: a
