@@ -25,6 +25,7 @@ __all__ = [
     "WorkspaceOpt",
     "add_app",
     "app",
+    "check_epochs_or_steps",
     "console",
     "err_console",
     "open_workspace",
@@ -104,6 +105,12 @@ def open_workspace(path: Path | None) -> Workspace:
 def progress_disabled() -> bool:
     """No progress bars when output is not a terminal or BOXLOOP_NO_PROGRESS is set."""
     return bool(os.environ.get("BOXLOOP_NO_PROGRESS")) or not console.is_terminal
+
+
+def check_epochs_or_steps(epochs: int | None, steps: int | None) -> None:
+    """Training length is given in epochs or in optimizer steps, never both."""
+    if epochs is not None and steps is not None:
+        raise typer.BadParameter("give --epochs or --steps, not both")
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._app import WorkspaceOpt, app, console, open_workspace
+from ._app import WorkspaceOpt, app, check_epochs_or_steps, console, open_workspace
 from .select import AggregationOpt
 
 
@@ -16,14 +16,9 @@ def _train_options(
     model: str | None, epochs: int | None, imgsz: int | None, batch: int | None, device: str | None,
     steps: int | None = None,
 ) -> dict:
-    if epochs is not None and steps is not None:
-        raise typer.BadParameter("give --epochs or --steps, not both")
+    check_epochs_or_steps(epochs, steps)
     opts = {"model": model, "epochs": epochs, "steps": steps, "imgsz": imgsz, "batch": batch, "device": device}
     return {k: v for k, v in opts.items() if v is not None}
-
-
-def _but(options: dict, key: str) -> dict:
-    return {k: v for k, v in options.items() if k != key}
 
 
 ModelOpt = Annotated[str | None, typer.Option(
@@ -144,7 +139,7 @@ def simulate_cmd(
     train = _train_options(model, epochs, imgsz, batch, device, steps)
     result = simulate(
         dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
-        train=train, full_data_train=None if full_epochs is None else {**_but(train, "steps"), "epochs": full_epochs},
+        train=train, full_data_train=None if full_epochs is None else {**{k: v for k, v in train.items() if k != "steps"}, "epochs": full_epochs},
         aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
     for strategy, n in result.labels_needed.items():

@@ -13,6 +13,7 @@ from ._app import (
     WorkspaceOpt,
     add_app,
     app,
+    check_epochs_or_steps,
     console,
     open_workspace,
     progress_bar,
@@ -89,8 +90,7 @@ def train_cmd(
     """
     from ..modeling import train
 
-    if epochs is not None and steps is not None:
-        raise typer.BadParameter("give --epochs or --steps, not both")
+    check_epochs_or_steps(epochs, steps)
     ws = open_workspace(workspace)
     by_steps = steps is not None or (epochs is None and ws.config.train.steps > 0)
     with progress_bar("training (epochs)", total=None if by_steps else epochs or ws.config.train.epochs) as advance:
