@@ -15,7 +15,7 @@ from boxloop.backends.fake import FakeBackend
 from boxloop.errors import InputError
 from boxloop.ingest import add_images, add_labels
 from boxloop.loop import Oracle, RoundPlan, round_lock, run_round
-from boxloop.simulate import labels_to_reach, simulate
+from boxloop.simulate import labels_to_reach, run_folder, simulate
 from boxloop.synth import CLASSES, generate_images
 from boxloop.workspace import Workspace
 
@@ -141,6 +141,9 @@ def test_a_round_and_a_simulation_score_with_the_aggregation_asked_for(tmp_path:
     with Workspace.open(out / "least-confidence-sum-s0") as scored:
         assert scored.store.selection().config["aggregation"] == "sum"
     assert (out / "random-s0").is_dir()  # the baseline scores no boxes: its run is the one without aggregation
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "truth") == sorted(
+        run_folder(s, 0, "sum") for s in ("random", "least_confidence"))  # the name others find a run by
+    assert run_folder("full-data", 2, "sum") == "full-data-s2"
     with pytest.raises(InputError, match="unknown aggregation 'median'"):
         simulate(digits / "pool", strategies=["least_confidence"], initial=8, out=tmp_path / "x", aggregation="median",
                  backend_factory=FakeBackend)

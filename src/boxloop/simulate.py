@@ -30,7 +30,7 @@ from .workspace import CONFIG_NAME, Workspace
 
 __all__ = [
     "SIMULATION_COLUMNS", "SIMULATION_OPTIONAL", "SimulationResult", "best_models", "labels_to_reach", "reference_below",
-    "simulate",
+    "run_folder", "simulate",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def simulate(
         start = sample_initial(candidates, initial, seed)
         runs = [*strategies, *(["full-data"] if full_data else [])]
         for strategy in runs:
-            name = f"{_slug(strategy)}-s{seed}"
+            name = run_folder(strategy, seed, aggregation)
             n_rounds = 1 if strategy == "full-data" else rounds + 1
             run_train = dict(full_data_train if strategy == "full-data" and full_data_train is not None else train or {})
             run_train.setdefault("allow_missing_classes", True)  # a small seeded start may miss a class
@@ -142,9 +142,8 @@ def simulate(
                 "budget": budget, "rounds": n_rounds, "test_fraction": test_fraction, "train": run_train,
                 "backend": "given" if backend_factory else "trained",
             }
-            if aggregation and strategy != "full-data" and not _is_random_baseline(strategy):
+            if aggregation and _scores_boxes(strategy):
                 settings["aggregation"] = aggregation  # the baseline and the reference never score boxes
-                name = f"{_slug(strategy)}-{aggregation}-s{seed}"
             ws, finished = _run_workspace(out / name, classes, settings)
             if not finished:
                 _reveal(ws, items, truth, test_ids, start if strategy != "full-data" else candidates, settings)
@@ -188,6 +187,17 @@ def _trained_alike(train: Mapping[str, Any] | None, full_data_train: Mapping[str
     train = dict(train or {})
     same = full_data_train is None or dict(full_data_train) == train
     return same and bool(train.get("steps")) and train.get("model") != "previous"
+
+
+def run_folder(strategy: str, seed: int, aggregation: str | None = None) -> str:
+    """The folder, under a simulation's ``out``, of one strategy's run (its workspace) for one
+    seed; "full-data" names the reference's. The aggregation is in the name where it changes
+    the run: not for the random baseline or the reference, which never score boxes."""
+    return f"{_slug(strategy)}{f'-{aggregation}' if aggregation and _scores_boxes(strategy) else ''}-s{seed}"
+
+
+def _scores_boxes(strategy: str) -> bool:
+    return strategy != "full-data" and not _is_random_baseline(strategy)
 
 
 def _is_random_baseline(strategy: str) -> bool:
