@@ -1,6 +1,6 @@
 """Active learning against random picking on the generated LCD digits (or any labeled
 YOLO folder / workspace): labels each strategy needs to reach 90% of the full-data
-mAP50-95, and their ratio (aim: <= 0.7).
+mAP50-95, and their ratio (aim: <= 0.7). What it measured, with the commands: bench/RESULTS.md.
 
     .venv/bin/python bench/simulate.py --out bench/out/sim   # generates 400 LCD images
     .venv/bin/python bench/simulate.py DATASET --rounds 4 --seeds 3 --epochs 30 --cold
@@ -9,6 +9,8 @@ mAP50-95, and their ratio (aim: <= 0.7).
     .venv/bin/python bench/simulate.py --videos 40 --frames 10 ...    # a pool of filmed displays
     .venv/bin/python bench/simulate.py --rare 0.25 --pretrain 200 ...  # a quarter shot at night
     .venv/bin/python bench/simulate.py --rare-classes 4,7 --pretrain 200 ...  # 4s and 7s rare
+    .venv/bin/python bench/simulate.py --empty 0.75 --n 800 --pretrain 200 ...  # 3 frames in 4 read no digit
+    .venv/bin/python bench/simulate.py ... --retrain-random 400 --retrain-combined 280  # label sets retrained
 
 The protocol: each round fine-tunes the previous round's model for --epochs (warm start,
 as `boxloop round --model previous` does; --cold trains every round from scratch), and the
@@ -20,13 +22,12 @@ the last lines against the best model of each seed (the reference or any round) 
 --pretrain N first trains a checkpoint on N generated images of another seed (none of the
 dataset's) and starts every chain and the reference from it, at a fine-tuning learning rate:
 from scratch, when a small model leaves its zero-mAP plateau varies by about a round between
-seeds, as much as the effect measured. On a CPU,
-a fixed number of epochs from scratch gives a small set few optimizer steps, so cold
-curves track the step count more than the choice of images.
+seeds, as much as the effect measured. On a CPU, a fixed number of epochs from scratch gives
+a small set few optimizer steps, so cold curves track the step count more than the choice
+of images.
 
 Slow on CPU (every round trains a model): the defaults train 2 strategies x 3 seeds x
-7 models + 3 full-data models, about 2 h on 2 cores; the --pretrain example above, 16 min
-for the checkpoint and 1 h for the rest. Re-running with the same --out
+7 models + 3 full-data models, about 2 h on 2 cores. Re-running with the same --out
 resumes, and with a larger --rounds runs only the new rounds (give --full-epochs: the
 default follows --rounds, and a reference trained for other epochs is refused; so are the
 pool and the checkpoint an --out holds, under other --n, --videos/--frames or --pretrain
@@ -46,113 +47,29 @@ pool, whose every image is a new display.
 --rare F shoots a fraction F of the default pool's images at night (dark, noisy, soft; the
 test split gets its share), a condition the --pretrain checkpoint has not seen: the long
 tail a user's weights are unsure on, where labels picked by uncertainty should buy most.
-Measured there (--rare 0.25 --pretrain 200 --pretrain-epochs 40 --initial 20 --budget 20
---rounds 8 --epochs 5 --seeds 3 --aggregation sum; 2 CPU cores, 47 min, then 16 min for each
-further --combined on the same --out), mAP50-95 at 180 labels and ratio, all doubtful (the
-15-epoch reference is no ceiling): random 0.301; "least_confidence:1" 0.347, 0.92;
-"least_confidence:1,missed:1" 0.342, 0.88; "least_confidence:1,missed:1,top_k" 0.328, 1.00.
 
 --rare-classes C,.. keeps only --rare-keep (0.1) of the generated images that show one of
 those classes, in the pool, the test split and the --pretrain images: a long tail of classes,
-which mAP weighs as much as the common ones. Measured (--n 600 --rare-classes 4,7 --pretrain 200
---pretrain-epochs 40 --initial 20 --budget 20 --rounds 16 --epochs 5 --seeds 3 --aggregation sum
---full-epochs 25 --combined "least_confidence:1,class_rarity:1"; 43 of the 600 images show a 4
-or a 7; 2 CPU cores, about 80 min), mAP50-95 mean over seeds:
-
-    labels                      100    180    260    340   to 50% / 70% / 90% of full data
-    random                    0.231  0.350  0.477  0.583   140 / 213 / 293
-    least_confidence+rarity   0.270  0.405  0.519  0.626   120 / 180 / 253
-
-ratio 0.86 (0.88 where the curves cross 90%), doubtful: the 25-epoch references (0.543, 0.578,
-0.548) are below both chains at 340 labels, whose 17 warm-started rounds give them more
-optimizer steps at the fine-tuning rate. The lead is steady (about 40 labels from 100 labels
-on, a ratio near 0.85 at 50%, 70% and 90%) but not the 0.7 aimed at; adding missed:1
-(about 11 min per seed on the same --out) gives the same: 0.86 (0.89 where the curves
-cross). The tail did not act as one: AP of 4 and 7 stays 0 for every model, the full-data one too (about 35 training
-images do not teach a class at FINE_TUNE_LR0), and the combined picks hold 8-10% of them
-against 6-7% in the pool; the lead comes from the common but confusable classes (seed 0 at
-180 labels: AP of 8 0.39 against 0.02, of 1 0.28 against 0.18).
+which mAP weighs as much as the common ones.
 
 --empty F makes a share F of the generated images read no digit (a display switched off, unlit,
 showing dashes or letters, or not in the picture), as frames filmed at a machine often do.
 Random picking spends that share of its labels on them; a strategy that looks at the
 detector's doubt picks fewer, and more crowded images instead. So the bench also counts the
 boxes each strategy's labels held (simulation.csv's labeled_boxes): an image with nothing in
-it is quick to label, one with five digits slow. Measured (--n 600 --empty 0.5 --pretrain 200
---pretrain-epochs 40 --initial 20 --budget 20 --rounds 23 --epochs 5 --seeds 3 --aggregation sum
---full-epochs 25; 2 CPU cores, about 75 min for 16 rounds, 45 more for rounds 17-23, at whose
-end both chains hold the whole pool), mAP50-95 mean over seeds:
-
-    labels                    100    180    260    340    480 (the whole pool)
-    random                  0.182  0.271  0.356  0.435  0.649
-    least_confidence        0.235  0.350  0.479  0.621  0.710
-
-Labels to 50% / 70% / 90% of the best model of each seed (0.734, 0.707, 0.701; the 25-epoch
-references, 0.463, 0.494, 0.443, are no ceiling): random 267 / 380 / not reached, least_confidence
-193 / 273 / 368: a ratio of 0.72 at 50% and 70%, < 0.79 at 90%. Against the 25-epoch
-references (doubtful): 327 labels (602 boxes) against 233 (766 boxes), ratio 0.71 (0.70
-where the curves cross), 1.27 in boxes drawn. Up to 340 labels least_confidence picks 27-31%
-empty frames against the pool's 49% and 2.6 boxes per image against 1.85: it saves looks at
-empty frames, not boxes. With the whole pool labeled, its chain (0.710) still beats random's
-(0.649): the order labels came in, crowded images first, trained a better model from the same
-labels. To 90% of random's whole-pool model, random needs 429 labels, least_confidence 313: 0.73.
-
-With three frames in four empty (--n 800 --empty 0.75, the same flags, --rounds 31
---full-epochs 15; 2 CPU cores, 53 min for 12 rounds, 72 more for rounds 13-23, 74 more for
-24-31, at whose end both chains hold the whole 640-image pool), mAP50-95 mean over seeds:
-
-    labels                    100    180    260    340    420    480    560    640 (the whole pool)
-    random                  0.113  0.139  0.205  0.273  0.357  0.435  0.565  0.632
-    least_confidence        0.195  0.265  0.384  0.528  0.612  0.644  0.683  0.702
-
-Random's first rounds lose mAP (0.140 at 20 labels, 0.095 at 80): three of its four labels
-are empty frames. least_confidence holds nearly every digit-showing image of the pool by
-about 280 labels (35-40% of its first 240 picks are empty), then picks empty frames its
-model still reads digits on. Each chain's whole-pool model is a full-data model trained as
-the rounds train: to 90% of random's (0.600, 0.665, 0.630 per seed) random needs 557 labels,
-least_confidence 374: a ratio of 0.67. To 90% of least_confidence's (0.712, 0.685, 0.709),
-least_confidence needs 445 labels and random never gets there in two seeds of three, the
-whole pool labeled; to 90% of the best model of each seed (0.712, 0.687, 0.734), 457 labels
-(603 boxes) against random's not reached: < 0.73. To random's own
-whole-pool mAP, least_confidence needs 458 labels (0.72); to 50% / 70% of the best model,
-random 433 / 520 labels, least_confidence 247 / 333 (0.57, 0.64). Both chains end on the
-same labels, 0.07 apart: the order they came in, digit images first, trained the better
-model. The one-shot references are no ceiling: 0.16-0.20 after 15 epochs, when 500 or more
-training images still took one optimizer step per 16 batches (fixed since in
-boxloop.modeling.small_data_recipe; the 640-label rounds ran under it too), and 0.47, 0.54,
-0.53 after 40 epochs at a step per batch (--full-epochs 40 on the same --out, the old ones
-moved aside; 12-20 min a seed on 2 CPU cores, seed 0's validation mAP still rising): a
-warm-started chain has taken about twice their steps by the whole pool. Against these
-(doubtful) references random needs 500 labels, least_confidence 327: 0.65.
-
-The step-matched one-shot references (the default --full-epochs: 83 epochs, about the 10,600
-optimizer steps a warm-started chain takes by the whole pool; 26 min a seed on 2 CPU cores):
-    .venv/bin/python bench/simulate.py bench/out/empty75/digits --model bench/out/empty75/pretrain/weights.pt \
-        --initial 20 --budget 20 --rounds 31 --epochs 5 --seeds 3 --aggregation sum --out bench/out/empty75-matched
-(the 31-round chains copied in from bench/out/empty75) score 0.674 / 0.724 / 0.699, their
-validation mAP flat at the end: still below least_confidence's whole-pool chain in seeds 0 and 2
-(0.712, 0.734), above both chains in seed 1. To 90% of them least_confidence needs 420 / 560 / 460
-labels (480 mean, 605 boxes), random 640 in seeds 1 and 2 (628 and 639 where the curves cross)
-and does not get there in seed 0 (0.600 with the whole pool against 0.607): a ratio of at most
-0.75 (0.66 / 0.88 / 0.72 per seed), not the 0.7 aimed at; < 0.80 to 90% of the best model of
-each seed.
+it is quick to label, one with five digits slow.
 
 --steps S is the fixed-step protocol: every round trains a new model from the checkpoint for
 about S optimizer steps, and the full-data reference is one more such training, so it is the
-ceiling by construction, if S is enough for the whole pool. On 2 CPU cores it is not: a
-600-step training takes 2 min, and on the three-quarters-empty pool (--n 800 --empty 0.75
---pretrain 200 --pretrain-epochs 40 --initial 40 --budget 100 --rounds 6 --steps 600 --seeds 1
---aggregation sum, seed 0, 30 min) random scores 0.099 / 0.186 / 0.179 / 0.189 / 0.202 / 0.168
-/ 0.157 mAP50-95 at 40 / 140 / ... / 640 labels, least_confidence 0.099 / 0.257 / 0.247 / 0.228
-/ 0.236 / 0.231 / 0.198, the full-data reference 0.183: both reach 90% of it at 140 labels
-(ratio 1.00), and a chain's mAP falls as empty frames dilute the same steps. The best-model
-line prints "ratio: < 0.22" (random never gets within 90% of least_confidence's 140-label model):
-an artifact of too few steps, one seed, not a result. At --lr0 0.001
-(--rounds 1, 9 min) the 140-label models score 0.212 (random) and 0.389 (least_confidence),
-the reference 0.186. Six hundred steps see each of the 512 whole-pool training images about
-five times, and the one-shot references above were still rising after 5,000: the protocol needs
-several thousand steps a round, 3 seeds x 2 strategies x 7 rounds of them, a GPU's work
-(--device 0).
+ceiling by construction, if S is enough for the whole pool (on a CPU it is not: see
+RESULTS.md).
+
+--retrain-random N,.. and --retrain-combined N,.. take the labels a chain held at N labels and
+train them once from --model exactly as the full-data reference trains (its recipe, its
+epochs), then say whether that model reaches 90% of the reference: the worth of the labels a
+strategy picked, apart from the optimizer steps a warm-started chain took on its way there.
+They bound the ratio: the combined strategy needs at most the fewest labels that reach it,
+random more than the most that do not.
 """
 
 from __future__ import annotations
@@ -220,6 +137,13 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="Where the rounds train and predict: cpu, 0, 0,1 (default: cpu).")
     ap.add_argument("--lr0", type=float, default=None,
                     help=f"Initial learning rate (default: the digits' from-scratch rate, 0.002, from a yaml; {FINE_TUNE_LR0} from .pt weights or --pretrain).")
+    ap.add_argument("--retrain-random", type=_counts, default=(), metavar="N,..",
+                    help="Retrain the labels random's chain of every seed held at N labels once from --model, as the "
+                         "full-data reference trains, and say whether that reaches 90%% of it (the labels' worth, "
+                         "apart from the steps a warm-started chain took to get there).")
+    ap.add_argument("--retrain-combined", type=_counts, default=(), metavar="N,..",
+                    help="The same for the --combined strategy's chains. Two processes given the same flags share "
+                         "the retrainings (each skips the ones the other is running): e.g. one per core under taskset.")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.steps is not None and args.full_epochs is not None:
@@ -320,6 +244,11 @@ def main() -> None:
     _print_matched(rows, args.combined)
     if pool is not None:
         _print_whole_pool(rows, pool, args.combined)
+    if args.retrain_random or args.retrain_combined:
+        run_train = {**full_train, "allow_missing_classes": True}  # exactly as simulate trains the reference
+        wanted = {"random": args.retrain_random, args.combined: args.retrain_combined}
+        _print_retrained(_retrain_all(out, result, wanted, args, run_train), result.full_map50_95, args.combined,
+                         full_train.get("steps") or f"{full_train['epochs']} epochs")
 
 
 def _print_matched(rows: list[dict], combined: str) -> None:
@@ -361,6 +290,122 @@ def _print_whole_pool(rows: list[dict], pool: int, combined: str) -> None:
             ratio += f" ({first[combined] / first['random']:.2f} at the first round that reaches it)"
         print(f"to 90% of {ref}'s whole-pool model ({pool} labels, mAP50-95 {sum(whole.values()) / len(whole):.3f} "
               f"mean): random {_reached(rnd, None)}, {combined} {_reached(comb, None)}{ratio}")
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """--retrain-* values: label counts such as 280,400."""
+    try:
+        counts = tuple(int(n) for n in text.split(",") if n.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"label counts such as 280,400; got {text!r}") from None
+    if any(n <= 0 for n in counts):
+        raise argparse.ArgumentTypeError(f"label counts must be positive; got {text!r}")
+    return counts
+
+
+def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: argparse.Namespace,  # type: ignore[no-untyped-def]
+                 train: dict) -> dict[tuple[str, int, int], float | None]:
+    """(strategy, seed, labels) -> test mAP50-95 of that chain's labels at that count, retrained
+    once from the start with ``train`` (the full-data reference's recipe); None where another
+    process is still running it. Seed by seed, so two processes work on the same seed's first;
+    the ones skipped are tried once more at the end, when the other process may have finished them."""
+    from boxloop.errors import InputError
+    from boxloop.simulate import run_folder
+
+    jobs = [(strategy, seed, n) for seed in sorted(result.full_map50_95) for strategy, counts in wanted.items()
+            for n in counts]
+    done: dict[tuple[str, int, int], float | None] = {}
+    for last in (False, True):
+        for strategy, seed, n in [j for j in jobs if done.get(j) is None]:
+            chain = run_folder(strategy, seed, args.aggregation)
+            try:
+                done[strategy, seed, n] = _retrained(out / "sim" / chain, out / "retrain" / f"{chain}-n{n}", n,
+                                                     args.initial, args.budget, train)
+            except InputError as e:  # the round lock: another process is retraining it
+                print(f"{chain} at {n} labels: skipped ({e})" if not last else f"{chain} at {n} labels: still running")
+                done[strategy, seed, n] = None
+    return done
+
+
+def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int, train: dict) -> float:
+    """Test mAP50-95 of the labels ``chain`` (a simulation run's workspace) held when it had
+    ``labels`` of them outside the test split, trained once from ``train["model"]`` as the
+    full-data reference is: a workspace of the chain's items, those labels, their train/val
+    splits and the test split, and one round of budget 0 in it (resumed where it stopped)."""
+    import shutil
+    import sqlite3
+    from dataclasses import replace
+
+    from boxloop import ledger
+    from boxloop.loop import RoundPlan, run_round
+    from boxloop.workspace import Workspace
+
+    if labels < initial or (labels - initial) % budget:
+        raise SystemExit(f"--retrain: {labels} labels is no round's count (--initial {initial}, then {budget} a round)")
+    made = {"chain": str(chain), "labels": labels, "train": train}
+    if not _made_with(folder / "retrain.json", made, exists=(folder / "ready").is_file()):
+        shutil.rmtree(folder, ignore_errors=True)
+        with sqlite3.connect(f"file:{chain / 'boxloop.db'}?mode=ro", uri=True) as conn:
+            first = dict(conn.execute("SELECT item_id, MIN(round) FROM labels GROUP BY item_id"))
+        src = Workspace.open(chain)
+        items = src.store.items()
+        test = {it.id for it in items if it.split == "test"}
+        keep = {i for i, r in first.items() if r is not None and r <= (labels - initial) // budget}  # round r's picks
+        if len(keep - test) != labels:
+            src.close()
+            raise SystemExit(f"{chain}: its rounds reached {len(set(first) - test)} labels, not {labels}: run more --rounds")
+        truth = src.store.latest_labels(keep)
+        ws = Workspace.init(folder, classes=src.classes)
+        with ws.store.transaction():
+            for it in items:
+                ws.store.add_item(replace(it, split=it.split if it.id in keep else None, labeled_round=None))
+            for i in sorted(keep):
+                ws.store.add_label(i, truth[i], source="oracle", round=0)
+        src.close()
+        ws.close()
+        _record(folder / "retrain.json", made)
+        (folder / "ready").write_text(f"{labels} labels of {chain.name}\n")  # last: the copy is complete
+    ws = Workspace.open(folder)
+    try:
+        rec = ledger.finished_rounds(ws.store).get(1)
+        if rec is None:
+            print(f"{chain.name} at {labels} labels: retraining")
+            rec = run_round(ws, RoundPlan(budget=0, strategy="random", train=train, test_fraction=0.0), say=print)
+        return float(rec.map50_95 or 0.0)
+    finally:
+        ws.close()
+
+
+def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: dict[int, float], combined: str,
+                     recipe: object) -> None:
+    """Each retrained label set against 90% of its seed's reference, and the bound they put on
+    the ratio: the combined strategy needs at most the fewest labels that reached it, random
+    more than the most that did not (mAP taken to grow with the labels of one chain)."""
+    print(f"labels retrained once from the start as the full-data reference is ({recipe}), against 90% of it:")
+    most_missed: dict[int, int] = {}
+    fewest_reached: dict[int, int] = {}
+    for (strategy, seed, n), m in sorted(done.items(), key=lambda kv: (kv[0][1], kv[0][0] != "random", kv[0][2])):
+        target = 0.9 * reference[seed]
+        if m is None:
+            print(f"  seed {seed} {strategy:24s} {n:4d} labels: running in another process; re-run to read it")
+            continue
+        reached = m >= target
+        print(f"  seed {seed} {strategy:24s} {n:4d} labels: mAP50-95 {m:.3f} against {target:.3f}: "
+              f"{'reached' if reached else 'not reached'}")
+        if strategy == "random" and not reached:
+            most_missed[seed] = max(n, most_missed.get(seed, 0))
+        if strategy == combined and reached:
+            fewest_reached[seed] = min(n, fewest_reached.get(seed, n))
+    seeds = sorted(reference)
+    if all(s in most_missed and s in fewest_reached for s in seeds):
+        lo = sum(most_missed[s] for s in seeds) / len(seeds)
+        up = sum(fewest_reached[s] for s in seeds) / len(seeds)
+        print(f"ratio (retrained): < {up / lo:.2f} ({combined} reaches 90% with {up:.0f} labels, mean of seeds; "
+              f"random does not with {lo:.0f})")
+    else:
+        print("ratio (retrained): n/a (needs, in every seed, a random count that misses 90% and a "
+              f"{combined} count that reaches it)")
+
 
 
 def _reached(labels: float | None, boxes: float | None) -> str:
