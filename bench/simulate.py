@@ -333,7 +333,6 @@ def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int
     full-data reference is: a workspace of the chain's items, those labels, their train/val
     splits and the test split, and one round of budget 0 in it (resumed where it stopped)."""
     import shutil
-    import sqlite3
     from dataclasses import replace
 
     from boxloop import ledger
@@ -345,35 +344,28 @@ def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int
     made = {"chain": str(chain), "labels": labels, "train": train}
     if not _made_with(folder / "retrain.json", made, exists=(folder / "ready").is_file()):
         shutil.rmtree(folder, ignore_errors=True)
-        with sqlite3.connect(f"file:{chain / 'boxloop.db'}?mode=ro", uri=True) as conn:
-            first = dict(conn.execute("SELECT item_id, MIN(round) FROM labels GROUP BY item_id"))
-        src = Workspace.open(chain)
-        items = src.store.items()
-        test = {it.id for it in items if it.split == "test"}
-        keep = {i for i, r in first.items() if r is not None and r <= (labels - initial) // budget}  # round r's picks
-        if len(keep - test) != labels:
-            src.close()
-            raise SystemExit(f"{chain}: its rounds reached {len(set(first) - test)} labels, not {labels}: run more --rounds")
-        truth = src.store.latest_labels(keep)
-        ws = Workspace.init(folder, classes=src.classes)
-        with ws.store.transaction():
-            for it in items:
-                ws.store.add_item(replace(it, split=it.split if it.id in keep else None, labeled_round=None))
-            for i in sorted(keep):
-                ws.store.add_label(i, truth[i], source="oracle", round=0)
-        src.close()
-        ws.close()
+        with Workspace.open(chain) as src:
+            first = dict(src.store.conn.execute("SELECT item_id, MIN(round) FROM labels GROUP BY item_id"))
+            items = src.store.items()
+            test = {it.id for it in items if it.split == "test"}
+            keep = {i for i, r in first.items() if r is not None and r <= (labels - initial) // budget}  # round r's picks
+            if len(keep - test) != labels:
+                raise SystemExit(f"{chain}: its rounds reached {len(set(first) - test)} labels, not {labels}: "
+                                 "run more --rounds")
+            truth = src.store.latest_labels(keep)
+            with Workspace.init(folder, classes=src.classes) as ws, ws.store.transaction():
+                for it in items:
+                    ws.store.add_item(replace(it, split=it.split if it.id in keep else None, labeled_round=None))
+                for i in sorted(keep):
+                    ws.store.add_label(i, truth[i], source="oracle", round=0)
         _record(folder / "retrain.json", made)
         (folder / "ready").write_text(f"{labels} labels of {chain.name}\n")  # last: the copy is complete
-    ws = Workspace.open(folder)
-    try:
+    with Workspace.open(folder) as ws:
         rec = ledger.finished_rounds(ws.store).get(1)
         if rec is None:
             print(f"{chain.name} at {labels} labels: retraining")
             rec = run_round(ws, RoundPlan(budget=0, strategy="random", train=train, test_fraction=0.0), say=print)
         return float(rec.map50_95 or 0.0)
-    finally:
-        ws.close()
 
 
 def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: dict[int, float], combined: str,
