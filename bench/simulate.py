@@ -68,8 +68,10 @@ RESULTS.md).
 train them once from --model exactly as the full-data reference trains (its recipe, its
 epochs), then say whether that model reaches 90% of the reference: the worth of the labels a
 strategy picked, apart from the optimizer steps a warm-started chain took on its way there.
-They bound the ratio: the combined strategy needs at most the fewest labels that reach it,
-random more than the most that do not.
+They bound the ratio (the combined strategy needs at most the fewest labels that reach it
+and more than the most that do not, and random likewise) and, where a count that misses and
+a larger one that reaches bracket 90% for both, estimate it where the line between them
+crosses 90%.
 """
 
 from __future__ import annotations
@@ -370,34 +372,62 @@ def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int
 
 def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: dict[int, float], combined: str,
                      recipe: object) -> None:
-    """Each retrained label set against 90% of its seed's reference, and the bound they put on
-    the ratio: the combined strategy needs at most the fewest labels that reached it, random
-    more than the most that did not (mAP taken to grow with the labels of one chain)."""
+    """Each retrained label set against 90% of its seed's reference, and what they say of the
+    ratio (mAP taken to grow with the labels of one chain): its bounds, from the fewest labels
+    that reached 90% and the most that did not, and where each strategy's retrained points
+    cross it, linear between the count that misses and the next that reaches."""
     print(f"labels retrained once from the start as the full-data reference is ({recipe}), against 90% of it:")
-    most_missed: dict[int, int] = {}
-    fewest_reached: dict[int, int] = {}
+    points: dict[tuple[str, int], list[tuple[int, float]]] = {}
     for (strategy, seed, n), m in sorted(done.items(), key=lambda kv: (kv[0][1], kv[0][0] != "random", kv[0][2])):
         target = 0.9 * reference[seed]
         if m is None:
             print(f"  seed {seed} {strategy:24s} {n:4d} labels: running in another process; re-run to read it")
             continue
-        reached = m >= target
         print(f"  seed {seed} {strategy:24s} {n:4d} labels: mAP50-95 {m:.3f} against {target:.3f}: "
-              f"{'reached' if reached else 'not reached'}")
-        if strategy == "random" and not reached:
-            most_missed[seed] = max(n, most_missed.get(seed, 0))
-        if strategy == combined and reached:
-            fewest_reached[seed] = min(n, fewest_reached.get(seed, n))
+              f"{'reached' if m >= target else 'not reached'}")
+        points.setdefault((strategy, seed), []).append((n, m))
     seeds = sorted(reference)
-    if all(s in most_missed and s in fewest_reached for s in seeds):
-        lo = sum(most_missed[s] for s in seeds) / len(seeds)
-        up = sum(fewest_reached[s] for s in seeds) / len(seeds)
-        print(f"ratio (retrained): < {up / lo:.2f} ({combined} reaches 90% with {up:.0f} labels, mean of seeds; "
-              f"random does not with {lo:.0f})")
-    else:
-        print("ratio (retrained): n/a (needs, in every seed, a random count that misses 90% and a "
-              f"{combined} count that reaches it)")
+    reach = {(s, seed): _bracket(points.get((s, seed), []), 0.9 * reference[seed])
+             for s in ("random", combined) for seed in seeds}
 
+    def mean(strategy: str, i: int) -> float | None:
+        vals = [reach[strategy, seed][i] for seed in seeds]
+        return None if None in vals else sum(vals) / len(vals)  # type: ignore[arg-type]
+
+    missed, reached, crossed = ({s: mean(s, i) for s in ("random", combined)} for i in range(3))
+    upper = reached[combined] / missed["random"] if reached[combined] and missed["random"] else None
+    lower = missed[combined] / reached["random"] if missed[combined] and reached["random"] else None
+    if upper is None and lower is None:
+        print("ratio (retrained): n/a (needs, in every seed, a random count that misses 90% and a "
+              f"{combined} count that reaches it, or the other way round)")
+        return
+    bound = " and ".join(b for b in (lower and f"> {lower:.2f}", upper and f"< {upper:.2f}") if b)
+    print(f"ratio (retrained): {bound} (means of seeds: {combined} reaches 90% with {_count(reached[combined])} "
+          f"labels, not with {_count(missed[combined])}; random with {_count(reached['random'])}, "
+          f"not with {_count(missed['random'])})")
+    if crossed["random"] and crossed[combined]:
+        print(f"ratio (retrained, where the points cross 90%): {crossed[combined] / crossed['random']:.2f} "
+              f"({combined} {crossed[combined]:.0f} labels, random {crossed['random']:.0f}; mean of seeds)")
+
+
+def _bracket(points: list[tuple[int, float]], target: float) -> tuple[int | None, int | None, float | None]:
+    """(the most labels that missed ``target``, the fewest that reached it, the count where the
+    line between the last miss below the first reach and that reach crosses it) of one chain's
+    retrained (labels, mAP) points; None where there is none."""
+    missed = [n for n, m in points if m < target]
+    reached = [n for n, m in points if m >= target]
+    first = min(reached, default=None)
+    below = [(n, m) for n, m in points if m < target and first is not None and n < first]
+    crossed = None
+    if first is not None and below:
+        n0, m0 = max(below)
+        m1 = dict(points)[first]
+        crossed = n0 + (first - n0) * (target - m0) / (m1 - m0)
+    return max(missed, default=None), first, crossed
+
+
+def _count(n: float | None) -> str:
+    return "?" if n is None else f"{n:.0f}"
 
 
 def _reached(labels: float | None, boxes: float | None) -> str:

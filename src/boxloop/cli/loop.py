@@ -137,9 +137,10 @@ def simulate_cmd(
 
     strategy_list = [s.strip() for s in strategies.split(",") if s.strip()]
     train = _train_options(model, epochs, imgsz, batch, device, steps)
+    full_train = None if full_epochs is None else _train_options(model, full_epochs, imgsz, batch, device)
     result = simulate(
         dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
-        train=train, full_data_train=None if full_epochs is None else {**{k: v for k, v in train.items() if k != "steps"}, "epochs": full_epochs},
+        train=train, full_data_train=full_train,
         aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
     for strategy, n in result.labels_needed.items():
