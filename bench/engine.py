@@ -37,7 +37,6 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 EMBEDDING_WIDTH = 480  # yolov8n's image embedding: layers 2, 4, 6, 9 pooled (32 + 64 + 128 + 256 channels)
 
 
-
 def _store_rates(root: Path, n: int, boxes: int = 50, classes: int = 10) -> tuple[float, float, float, float]:
     """(write items/s, read items/s, embedding read items/s, bytes per item) of the SQLite
     store for ``n`` predictions of ``boxes`` boxes with class probabilities and an embedding

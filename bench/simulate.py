@@ -414,16 +414,13 @@ def _bracket(points: list[tuple[int, float]], target: float) -> tuple[int | None
     """(the most labels that missed ``target``, the fewest that reached it, the count where the
     line between the last miss below the first reach and that reach crosses it) of one chain's
     retrained (labels, mAP) points; None where there is none."""
-    missed = [n for n, m in points if m < target]
-    reached = [n for n, m in points if m >= target]
-    first = min(reached, default=None)
+    missed = max((n for n, m in points if m < target), default=None)
+    first = min((n for n, m in points if m >= target), default=None)
     below = [(n, m) for n, m in points if m < target and first is not None and n < first]
-    crossed = None
-    if first is not None and below:
-        n0, m0 = max(below)
-        m1 = dict(points)[first]
-        crossed = n0 + (first - n0) * (target - m0) / (m1 - m0)
-    return max(missed, default=None), first, crossed
+    if not below:
+        return missed, first, None
+    (n0, m0), m1 = max(below), dict(points)[first]
+    return missed, first, n0 + (first - n0) * (target - m0) / (m1 - m0)
 
 
 def _count(n: float | None) -> str:
