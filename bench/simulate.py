@@ -71,7 +71,9 @@ strategy picked, apart from the optimizer steps a warm-started chain took on its
 They bound the ratio (the combined strategy needs at most the fewest labels that reach it
 and more than the most that do not, and random likewise) and, where a count that misses and
 a larger one that reaches bracket 90% for both, estimate it where the line between them
-crosses 90%.
+crosses 90%. With --retrain-steps every set trains for about the reference's optimizer steps
+instead (its epochs x the pool / the labels): at the reference's epochs a smaller set also
+takes fewer steps, which counts against the strategy that needs fewer labels.
 """
 
 from __future__ import annotations
@@ -146,8 +148,14 @@ def main() -> None:
     ap.add_argument("--retrain-combined", type=_counts, default=(), metavar="N,..",
                     help="The same for the --combined strategy's chains. Two processes given the same flags share "
                          "the retrainings (each skips the ones the other is running): e.g. one per core under taskset.")
+    ap.add_argument("--retrain-steps", action="store_true",
+                    help="Retrain each label set for about the reference's optimizer steps (its epochs x the pool / "
+                         "the labels) instead of its epochs: the same compute for every set, so a smaller one is not "
+                         "also trained less (kept apart from the epoch-matched retrainings, in *-steps folders).")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.retrain_steps and args.steps is not None:
+        ap.error("--steps already trains every model for the same steps: leave out --retrain-steps")
     if args.steps is not None and args.full_epochs is not None:
         ap.error("--steps trains the full-data reference as a round: leave out --full-epochs")
     args.cold = args.cold or args.steps is not None
@@ -249,8 +257,11 @@ def main() -> None:
     if args.retrain_random or args.retrain_combined:
         run_train = {**full_train, "allow_missing_classes": True}  # exactly as simulate trains the reference
         wanted = {"random": args.retrain_random, args.combined: args.retrain_combined}
-        _print_retrained(_retrain_all(out, result, wanted, args, run_train), result.full_map50_95, args.combined,
-                         full_train.get("steps") or f"{full_train['epochs']} epochs")
+        recipe = full_train.get("steps") or f"{full_train['epochs']} epochs"
+        if args.retrain_steps:
+            recipe = f"{recipe} x {pool} images / the labels: the reference's optimizer steps"
+        _print_retrained(_retrain_all(out, result, wanted, args, run_train, pool), result.full_map50_95,
+                         args.combined, recipe)
 
 
 def _print_matched(rows: list[dict], combined: str) -> None:
@@ -306,11 +317,12 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: argparse.Namespace,  # type: ignore[no-untyped-def]
-                 train: dict) -> dict[tuple[str, int, int], float | None]:
+                 train: dict, pool: int | None) -> dict[tuple[str, int, int], float | None]:
     """(strategy, seed, labels) -> test mAP50-95 of that chain's labels at that count, retrained
-    once from the start with ``train`` (the full-data reference's recipe); None where another
-    process is still running it. Seed by seed, so two processes work on the same seed's first;
-    the ones skipped are tried once more at the end, when the other process may have finished them."""
+    once from the start with ``train`` (the full-data reference's recipe; with --retrain-steps,
+    its epochs scaled by ``pool`` / labels); None where another process is still running it.
+    Seed by seed, so two processes work on the same seed's first; the ones skipped are tried
+    once more at the end, when the other process may have finished them."""
     from boxloop.errors import InputError
     from boxloop.simulate import run_folder
 
@@ -320,13 +332,23 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
     for last in (False, True):
         for strategy, seed, n in [j for j in jobs if done.get(j) is None]:
             chain = run_folder(strategy, seed, args.aggregation)
+            folder, recipe = out / "retrain" / f"{chain}-n{n}", train
+            if args.retrain_steps:
+                if pool is None:
+                    raise SystemExit("--retrain-steps: no chain's pool size found under --out")
+                folder, recipe = folder.with_name(folder.name + "-steps"), _steps_matched(train, pool, n)
             try:
-                done[strategy, seed, n] = _retrained(out / "sim" / chain, out / "retrain" / f"{chain}-n{n}", n,
-                                                     args.initial, args.budget, train)
+                done[strategy, seed, n] = _retrained(out / "sim" / chain, folder, n, args.initial, args.budget, recipe)
             except InputError as e:  # the round lock: another process is retraining it
                 print(f"{chain} at {n} labels: skipped ({e})" if not last else f"{chain} at {n} labels: still running")
                 done[strategy, seed, n] = None
     return done
+
+
+def _steps_matched(train: dict, pool: int, labels: int) -> dict:
+    """``train`` with its epochs scaled so ``labels`` images take about the optimizer steps
+    ``pool`` images take in its epochs."""
+    return {**train, "epochs": max(1, round(train["epochs"] * pool / labels))}
 
 
 def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int, train: dict) -> float:
