@@ -258,10 +258,12 @@ def main() -> None:
         run_train = {**full_train, "allow_missing_classes": True}  # exactly as simulate trains the reference
         wanted = {"random": args.retrain_random, args.combined: args.retrain_combined}
         recipe = full_train.get("steps") or f"{full_train['epochs']} epochs"
+        if args.retrain_steps and pool is None:
+            raise SystemExit("--retrain-steps: no chain's pool size found under --out")
         if args.retrain_steps:
             recipe = f"{recipe} x {pool} images / the labels: the reference's optimizer steps"
-        _print_retrained(_retrain_all(out, result, wanted, args, run_train, pool), result.full_map50_95,
-                         args.combined, recipe)
+        _print_retrained(_retrain_all(out, result, wanted, args, run_train, pool if args.retrain_steps else None),
+                         result.full_map50_95, args.combined, recipe)
 
 
 def _print_matched(rows: list[dict], combined: str) -> None:
@@ -317,10 +319,10 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: argparse.Namespace,  # type: ignore[no-untyped-def]
-                 train: dict, pool: int | None) -> dict[tuple[str, int, int], float | None]:
+                 train: dict, steps_pool: int | None) -> dict[tuple[str, int, int], float | None]:
     """(strategy, seed, labels) -> test mAP50-95 of that chain's labels at that count, retrained
-    once from the start with ``train`` (the full-data reference's recipe; with --retrain-steps,
-    its epochs scaled by ``pool`` / labels); None where another process is still running it.
+    once from the start with ``train`` (the full-data reference's recipe; given ``steps_pool``,
+    its epochs scaled by ``steps_pool`` / labels); None where another process is still running it.
     Seed by seed, so two processes work on the same seed's first; the ones skipped are tried
     once more at the end, when the other process may have finished them."""
     from boxloop.errors import InputError
@@ -333,10 +335,8 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
         for strategy, seed, n in [j for j in jobs if done.get(j) is None]:
             chain = run_folder(strategy, seed, args.aggregation)
             folder, recipe = out / "retrain" / f"{chain}-n{n}", train
-            if args.retrain_steps:
-                if pool is None:
-                    raise SystemExit("--retrain-steps: no chain's pool size found under --out")
-                folder, recipe = folder.with_name(folder.name + "-steps"), _steps_matched(train, pool, n)
+            if steps_pool is not None:
+                folder, recipe = folder.with_name(folder.name + "-steps"), _steps_matched(train, steps_pool, n)
             try:
                 done[strategy, seed, n] = _retrained(out / "sim" / chain, folder, n, args.initial, args.budget, recipe)
             except InputError as e:  # the round lock: another process is retraining it
