@@ -260,9 +260,9 @@ def main() -> None:
         run_train = {**full_train, "allow_missing_classes": True}  # exactly as simulate trains the reference
         wanted = {"random": args.retrain_random, args.combined: args.retrain_combined}
         recipe = full_train.get("steps") or f"{full_train['epochs']} epochs"
-        if args.retrain_steps and pool is None:
-            raise SystemExit("--retrain-steps: no chain's pool size found under --out")
         if args.retrain_steps:
+            if pool is None:
+                raise SystemExit("--retrain-steps: no chain's pool size found under --out")
             recipe = f"{recipe} x {pool} images / the labels: the reference's optimizer steps"
         _print_retrained(_retrain_all(out, result, wanted, args, run_train, pool if args.retrain_steps else None),
                          result.full_map50_95, args.combined, recipe)
@@ -411,12 +411,13 @@ def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: 
               f"{'reached' if m >= target else 'not reached'}")
         points.setdefault((strategy, seed), []).append((n, m))
     _print_retrained_ratio(points, {seed: 0.9 * v for seed, v in reference.items()}, combined, "")
-    best = {seed: max([v, *(m for (_, s), pts in points.items() if s == seed for _, m in pts)])
-            for seed, v in reference.items()}
-    if best != reference:
-        above = ", ".join(f"seed {seed} {strategy} {n} labels {m:.3f} against {reference[seed]:.3f}"
-                          for (strategy, seed), pts in sorted(points.items()) for n, m in pts if m > reference[seed])
-        print(f"WARNING retrained sets score above their seed's reference ({above}): it is no ceiling; "
+    above = [(strategy, seed, n, m) for (strategy, seed), pts in sorted(points.items()) for n, m in pts
+             if m > reference[seed]]
+    if above:
+        best = {seed: max([v, *(m for _, s, _, m in above if s == seed)]) for seed, v in reference.items()}
+        listed = ", ".join(f"seed {seed} {strategy} {n} labels {m:.3f} against {reference[seed]:.3f}"
+                           for strategy, seed, n, m in above)
+        print(f"WARNING retrained sets score above their seed's reference ({listed}): it is no ceiling; "
               f"against 90% of the best model of each seed ({', '.join(f'{v:.3f}' for v in best.values())}):")
         _print_retrained_ratio(points, {seed: 0.9 * v for seed, v in best.items()}, combined, ", to the best model")
 
