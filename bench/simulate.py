@@ -410,7 +410,7 @@ def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: 
         print(f"  seed {seed} {strategy:24s} {n:4d} labels: mAP50-95 {m:.3f} against {target:.3f}: "
               f"{'reached' if m >= target else 'not reached'}")
         points.setdefault((strategy, seed), []).append((n, m))
-    _print_retrained_ratio(points, {seed: 0.9 * v for seed, v in reference.items()}, combined, "")
+    _print_retrained_ratio(points, reference, combined, "")
     above = [(strategy, seed, n, m) for (strategy, seed), pts in sorted(points.items()) for n, m in pts
              if m > reference[seed]]
     if above:
@@ -419,16 +419,16 @@ def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: 
                            for strategy, seed, n, m in above)
         print(f"WARNING retrained sets score above their seed's reference ({listed}): it is no ceiling; "
               f"against 90% of the best model of each seed ({', '.join(f'{v:.3f}' for v in best.values())}):")
-        _print_retrained_ratio(points, {seed: 0.9 * v for seed, v in best.items()}, combined, ", to the best model")
+        _print_retrained_ratio(points, best, combined, ", to the best model")
 
 
-def _print_retrained_ratio(points: dict[tuple[str, int], list[tuple[int, float]]], targets: dict[int, float],
+def _print_retrained_ratio(points: dict[tuple[str, int], list[tuple[int, float]]], ceiling: dict[int, float],
                            combined: str, against: str) -> None:
-    """The ratio's bounds (mAP taken to grow with the labels of one chain), from the fewest labels
-    that reached each seed's target and the most that did not, and where each strategy's
+    """The ratio's bounds against 90% of each seed's ``ceiling`` (mAP taken to grow with the labels
+    of one chain), from the fewest labels that reached it and the most that did not, and where each strategy's
     retrained points cross it, linear between the count that misses and the next that reaches."""
-    seeds = sorted(targets)
-    reach = {(s, seed): _bracket(points.get((s, seed), []), targets[seed])
+    seeds = sorted(ceiling)
+    reach = {(s, seed): _bracket(points.get((s, seed), []), 0.9 * ceiling[seed])
              for s in ("random", combined) for seed in seeds}
 
     def mean(strategy: str, i: int) -> float | None:

@@ -22,6 +22,7 @@ from _tiny_data import (
     trained_tiny_model,
     ultralytics_offline,
 )
+from boxloop.backends.ultralytics import usable_cores
 from boxloop.cli import app
 from boxloop.errors import InputError
 from boxloop.types import Item
@@ -89,8 +90,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> dict:
 #: machine, CI), and there the results are bit for bit the same. With other counts (more cores,
 #: or `taskset -c 1 make test` beside a benchmark) the thread counts differ and so do the last
 #: float bits.
-_LOCAL_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-EXACT = _LOCAL_THREADS == 2
+EXACT = usable_cores() == 2
 
 
 def _same(a: np.ndarray, b: np.ndarray, msg: str = "") -> None:

@@ -285,12 +285,17 @@ def rect_shape(imgsz: int, width: int, height: int, stride: int = 32) -> tuple[i
     return input_shape((round(height * r), round(width * r)), stride)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (under ``taskset -c 0`` that is one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def use_all_cores() -> None:
-    """Ultralytics sets torch to cpu_count - 1 threads (1 on 2 cores); use them all (the
-    cores this process may run on: under ``taskset -c 0`` that is one)."""
+    """Ultralytics sets torch to cpu_count - 1 threads (1 on 2 cores); use them all
+    (:func:`usable_cores`)."""
     import torch
 
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = usable_cores()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
