@@ -436,19 +436,30 @@ def _print_retrained_ratio(points: dict[tuple[str, int], list[tuple[int, float]]
         return None if None in vals else sum(vals) / len(vals)  # type: ignore[arg-type]
 
     missed, reached, crossed = ({s: mean(s, i) for s in ("random", combined)} for i in range(3))
-    upper = reached[combined] / missed["random"] if reached[combined] and missed["random"] else None
-    lower = missed[combined] / reached["random"] if missed[combined] and reached["random"] else None
-    if upper is None and lower is None:
+    bound = _bounds((missed[combined], reached[combined]), (missed["random"], reached["random"]))
+    if bound is None:
         print(f"ratio (retrained{against}): n/a (needs, in every seed, a random count that misses 90% and a "
               f"{combined} count that reaches it, or the other way round)")
-        return
-    bound = " and ".join(b for b in (lower and f"> {lower:.2f}", upper and f"< {upper:.2f}") if b)
-    print(f"ratio (retrained{against}): {bound} (means of seeds: {combined} reaches 90% with "
-          f"{_count(reached[combined])} labels, not with {_count(missed[combined])}; random with "
-          f"{_count(reached['random'])}, not with {_count(missed['random'])})")
+    else:
+        print(f"ratio (retrained{against}): {bound} (means of seeds: {combined} reaches 90% with "
+              f"{_count(reached[combined])} labels, not with {_count(missed[combined])}; random with "
+              f"{_count(reached['random'])}, not with {_count(missed['random'])})")
+    if len(seeds) > 1:
+        print(f"ratio (retrained{against}) seed by seed: " + ", ".join(
+            f"seed {seed} {_bounds(reach[combined, seed][:2], reach['random', seed][:2]) or 'n/a'}" for seed in seeds))
     if crossed["random"] and crossed[combined]:
         print(f"ratio (retrained{against}, where the points cross 90%): {crossed[combined] / crossed['random']:.2f} "
               f"({combined} {crossed[combined]:.0f} labels, random {crossed['random']:.0f}; mean of seeds)")
+
+
+def _bounds(combined: tuple[float | None, float | None], random: tuple[float | None, float | None]) -> str | None:
+    """The ratio's bounds from the (most labels that missed, fewest that reached) of the combined
+    strategy and of random: below the combined's reaching count over random's missing one, above
+    the combined's missing count over random's reaching one; None where neither is known."""
+    (c_missed, c_reached), (r_missed, r_reached) = combined, random
+    upper = c_reached / r_missed if c_reached and r_missed else None
+    lower = c_missed / r_reached if c_missed and r_reached else None
+    return " and ".join(b for b in (lower and f"> {lower:.2f}", upper and f"< {upper:.2f}") if b) or None
 
 
 def _bracket(points: list[tuple[int, float]], target: float) -> tuple[int | None, int | None, float | None]:
