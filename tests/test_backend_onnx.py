@@ -110,3 +110,22 @@ def test_corrupt_or_missing_onnx_files_name_the_file(tmp_path: Path) -> None:
         OnnxBackend(bad, classes=CLASSES)
     with pytest.raises(InputError, match=r"missing\.onnx"):
         OnnxBackend(tmp_path / "missing.onnx", classes=CLASSES)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_onnx_runs_on_the_cores_the_process_may_use(exported: Path) -> None:
+    """Under ``taskset -c 0`` (one core of several) ONNX Runtime gets one intra-op thread,
+    not one per core of the machine, which would oversubscribe the core it has."""
+    import os
+
+    from boxloop.backends.onnx import OnnxBackend
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        one = OnnxBackend(exported, classes=CLASSES)
+    finally:
+        os.sched_setaffinity(0, before)
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    every = OnnxBackend(exported, classes=CLASSES)
+    assert every.session.get_session_options().intra_op_num_threads == len(before)

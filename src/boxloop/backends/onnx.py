@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError
-from .ultralytics import YoloRuntime
+from .ultralytics import YoloRuntime, usable_cores
 
 __all__ = ["OnnxBackend", "export_onnx", "onnx_path_for"]
 
@@ -128,7 +128,7 @@ def _parse_names(raw: str | None) -> list[str] | None:
 
 
 class OnnxBackend(YoloRuntime):
-    """A YOLO detector run by ONNX Runtime, loaded once; batched, all cores.
+    """A YOLO detector run by ONNX Runtime, loaded once; batched, on every core the process may use.
 
     Works with boxloop's export (embedding included) and with a plain Ultralytics ONNX
     export (no embedding then)."""
@@ -145,7 +145,7 @@ class OnnxBackend(YoloRuntime):
         if not path.is_file():
             raise InputError(f"{path}: ONNX model not found")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = os.cpu_count() or 1
+        opts.intra_op_num_threads = usable_cores()  # its affinity: under taskset, no more threads than cores
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
