@@ -231,3 +231,25 @@ def test_engine_options_are_checked(project: dict) -> None:
         RayEngine(actors=0)
     result = cli(project["ws"], "predict", "--engine", "spark")
     assert result.exit_code == 1 and "unknown engine 'spark'; known: local, ray" in result.output
+
+
+def test_an_onnx_model_on_an_actor_takes_the_cpus_ray_gave_it(cluster, weights: Path, tmp_path: Path) -> None:
+    """``--engine ray --runtime onnx``: an actor's ONNX Runtime session runs on the CPUs Ray gave
+    the actor (one of the cluster's two here), as its torch does, not on every core of the
+    machine, which several actors on one machine would oversubscribe; outside Ray, every core
+    the process may use."""
+    from boxloop.backends.onnx import export_onnx
+    from boxloop.engine.ray import RayEngine
+
+    onnx = export_onnx(weights, imgsz=128, out=tmp_path / "tiny.onnx")
+    loader = RayEngine().ship(onnx, classes=CLASSES, runtime="onnx", imgsz=(128, 128))
+
+    @cluster.remote(num_cpus=1)
+    def threads() -> tuple[int, int]:
+        import torch
+
+        backend = loader()
+        return backend.session.get_session_options().intra_op_num_threads, torch.get_num_threads()
+
+    assert cluster.get(threads.remote()) == (1, 1)
+    assert loader().session.get_session_options().intra_op_num_threads == usable_cores()

@@ -128,7 +128,8 @@ def _parse_names(raw: str | None) -> list[str] | None:
 
 
 class OnnxBackend(YoloRuntime):
-    """A YOLO detector run by ONNX Runtime, loaded once; batched, on every core the process may use.
+    """A YOLO detector run by ONNX Runtime, loaded once; batched, on ``threads`` threads
+    (default: every core the process may use).
 
     Works with boxloop's export (embedding included) and with a plain Ultralytics ONNX
     export (no embedding then)."""
@@ -138,6 +139,7 @@ class OnnxBackend(YoloRuntime):
     def __init__(
         self, path: str | Path, *, classes: Sequence[str] | None = None,
         class_map: Mapping[str, str] | None = None, device: str = "cpu", batch: int = 8,
+        threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -145,7 +147,7 @@ class OnnxBackend(YoloRuntime):
         if not path.is_file():
             raise InputError(f"{path}: ONNX model not found")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = usable_cores()  # its affinity: under taskset, no more threads than cores
+        opts.intra_op_num_threads = threads or usable_cores()  # under taskset, no more threads than cores
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         providers = ["CPUExecutionProvider"]

@@ -493,11 +493,14 @@ def load_backend(
     imgsz: int | Sequence[int] | None = None,
     class_map: Mapping[str, str] | Sequence[str] | None = None,
     batch: int = 8,
+    threads: int | None = None,
 ) -> YoloRuntime:
     """Load a detector once: a .pt (or model yaml) with PyTorch, or an .onnx file with ONNX
     Runtime (chosen by ``runtime="onnx"`` or the file suffix; a .pt is exported first, cached
     beside it). ``imgsz`` is an int (square) or (h, w). ``classes`` are the project's; the weights' classes are mapped by name
-    (and ``class_map`` old=new), a mismatch is an error listing both."""
+    (and ``class_map`` old=new), a mismatch is an error listing both. ``threads``: ONNX
+    Runtime's threads for this model (default: :func:`usable_cores`); torch's count is the
+    process's, set apart (``torch.set_num_threads``)."""
     if runtime not in ("torch", "onnx"):
         raise InputError(f"unknown runtime {runtime!r}; known: torch, onnx")
     cmap = parse_class_map(class_map)
@@ -510,7 +513,7 @@ def load_backend(
             if is_yaml:
                 raise InputError(f"{path}: an untrained model yaml cannot run with ONNX; train it first")
             path = str(export_onnx(arg, imgsz=imgsz))
-        return OnnxBackend(path, classes=classes, class_map=cmap, device=device, batch=batch)
+        return OnnxBackend(path, classes=classes, class_map=cmap, device=device, batch=batch, threads=threads)
     return UltralyticsBackend(path, classes=classes, device=device, imgsz=imgsz, class_map=cmap)
 
 

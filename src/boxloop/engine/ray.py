@@ -85,23 +85,36 @@ class ShippedWeights:
         kwargs = dict(self.load_kwargs)
         gpus = ray.get_gpu_ids() if ray.is_initialized() else []
         kwargs["device"] = "0" if gpus else "cpu"
+        cpus = _assigned_cpus()
+        if cpus:  # an ONNX model's own threads
+            kwargs["threads"] = cpus
         backend = load_backend(self.local_path(), **kwargs)
-        _fit_threads()
+        _fit_threads(cpus)
         return backend
 
 
-def _fit_threads() -> None:
-    """torch threads = the CPUs Ray gave this actor (backends take every core by default,
-    which oversubscribes a machine running several actors)."""
+def _assigned_cpus() -> int | None:
+    """The CPUs Ray gave this actor or task (at least 1), None outside one (the driver). Backends take every
+    core by default, which oversubscribes a machine running several actors."""
     import ray
 
+    if not ray.is_initialized():
+        return None
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # Ray's answer in the driver, to which it assigns nothing
+        return None
+    return max(1, int(cpus)) if cpus else None
+
+
+def _fit_threads(cpus: int | None) -> None:
+    """torch threads (the process's) = the CPUs Ray gave this actor."""
     try:
         import torch
     except ImportError:
         return
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
     if cpus:
-        torch.set_num_threads(max(1, int(cpus)))
+        torch.set_num_threads(cpus)
 
 
 class _PredictActor:
