@@ -76,6 +76,8 @@ instead (its epochs x the pool / the labels): at the reference's epochs a smalle
 takes fewer steps, which counts against the strategy that needs fewer labels. Where a retrained
 set scores above its seed's reference, the bench prints a WARNING and reads the ratio again
 against 90% of the best model of each seed (the reference or any retrained set).
+--retrain-seeds S,.. retrains only those seeds' sets and reads the others' already retrained:
+one seed's gap filled on a free core.
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ def main() -> None:
     ap.add_argument("--retrain-combined", type=_counts, default=(), metavar="N,..",
                     help="The same for the --combined strategy's chains. Two processes given the same flags share "
                          "the retrainings (each skips the ones the other is running): e.g. one per core under taskset.")
+    ap.add_argument("--retrain-seeds", type=_seeds, default=None, metavar="S,..",
+                    help="Retrain only these seeds' label sets (e.g. 1, to fill one seed's gap on a free core); "
+                         "the other seeds' sets already retrained are read and printed, none is started for them.")
     ap.add_argument("--retrain-steps", action="store_true",
                     help="Retrain each label set for about the reference's optimizer steps (its epochs x the pool / "
                          "the labels) instead of its epochs: the same compute for every set, so a smaller one is not "
@@ -309,6 +314,17 @@ def _print_whole_pool(rows: list[dict], pool: int, combined: str) -> None:
               f"mean): random {_reached(rnd, None)}, {combined} {_reached(comb, None)}{ratio}")
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """--retrain-seeds: seeds such as 1 or 0,2."""
+    try:
+        seeds = tuple(int(n) for n in text.split(",") if n.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds such as 0,2; got {text!r}") from None
+    if not seeds or any(n < 0 for n in seeds):
+        raise argparse.ArgumentTypeError(f"seeds are 0 or more; got {text!r}")
+    return seeds
+
+
 def _counts(text: str) -> tuple[int, ...]:
     """--retrain-* values: label counts such as 280,400."""
     try:
@@ -326,7 +342,8 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
     once from the start with ``train`` (the full-data reference's recipe; given ``steps_pool``,
     its epochs scaled by ``steps_pool`` / labels); None where another process is still running it.
     Seed by seed, so two processes work on the same seed's first; the ones skipped are tried
-    once more at the end, when the other process may have finished them."""
+    once more at the end, when the other process may have finished them. Seeds outside
+    --retrain-seeds give only the sets already retrained (absent from the result otherwise)."""
     from boxloop.errors import InputError
     from boxloop.simulate import run_folder
 
@@ -339,11 +356,15 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
             folder, recipe = out / "retrain" / f"{chain}-n{n}", train
             if steps_pool is not None:
                 folder, recipe = folder.with_name(folder.name + "-steps"), _steps_matched(train, steps_pool, n)
+            start = args.retrain_seeds is None or seed in args.retrain_seeds
             try:
-                done[strategy, seed, n] = _retrained(out / "sim" / chain, folder, n, args.initial, args.budget, recipe)
+                m = _retrained(out / "sim" / chain, folder, n, args.initial, args.budget, recipe, start=start)
             except InputError as e:  # the round lock: another process is retraining it
                 print(f"{chain} at {n} labels: skipped ({e})" if not last else f"{chain} at {n} labels: still running")
                 done[strategy, seed, n] = None
+                continue
+            if m is not None or start:
+                done[strategy, seed, n] = m
     return done
 
 
@@ -353,11 +374,13 @@ def _steps_matched(train: dict, pool: int, labels: int) -> dict:
     return {**train, "epochs": max(1, round(train["epochs"] * pool / labels))}
 
 
-def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int, train: dict) -> float:
+def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int, train: dict,
+               *, start: bool = True) -> float | None:
     """Test mAP50-95 of the labels ``chain`` (a simulation run's workspace) held when it had
     ``labels`` of them outside the test split, trained once from ``train["model"]`` as the
     full-data reference is: a workspace of the chain's items, those labels, their train/val
-    splits and the test split, and one round of budget 0 in it (resumed where it stopped)."""
+    splits and the test split, and one round of budget 0 in it (resumed where it stopped).
+    Not ``start``: only a retraining already finished, else None (nothing made)."""
     import shutil
     from dataclasses import replace
 
@@ -368,7 +391,10 @@ def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int
     if labels < initial or (labels - initial) % budget:
         raise SystemExit(f"--retrain: {labels} labels is no round's count (--initial {initial}, then {budget} a round)")
     made = {"chain": str(chain), "labels": labels, "train": train}
-    if not _made_with(folder / "retrain.json", made, exists=(folder / "ready").is_file()):
+    ready = (folder / "ready").is_file()
+    if not start and not (ready and _made_with(folder / "retrain.json", made, exists=True)):
+        return None
+    if not _made_with(folder / "retrain.json", made, exists=ready):
         shutil.rmtree(folder, ignore_errors=True)
         with Workspace.open(chain) as src:
             first = dict(src.store.conn.execute("SELECT item_id, MIN(round) FROM labels GROUP BY item_id"))
@@ -388,6 +414,8 @@ def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int
         (folder / "ready").write_text(f"{labels} labels of {chain.name}\n")  # last: the copy is complete
     with Workspace.open(folder) as ws:
         rec = ledger.finished_rounds(ws.store).get(1)
+        if rec is None and not start:
+            return None
         if rec is None:
             print(f"{chain.name} at {labels} labels: retraining")
             rec = run_round(ws, RoundPlan(budget=0, strategy="random", train=train, test_fraction=0.0), say=print)
