@@ -316,24 +316,26 @@ def _print_whole_pool(rows: list[dict], pool: int, combined: str) -> None:
 
 def _seeds(text: str) -> tuple[int, ...]:
     """--retrain-seeds: seeds such as 1 or 0,2."""
-    try:
-        seeds = tuple(int(n) for n in text.split(",") if n.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds such as 0,2; got {text!r}") from None
-    if not seeds or any(n < 0 for n in seeds):
+    seeds = _ints(text, "seeds such as 0,2", least=0, bad="seeds are 0 or more")
+    if not seeds:
         raise argparse.ArgumentTypeError(f"seeds are 0 or more; got {text!r}")
     return seeds
 
 
 def _counts(text: str) -> tuple[int, ...]:
     """--retrain-* values: label counts such as 280,400."""
+    return _ints(text, "label counts such as 280,400", least=1, bad="label counts must be positive")
+
+
+def _ints(text: str, example: str, *, least: int, bad: str) -> tuple[int, ...]:
+    """A comma-separated list of integers, each at least ``least``, for an argparse type."""
     try:
-        counts = tuple(int(n) for n in text.split(",") if n.strip())
+        values = tuple(int(n) for n in text.split(",") if n.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"label counts such as 280,400; got {text!r}") from None
-    if any(n <= 0 for n in counts):
-        raise argparse.ArgumentTypeError(f"label counts must be positive; got {text!r}")
-    return counts
+        raise argparse.ArgumentTypeError(f"{example}; got {text!r}") from None
+    if any(n < least for n in values):
+        raise argparse.ArgumentTypeError(f"{bad}; got {text!r}")
+    return values
 
 
 def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: argparse.Namespace,  # type: ignore[no-untyped-def]
@@ -391,10 +393,9 @@ def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int
     if labels < initial or (labels - initial) % budget:
         raise SystemExit(f"--retrain: {labels} labels is no round's count (--initial {initial}, then {budget} a round)")
     made = {"chain": str(chain), "labels": labels, "train": train}
-    ready = (folder / "ready").is_file()
-    if not start and not (ready and _made_with(folder / "retrain.json", made, exists=True)):
-        return None
-    if not _made_with(folder / "retrain.json", made, exists=ready):
+    if not _made_with(folder / "retrain.json", made, exists=(folder / "ready").is_file()):
+        if not start:
+            return None
         shutil.rmtree(folder, ignore_errors=True)
         with Workspace.open(chain) as src:
             first = dict(src.store.conn.execute("SELECT item_id, MIN(round) FROM labels GROUP BY item_id"))
