@@ -77,7 +77,8 @@ takes fewer steps, which counts against the strategy that needs fewer labels. Wh
 set scores above its seed's reference, the bench prints a WARNING and reads the ratio again
 against 90% of the best model of each seed (the reference or any retrained set).
 --retrain-seeds S,.. retrains only those seeds' sets and reads the others' already retrained:
-one seed's gap filled on a free core.
+one seed's gap filled on a free core. --retrain-repeat K trains them again with training seed K
+(batch order and augmentation), in their own folders: how far one retraining moves run to run.
 """
 
 from __future__ import annotations
@@ -155,12 +156,20 @@ def main() -> None:
     ap.add_argument("--retrain-seeds", type=_seeds, default=None, metavar="S,..",
                     help="Retrain only these seeds' label sets (e.g. 1, to fill one seed's gap on a free core); "
                          "the other seeds' sets already retrained are read and printed, none is started for them.")
+    ap.add_argument("--retrain-repeat", type=int, default=None, metavar="K",
+                    help="Retrain the label sets again with training seed K (Ultralytics' seed: batch order and "
+                         "augmentation; default 0) in their own *-repeatK folders, to see how far one retraining's "
+                         "mAP moves from run to run; the readout is that repeat's.")
     ap.add_argument("--retrain-steps", action="store_true",
                     help="Retrain each label set for about the reference's optimizer steps (its epochs x the pool / "
                          "the labels) instead of its epochs: the same compute for every set, so a smaller one is not "
                          "also trained less (kept apart from the epoch-matched retrainings, in *-steps folders).")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.retrain_repeat is not None and args.retrain_repeat < 1:
+        ap.error("--retrain-repeat K: K is 1 or more (training seed 0 is the retraining without it)")
+    if args.retrain_repeat is not None and not (args.retrain_random or args.retrain_combined):
+        ap.error("--retrain-repeat retrains the --retrain-random / --retrain-combined sets: name them")
     if args.retrain_steps and args.steps is not None:
         ap.error("--steps already trains every model for the same steps: leave out --retrain-steps")
     if args.steps is not None and args.full_epochs is not None:
@@ -265,12 +274,20 @@ def main() -> None:
         run_train = {**full_train, "allow_missing_classes": True}  # exactly as simulate trains the reference
         wanted = {"random": args.retrain_random, args.combined: args.retrain_combined}
         recipe = full_train.get("steps") or f"{full_train['epochs']} epochs"
+        if args.retrain_repeat is not None:
+            recipe = f"training seed {args.retrain_repeat}, {recipe}"
         if args.retrain_steps:
             if pool is None:
                 raise SystemExit("--retrain-steps: no chain's pool size found under --out")
             recipe = f"{recipe} x {pool} images / the labels: the reference's optimizer steps"
-        _print_retrained(_retrain_all(out, result, wanted, args, run_train, pool if args.retrain_steps else None),
-                         result.full_map50_95, args.combined, recipe)
+        steps_pool = pool if args.retrain_steps else None
+        _print_retrained(_retrain_all(out, result, wanted, args, run_train, steps_pool), result.full_map50_95,
+                         args.combined, f"labels retrained once from the start as the full-data reference is "
+                                        f"({recipe}), against 90% of it:")
+        means = _print_run_to_run(out, result, wanted, args, run_train, steps_pool)
+        if means:
+            _print_retrained(means, result.full_map50_95, args.combined,
+                             "the same with each set's mAP50-95 the mean of its training seeds:", ", mean of training seeds")
 
 
 def _print_matched(rows: list[dict], combined: str) -> None:
@@ -347,20 +364,16 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
     once more at the end, when the other process may have finished them. Seeds outside
     --retrain-seeds give only the sets already retrained (absent from the result otherwise)."""
     from boxloop.errors import InputError
-    from boxloop.simulate import run_folder
 
-    jobs = [(strategy, seed, n) for seed in sorted(result.full_map50_95) for strategy, counts in wanted.items()
-            for n in counts]
     done: dict[tuple[str, int, int], float | None] = {}
+    jobs = _retrain_jobs(result, wanted)
     for last in (False, True):
         for strategy, seed, n in [j for j in jobs if done.get(j) is None]:
-            chain = run_folder(strategy, seed, args.aggregation)
-            folder, recipe = out / "retrain" / f"{chain}-n{n}", train
-            if steps_pool is not None:
-                folder, recipe = folder.with_name(folder.name + "-steps"), _steps_matched(train, steps_pool, n)
+            chain, folder, recipe = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool,
+                                                args.retrain_repeat)
             start = args.retrain_seeds is None or seed in args.retrain_seeds
             try:
-                m = _retrained(out / "sim" / chain, folder, n, args.initial, args.budget, recipe, start=start)
+                m = _retrained(chain, folder, n, args.initial, args.budget, recipe, start=start)
             except InputError as e:  # the round lock: another process is retraining it
                 print(f"{chain} at {n} labels: skipped ({e})" if not last else f"{chain} at {n} labels: still running")
                 done[strategy, seed, n] = None
@@ -368,6 +381,70 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
             if m is not None or start:
                 done[strategy, seed, n] = m
     return done
+
+
+def _retrain_jobs(result, wanted: dict[str, tuple[int, ...]]) -> list[tuple[str, int, int]]:  # type: ignore[no-untyped-def]
+    """(strategy, seed, labels) of every label set asked for, seed by seed."""
+    return [(strategy, seed, n) for seed in sorted(result.full_map50_95) for strategy, counts in wanted.items()
+            for n in counts]
+
+
+def _retraining(out: Path, strategy: str, seed: int, labels: int, aggregation: str | None, train: dict,
+                steps_pool: int | None, repeat: int | None) -> tuple[Path, Path, dict]:
+    """(the chain's workspace, the retraining's folder, its recipe) of one label set: ``train``,
+    its epochs scaled by ``steps_pool`` / labels where given (a *-steps folder), and with training
+    seed ``repeat`` where given (a *-repeatK folder; none is training seed 0)."""
+    from boxloop.simulate import run_folder
+
+    chain = run_folder(strategy, seed, aggregation)
+    folder, recipe = out / "retrain" / f"{chain}-n{labels}", train
+    if steps_pool is not None:
+        folder, recipe = folder.with_name(folder.name + "-steps"), _steps_matched(train, steps_pool, labels)
+    if repeat is not None:
+        folder = folder.with_name(f"{folder.name}-repeat{repeat}")
+        recipe = {**recipe, "extra": {**recipe.get("extra", {}), "seed": repeat}}
+    return out / "sim" / chain, folder, recipe
+
+
+def _print_run_to_run(out: Path, result, wanted: dict[str, tuple[int, ...]], args: argparse.Namespace,  # type: ignore[no-untyped-def]
+                      train: dict, steps_pool: int | None) -> dict[tuple[str, int, int], float | None]:
+    """Each label set retrained with more than one training seed (--retrain-repeat): its mAP50-95
+    per training seed, the epochs each ran (early stopping on the set's few val images ends
+    some long before the rest), their range, and how many reach 90% of its seed's reference.
+    Returns each retrained set's mean over its training seeds, or nothing where none was repeated."""
+    lines, means = [], {}
+    for strategy, seed, n in _retrain_jobs(result, wanted):
+        chain, base, _ = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)
+        repeats = sorted(int(p.name.rpartition("-repeat")[2]) for p in base.parent.glob(f"{base.name}-repeat*")
+                         if p.name.rpartition("-repeat")[2].isdigit())
+        got, epochs = {}, {}
+        for k in [None, *repeats]:
+            _, folder, recipe = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, k)
+            m = _retrained(chain, folder, n, args.initial, args.budget, recipe, start=False)
+            if m is not None:
+                got[k or 0], epochs[k or 0] = m, (_epochs_run(folder), recipe["epochs"])
+        if got:
+            means[strategy, seed, n] = sum(got.values()) / len(got)
+        if len(got) > 1:
+            target = 0.9 * result.full_map50_95[seed]
+            lines.append(f"  seed {seed} {strategy:24s} {n:4d} labels: "
+                         + " / ".join(f"{m:.3f}" for m in got.values())
+                         + f" (training seeds {' / '.join(map(str, got))}; epochs "
+                         + " / ".join(str(ran or "?") for ran, _ in epochs.values())
+                         + f" of {max(of for _, of in epochs.values())}): "
+                         f"range {max(got.values()) - min(got.values()):.3f}; "
+                         f"{sum(m >= target for m in got.values())} of {len(got)} reach {target:.3f}")
+    if not lines:
+        return {}
+    print("run to run (the same labels retrained with other training seeds, --retrain-repeat):", *lines, sep="\n")
+    return means
+
+
+def _epochs_run(folder: Path) -> int | None:
+    """Epochs the retraining in ``folder`` ran before it ended (fewer than asked where
+    Ultralytics' early stopping cut it short): the rows of its results.csv."""
+    runs = sorted(folder.glob("runs/*/results.csv"))
+    return len(runs[-1].read_text().splitlines()) - 1 if runs else None
 
 
 def _steps_matched(train: dict, pool: int, labels: int) -> dict:
@@ -424,12 +501,12 @@ def _retrained(chain: Path, folder: Path, labels: int, initial: int, budget: int
 
 
 def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: dict[int, float], combined: str,
-                     recipe: object) -> None:
+                     header: str, reading: str = "") -> None:
     """Each retrained label set against 90% of its seed's reference, and what they say of the
     ratio. Where a retrained set scores above its seed's reference, the reference is no ceiling:
     the ratio is read again against 90% of the best model of each seed (the reference or any
     retrained set), as the chains' lines are."""
-    print(f"labels retrained once from the start as the full-data reference is ({recipe}), against 90% of it:")
+    print(header)
     points: dict[tuple[str, int], list[tuple[int, float]]] = {}
     for (strategy, seed, n), m in sorted(done.items(), key=lambda kv: (kv[0][1], kv[0][0] != "random", kv[0][2])):
         target = 0.9 * reference[seed]
@@ -439,7 +516,7 @@ def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: 
         print(f"  seed {seed} {strategy:24s} {n:4d} labels: mAP50-95 {m:.3f} against {target:.3f}: "
               f"{'reached' if m >= target else 'not reached'}")
         points.setdefault((strategy, seed), []).append((n, m))
-    _print_retrained_ratio(points, reference, combined, "")
+    _print_retrained_ratio(points, reference, combined, reading)
     above = [(strategy, seed, n, m) for (strategy, seed), pts in sorted(points.items()) for n, m in pts
              if m > reference[seed]]
     if above:
@@ -448,7 +525,7 @@ def _print_retrained(done: dict[tuple[str, int, int], float | None], reference: 
                            for strategy, seed, n, m in above)
         print(f"WARNING retrained sets score above their seed's reference ({listed}): it is no ceiling; "
               f"against 90% of the best model of each seed ({', '.join(f'{v:.3f}' for v in best.values())}):")
-        _print_retrained_ratio(points, best, combined, ", to the best model")
+        _print_retrained_ratio(points, best, combined, f"{reading}, to the best model")
 
 
 def _print_retrained_ratio(points: dict[tuple[str, int], list[tuple[int, float]]], ceiling: dict[int, float],
