@@ -414,15 +414,15 @@ def _print_run_to_run(out: Path, result, wanted: dict[str, tuple[int, ...]], arg
     Returns each retrained set's mean over its training seeds, or nothing where none was repeated."""
     lines, means = [], {}
     for strategy, seed, n in _retrain_jobs(result, wanted):
-        chain, base, _ = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)
-        repeats = sorted(int(p.name.rpartition("-repeat")[2]) for p in base.parent.glob(f"{base.name}-repeat*")
-                         if p.name.rpartition("-repeat")[2].isdigit())
-        got, epochs = {}, {}
-        for k in [None, *repeats]:
-            _, folder, recipe = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, k)
-            m = _retrained(chain, folder, n, args.initial, args.budget, recipe, start=False)
+        chain, base, recipe = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)
+        repeats = sorted(int(k) for p in base.parent.glob(f"{base.name}-repeat*")
+                         if (k := p.name.rpartition("-repeat")[2]).isdigit())
+        got, ran = {}, {}
+        for k in [0, *repeats]:  # training seed 0 is the retraining without --retrain-repeat
+            _, folder, seeded = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, k or None)
+            m = _retrained(chain, folder, n, args.initial, args.budget, seeded, start=False)
             if m is not None:
-                got[k or 0], epochs[k or 0] = m, (_epochs_run(folder), recipe["epochs"])
+                got[k], ran[k] = m, _epochs_run(folder)
         if got:
             means[strategy, seed, n] = sum(got.values()) / len(got)
         if len(got) > 1:
@@ -430,8 +430,8 @@ def _print_run_to_run(out: Path, result, wanted: dict[str, tuple[int, ...]], arg
             lines.append(f"  seed {seed} {strategy:24s} {n:4d} labels: "
                          + " / ".join(f"{m:.3f}" for m in got.values())
                          + f" (training seeds {' / '.join(map(str, got))}; epochs "
-                         + " / ".join(str(ran or "?") for ran, _ in epochs.values())
-                         + f" of {max(of for _, of in epochs.values())}): "
+                         + " / ".join(str(e or "?") for e in ran.values())
+                         + f" of {recipe['epochs']}): "
                          f"range {max(got.values()) - min(got.values()):.3f}; "
                          f"{sum(m >= target for m in got.values())} of {len(got)} reach {target:.3f}")
     if not lines:
