@@ -79,6 +79,11 @@ against 90% of the best model of each seed (the reference or any retrained set).
 --retrain-seeds S,.. retrains only those seeds' sets and reads the others' already retrained:
 one seed's gap filled on a free core. --retrain-repeat K trains them again with training seed K
 (batch order and augmentation), in their own folders: how far one retraining moves run to run.
+--retrain-scaled-patience (with --retrain-steps) scales early stopping's patience as the epochs
+are, so a small set waits as many optimizer steps for a better val score as the reference does
+(with the default patience, 50 epochs, sets of a sixth of the pool's images stopped after
+42-60% of their steps); a set whose retraining with patience 50 ran every epoch is read from
+it (early stopping never fired, so a longer patience trains the same model).
 """
 
 from __future__ import annotations
@@ -164,12 +169,19 @@ def main() -> None:
                     help="Retrain each label set for about the reference's optimizer steps (its epochs x the pool / "
                          "the labels) instead of its epochs: the same compute for every set, so a smaller one is not "
                          "also trained less (kept apart from the epoch-matched retrainings, in *-steps folders).")
+    ap.add_argument("--retrain-scaled-patience", action="store_true",
+                    help="With --retrain-steps: scale early stopping's patience like the epochs (the reference's "
+                         "patience x the pool / the labels), so a small set is not stopped long before its steps "
+                         "are taken (in *-patienceP folders; a set whose patience-50 retraining ran every epoch "
+                         "is read from it, as the same training).")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.retrain_repeat is not None and args.retrain_repeat < 1:
         ap.error("--retrain-repeat K: K is 1 or more (training seed 0 is the retraining without it)")
     if args.retrain_repeat is not None and not (args.retrain_random or args.retrain_combined):
         ap.error("--retrain-repeat retrains the --retrain-random / --retrain-combined sets: name them")
+    if args.retrain_scaled_patience and not args.retrain_steps:
+        ap.error("--retrain-scaled-patience scales patience as --retrain-steps scales the epochs: add --retrain-steps")
     if args.retrain_steps and args.steps is not None:
         ap.error("--steps already trains every model for the same steps: leave out --retrain-steps")
     if args.steps is not None and args.full_epochs is not None:
@@ -178,6 +190,7 @@ def main() -> None:
     if args.device:  # the runs' workspaces read it as [train] device, to train and predict (not a setting of the run)
         os.environ["BOXLOOP_TRAIN_DEVICE"] = args.device
 
+    from boxloop.config import TrainConfig
     from boxloop.simulate import simulate
     from boxloop.synth import DIGITS_TRAIN
 
@@ -280,6 +293,9 @@ def main() -> None:
             if pool is None:
                 raise SystemExit("--retrain-steps: no chain's pool size found under --out")
             recipe = f"{recipe} x {pool} images / the labels: the reference's optimizer steps"
+        if args.retrain_scaled_patience:
+            recipe = (f"{recipe}; its patience scaled likewise (sets that ran every epoch with patience "
+                      f"{run_train.get('patience', TrainConfig.patience)} read from those retrainings)")
         steps_pool = pool if args.retrain_steps else None
         _print_retrained(_retrain_all(out, result, wanted, args, run_train, steps_pool), result.full_map50_95,
                          args.combined, f"labels retrained once from the start as the full-data reference is "
@@ -369,12 +385,11 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
     jobs = _retrain_jobs(result, wanted)
     for last in (False, True):
         for strategy, seed, n in [j for j in jobs if done.get(j) is None]:
-            chain, folder, recipe = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool,
-                                                args.retrain_repeat)
             start = args.retrain_seeds is None or seed in args.retrain_seeds
             try:
-                m = _retrained(chain, folder, n, args.initial, args.budget, recipe, start=start)
+                m, _ = _retrained_set(out, strategy, seed, n, args, train, steps_pool, args.retrain_repeat, start=start)
             except InputError as e:  # the round lock: another process is retraining it
+                chain = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)[0]
                 print(f"{chain} at {n} labels: skipped ({e})" if not last else f"{chain} at {n} labels: still running")
                 done[strategy, seed, n] = None
                 continue
@@ -389,17 +404,43 @@ def _retrain_jobs(result, wanted: dict[str, tuple[int, ...]]) -> list[tuple[str,
             for n in counts]
 
 
+def _retrained_set(out: Path, strategy: str, seed: int, labels: int, args: argparse.Namespace, train: dict,
+                   steps_pool: int | None, repeat: int | None, *, start: bool) -> tuple[float | None, Path]:
+    """(test mAP50-95, the folder it was read from) of one label set's retraining (see
+    ``_retraining``), started where ``start`` and it is not done yet, else (None, its folder).
+    With --retrain-scaled-patience, a set whose patience-50 retraining ran every epoch is
+    read from that one: early stopping never fired there, so a longer patience trains the
+    same model."""
+    scaled = args.retrain_scaled_patience
+    chain, folder, recipe = _retraining(out, strategy, seed, labels, args.aggregation, train, steps_pool, repeat,
+                                        scaled_patience=scaled)
+    m = _retrained(chain, folder, labels, args.initial, args.budget, recipe, start=False)
+    if m is None and scaled:
+        _, plain, plain_recipe = _retraining(out, strategy, seed, labels, args.aggregation, train, steps_pool, repeat)
+        m = _retrained(chain, plain, labels, args.initial, args.budget, plain_recipe, start=False)
+        if m is not None and _epochs_run(plain) == plain_recipe["epochs"]:
+            return m, plain
+        m = None
+    if m is None and start:
+        m = _retrained(chain, folder, labels, args.initial, args.budget, recipe)
+    return m, folder
+
+
 def _retraining(out: Path, strategy: str, seed: int, labels: int, aggregation: str | None, train: dict,
-                steps_pool: int | None, repeat: int | None) -> tuple[Path, Path, dict]:
+                steps_pool: int | None, repeat: int | None, *, scaled_patience: bool = False) -> tuple[Path, Path, dict]:
     """(the chain's workspace, the retraining's folder, its recipe) of one label set: ``train``,
-    its epochs scaled by ``steps_pool`` / labels where given (a *-steps folder), and with training
-    seed ``repeat`` where given (a *-repeatK folder; none is training seed 0)."""
+    its epochs scaled by ``steps_pool`` / labels where given (a *-steps folder; with
+    ``scaled_patience`` its early-stopping patience too, in a *-patienceP folder), and with
+    training seed ``repeat`` where given (a *-repeatK folder; none is training seed 0)."""
     from boxloop.simulate import run_folder
 
     chain = run_folder(strategy, seed, aggregation)
     folder, recipe = out / "retrain" / f"{chain}-n{labels}", train
     if steps_pool is not None:
         folder, recipe = folder.with_name(folder.name + "-steps"), _steps_matched(train, steps_pool, labels)
+        if scaled_patience:
+            recipe = _patience_matched(recipe, train, steps_pool, labels)
+            folder = folder.with_name(f"{folder.name}-patience{recipe['patience']}")
     if repeat is not None:
         folder = folder.with_name(f"{folder.name}-repeat{repeat}")
         recipe = {**recipe, "extra": {**recipe.get("extra", {}), "seed": repeat}}
@@ -414,13 +455,16 @@ def _print_run_to_run(out: Path, result, wanted: dict[str, tuple[int, ...]], arg
     Returns each retrained set's mean over its training seeds, or nothing where none was repeated."""
     lines, means = [], {}
     for strategy, seed, n in _retrain_jobs(result, wanted):
-        chain, base, recipe = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)
-        repeats = sorted(int(k) for p in base.parent.glob(f"{base.name}-repeat*")
-                         if (k := p.name.rpartition("-repeat")[2]).isdigit())
+        _, base, recipe = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)
+        bases = [base]  # with scaled patience, repeats are read from either folder (see _retrained_set)
+        if args.retrain_scaled_patience:
+            bases.append(_retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None,
+                                     scaled_patience=True)[1])
+        repeats = sorted({int(k) for base in bases for p in base.parent.glob(f"{base.name}-repeat*")
+                          if (k := p.name.rpartition("-repeat")[2]).isdigit()})
         got, ran = {}, {}
         for k in [0, *repeats]:  # training seed 0 is the retraining without --retrain-repeat
-            _, folder, seeded = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, k or None)
-            m = _retrained(chain, folder, n, args.initial, args.budget, seeded, start=False)
+            m, folder = _retrained_set(out, strategy, seed, n, args, train, steps_pool, k or None, start=False)
             if m is not None:
                 got[k], ran[k] = m, _epochs_run(folder)
         if got:
@@ -445,6 +489,15 @@ def _epochs_run(folder: Path) -> int | None:
     Ultralytics' early stopping cut it short): the rows of its results.csv."""
     runs = sorted(folder.glob("runs/*/results.csv"))
     return len(runs[-1].read_text().splitlines()) - 1 if runs else None
+
+
+def _patience_matched(recipe: dict, train: dict, pool: int, labels: int) -> dict:
+    """``recipe`` with early stopping's patience (``train``'s, else boxloop's default) scaled by
+    ``pool`` / ``labels``: as many optimizer steps without a better val score as ``train``'s
+    patience allows ``pool`` images."""
+    from boxloop.config import TrainConfig
+
+    return {**recipe, "patience": max(1, round(train.get("patience", TrainConfig.patience) * pool / labels))}
 
 
 def _steps_matched(train: dict, pool: int, labels: int) -> dict:
