@@ -389,7 +389,7 @@ def _retrain_all(out: Path, result, wanted: dict[str, tuple[int, ...]], args: ar
             try:
                 m, _ = _retrained_set(out, strategy, seed, n, args, train, steps_pool, args.retrain_repeat, start=start)
             except InputError as e:  # the round lock: another process is retraining it
-                chain = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)[0]
+                chain = _retraining(out, strategy, seed, n, args.aggregation, train, steps_pool, None)[0].name
                 print(f"{chain} at {n} labels: skipped ({e})" if not last else f"{chain} at {n} labels: still running")
                 done[strategy, seed, n] = None
                 continue
@@ -417,10 +417,9 @@ def _retrained_set(out: Path, strategy: str, seed: int, labels: int, args: argpa
     m = _retrained(chain, folder, labels, args.initial, args.budget, recipe, start=False)
     if m is None and scaled:
         _, plain, plain_recipe = _retraining(out, strategy, seed, labels, args.aggregation, train, steps_pool, repeat)
-        m = _retrained(chain, plain, labels, args.initial, args.budget, plain_recipe, start=False)
-        if m is not None and _epochs_run(plain) == plain_recipe["epochs"]:
-            return m, plain
-        m = None
+        unstopped = _retrained(chain, plain, labels, args.initial, args.budget, plain_recipe, start=False)
+        if unstopped is not None and _epochs_run(plain) == plain_recipe["epochs"]:
+            return unstopped, plain
     if m is None and start:
         m = _retrained(chain, folder, labels, args.initial, args.budget, recipe)
     return m, folder
