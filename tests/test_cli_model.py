@@ -145,6 +145,21 @@ def test_training_with_a_class_that_has_no_example_names_it(tmp_path: Path) -> N
     assert result.exit_code == 1 and "ghost" in result.output and "--allow-missing-classes" in result.output
 
 
+def test_a_round_trains_without_a_class_only_when_told(tmp_path: Path, caplog) -> None:
+    """The refusal names --allow-missing-classes; `round` takes it as `train` does (a seed set
+    may lack a class the rounds will bring), and the training says which class it lacks."""
+    ws = Workspace.init(tmp_path / "ghost", classes=[*CLASSES, "ghost"])
+    make_yolo_dataset(tmp_path / "d", n_train=8, n_val=0, n_test=2, seed=1)
+    fill_workspace(ws, tmp_path / "d", splits=("train", "test"))
+    args = ["round", "--budget", "0", "--model", "yolov8n.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4"]
+    refused = cli(ws, *args)
+    assert refused.exit_code == 1 and "ghost" in refused.output and "--allow-missing-classes" in refused.output
+    result = cli(ws, *args, "--allow-missing-classes")
+    assert result.exit_code == 0, result.output
+    assert "round 1: model m001" in " ".join(result.output.split())
+    assert any("without a labeled box of class(es) ghost" in r.getMessage() for r in caplog.records)
+
+
 def test_missing_weights_are_named_and_never_downloaded(project: dict) -> None:
     result = cli(project["ws"], "predict", "--model", "yolov8n.pt")
     assert result.exit_code == 1 and "yolov8n.pt" in result.output

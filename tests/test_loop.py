@@ -52,6 +52,21 @@ def test_a_full_round_with_the_fake_backend_records_every_step(tmp_path: Path, d
     assert rec2.round == 2
 
 
+def test_a_round_that_cannot_make_a_test_split_says_so_before_training(tmp_path: Path, digits: Path) -> None:
+    """Every labeled image already in train/val (`boxloop split --test 0`): nothing is left to
+    hold out, so the round stops before it trains, saying what to do; the next labels make one."""
+    from boxloop.split import assign_splits
+
+    ws = make_ws(tmp_path, digits)
+    assign_splits(ws.store, val=0.2, test=0.0)
+    with pytest.raises(InputError, match="no test split to evaluate on.*label more images"):
+        run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES)))
+    assert ws.store.model_versions() == [] and not ws.store.items(split="test")
+    add_labels(ws, digits / "pool", format="yolo")  # new labels, not yet split
+    rec = run_round(ws, RoundPlan(budget=0, backend=FakeBackend(CLASSES)))
+    assert rec.map50 is not None and ws.store.items(split="test")
+
+
 def test_an_interrupted_round_resumes_at_the_step_that_did_not_finish(
     tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -233,6 +233,13 @@ def _train(ws: Workspace, plan: RoundPlan, rnd: int, say: Say) -> dict[str, Any]
         raise InputError("no labeled images yet: add some with `boxloop add labels PATH` before a round")
     if not store.items(split="test"):
         report = assign_splits(store, val=plan.val_fraction, test=plan.test_fraction, seed=plan.seed)
+        if not report.totals["test"]:
+            # checked before training: the round's evaluation would fail after it
+            raise InputError(
+                f"no test split to evaluate on, and none could be made from the {len(labels)} labeled images: "
+                "it is drawn only from labeled images not yet in train/val (at least 3 of them); label more "
+                "images (`boxloop add labels`, or `boxloop select` + `push` + `pull`): the next ones make it"
+            )
         say(f"no test split yet: made one of {report.totals['test']} labeled images (frozen from now on)")
     else:
         assign_splits(store, val=plan.val_fraction, test=0.0, seed=plan.seed)

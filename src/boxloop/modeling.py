@@ -151,6 +151,8 @@ def _check_trainable(ws: Workspace, *, allow_missing_classes: bool) -> tuple[int
             f"class(es) with no labeled box in the train split: {', '.join(missing)}; label at least one "
             "example of each, or pass --allow-missing-classes"
         )
+    if missing:
+        log.warning("training without a labeled box of class(es) %s: the model cannot learn them yet", ", ".join(missing))
     return len(train_ids), val_n
 
 

@@ -14,7 +14,7 @@ from ._app import app, console
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the generated data and the workspace.")] = Path("demo-out"),
     generate_only: Annotated[bool, typer.Option("--generate-only", help="Only generate the LCD-digit dataset.")] = False,
-    labeled: Annotated[int, typer.Option("--labeled", help="Images a person has already drawn (the seed set).")] = 60,
+    labeled: Annotated[int, typer.Option("--labeled", min=5, help="Images a person has already drawn (the seed set; train, val and test each take some).")] = 60,
     pool: Annotated[int, typer.Option("--pool", help="Unlabeled images to choose from.")] = 240,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 0,
     rounds: Annotated[int, typer.Option("--rounds", help="Active-learning rounds (an oracle labels each batch); 0 = stop after export.")] = 2,
@@ -77,7 +77,9 @@ def _rounds(ws, data: Path, *, rounds: int, budget: int, epochs: int, imgsz: int
         by_sha = {truth_ws.store.get_item(i).sha256: d for i, d in truth_ws.store.latest_labels().items()}
         truth_ws.close()
     truth = {it.id: by_sha[it.sha256] for it in ws.store.items() if it.sha256 in by_sha}
-    train = {**DIGITS_TRAIN, "model": "previous", "scratch": DIGITS_TRAIN["model"], "epochs": epochs, "imgsz": imgsz}
+    # a small seed set may lack a digit: train without it until the oracle's batches bring one
+    train = {**DIGITS_TRAIN, "model": "previous", "scratch": DIGITS_TRAIN["model"], "epochs": epochs, "imgsz": imgsz,
+             "allow_missing_classes": True}
     for r in range(rounds):
         plan = RoundPlan(budget=budget, strategy="least_confidence:1", seed=seed + r, train=train)
         rec = run_round(ws, plan, annotator=Oracle(truth), say=lambda m: console.print(f"[dim]{m}[/dim]"))

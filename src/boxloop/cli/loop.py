@@ -50,6 +50,9 @@ def round_cmd(
     imgsz: ImgszOpt = None,
     batch: BatchOpt = None,
     device: DeviceOpt = None,
+    allow_missing_classes: Annotated[bool, typer.Option(
+        "--allow-missing-classes", help="Train even when a class has no labeled box yet (the rounds may bring some)."
+    )] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train → evaluate → predict the pool → select → push. Re-run after an interruption to resume.
@@ -63,7 +66,9 @@ def round_cmd(
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
-            aggregation=aggregation, train=_train_options(model, epochs, imgsz, batch, device, steps), wait=wait,
+            aggregation=aggregation, wait=wait,
+            train={**_train_options(model, epochs, imgsz, batch, device, steps),
+                   **({"allow_missing_classes": True} if allow_missing_classes else {})},
         )
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
