@@ -47,3 +47,15 @@ def test_demo_runs_the_loop_and_prints_where_the_results_are(tmp_path: Path) -> 
     html = report.read_text()
     assert 'src="http' not in html and 'href="http' not in html  # self-contained: nothing fetched
     assert '<tr data-round="1">' in html and '<tr data-round="2">' in html
+
+    # run again (as `make demo` twice, or after an interruption): the workspace goes on, nothing is lost
+    again = CliRunner().invoke(app, [
+        "demo", "--out", str(out), "--labeled", "12", "--pool", "16", "--rounds", "1", "--budget", "5",
+        "--epochs", "1", "--imgsz", "64",
+    ])
+    assert again.exit_code == 0, again.output
+    assert "exists: its labels and rounds are kept" in " ".join(again.output.split())
+    with open(ws_root / "runs" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
+    assert int(rows[3]["labeled_images"]) == int(rows[1]["labeled_images"]) + 5

@@ -41,7 +41,11 @@ def demo(
     if generate_only:
         console.print(f"data: [bold]{data}[/bold] (YOLO layout: images/, labels/, data.yaml)")
         return
+    existed = (out / "workspace" / "boxloop.toml").is_file()
     ws = Workspace.init(out / "workspace", classes=CLASSES)
+    if existed:
+        console.print(f"{ws.root} exists: its labels and rounds are kept and the rounds go on from there "
+                      f"(remove {out} for a fresh start)")
     r1 = add_labels(ws, data / "labeled", format="yolo")
     r2 = add_images(ws, [data / "pool" / "images"])
     r3 = add_images(ws, [data / "sequence" / "images"], sequence=True)
