@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _console import flat
 from _tiny_data import (
     CLASSES,
     add_pool,
@@ -30,11 +31,6 @@ runner = CliRunner()
 def cli(ws: Workspace | Path, *args: str):  # type: ignore[no-untyped-def]
     root = ws.root if isinstance(ws, Workspace) else ws
     return runner.invoke(app, [*args, "-w", str(root)])
-
-
-def flat(output: str) -> str:
-    """CLI output without the line wrapping of the console."""
-    return "".join(output.split())
 
 
 @pytest.fixture(scope="module")

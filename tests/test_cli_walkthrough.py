@@ -11,16 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from _console import flat
 from _tiny_data import ultralytics_offline
 from boxloop.cli import app
 from boxloop.synth import CLASSES, generate_images
 
 runner = CliRunner()
-
-
-def flat(output: str) -> str:
-    """CLI output without the console's line wrapping."""
-    return "".join(output.split())
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from _console import flat
 from _tiny_data import ultralytics_offline
 from boxloop.cli import app
 from boxloop.workspace import Workspace
@@ -18,17 +19,15 @@ from boxloop.workspace import Workspace
 def test_demo_runs_the_loop_and_prints_where_the_results_are(tmp_path: Path) -> None:
     ultralytics_offline(tmp_path / "ultralytics")
     out = tmp_path / "demo-out"
-    result = CliRunner().invoke(app, [
-        "demo", "--out", str(out), "--labeled", "12", "--pool", "16", "--rounds", "1", "--budget", "5",
-        "--epochs", "1", "--imgsz", "64",
-    ])
+    demo = ["demo", "--out", str(out), "--labeled", "12", "--pool", "16", "--rounds", "1", "--budget", "5",
+            "--epochs", "1", "--imgsz", "64"]
+    result = CliRunner().invoke(app, demo)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    flat = "".join(text.split())  # rich wraps long paths anywhere
 
     ws_root = out / "workspace"
     report = ws_root / "report.html"
-    assert f"workspace:{ws_root}" in flat and f"report:{report}" in flat and report.is_file()
+    assert f"workspace:{ws_root}" in flat(text) and f"report:{report}" in flat(text) and report.is_file()
     assert (out / "data" / "labeled" / "data.yaml").is_file()
     assert (ws_root / "exports" / "yolo-labeled" / "data.yaml").is_file()
 
@@ -49,10 +48,7 @@ def test_demo_runs_the_loop_and_prints_where_the_results_are(tmp_path: Path) -> 
     assert '<tr data-round="1">' in html and '<tr data-round="2">' in html
 
     # run again (as `make demo` twice, or after an interruption): the workspace goes on, nothing is lost
-    again = CliRunner().invoke(app, [
-        "demo", "--out", str(out), "--labeled", "12", "--pool", "16", "--rounds", "1", "--budget", "5",
-        "--epochs", "1", "--imgsz", "64",
-    ])
+    again = CliRunner().invoke(app, demo)
     assert again.exit_code == 0, again.output
     assert "exists: its labels and rounds are kept" in " ".join(again.output.split())
     with open(ws_root / "runs" / "history.csv") as f:

@@ -63,12 +63,13 @@ def round_cmd(
 
     ws = open_workspace(workspace)
     annotator = annotator_for(push)
+    train = _train_options(model, epochs, imgsz, batch, device, steps)
+    if allow_missing_classes:
+        train["allow_missing_classes"] = True
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
-            aggregation=aggregation, wait=wait,
-            train={**_train_options(model, epochs, imgsz, batch, device, steps),
-                   **({"allow_missing_classes": True} if allow_missing_classes else {})},
+            aggregation=aggregation, train=train, wait=wait,
         )
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
