@@ -38,6 +38,7 @@ def test_select_then_explain(ws):
     result = invoke("select", "-w", str(ws.root), "--budget", "2", "--strategy", "least_confidence:1,flicker:2", "--seed", "7")
     assert result.exit_code == 0, result.output
     assert "cam-42" in result.output and "saved selection sel-" in result.output
+    assert "42.jpg" in result.output  # the image's file name beside its id
     assert "1 imputed box(es) on 1 flickering frame(s)" in result.output
     assert "no embeddings for this model version" in result.output  # config says diverse = true
     result = invoke("select", "-w", str(ws.root), "--explain", "cam-42")

@@ -58,3 +58,35 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
     result = CliRunner().invoke(app, ["-w", str(ws.root), "status"])
     assert result.exit_code == 0, result.output
     assert "pre-label acceptance per round" in result.output
+
+
+def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_path: Path) -> None:
+    # the step-by-step loop without Label Studio: select, export the batch, correct, add labels
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    src = tmp_path / "photos"
+    for i in range(4):
+        write_image(src / f"p{i}.jpg", size=(200, 100), seed=i)
+    add_images(ws, [src])
+    ids = {Path(it.uri).stem: it.id for it in ws.store.items()}
+    confidence = {"p0": 0.9, "p1": 0.3, "p2": 0.35, "p3": 0.95}  # p1 and p2: the least confident
+    ws.store.put_predictions("mv1", {ids[s]: Detections([[10, 10, 50, 50]], [0], [c]) for s, c in confidence.items()})
+    ws.close()
+    runner = CliRunner()
+    result = runner.invoke(app, ["-w", str(ws.root), "select", "--budget", "2", "--strategy", "least_confidence",
+                                 "--no-diverse", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "batch"
+    result = runner.invoke(app, ["-w", str(ws.root), "export", "--selection", "latest", "--zip", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "selection sel-" in text and ": 2 image(s)" in text
+    assert "bring them back: boxloop add labels PATH --format yolo" in text
+    with zipfile.ZipFile(out.with_suffix(".zip")) as z:
+        z.extractall(tmp_path / "corrected")
+        assert sorted(n for n in z.namelist() if n.startswith("labels/")) == ["labels/p1.txt", "labels/p2.txt"]
+    (tmp_path / "corrected" / "labels" / "p2.txt").write_text("")  # the cat was no cat
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "corrected")])
+    assert result.exit_code == 0, result.output
+    assert "pre-labels: 1 accepted, 0 adjusted, 1 deleted, 0 added" in " ".join(result.output.split())
+    with Workspace.open(ws.root) as again:
+        assert again.store.count_by_state() == {"pool": 0, "prelabeled": 2, "in_review": 0, "labeled": 2}

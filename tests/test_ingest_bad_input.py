@@ -149,11 +149,19 @@ def test_exif_rotated_photo_has_displayed_size_and_labels_follow_it(ws: Workspac
 
 def test_empty_label_file_is_a_labeled_image_with_no_objects(ws: Workspace, tmp_path: Path) -> None:
     src = yolo_folder(tmp_path / "src", {"empty": "", "good": GOOD}, images=["empty", "good", "unlabeled"])
-    add_labels(ws, src, format="yolo")
+    report = add_labels(ws, src, format="yolo")
     labels = ws.store.latest_labels()
     assert len(labels) == 2
     assert sum(len(d) == 0 for d in labels.values()) == 1
     assert ws.store.count_by_state()["pool"] == 1
+    # the image with no label file is not silently taken as background: the user is told
+    assert report.notes == [
+        "1 image(s) had no label file: added to the pool, unlabeled "
+        "(an empty .txt beside an image marks it labeled with nothing to draw)"
+    ]
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(src), "--format", "yolo"])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) had no label file" in " ".join(result.output.split())
 
 
 def test_unknown_class_name_names_both_lists_unless_add_classes(ws: Workspace, tmp_path: Path) -> None:

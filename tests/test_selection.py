@@ -82,6 +82,19 @@ def test_explain_says_which_class_was_seen_and_missing_in_which_frames(store):
     assert "least_confidence" in text and "class 0 (person) at confidence 0.30" in text
 
 
+def test_explain_finds_the_item_by_its_file_name_or_uri(store):
+    select(store, budget=3, strategy="least_confidence:1,flicker:2", seed=7)
+    by_id = explain(store, "still-c")
+    assert by_id.startswith("still-c (/s/still-c.jpg): rank ")
+    assert explain(store, "still-c.jpg") == by_id == explain(store, "/s/still-c.jpg")
+    store.add_item(Item("other-c", "/t/still-c.jpg", 320, 240, "sha-other-c"))
+    store.put_predictions("v1", {"other-c": pred([[10, 10, 50, 50]], [0], [0.25])})
+    select(store, budget=5, strategy="least_confidence", seed=7)
+    with pytest.raises(InputError, match=r"2 images in selection sel-\S+ are named 'still-c.jpg' .*give the item id"):
+        explain(store, "still-c.jpg")
+    assert "rank" in explain(store, "/t/still-c.jpg")
+
+
 def test_explain_an_item_not_in_the_selection(store):
     select(store, budget=1, strategy="flicker", seed=0)
     with pytest.raises(InputError, match="item 'still-a' is not in selection sel-"):

@@ -484,6 +484,12 @@ def _add_yolo(
                     report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
                     labels = None
         parsed.append((item, img, txt, labels))
+    unlabeled = sum(1 for _, _, txt, _ in parsed if txt is None)
+    if unlabeled:
+        report.notes.append(
+            f"{unlabeled} image(s) had no label file: added to the pool, unlabeled "
+            "(an empty .txt beside an image marks it labeled with nothing to draw)"
+        )
     used = sorted({int(c) for *_, d in parsed if d is not None for c in d.class_id})
     mapping = _map_names(ws, [file_names[c] for c in used], add_classes=add_classes, source=names_file)
     to_project = np.full(len(file_names), -1, np.int64)

@@ -579,17 +579,31 @@ def _component_line(name: str, c: Mapping[str, Any], names: Sequence[str]) -> li
     return [head]
 
 
+def _selected_id(store: Store, sel: Selection, key: str) -> str:
+    """The id of the selected item that ``key`` names: its id, its uri, or its file name when
+    one selected image has that name."""
+    if key in sel.why:
+        return key
+    matches = [i for i in sel.item_ids if key in (store.get_item(i).uri, store.get_item(i).name)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InputError(f"{len(matches)} images in selection {sel.id} are named {key!r} "
+                         f"({', '.join(store.get_item(i).uri for i in matches[:3])}); give the item id")
+    sample = ", ".join(sel.item_ids[:5]) + (" ..." if len(sel.item_ids) > 5 else "")
+    raise InputError(f"item {key!r} is not in selection {sel.id} ({len(sel.item_ids)} items: {sample})")
+
+
 def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> str:
-    """Why an item was picked, in words, from a saved selection (the newest by default)."""
+    """Why an item was picked, in words, from a saved selection (the newest by default).
+    ``item_id`` may also be the image's uri or file name."""
     sel = store.selection(selection_id)
-    if item_id not in sel.why:
-        sample = ", ".join(sel.item_ids[:5]) + (" ..." if len(sel.item_ids) > 5 else "")
-        raise InputError(f"item {item_id!r} is not in selection {sel.id} ({len(sel.item_ids)} items: {sample})")
+    item_id = _selected_id(store, sel, item_id)
     w = sel.why[item_id]
     names = store.classes()
     cfg = sel.config
     lines = [
-        f"{item_id}: rank {w['rank'] + 1} of {len(sel.item_ids)} in selection {sel.id}",
+        f"{item_id} ({store.get_item(item_id).uri}): rank {w['rank'] + 1} of {len(sel.item_ids)} in selection {sel.id}",
         f"  model version {sel.model_version}, strategy {sel.strategy}, seed {sel.seed}, "
         f"{cfg.get('normalisation', 'percentile')} normalisation",
     ]

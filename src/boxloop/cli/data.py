@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
@@ -155,24 +156,48 @@ def split_cmd(
 @app.command("export")
 def export_cmd(
     format: Annotated[str, typer.Option("--format", "-f", help="yolo, coco, voc, cvat or labelstudio.")] = "yolo",
-    what: Annotated[str, typer.Option("--what", help="labeled, prelabeled (pool with predicted boxes) or all.")] = "labeled",
+    what: Annotated[
+        str | None,
+        typer.Option("--what", help="labeled, prelabeled (pool with predicted boxes) or all "
+                     "(default: labeled; prelabeled with --selection).", show_default=False),
+    ] = None,
+    selection: Annotated[
+        str | None,
+        typer.Option("--selection", metavar="ID", help="Only the images of this selection (an id, or latest): "
+                     "the batch `boxloop select` picked, for any annotation tool."),
+    ] = None,
     zip: Annotated[bool, typer.Option("--zip", help="Write one .zip instead of a folder.")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: exports/FORMAT-WHAT-TIME).")] = None,
-    model_version: Annotated[str | None, typer.Option("--model-version", help="Predictions to use for prelabels (default: newest).")] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option("--model-version", help="Predictions to use for prelabels (default: the selection's model, else the newest)."),
+    ] = None,
     conf: Annotated[float, typer.Option("--conf", help="Lowest confidence of a predicted box in a prelabeled export.")] = 0.25,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export the dataset; written aside and renamed, so a failed export leaves no half file.
 
-    Example: boxloop export --format yolo --what prelabeled --zip
+    Pre-labeled exports are remembered: labels brought back with `boxloop add labels` count
+    what was accepted, adjusted, deleted and added.
+
+    Example: boxloop export --format yolo --what prelabeled --selection latest --zip
     """
     from ..export import export
 
     ws = open_workspace(workspace)
-    path = export(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf)
+    ids = None
+    if selection is not None:
+        sel = ws.store.selection(selection)
+        ids = list(sel.item_ids)
+        model_version = model_version or sel.model_version
+        console.print(f"selection {escape(sel.id)}: {len(ids)} image(s)")
+    what = what or ("prelabeled" if selection is not None else "labeled")
+    path = export(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf, ids=ids)
     console.print(f"exported to [bold]{path}[/bold]")
     if format == "yolo" and not zip and what == "labeled":
         console.print(f"train with: yolo train data={path / 'data.yaml'}")
+    elif what != "labeled":
+        console.print(f"correct the boxes in any tool, then bring them back: boxloop add labels PATH --format {format}")
 
 
 @app.command("status")

@@ -43,7 +43,7 @@ def select_cmd(
     model_version: ModelVersionOpt = None,
     aggregation: AggregationOpt = None,
     explain_id: Annotated[
-        str | None, typer.Option("--explain", metavar="ID", help="Print why item ID was picked, then exit.")
+        str | None, typer.Option("--explain", metavar="ID", help="Print why item ID (or image file name) was picked, then exit.")
     ] = None,
     selection_id: Annotated[
         str | None, typer.Option("--selection", help="With --explain: which selection (default: the newest).")
@@ -85,6 +85,7 @@ def select_cmd(
     )
     table.add_column("#", justify="right")
     table.add_column("item")
+    table.add_column("image", overflow="fold")
     table.add_column("score", justify="right")
     table.add_column("mostly", overflow="fold")
     for rank, item_id in enumerate(sel.item_ids, 1):
@@ -93,7 +94,8 @@ def select_cmd(
         reason = f"{lead[0]} {lead[1]['score']:.3g}" if lead else sel.why[item_id].get("selector", "")
         if sel.why[item_id].get("selector") == "uniform":
             reason = f"uniform sample ({reason}: no evidence to rank)"
-        table.add_row(str(rank), escape(item_id), f"{sel.scores[item_id]:.3f}", escape(reason))
+        image = escape(ws.store.get_item(item_id).name)
+        table.add_row(str(rank), escape(item_id), image, f"{sel.scores[item_id]:.3f}", escape(reason))
     console.print(table)
     for note in report.notes:
         console.print(f"note: {escape(note)}")
