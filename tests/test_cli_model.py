@@ -137,8 +137,15 @@ def test_training_with_a_class_that_has_no_example_names_it(tmp_path: Path) -> N
     ws = Workspace.init(tmp_path / "ghost", classes=[*CLASSES, "ghost"])
     make_yolo_dataset(tmp_path / "d", n_train=4, n_val=0, seed=1)
     fill_workspace(ws, tmp_path / "d", splits=("train",))
-    result = cli(ws, "train", "--model", "yolov8n.yaml", "--epochs", "1")
+    result = cli(ws, "train", "--model", "yolov8n.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4")
     assert result.exit_code == 1 and "ghost" in result.output and "--allow-missing-classes" in result.output
+    assert "or set [train] allow_missing_classes = true in boxloop.toml" in " ".join(result.output.split())
+    # set once in boxloop.toml instead of passing the flag to every train and round
+    toml = ws.root / "boxloop.toml"
+    toml.write_text(toml.read_text().replace("allow_missing_classes = false", "allow_missing_classes = true"))
+    result = cli(ws, "train", "--model", "yolov8n.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4")
+    assert result.exit_code == 0, result.output
+    assert "model version m001" in result.output
 
 
 def test_a_round_trains_without_a_class_only_when_told(tmp_path: Path, caplog) -> None:

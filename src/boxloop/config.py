@@ -40,6 +40,7 @@ class TrainConfig:
     device: str = "cpu"
     patience: int = 50
     workers: int = 0
+    allow_missing_classes: bool = False  # train while a class has no labeled box yet
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -191,6 +192,7 @@ batch = {c.train.batch}
 device = "{c.train.device}"     # "cpu", "0", "0,1"
 patience = {c.train.patience}
 workers = {c.train.workers}
+allow_missing_classes = {str(c.train.allow_missing_classes).lower()}   # true: train while a class has no labeled box yet (early rounds)
 
 [predict]
 conf = {c.predict.conf}         # low on purpose: active learning needs the uncertain boxes

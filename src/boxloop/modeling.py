@@ -149,7 +149,8 @@ def _check_trainable(ws: Workspace, *, allow_missing_classes: bool) -> tuple[int
     if missing and not allow_missing_classes:
         raise InputError(
             f"class(es) with no labeled box in the train split: {', '.join(missing)}; label at least one "
-            "example of each, or pass --allow-missing-classes"
+            "example of each, or pass --allow-missing-classes (or set [train] allow_missing_classes = true "
+            "in boxloop.toml)"
         )
     if missing:
         log.warning("training without a labeled box of class(es) %s: the model cannot learn them yet", ", ".join(missing))
@@ -222,7 +223,7 @@ def train(
     cfg = ws.config.train
     model = model or cfg.model
     resolve_model_arg(model)  # a missing weights file fails before anything is written
-    _check_trainable(ws, allow_missing_classes=allow_missing_classes)
+    _check_trainable(ws, allow_missing_classes=allow_missing_classes or cfg.allow_missing_classes)
     version = next_version(ws)
     run_dir = ws.runs_dir / version
     run_dir.mkdir(parents=True, exist_ok=True)
