@@ -8,11 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from _console import flat
+from _images import write_image
 from boxloop import synth
+from boxloop.cli import app
 from boxloop.errors import InputError
 from boxloop.sources import video
 from boxloop.sources.images import load_image, natural_key, read_image_info
+from boxloop.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +149,52 @@ def test_fps_sampling_follows_timestamps_of_a_variable_rate_video() -> None:
     kept = [i for i, t in enumerate(times) if keep(i, t)]
     # one frame per half second of video time; the 0.5-1.0 s slot holds no frame at all
     assert [float(times[i]) for i in kept] == [0.0, 1.0, 1.5]
+
+
+def test_add_video_takes_a_folder_of_clips_and_a_bad_one_loses_nothing(
+    clip: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    """`boxloop add video FOLDER`: every clip its own ordered sequence, an unreadable one
+    reported by path while the others are added, a re-run adds nothing; `add images` on the
+    same folder takes the photo and says how to add the videos."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "counter.mp4").write_bytes(clip[0].read_bytes())
+    seq = synth.generate_sequence(tmp_path / "seq2", n_frames=6, seed=9)
+    synth.write_video(sorted((seq / "images").iterdir(), key=lambda p: natural_key(p.name)), clips / "sub" / "b.mp4")
+    (clips / "broken.mp4").write_text("not a video")
+    write_image(clips / "still.jpg", seed=1)
+    ws = Workspace.init(tmp_path / "ws", classes=["0"])
+    ws.close()
+    runner = CliRunner()
+
+    def add(*args: str):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, ["-w", str(ws.root), "add", *args])
+        return result, " ".join(result.output.split())
+
+    result, text = add("video", str(clips), "--every", "2")
+    assert result.exit_code == 0, result.output
+    assert "13 new image(s), 0 already known, 1 problem(s)" in text  # 10 + 3 frames
+    assert "2 videos, each its own frame sequence" in text
+    assert f"{clips / 'broken.mp4'}:notadecodablevideo" in flat(result.output)
+    with Workspace.open(ws.root) as again:
+        items = again.store.items()
+        by_video: dict[str | None, list[int | None]] = {}
+        for it in items:
+            by_video.setdefault(it.video_id, []).append(it.frame_index)
+        assert sorted(sorted(v) for v in by_video.values()) == [[0, 2, 4], list(range(0, 20, 2))]  # type: ignore[type-var]
+        assert None not in by_video
+
+    result, text = add("video", str(clips), "--every", "2")
+    assert "0 new image(s), 13 already known" in text
+    result, _ = add("video", str(clips), "--every", "2", "--strict")
+    assert result.exit_code == 1
+    result, text = add("video", str(tmp_path / "seq2"))
+    assert result.exit_code == 0 and "no video files" in text  # a folder of frames, not videos
+    result, text = add("video", str(clips), "--every", "0")
+    assert result.exit_code == 1 and "--every must be a whole number >= 1" in text
+
+    result, text = add("images", str(clips))
+    assert result.exit_code == 0, result.output
+    assert "1 new image(s)" in text
+    assert "3 video file(s) left out" in text and "boxloop add video PATH --fps 2" in text

@@ -23,6 +23,7 @@ from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
 from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
 from .sources.remote import is_remote, list_folder
+from .sources.video import VIDEO_SUFFIXES
 from .types import Detections, Item
 from .workspace import Workspace
 
@@ -32,6 +33,7 @@ __all__ = [
     "add_images",
     "add_labels",
     "add_video",
+    "add_videos",
     "current_round",
     "find_class_file",
     "index_image",
@@ -129,6 +131,13 @@ def add_images(
     paths = list(paths)
     if not sequence:
         files = _expand_reporting(paths, report.problems)
+        videos = [f for f in files if PurePosixPath(str(f)).suffix.lower() in VIDEO_SUFFIXES]
+        if videos:
+            files = [f for f in files if f not in set(videos)]
+            report.notes.append(
+                f"{len(videos)} video file(s) left out ({', '.join(str(v) for v in videos[:3])}"
+                f"{' ...' if len(videos) > 3 else ''}): add their frames with `boxloop add video PATH --fps 2`"
+            )
         with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
             for start in range(0, len(files), _CHUNK):
                 chunk = files[start : start + _CHUNK]
@@ -200,10 +209,11 @@ def _frame_numbers(frames: Sequence[Path | str]) -> list[int]:
 
 
 def _expand_reporting(paths: Sequence[str | Path], problems: Problems) -> list[Path | str]:
+    """Image files under ``paths`` (and video files, which the caller sets aside)."""
     files: list[Path | str] = []
     for p in paths:
         try:
-            files.extend(expand_paths([p]))
+            files.extend(expand_paths([p], IMAGE_SUFFIXES | VIDEO_SUFFIXES))
         except InputError as e:
             problems.add(p, str(e).removeprefix(f"{p}: "))
     return list(dict.fromkeys(files))
@@ -257,6 +267,50 @@ def add_video(
             progress(1)
     if not report.added and not report.known:
         report.problems.add(path, "no frames decoded")
+    return report
+
+
+def add_videos(
+    ws: Workspace,
+    paths: Iterable[str | Path],
+    *,
+    every: int | None = None,
+    fps: float | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """:func:`add_video` for every video file under ``paths`` (files, folders searched
+    recursively, globs), each its own sequence; a video that cannot be read is a problem and
+    the others go on."""
+    from .sources.video import check_sampling
+
+    check_sampling(every, fps)  # bad options fail once, before any video
+    report = IngestReport()
+    videos: list[Path | str] = []
+    for p in paths:
+        if is_remote(str(p)):
+            report.problems.add(p, "videos are decoded from local files; copy it to this machine first")
+            continue
+        try:
+            found = list(expand_paths([p], VIDEO_SUFFIXES))
+        except InputError as e:
+            report.problems.add(p, str(e).removeprefix(f"{p}: "))
+            continue
+        if not found:
+            report.problems.add(Path(p).absolute(), f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) here")
+        videos.extend(found)
+    decoded = 0
+    for v in dict.fromkeys(videos):
+        try:
+            one = add_video(ws, v, every=every, fps=fps, progress=progress)
+        except InputError as e:
+            report.problems.add(v, str(e).removeprefix(f"{v}: "))
+            continue
+        decoded += 1
+        report.added += one.added
+        report.known += one.known
+        report.problems.extend(one.problems)
+    if decoded > 1:
+        report.notes.append(f"{decoded} videos, each its own frame sequence")
     return report
 
 

@@ -111,23 +111,28 @@ def add_labels_cmd(
 
 @add_app.command("video")
 def add_video_cmd(
-    path: Annotated[str, typer.Argument(help="A video file (mp4, mov, avi, mkv, ...).")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Video files (mp4, mov, avi, mkv, ...), folders of them (recursive) or globs.")
+    ],
     every: Annotated[int | None, typer.Option("--every", help="Keep every Nth frame.")] = None,
     fps: Annotated[float | None, typer.Option("--fps", help="Keep F frames per second.")] = None,
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Decode frames of a video into the workspace, in order, for temporal scoring.
+    """Decode frames of videos into the workspace, in order, for temporal scoring; each
+    video is its own sequence. A video that cannot be read is reported and the rest go on;
+    re-running decodes only what is missing.
 
     Example: boxloop add video rowing.mp4 --fps 2
+    Example: boxloop add video ~/clips --every 10
     """
-    from ..ingest import add_video
+    from ..ingest import add_videos
 
     if every is not None and fps is not None:
         raise InputError("give --every N or --fps F, not both")
     ws = open_workspace(workspace)
     with progress_bar("decoding frames") as advance:
-        report = add_video(ws, path, every=every if fps is None else None, fps=fps, progress=advance)
+        report = add_videos(ws, paths, every=every, fps=fps, progress=advance)
     _finish(report, strict)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InputError
 from .images import file_sha256
 
-__all__ = ["VIDEO_SUFFIXES", "VideoInfo", "probe_video", "sample_frames", "video_id"]
+__all__ = ["VIDEO_SUFFIXES", "VideoInfo", "check_sampling", "probe_video", "sample_frames", "video_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ class _Keep:
         return False
 
 
-def _check_options(every: int | None, fps: float | None) -> tuple[int | None, float | None]:
+def check_sampling(every: int | None, fps: float | None) -> tuple[int | None, float | None]:
+    """(every, fps) as sampling uses them (every frame when neither is given); bad values are an InputError."""
     if every is not None and fps is not None:
         raise InputError("give either --every N or --fps F, not both")
     if every is None and fps is None:
@@ -183,7 +184,7 @@ def sample_frames(
     decoded frame with the number of frames decoded so far.
     """
     # Bad options and files fail here, at the call, not at the first iteration.
-    every, fps = _check_options(every, fps)
+    every, fps = check_sampling(every, fps)
     path = Path(path)
     probe_video(path)
     out_dir = Path(out_dir)
