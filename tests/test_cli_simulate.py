@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import yaml
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from _tiny_data import ultralytics_offline
 from boxloop.cli import app
+from boxloop.simulate import MIN_REFERENCE_MAP
 from boxloop.synth import generate_images
 from boxloop.workspace import Workspace
 
@@ -37,7 +39,14 @@ def test_simulate_warm_starts_rounds_and_trains_the_reference_longer(tmp_path: P
     (reference,) = full.store.model_versions()
     assert reference["meta"]["epochs"] == 2 and reference["meta"]["model"] == "yolov8n.yaml"
     full.close()
-    assert "to 90% of full-data mAP50-95" in result.output
+    text = " ".join(result.output.split())
+    assert "to 90% of full-data mAP50-95" in text
+    with open(out / "simulation_summary.csv") as f:
+        (summary,) = csv.DictReader(f)
+    # two epochs from scratch at 64 px teach nothing: no strategy is said to reach 90% of that
+    assert json.loads(summary["full_data_map50_95"])["0"] < MIN_REFERENCE_MAP
+    assert "random: no level to reach" in text and "it learned next to nothing" in text
+    assert summary["labels_to_90pct_full_map50_95"] == ""
 
 
 def test_simulate_with_steps_trains_every_round_and_the_reference_alike(tmp_path: Path) -> None:

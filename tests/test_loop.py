@@ -184,6 +184,25 @@ def test_labels_to_reach_the_first_round_or_where_the_curve_crosses() -> None:
     assert labels_to_reach(boxed, targets, count="labeled_boxes") == {"a": 3 * (140 + 60) / 2}
     assert labels_to_reach(boxed, targets, interpolate=True, count="labeled_boxes")["a"] == pytest.approx(3 * crossed)
     assert labels_to_reach(rows, targets, count="labeled_boxes") == {"a": None}  # rows from a CSV without the column
+    # a reference that learned nothing (mAP 0) sets no level: no round "reaches" 90% of it
+    assert labels_to_reach(rows, {0: 0.0, 1: 0.5}) == {"a": None}
+
+
+def test_a_full_data_reference_that_learned_nothing_sets_no_level(tmp_path: Path) -> None:
+    from boxloop.simulate import _write_outputs, reference_untrained
+
+    rows = [{"strategy": "random", "seed": 0, "round": r, "labeled_images": n, "labeled_boxes": n, "map50_95": 0.0}
+            for r, n in ((1, 20), (2, 40))]
+    (note,) = reference_untrained({0: 0.0}, {0: 0.0})
+    assert note.startswith("seed 0: the full-data model scored mAP50-95 0.000: it learned next to nothing nor did any "
+                           "round, so there is no level to reach; train longer (--epochs, --full-epochs)")
+    assert reference_untrained({0: 0.3}, {0: 0.3}) == []
+    result = _write_outputs(tmp_path, rows, {0: 0.0})
+    assert result.labels_needed == {"random": None} and result.boxes_needed == {"random": None}
+    assert result.notes == (note,)
+    with open(result.summary_csv) as f:
+        (row,) = csv.DictReader(f)
+    assert row["labels_to_90pct_full_map50_95"] == "" and row["labels_to_90pct_best_map50_95"] == ""
 
 
 def test_a_full_data_reference_below_a_strategy_is_called_no_ceiling(tmp_path: Path) -> None:

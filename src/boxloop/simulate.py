@@ -29,7 +29,8 @@ from .scoring.pool import AGGREGATIONS
 from .workspace import CONFIG_NAME, Workspace
 
 __all__ = [
-    "SIMULATION_COLUMNS", "SIMULATION_OPTIONAL", "SimulationResult", "best_models", "labels_to_reach", "reference_below",
+    "MIN_REFERENCE_MAP", "SIMULATION_COLUMNS", "SIMULATION_OPTIONAL", "SimulationResult", "best_models", "labels_to_reach",
+    "reference_below", "reference_untrained",
     "run_folder", "simulate",
 ]
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 SIMULATION_COLUMNS = ("strategy", "seed", "round", "labeled_images", "labeled_boxes", "map50", "map50_95")
 SIMULATION_OPTIONAL = frozenset({"labeled_boxes"})  # a CSV written before the column was kept still reads
 META_SETTINGS = "simulation.settings"  # what a run's workspace was made with (a re-run resumes only the same)
+# a full-data mAP50-95 below this: the model learned next to nothing, and 90% of it is no level
+# to reach (every round "reaches" a target of 0)
+MIN_REFERENCE_MAP = 0.01
 
 
 @dataclass(frozen=True)
@@ -270,8 +274,8 @@ def _write_outputs(
     )
     plots = write_plots(csv_path, full_map50_95=sum(full.values()) / len(full) if full else None) if rows else []
     return SimulationResult(
-        csv_path, summary, dict(full), needed, tuple(plots), tuple(reference_below(rows, full, alike=alike)), boxes,
-        best, needed_best,
+        csv_path, summary, dict(full), needed, tuple(plots),
+        (*reference_untrained(full, best), *reference_below(rows, full, alike=alike)), boxes, best, needed_best,
     )
 
 
@@ -281,6 +285,23 @@ def best_models(rows: Sequence[Mapping[str, Any]], full: Mapping[int, float]) ->
     and 90% of it is then a target too low to tell the strategies apart (both reach it early);
     a model the seed's labels did train is a ceiling the full data reaches at least."""
     return {seed: max([ref, *((r["map50_95"] or 0.0) for r in rows if r["seed"] == seed)]) for seed, ref in full.items()}
+
+
+def reference_untrained(full: Mapping[int, float], best: Mapping[int, float]) -> list[str]:
+    """One note per seed whose full-data reference learned next to nothing (mAP50-95 below
+    MIN_REFERENCE_MAP): there is no level to reach, and every strategy would seem to reach it
+    with its first labels."""
+    notes = []
+    for seed, ref in sorted(full.items()):
+        if ref >= MIN_REFERENCE_MAP:
+            continue
+        also = " nor did any round" if best.get(seed, ref) < MIN_REFERENCE_MAP else ""
+        notes.append(
+            f"seed {seed}: the full-data model scored mAP50-95 {ref:.3f}: it learned next to nothing{also}, so there "
+            "is no level to reach; train longer (--epochs, --full-epochs), at a larger --imgsz, or from weights "
+            "(--model your.pt) on a fresh --out"
+        )
+    return notes
 
 
 def reference_below(
@@ -357,7 +378,8 @@ def labels_to_reach(
 ) -> dict[str, float | None]:
     """Per strategy, the mean over seeds of the first labeled-image count whose mAP50-95
     reaches the seed's target (None when some seed never reaches it, or a row lacks the
-    count). ``interpolate``: the count where the straight line between that round and the
+    count, or the target is below 90% of MIN_REFERENCE_MAP: a model that learned nothing sets no
+    level). ``interpolate``: the count where the straight line between that round and the
     one before it crosses the target, so a curve that just misses at one round is told apart
     from one far below. ``count``: the column counted, "labeled_boxes" for the boxes drawn."""
     out: dict[str, float | None] = {}
@@ -366,6 +388,8 @@ def labels_to_reach(
         for seed, target in target_by_seed.items():
             mine = sorted((r for r in rows if r["strategy"] == strategy and r["seed"] == seed), key=lambda r: r["round"])
             hit = None
+            if target < 0.9 * MIN_REFERENCE_MAP:
+                mine = []
             for before, row in zip([None, *mine], mine):
                 value = row["map50_95"] or 0.0
                 if value < target:

@@ -139,7 +139,7 @@ def simulate_cmd(
     --full-epochs so it stays a fair ceiling.
     Run again with the same --out to resume, or with a larger --rounds to extend it.
     """
-    from ..simulate import simulate
+    from ..simulate import MIN_REFERENCE_MAP, simulate
 
     strategy_list = [s.strip() for s in strategies.split(",") if s.strip()]
     train = _train_options(model, epochs, imgsz, batch, device, steps)
@@ -149,13 +149,15 @@ def simulate_cmd(
         train=train, full_data_train=full_train,
         aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
+    untrained = any(v < MIN_REFERENCE_MAP for v in result.full_map50_95.values())
     for strategy, n in result.labels_needed.items():
         boxes = result.boxes_needed.get(strategy)
         drawn = "" if n is None or boxes is None else f" ({boxes:.0f} boxes)"
-        console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'}{drawn} to 90% of full-data mAP50-95")
+        reached = "no level to reach" if untrained else "not reached" if n is None else f"{n:.0f} labels"
+        console.print(f"{strategy}: {reached}{drawn} to 90% of full-data mAP50-95")
     for note in result.notes:
         console.print(f"[yellow]{note}[/yellow]")
-    if result.notes:  # the reference is no ceiling: measure against the best model each seed's labels trained
+    if result.best_map50_95 != result.full_map50_95:  # no ceiling: measure against the best model each seed's labels trained
         for strategy, n in result.labels_needed_best.items():
             console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of the best "
                           "model of each seed (the reference or a round)")
