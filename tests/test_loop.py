@@ -9,9 +9,11 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from typer.testing import CliRunner
 
 from boxloop import ledger
 from boxloop.backends.fake import FakeBackend
+from boxloop.cli import app
 from boxloop.errors import InputError
 from boxloop.ingest import add_images, add_labels
 from boxloop.loop import Oracle, RoundPlan, round_lock, run_round
@@ -88,8 +90,13 @@ def test_an_interrupted_round_resumes_at_the_step_that_did_not_finish(
         run_round(ws, plan)
     steps = ledger.step_results(ws.store, 1)
     assert steps["select"]["status"] == "failed" and steps["predict"]["status"] == "done"
+    said = "round 1 is unfinished; done: train, evaluate, predict; select was interrupted; `boxloop round` resumes it"
+    assert ledger.unfinished_round(ws.store) == said
+    shown = CliRunner().invoke(app, ["-w", str(ws.root), "history"])
+    assert shown.exit_code == 0 and said in " ".join(shown.output.split())
     rec = run_round(ws, plan)
     assert rec.round == 1  # the same round, finished
+    assert ledger.unfinished_round(ws.store) is None
     steps = ledger.step_results(ws.store, 1)
     assert all(s["status"] == "done" for s in steps.values()) and calls["n"] == 2
     assert [v["id"] for v in ws.store.model_versions()] == ["fake-r1"]  # train did not run again

@@ -31,6 +31,7 @@ __all__ = [
     "selected",
     "start_step",
     "step_results",
+    "unfinished_round",
     "write_history_csv",
 ]
 
@@ -104,6 +105,27 @@ def reopen_round(store: Store, rnd: int, config: Mapping[str, Any] | None = None
         if config is not None:
             c.execute("UPDATE rounds SET config=? WHERE round=?", (json.dumps(dict(config)), rnd))
         c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('round', ?)", (str(rnd),))
+
+
+def unfinished_round(store: Store) -> str | None:
+    """A line on the newest round if it did not run to the end: the steps it finished, the one
+    that failed (with its error) or was interrupted, and how to go on; None if it finished."""
+    row = store.conn.execute("SELECT round, finished_at FROM rounds ORDER BY round DESC LIMIT 1").fetchone()
+    if row is None or row["finished_at"] is not None:
+        return None
+    rnd = int(row["round"])
+    steps = step_results(store, rnd)
+    done = [k for k, v in steps.items() if v["status"] == "done"]
+    parts = [f"round {rnd} is unfinished", f"done: {', '.join(done)}" if done else "no step done yet"]
+    for name, v in steps.items():
+        error = v["result"].get("error", "?") if v["status"] == "failed" else None
+        if error == "KeyboardInterrupt":
+            parts.append(f"{name} was interrupted")
+        elif error is not None:
+            parts.append(f"{name} failed: {error}")
+        elif v["status"] == "running":
+            parts.append(f"{name} was interrupted (or is running now)")
+    return "; ".join(parts) + "; `boxloop round` resumes it"
 
 
 def finished_rounds(store: Store) -> dict[int, RoundRecord]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ._app import WorkspaceOpt, app, check_epochs_or_steps, console, open_workspace
@@ -86,7 +87,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop history
     """
-    from ..ledger import history, write_history_csv
+    from ..ledger import history, unfinished_round, write_history_csv
 
     ws = open_workspace(workspace)
     records = history(ws.store)
@@ -105,6 +106,9 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
             f"{sum(r.seconds.values()):.0f}",
         )
     console.print(t)
+    unfinished = unfinished_round(ws.store)
+    if unfinished:
+        console.print(f"[yellow]{escape(unfinished)}[/yellow]")
     console.print(f"csv: {write_history_csv(ws)}")
 
 
