@@ -25,9 +25,9 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="A model version (m001) or a weights file (.pt/.onnx); default: the newest trained."),
 ]
 RuntimeOpt = Annotated[
-    str | None, typer.Option("--runtime", help="torch or onnx (default: [predict] runtime; .onnx files use onnx).")
+    str | None, typer.Option("--runtime", help="torch or onnx (default: \\[predict] runtime; .onnx files use onnx).")
 ]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 (default: [train] device).")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 (default: \\[train] device).")]
 ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Network input size (default: the size it was trained at).")]
 ClassMapOpt = Annotated[
     list[str] | None,
@@ -70,9 +70,9 @@ def quiet_ray(engine: str) -> None:
 def train_cmd(
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="yolov8n.yaml / yolo11n.yaml (from scratch) or PATH.pt (transfer); default: [train] model."),
+        typer.Option("--model", "-m", help="yolov8n.yaml / yolo11n.yaml (from scratch) or PATH.pt (transfer); default: \\[train] model."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: [train] epochs).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: \\[train] epochs).")] = None,
     steps: Annotated[int | None, typer.Option(
         "--steps", min=1, help="About this many optimizer steps instead of --epochs (the epochs follow the label count)."
     )] = None,

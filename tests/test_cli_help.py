@@ -1,0 +1,50 @@
+"""Every command's --help: an example, and each option's help shown whole (rich markup once
+swallowed "[train]" in "default: [train] device", leaving "default:  device")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from _console import flat
+from boxloop.cli import app
+
+
+def _commands() -> list[tuple[list[str], Any]]:
+    """(command path, click command) of every leaf command (Typer's click may be its own copy)."""
+    root = typer.main.get_command(app)
+    out: list[tuple[list[str], Any]] = []
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+        else:
+            out.append((path, cmd))
+
+    walk(root, [])
+    return out
+
+
+COMMANDS = _commands()
+
+
+def test_every_command_is_walked() -> None:
+    names = {" ".join(p) for p, _ in COMMANDS}
+    assert {"round", "train", "predict", "add video", "labelstudio connect", "simulate", "export"} <= names
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_help_has_an_example_and_shows_every_option_whole(path: list[str], command: Any) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    shown = flat(result.output.replace("│", ""))  # the options panel's borders split wrapped lines
+    assert "Example:" in result.output
+    for param in command.params:
+        text = getattr(param, "help", None)
+        if not text or param.name in ("install_completion", "show_completion"):
+            continue
+        assert flat(text.replace("\\[", "[")) in shown, f"--help of {' '.join(path)}: {param.name}'s help is cut: {text!r}"
