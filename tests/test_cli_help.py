@@ -43,6 +43,7 @@ def test_help_has_an_example_and_shows_every_option_whole(path: list[str], comma
     assert result.exit_code == 0, result.output
     shown = flat(result.output.replace("│", ""))  # the options panel's borders split wrapped lines
     assert "Example:" in result.output
+    assert flat((command.help or "").replace("\\[", "[")) in shown, f"--help of {' '.join(path)}: its text is cut"
     for param in command.params:
         text = getattr(param, "help", None)
         if not text or param.name in ("install_completion", "show_completion"):
