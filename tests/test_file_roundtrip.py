@@ -90,3 +90,11 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     assert "pre-labels: 1 accepted, 0 adjusted, 1 deleted, 0 added" in " ".join(result.output.split())
     with Workspace.open(ws.root) as again:
         assert again.store.count_by_state() == {"pool": 0, "prelabeled": 2, "in_review": 0, "labeled": 2}
+    again_out = runner.invoke(app, ["-w", str(ws.root), "export", "--selection", "latest", "--zip"])
+    assert again_out.exit_code == 1  # the batch is labeled now: nothing to pre-label, and it says why
+    assert "among the 2 image(s) asked for: each is labeled already" in " ".join(again_out.output.split())
+    # the whole pool's pre-labeled zip leaves the labeled images out, though their predictions are
+    # still stored: brought back unchanged, the model's boxes would replace the human labels
+    whole = runner.invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--out", str(tmp_path / "pool")])
+    assert whole.exit_code == 0, whole.output
+    assert sorted(p.name for p in (tmp_path / "pool" / "labels").iterdir()) == ["p0.txt", "p3.txt"]

@@ -123,8 +123,11 @@ def _choose(
         if mv is None and what == "prelabeled":
             raise InputError("no predictions yet; run `boxloop predict` before a prelabeled export")
         if mv is not None:
+            # a labeled image is never pre-labeled again: brought back unchanged, the model's boxes
+            # would become its newest label, over the human one
+            labeled = set(labels) if what == "all" else {it.id for it in store.items(state="labeled")}
             for item_id, d in store.predictions(mv).items():
-                if item_id not in labels and d.confidence is not None:
+                if item_id not in labeled and d.confidence is not None:
                     preds[item_id] = d[d.confidence >= conf]
     if what == "labeled":
         items = store.items(ids=list(labels)) if labels else []
@@ -136,6 +139,11 @@ def _choose(
         keep = set(ids)
         items = [it for it in items if it.id in keep]
     if not items:
+        if ids is not None:
+            raise InputError(
+                f"nothing to export for --what {what} among the {len(ids)} image(s) asked for"
+                + (f": each is labeled already or has no predictions from model version {mv}" if what == "prelabeled" else "")
+            )
         raise InputError(
             f"nothing to export for --what {what}: "
             + ("no labeled images yet (boxloop add labels ...)" if what != "prelabeled" else "no pre-labeled images")
