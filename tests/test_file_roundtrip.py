@@ -46,6 +46,7 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
 
     report = add_labels(ws, corrected, format="yolo")
     assert report.acceptance == {"accepted": 2, "adjusted": 1, "deleted": 1, "added": 1}
+    assert report.as_drawn == 2  # p0 untouched, and p2 confirmed empty as it was sent
     per_round = ws.store.acceptance_by_round()
     assert per_round[0]["items"] == 3 and per_round[0]["accepted"] == 2
     assert ws.store.count_by_state() == {"pool": 0, "prelabeled": 0, "in_review": 0, "labeled": 3}
@@ -87,7 +88,8 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     (tmp_path / "corrected" / "labels" / "p2.txt").write_text("")  # the cat was no cat
     result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "corrected")])
     assert result.exit_code == 0, result.output
-    assert "pre-labels: 1 accepted, 0 adjusted, 1 deleted, 0 added" in " ".join(result.output.split())
+    assert ("pre-labels: 1 accepted, 0 adjusted, 1 deleted, 0 added (1 image(s) came back as pre-labeled)"
+            in " ".join(result.output.split()))
     with Workspace.open(ws.root) as again:
         assert again.store.count_by_state() == {"pool": 0, "prelabeled": 2, "in_review": 0, "labeled": 2}
     again_out = runner.invoke(app, ["-w", str(ws.root), "export", "--selection", "latest", "--zip"])

@@ -56,6 +56,7 @@ class IngestReport:
     problems: Problems = field(default_factory=Problems)
     notes: list[str] = field(default_factory=list)
     acceptance: dict[str, int] = field(default_factory=dict)
+    as_drawn: int = 0  # images whose pre-labels came back with no box moved, deleted or added
 
     def summary(self) -> str:
         parts = [f"{self.added} new image(s)", f"{self.known} already known"]
@@ -68,6 +69,7 @@ class IngestReport:
             parts.append(
                 f"pre-labels: {a.get('accepted', 0)} accepted, {a.get('adjusted', 0)} adjusted, "
                 f"{a.get('deleted', 0)} deleted, {a.get('added', 0)} added"
+                + (f" ({self.as_drawn} image(s) came back as pre-labeled)" if self.as_drawn else "")
             )
         if self.problems:
             parts.append(f"{len(self.problems)} problem(s)")
@@ -572,6 +574,8 @@ def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, r
     if counts is not None:
         for k, v in counts.items():
             report.acceptance[k] = report.acceptance.get(k, 0) + v
+        if not (counts.get("adjusted") or counts.get("deleted") or counts.get("added")):
+            report.as_drawn += 1
 
 
 # -- COCO, VOC, CVAT, Label Studio: records that name their image ---------------------------
