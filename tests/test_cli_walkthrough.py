@@ -35,10 +35,11 @@ def test_readme_walkthrough_from_init_to_history(tmp_path: Path) -> None:
     assert f"with {len(CLASSES)} classes: {', '.join(CLASSES)}" in " ".join(out.split())
     out = run("init", str(ws), "--classes", "cat,dog", code=1)  # an existing project keeps its classes
     assert "classes can only be added" in out
+    assert "next:boxloopaddlabelsPATH--formatyolo" in flat(run("status"))  # status says what to run next
     assert "16 new image(s)" in run("add", "labels", str(tmp_path / "lcd"), "--format", "yolo")
     assert "10 new image(s)" in run("add", "images", str(tmp_path / "unlabeled" / "images"))
     assert "totals:train10,val3,test3" in flat(run("split", "--val", "0.2", "--test", "0.2", "--seed", "0"))
-    run("status")
+    assert "next:boxloopround--budget50:train,evaluate,pre-labelthepool" in flat(run("status"))
     exported = tmp_path / "exported"
     run("export", "--format", "yolo", "--out", str(exported))
     per_split = {d.name: len(list(d.glob("*.txt"))) for d in (exported / "labels").iterdir()}
@@ -52,6 +53,7 @@ def test_readme_walkthrough_from_init_to_history(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive) as z:
         assert len([n for n in z.namelist() if n.startswith("images/")]) == 4  # the selection, pre-drawn
 
+    assert "next:4image(s)areoutforlabeling:boxlooppull" in flat(run("status"))
     out = run("history")
     assert "m001" in out and flat(out).endswith(f"csv:{ws / 'runs' / 'history.csv'}")
     with open(ws / "runs" / "history.csv") as f:

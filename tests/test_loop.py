@@ -94,6 +94,8 @@ def test_an_interrupted_round_resumes_at_the_step_that_did_not_finish(
     assert ledger.unfinished_round(ws.store) == said
     shown = CliRunner().invoke(app, ["-w", str(ws.root), "history"])
     assert shown.exit_code == 0 and said in " ".join(shown.output.split())
+    shown = CliRunner().invoke(app, ["-w", str(ws.root), "status"])
+    assert "next: boxloop round (round 1 is unfinished: it resumes where it stopped)" in " ".join(shown.output.split())
     rec = run_round(ws, plan)
     assert rec.round == 1  # the same round, finished
     assert ledger.unfinished_round(ws.store) is None

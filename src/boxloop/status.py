@@ -7,7 +7,7 @@ from typing import Any
 from .ingest import current_round
 from .workspace import Workspace
 
-__all__ = ["workspace_status"]
+__all__ = ["next_step", "workspace_status"]
 
 
 def workspace_status(ws: Workspace) -> dict[str, Any]:
@@ -28,3 +28,25 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "model_versions": [v["id"] for v in store.model_versions()],
         "acceptance": store.acceptance_by_round(),
     }
+
+
+def next_step(ws: Workspace, st: dict[str, Any]) -> str:
+    """What to run next, from a workspace's status (``workspace_status``)."""
+    from .ledger import unfinished_round
+
+    states = st["by_state"]
+    if not st["items"]:
+        return "boxloop add labels PATH --format yolo (the images you have labeled), boxloop add images PATH (the rest)"
+    if not states["labeled"]:
+        return "boxloop add labels PATH: a few labeled images to train the first model on"
+    if states["in_review"]:  # first: a round can pick nothing new while its batch is out
+        return (f"{states['in_review']} image(s) are out for labeling: boxloop pull (Label Studio), or "
+                "boxloop add labels FOLDER (a corrected zip); then boxloop round")
+    unfinished = unfinished_round(ws.store)
+    if unfinished:
+        return f"boxloop round ({unfinished.split(';')[0]}: it resumes where it stopped)"
+    if not st["model_versions"]:
+        return "boxloop round --budget 50: train, evaluate, pre-label the pool and pick what to label"
+    if states["pool"] or states["prelabeled"]:
+        return "boxloop round --budget 50: train on the labels so far and pick the next batch"
+    return "every image is labeled: boxloop add images PATH for more, boxloop report for what the labels bought"

@@ -211,7 +211,7 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop status
     """
-    from ..status import workspace_status
+    from ..status import next_step, workspace_status
 
     ws = open_workspace(workspace)
     st = workspace_status(ws)
@@ -247,3 +247,4 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
         console.print(t)
     if st["model_versions"]:
         console.print("model versions: " + ", ".join(st["model_versions"]))
+    console.print(f"next: {escape(next_step(ws, st))}")
