@@ -133,6 +133,26 @@ def test_training_without_labels_is_a_clear_message(tmp_path: Path) -> None:
     assert "no labeled images to train on" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rounds", "3"], "--rounds 3 needs --wait"),
+        (["--wait"], "--wait needs --push labelstudio or --push files"),
+        (["--wait", "--push", "paper"], "unknown --push 'paper'; known: none, files, labelstudio"),
+        (["--wait", "--push", "files", "--poll", "0"], "Invalid value for '--poll'"),
+    ],
+)
+def test_round_options_that_cannot_work_are_refused_before_anything_runs(tmp_path: Path, args: list[str], message: str) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    result = cli(ws, "round", *args)
+    assert result.exit_code in (1, 2) and message in " ".join(result.output.split()), result.output
+    assert not ws.store.model_versions() and ledger_rounds(ws) == 0
+
+
+def ledger_rounds(ws: Workspace) -> int:
+    return int(ws.store.conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
+
+
 def test_training_with_a_class_that_has_no_example_names_it(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ghost", classes=[*CLASSES, "ghost"])
     make_yolo_dataset(tmp_path / "d", n_train=4, n_val=0, seed=1)

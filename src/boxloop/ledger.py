@@ -135,8 +135,11 @@ def finished_rounds(store: Store) -> dict[int, RoundRecord]:
 
 
 def history(store: Store) -> list[RoundRecord]:
-    """One record per round, oldest first."""
+    """One record per round, oldest first. A round's pre-label acceptance is what the store
+    recorded for the labels that came back in it (a waiting round's pulls, a later `boxloop
+    pull`, a corrected zip brought back with `boxloop add labels`), else its pull step's."""
     out = []
+    recorded = store.acceptance_by_round()
     for row in store.conn.execute("SELECT round FROM rounds ORDER BY round").fetchall():
         steps = step_results(store, row["round"])
         train = steps.get("train", {}).get("result", {})
@@ -151,7 +154,7 @@ def history(store: Store) -> list[RoundRecord]:
                 map50=ev.get("map50"),
                 map50_95=ev.get("map50_95"),
                 per_class_ap=ev.get("per_class_ap", {}),
-                acceptance=pulled.get("acceptance", {}),
+                acceptance=recorded.get(int(row["round"])) or pulled.get("acceptance", {}),
                 seconds={k: round(v["seconds"], 2) for k, v in steps.items() if v["seconds"] is not None},
             )
         )

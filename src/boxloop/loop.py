@@ -120,7 +120,7 @@ class _LabelStudioAnnotator:
         open_ids = {t["item_id"] for t in ws.store.tasks("labelstudio", status="open")}
         left = [i for i in selection.item_ids if i in open_ids]
         out = {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))}
-        return {**out, "done": not left, "waiting_for": len(left)}
+        return {**out, "acceptance": report.acceptance, "done": not left, "waiting_for": len(left)}
 
 
 def annotator_for(push: str) -> Annotator | None:

@@ -9,6 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import InputError
+from ..workspace import Workspace
 from ._app import WorkspaceOpt, app, check_epochs_or_steps, console, open_workspace
 from .select import AggregationOpt
 
@@ -43,6 +45,7 @@ def round_cmd(
     push: Annotated[str, typer.Option("--push", help="Where the selection goes: labelstudio, files (a pre-labeled zip) or none.")] = "none",
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the batch to be labeled (polling pull), then go on.")] = False,
     rounds: Annotated[int, typer.Option("--rounds", help="With --wait: how many rounds to run.")] = 1,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, help="With --wait: seconds between pulls.")] = 10.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the selection.")] = 0,
     aggregation: AggregationOpt = None,
     model: ModelOpt = None,
@@ -62,15 +65,19 @@ def round_cmd(
     """
     from ..loop import RoundPlan, annotator_for, run_round
 
-    ws = open_workspace(workspace)
     annotator = annotator_for(push)
+    if rounds > 1 and not wait:
+        raise InputError(f"--rounds {rounds} needs --wait: a round's batch is labeled before the next round trains")
+    if wait and annotator is None:
+        raise InputError("--wait needs --push labelstudio or --push files: with --push none no batch goes out to wait for")
+    ws = open_workspace(workspace)
     train = _train_options(model, epochs, imgsz, batch, device, steps)
     if allow_missing_classes:
         train["allow_missing_classes"] = True
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
-            aggregation=aggregation, train=train, wait=wait,
+            aggregation=aggregation, train=train, wait=wait, poll_seconds=poll,
         )
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
@@ -78,7 +85,24 @@ def round_cmd(
             f"round {rec.round}: model {rec.model_version}, {rec.labeled_images} labeled images, "
             f"mAP50 {fmt(rec.map50)}, mAP50-95 {fmt(rec.map50_95)}"
         )
+        _say_where_the_batch_went(ws, rec.round, waited=wait)
     console.print(f"ledger: {ws.runs_dir / 'history.csv'}  (boxloop history, boxloop report)")
+
+
+def _say_where_the_batch_went(ws: Workspace, rnd: int, *, waited: bool) -> None:
+    """Where the round's push sent the batch, and how its labels come back."""
+    from ..ledger import step_results
+
+    pushed = step_results(ws.store, rnd).get("push", {}).get("result")
+    if not pushed:
+        return
+    if "path" in pushed:
+        console.print(f"batch to label: [bold]{escape(pushed['path'])}[/bold] ({pushed.get('pushed', '?')} images, "
+                      "pre-labeled); correct it in any tool, then: boxloop add labels FOLDER")
+    elif "project_title" in pushed:
+        console.print(f"batch in Label Studio project {escape(repr(pushed['project_title']))} (id {pushed.get('project_id')}) "
+                      f"at {escape(str(pushed.get('url')))}: {pushed.get('created', 0)} new task(s)"
+                      + ("" if waited else "; when they are labeled: boxloop pull, then boxloop round"))
 
 
 @app.command("history")
