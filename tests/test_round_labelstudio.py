@@ -86,7 +86,8 @@ def test_round_waits_for_label_studio_then_trains_on_the_labels(tmp_path, ls_med
         stop_process(proc)
     said = " ".join(log.read_text().split())
     assert "round 1: model m001, 14 labeled images" in said
-    assert "round 2: model m002, 17 labeled images" in said  # trained on round 1's batch
+    assert "round 2: model m002, 17 labeled images (+3), mAP50" in said  # trained on round 1's batch
+    assert "since round 1)" in said  # and says what the batch bought
     assert f"batch in Label Studio project '{title}'" in said and "3 new task(s)" in said
     assert "when they are labeled: boxloop pull" not in said  # --wait pulled them itself
 
