@@ -135,7 +135,8 @@ def add_images(
         files = _expand_reporting(paths, report.problems)
         videos = [f for f in files if PurePosixPath(str(f)).suffix.lower() in VIDEO_SUFFIXES]
         if videos:
-            files = [f for f in files if f not in set(videos)]
+            set_aside = set(videos)
+            files = [f for f in files if f not in set_aside]
             report.notes.append(
                 f"{len(videos)} video file(s) left out ({', '.join(str(v) for v in videos[:3])}"
                 f"{' ...' if len(videos) > 3 else ''}): add their frames with `boxloop add video PATH --fps 2`"

@@ -584,12 +584,12 @@ def _selected_id(store: Store, sel: Selection, key: str) -> str:
     one selected image has that name."""
     if key in sel.why:
         return key
-    matches = [i for i in sel.item_ids if key in (store.get_item(i).uri, store.get_item(i).name)]
+    matches = [it for it in store.items(sel.item_ids) if key in (it.uri, it.name)]
     if len(matches) == 1:
-        return matches[0]
+        return matches[0].id
     if matches:
         raise InputError(f"{len(matches)} images in selection {sel.id} are named {key!r} "
-                         f"({', '.join(store.get_item(i).uri for i in matches[:3])}); give the item id")
+                         f"({', '.join(it.uri for it in matches[:3])}); give the item id")
     sample = ", ".join(sel.item_ids[:5]) + (" ..." if len(sel.item_ids) > 5 else "")
     raise InputError(f"item {key!r} is not in selection {sel.id} ({len(sel.item_ids)} items: {sample})")
 
