@@ -36,8 +36,11 @@ def truth_regions(labels_dir: Path, image: Path, width: int, height: int) -> lis
     } for c, cx, cy, w, h in rows]
 
 
-def label_open_tasks(client, title: str, ws_root: Path, labels_dir: Path, *, want: int, timeout: float) -> int:
-    """Wait for ``want`` unlabeled tasks in the project, then annotate each with its truth."""
+def label_open_tasks(
+    client, title: str, ws_root: Path, labels_dir: Path, *, want: int, timeout: float, only: int | None = None
+) -> int:
+    """Wait for ``want`` unlabeled tasks in the project, then annotate each (or the first
+    ``only``) with its truth."""
     deadline = time.monotonic() + timeout
     while True:
         projects = [p for p in client.projects.list() if p.title == title]
@@ -48,11 +51,11 @@ def label_open_tasks(client, title: str, ws_root: Path, labels_dir: Path, *, wan
         assert time.monotonic() < deadline, f"no batch of {want} tasks came (tasks: {len(tasks)})"
         time.sleep(0.5)
     with Workspace.open(ws_root) as ws:
-        for t in todo:
+        for t in todo[:only]:
             item = ws.store.get_item(t["data"][ITEM_KEY])
             regions = truth_regions(labels_dir, Path(item.uri), item.width, item.height)
             client.annotations.create(id=t["id"], result=regions)
-    return len(todo)
+    return len(todo[:only])
 
 
 def test_round_waits_for_label_studio_then_trains_on_the_labels(tmp_path, ls_media, ls_server, client):
@@ -100,3 +103,18 @@ def test_round_waits_for_label_studio_then_trains_on_the_labels(tmp_path, ls_med
             assert sum(r.acceptance.get(k, 0) for k in ("accepted", "adjusted", "added")) > 0, r
         assert {v["source"].split(":")[0] for i in done.store.latest_labels() for v in done.store.label_versions(i)} \
             >= {"labelstudio"}
+
+    # without --wait: round 3 pushes its batch and ends; two of the three get labeled; the next
+    # round pulls them before it trains (no `boxloop pull` needed)
+    round_args = [str(BOXLOOP), "round", "--budget", "3", "--push", "labelstudio", "--model", "yolov8n.yaml",
+                  "--epochs", "1", "--imgsz", "64", "--batch", "4", "--allow-missing-classes"]
+    third = subprocess.run(round_args, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=240)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "when they are labeled: boxloop pull, then boxloop round" in " ".join(third.stdout.split())
+    assert label_open_tasks(client, title, ws.root, data / "pool" / "labels", want=3, timeout=30, only=2) == 2
+    fourth = subprocess.run([*round_args[:3], "0", *round_args[4:]], env={**env, "COLUMNS": "200"},
+                            capture_output=True, text=True, timeout=240)
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    said = " ".join(fourth.stdout.split())
+    assert "before the round, from Label Studio: pulled from project" in said and "2 newly labeled" in said
+    assert "round 4: model m004, 22 labeled images (+2)" in said

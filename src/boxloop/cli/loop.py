@@ -62,6 +62,8 @@ def round_cmd(
 ) -> None:
     """Train → evaluate → predict the pool → select → push. Re-run after an interruption to resume.
 
+    With --push labelstudio the round first pulls what was labeled of earlier batches.
+
     Example: boxloop round --budget 50 --push labelstudio --wait --rounds 3
     """
     from ..loop import RoundPlan, annotator_for, run_round
@@ -75,6 +77,11 @@ def round_cmd(
     train = _train_options(model, epochs, imgsz, batch, device, steps)
     if allow_missing_classes:
         train["allow_missing_classes"] = True
+    if push == "labelstudio" and ws.store.tasks("labelstudio", status="open"):
+        from ..annotation.labelstudio import pull
+
+        # the batch an earlier round sent may be labeled by now: train on it
+        console.print(f"before the round, from Label Studio: {escape(pull(ws).summary())}")
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
