@@ -149,6 +149,23 @@ def test_round_options_that_cannot_work_are_refused_before_anything_runs(tmp_pat
     assert not ws.store.model_versions() and ledger_rounds(ws) == 0
 
 
+def test_round_to_label_studio_with_no_server_set_says_so_before_training(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    make_yolo_dataset(tmp_path / "d", n_train=4, n_val=0, seed=1)
+    fill_workspace(ws, tmp_path / "d", splits=("train",))
+    result = cli(ws, "round", "--push", "labelstudio", "--epochs", "1")
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "no Label Studio URL: run `boxloop labelstudio connect --url URL`, or set [labelstudio] url" in said
+    assert not ws.store.model_versions() and ledger_rounds(ws) == 0
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY")
+    monkeypatch.setenv("BOXLOOP_LABELSTUDIO_URL", "http://127.0.0.1:1")  # a URL now, but no token
+    result = cli(ws, "round", "--push", "labelstudio", "--epochs", "1")
+    assert result.exit_code == 1 and "no Label Studio API token: set LABEL_STUDIO_API_KEY" in result.output
+    assert not ws.store.model_versions()
+
+
 def ledger_rounds(ws: Workspace) -> int:
     return int(ws.store.conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
 

@@ -149,7 +149,7 @@ def resolve_token(token: str | None = None) -> str:
     if not token.strip():
         raise SyncError(
             f"no Label Studio API token: set {TOKEN_ENV} (Account & Settings > Legacy Token "
-            "in Label Studio) or pass --token"
+            "in Label Studio); push, pull and serve also take --token"
         )
     return token.strip()
 
@@ -167,7 +167,10 @@ def resolve_url(ws: Workspace, url: str | None = None) -> str:
     saved by ``boxloop labelstudio connect``."""
     url = url or ws.config.labelstudio.url or ws.store.get_meta(META_URL) or ""
     if not url:
-        raise SyncError("no Label Studio URL: run `boxloop labelstudio connect --url URL` (or pass --url)")
+        raise SyncError(
+            "no Label Studio URL: run `boxloop labelstudio connect --url URL`, or set [labelstudio] url in "
+            "boxloop.toml (push and pull also take --url)"
+        )
     return _check_url(url)
 
 
@@ -263,11 +266,15 @@ def find_project(client: Any, url: str, title: str, *, create_with: str | None) 
     exact = [p for p in found if p.get("title") == title]
     if len(exact) > 1:
         ids = ", ".join(str(p["id"]) for p in exact)
-        raise SyncError(f"several Label Studio projects at {url} are titled {title!r} (ids {ids}); pass --project ID")
+        raise SyncError(f"several Label Studio projects at {url} are titled {title!r} (ids {ids}); "
+                        "give the id: --project ID (push, pull) or [labelstudio] project in boxloop.toml")
     if exact:
         return exact[0]
     if create_with is None:
-        raise SyncError(f"no Label Studio project titled {title!r} at {url}; push to it first, or pass --project")
+        raise SyncError(
+            f"no Label Studio project titled {title!r} at {url}; push to it first, or name another: --project "
+            "(push, pull) or [labelstudio] project in boxloop.toml"
+        )
     log.info("creating Label Studio project %r at %s", title, url)
     return plain_json(
         call_api(

@@ -77,9 +77,11 @@ def round_cmd(
     train = _train_options(model, epochs, imgsz, batch, device, steps)
     if allow_missing_classes:
         train["allow_missing_classes"] = True
-    if push == "labelstudio" and ws.store.tasks("labelstudio", status="open"):
-        from ..annotation.labelstudio import pull
+    if push == "labelstudio":
+        from ..annotation.labelstudio import pull, resolve_token, resolve_url
 
+        resolve_url(ws), resolve_token()  # before training, not after it
+    if push == "labelstudio" and ws.store.tasks("labelstudio", status="open"):
         # the batch an earlier round sent may be labeled by now: train on it
         console.print(f"before the round, from Label Studio: {escape(pull(ws).summary())}")
     for i in range(rounds if wait else 1):
