@@ -230,6 +230,7 @@ def test_report_without_rounds_names_the_commands_that_fill_it(tmp_path: Path, b
         assert "no selection yet — run boxloop select --budget N" in page.locator("#gallery").inner_text()
         assert "no embeddings yet" in page.locator("#embeddings").inner_text()
         assert "boxloop pull" in page.locator("#acceptance").inner_text()
+        assert "next: boxloop round --budget 50" in page.locator("header.top").inner_text()  # as status says
         assert page.locator("svg.chart").count() == 0
         assert opened.errors == [] and opened.external == []
     finally:

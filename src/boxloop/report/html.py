@@ -13,6 +13,7 @@ from typing import Any
 
 from ..atomic import write_text_atomic
 from ..errors import ConfigError, InputError
+from ..status import next_step
 from ..types import RoundRecord, Selection
 from ..workspace import Workspace
 from .simulation import (
@@ -218,12 +219,14 @@ def _header(name: str, ws: Workspace, status: dict[str, Any]) -> str:
     )
     versions = status["model_versions"]
     model = f"newest model <code>{escape(versions[-1])}</code> · " if versions else ""
+    upcoming = (f'<p class="small">next: <code>{escape(next_step(ws, status))}</code></p>'
+                if status["items"] else "")  # an empty workspace gets its own section of next steps
     return (
         f'<header class="top"><h1>{escape(name)}</h1>'
         f'<div class="muted small">{model}round {status["round"]} · '
         f'{sum(boxes.values())} labeled boxes in {len(boxes)} classes</div>'
         f'<div class="stats">{"".join(stats)}</div>'
-        f'<div class="classes"><span class="muted small">boxes per class:</span>{chips}</div></header>'
+        f'<div class="classes"><span class="muted small">boxes per class:</span>{chips}</div>{upcoming}</header>'
     )
 
 
