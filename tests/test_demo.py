@@ -51,6 +51,7 @@ def test_demo_runs_the_loop_and_prints_where_the_results_are(tmp_path: Path) -> 
     again = CliRunner().invoke(app, demo)
     assert again.exit_code == 0, again.output
     assert "exists: its labels and rounds are kept" in " ".join(again.output.split())
+    assert "since round 2); pre-labels" in " ".join(again.output.split())  # each round says what it bought
     with open(ws_root / "runs" / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]

@@ -22,6 +22,7 @@ from .workspace import Workspace
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "describe_round",
     "finish_round",
     "finish_step",
     "finished_rounds",
@@ -126,6 +127,19 @@ def unfinished_round(store: Store) -> str | None:
         elif v["status"] == "running":
             parts.append(f"{name} was interrupted (or is running now)")
     return "; ".join(parts) + "; `boxloop round` resumes it"
+
+
+def describe_round(store: Store, rec: RoundRecord) -> str:
+    """One line on a round: its model, labels and mAP, and what changed since the round before."""
+    before = next((r for r in reversed(history(store)) if r.round < rec.round and r.map50_95 is not None), None)
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    labels = f"{rec.labeled_images} labeled images"
+    gain = ""
+    if before is not None:
+        labels += f" ({rec.labeled_images - before.labeled_images:+d})"
+        if rec.map50_95 is not None and before.map50_95 is not None:
+            gain = f" ({rec.map50_95 - before.map50_95:+.3f} since round {before.round})"
+    return f"round {rec.round}: model {rec.model_version}, {labels}, mAP50 {fmt(rec.map50)}, mAP50-95 {fmt(rec.map50_95)}{gain}"
 
 
 def finished_rounds(store: Store) -> dict[int, RoundRecord]:

@@ -69,6 +69,7 @@ def _rounds(ws, data: Path, *, rounds: int, budget: int, epochs: int, imgsz: int
     import tempfile
 
     from ..ingest import add_labels
+    from ..ledger import describe_round
     from ..loop import Oracle, RoundPlan, run_round
     from ..synth import DIGITS_TRAIN
     from ..workspace import Workspace
@@ -88,8 +89,8 @@ def _rounds(ws, data: Path, *, rounds: int, budget: int, epochs: int, imgsz: int
         plan = RoundPlan(budget=budget, strategy="least_confidence:1", seed=seed + r, train=train)
         rec = run_round(ws, plan, annotator=Oracle(truth), say=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(
-            f"round {rec.round}: {rec.labeled_images} labeled images, mAP50 {rec.map50 or 0:.3f}, "
-            f"mAP50-95 {rec.map50_95 or 0:.3f}, pre-labels {dict((k, rec.acceptance.get(k)) for k in ('accepted', 'adjusted', 'deleted', 'added'))}"
+            f"{describe_round(ws.store, rec)}; pre-labels "
+            f"{dict((k, rec.acceptance.get(k)) for k in ('accepted', 'adjusted', 'deleted', 'added'))}"
         )
     final = run_round(ws, RoundPlan(budget=0, train=train), say=lambda m: console.print(f"[dim]{m}[/dim]"))
     console.print(f"after {rounds} round(s): {final.labeled_images} labeled images, mAP50 {final.map50 or 0:.3f}")

@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from ..types import RoundRecord
 from ..workspace import Workspace
 from ._app import WorkspaceOpt, app, check_epochs_or_steps, console, open_workspace
 from .select import AggregationOpt
@@ -66,6 +65,7 @@ def round_cmd(
 
     Example: boxloop round --budget 50 --push labelstudio --wait --rounds 3
     """
+    from ..ledger import describe_round
     from ..loop import RoundPlan, annotator_for, run_round
 
     annotator = annotator_for(push)
@@ -90,24 +90,9 @@ def round_cmd(
             aggregation=aggregation, train=train, wait=wait, poll_seconds=poll,
         )
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
-        console.print(_round_line(ws, rec))
+        console.print(describe_round(ws.store, rec))
         _say_where_the_batch_went(ws, rec.round, waited=wait)
     console.print(f"ledger: {ws.runs_dir / 'history.csv'}  (boxloop history, boxloop report)")
-
-
-def _round_line(ws: Workspace, rec: RoundRecord) -> str:
-    """The round's model, labels and mAP, with what changed since the round before it."""
-    from ..ledger import history
-
-    before = next((r for r in reversed(history(ws.store)) if r.round < rec.round and r.map50_95 is not None), None)
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    labels = f"{rec.labeled_images} labeled images"
-    gain = ""
-    if before is not None:
-        labels += f" ({rec.labeled_images - before.labeled_images:+d})"
-        if rec.map50_95 is not None:
-            gain = f" ({rec.map50_95 - before.map50_95:+.3f} since round {before.round})"  # type: ignore[operator]
-    return f"round {rec.round}: model {rec.model_version}, {labels}, mAP50 {fmt(rec.map50)}, mAP50-95 {fmt(rec.map50_95)}{gain}"
 
 
 def _say_where_the_batch_went(ws: Workspace, rnd: int, *, waited: bool) -> None:
