@@ -424,6 +424,7 @@ def test_pull_killed_midway_then_run_again_loses_and_duplicates_nothing(
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
     assert f"{n - killed_at} newly labeled" in out and f"{killed_at} unchanged" in out
+    assert "next: boxloop round (trains on them" in out
     assert ls_server.token not in out  # debug logging included
     per_item = dict(db.execute("SELECT item_id, COUNT(*) FROM labels GROUP BY item_id").fetchall())
     assert per_item == {it.id: 1 for it in items}
