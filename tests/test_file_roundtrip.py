@@ -29,7 +29,8 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
         ids["p1"]: Detections([[10, 10, 50, 50], [100, 20, 160, 90], [0, 0, 5, 5]], [0, 1, 0], [0.9, 0.7, 0.05]),
         ids["p2"]: Detections.empty(with_confidence=True),
     })
-    archive = export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "pre.zip")
+    export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "first.zip")  # sent once, then again:
+    archive = export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "pre.zip")  # counted once
     assert ws.store.count_by_state()["in_review"] == 3  # sent to an annotator
 
     corrected = tmp_path / "corrected"
@@ -50,6 +51,7 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
     per_round = ws.store.acceptance_by_round()
     assert per_round[0]["items"] == 3 and per_round[0]["accepted"] == 2
     assert ws.store.count_by_state() == {"pool": 0, "prelabeled": 0, "in_review": 0, "labeled": 3}
+    assert not ws.store.tasks("files", status="open")  # both exports' tasks are closed
     labels = ws.store.latest_labels()
     np.testing.assert_allclose(labels[ids["p1"]].xyxy[0], [20, 10, 60, 50], atol=1e-3)
 

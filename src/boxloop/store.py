@@ -701,9 +701,9 @@ class Store:
             )
 
     def tasks(
-        self, tool: str, project: str | None = None, *, status: str | None = None
+        self, tool: str, project: str | None = None, *, status: str | None = None, item_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """Tasks sent to a tool (one project, one status, or all), oldest first; ``meta`` decoded."""
+        """Tasks sent to a tool (one project, one status, one item, or all), oldest first; ``meta`` decoded."""
         sql, args = "SELECT * FROM tasks WHERE tool=?", [tool]
         if project is not None:
             sql += " AND project=?"
@@ -711,6 +711,9 @@ class Store:
         if status is not None:
             sql += " AND status=?"
             args.append(status)
+        if item_id is not None:
+            sql += " AND item_id=?"
+            args.append(item_id)
         rows = self.conn.execute(sql + " ORDER BY pushed_at, rowid", args).fetchall()
         return [{**dict(r), "meta": json.loads(r["meta"])} for r in rows]
 

@@ -31,19 +31,21 @@ def record_prelabels(
 
 
 def settle_prelabels(store: Store, item_id: str, labels: Detections, *, source: str, round: int | None) -> dict[str, int] | None:
-    """Close the item's open file task (if any) and record pre-label acceptance against the
-    labels that came back; returns the counts, or None when the item was not sent out."""
-    counts = None
-    for task in store.tasks(TOOL, status="open"):
-        if task["item_id"] != item_id:
-            continue
-        meta = task["meta"]
-        pre = Detections(np.asarray(meta["xyxy"], np.float32).reshape(-1, 4), meta["class_id"])
-        counts = acceptance(pre, labels)
-        with store.transaction():
-            store.put_acceptance(
-                TOOL, task["project"], item_id, counts, annotation=source,
-                seconds_saved=seconds_saved(counts), model_version=meta.get("model_version"), round=round,
-            )
+    """Close the item's open file tasks (if any) and record pre-label acceptance against the
+    labels that came back; returns the counts, or None when the item was not sent out. An item
+    exported pre-labeled more than once is counted once, against the newest pre-labels sent."""
+    sent = store.tasks(TOOL, status="open", item_id=item_id)
+    if not sent:
+        return None
+    newest = sent[-1]
+    meta = newest["meta"]
+    pre = Detections(np.asarray(meta["xyxy"], np.float32).reshape(-1, 4), meta["class_id"])
+    counts = acceptance(pre, labels)
+    with store.transaction():
+        store.put_acceptance(
+            TOOL, newest["project"], item_id, counts, annotation=source,
+            seconds_saved=seconds_saved(counts), model_version=meta.get("model_version"), round=round,
+        )
+        for task in sent:
             store.update_task(TOOL, task["project"], item_id, status="done")
     return counts
