@@ -54,6 +54,14 @@ def test_readme_walkthrough_from_init_to_history(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive) as z:
         assert len([n for n in z.namelist() if n.startswith("images/")]) == 4  # the selection, pre-drawn
 
+    # the notebook's zip: the batch pre-labeled, the class map and the training run behind it
+    run("export", "--selection", "latest", "--zip", "--with-model", "--out", str(tmp_path / "handoff"))
+    with zipfile.ZipFile(tmp_path / "handoff.zip") as z:
+        names = set(z.namelist())
+    assert {"model/best.pt", "model/args.yaml", "model/results.csv", "classmap.yaml", "data.yaml"} <= names
+    assert len([n for n in names if n.startswith("labels/")]) == 4
+    assert "nomodelversion'm009'" in flat(run("export", "--with-model", "--model-version", "m009", code=1))
+
     assert "next:4image(s)areoutforlabeling:boxlooppull" in flat(run("status"))
     out = run("history")
     assert "m001" in out and flat(out).endswith(f"csv:{ws / 'runs' / 'history.csv'}")

@@ -236,9 +236,12 @@ def export(
     model_version: str | None = None,
     conf: float = DEFAULT_PRELABEL_CONF,
     ids: Sequence[str] | None = None,
+    with_model: bool = False,
 ) -> Path:
     """Export the workspace's dataset (or only the items ``ids``, e.g. a selection); returns
-    the folder (or .zip) written under exports/."""
+    the folder (or .zip) written under exports/. ``with_model`` adds the training run of the
+    model whose boxes a pre-labeled export holds (the newest model for labeled ones) under
+    ``model/``: weights, args.yaml, results.csv."""
     if format not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
     if what not in EXPORT_WHAT:
@@ -250,10 +253,15 @@ def export(
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
     chosen = _choose(ws, what, model_version, conf, ids)
+    run = _model_run(ws, chosen.model_version or model_version) if with_model else []
     if format == "yolo":
         _write_yolo(ws, dest, chosen, what=what, link=False)
     else:
         _export_other(ws, dest, chosen, format=format)
+    if run:
+        (dest / "model").mkdir(exist_ok=True)
+        for f in run:
+            shutil.copy2(f, dest / "model" / f.name)
     if what in ("prelabeled", "all"):
         _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen)
     if not zip:
@@ -272,6 +280,24 @@ def export(
         raise
     shutil.rmtree(dest, ignore_errors=True)
     return archive
+
+
+def _model_run(ws: Workspace, version: str | None) -> list[Path]:
+    """The files of a model version's training run worth handing on: its weights, and the
+    Ultralytics args.yaml and results.csv where boxloop trained it."""
+    versions = [v["id"] for v in ws.store.model_versions()]
+    version = version or (versions[-1] if versions else None)
+    if version is None or version not in versions:
+        raise InputError(f"--with-model: {'no trained model yet' if version is None else f'no model version {version!r}'} "
+                         f"in this workspace (known: {', '.join(versions) or 'none'})")
+    info = ws.store.model_version(version)
+    weights = Path(info["path"]) if info.get("path") else None
+    run_dir = Path(info["meta"]["run_dir"]) if info["meta"].get("run_dir") else None
+    files = [f for f in (weights, *((run_dir / "args.yaml", run_dir / "results.csv") if run_dir else ())) if f]
+    missing = [str(f) for f in files if not f.is_file()]
+    if weights is None or missing:
+        raise InputError(f"--with-model: the files of model version {version} are gone: {', '.join(missing) or 'no weights'}")
+    return files
 
 
 def _record_prelabels(ws: Workspace, export_name: str, chosen: _Chosen) -> None:

@@ -172,6 +172,10 @@ def export_cmd(
                      "the batch `boxloop select` picked, for any annotation tool."),
     ] = None,
     zip: Annotated[bool, typer.Option("--zip", help="Write one .zip instead of a folder.")] = False,
+    with_model: Annotated[bool, typer.Option(
+        "--with-model", help="Add the model's training run under model/ (weights, args.yaml, results.csv): the "
+                             "pre-labels' model, else the newest."
+    )] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: exports/FORMAT-WHAT-TIME).")] = None,
     model_version: Annotated[
         str | None,
@@ -197,7 +201,8 @@ def export_cmd(
         model_version = model_version or sel.model_version
         console.print(f"selection {escape(sel.id)}: {len(ids)} image(s)")
     what = what or ("prelabeled" if selection is not None else "labeled")
-    path = export(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf, ids=ids)
+    path = export(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf, ids=ids,
+                  with_model=with_model)
     console.print(f"exported to [bold]{path}[/bold]")
     if format == "yolo" and not zip and what == "labeled":
         console.print(f"train with: yolo train data={path / 'data.yaml'}")
