@@ -239,6 +239,25 @@ def test_with_imputed_adds_flagged_boxes(tmp_path, coco128, ls_media, ls_server,
     assert not any("meta" in r for r in tasks[items[1].id]["predictions"][0]["result"])
 
 
+def test_a_rounds_push_sends_the_imputed_boxes_of_its_selection(
+    tmp_path, coco128, ls_media, ls_server, client, token_env, monkeypatch
+):
+    """`round --push labelstudio` pushes through the annotator: a flickering frame's imputed box
+    goes out with the pre-labels, flagged, as `push --with-imputed` sends it."""
+    from boxloop.loop import annotator_for
+
+    ws, items, _ = make_workspace(tmp_path / "ws", coco128, ls_media, 2)
+    ws.store.put_imputed("mv1", {items[0].id: Detections(np.array([[10, 10, 60, 60]]), np.array([2]))})
+    monkeypatch.setenv("BOXLOOP_LABELSTUDIO_URL", ls_server.url)
+    monkeypatch.setenv("BOXLOOP_LABELSTUDIO_PROJECT", f"round-imputed-{tmp_path.name}")
+    ws = Workspace.open(ws.root)  # the settings from the environment
+    pushed = annotator_for("labelstudio").push(ws, ws.store.selection())  # type: ignore[union-attr]
+    tasks = {t["data"][ITEM_KEY]: t for t in project_tasks(client, int(pushed["project_id"]))}
+    result = tasks[items[0].id]["predictions"][0]["result"]
+    flagged = [r for r in result if "imputed" in " ".join((r.get("meta") or {}).get("text") or [])]
+    np.testing.assert_allclose(to_pixels(flagged, items[0]), [[10, 10, 60, 60]], atol=0.01)
+
+
 # -- a person's corrections come back -----------------------------------------------------------
 def annotate(client, task: dict, result: list[dict], **kw) -> int:
     return client.annotations.create(id=task["id"], result=result, **kw).id
