@@ -73,3 +73,15 @@ def test_simulate_with_steps_trains_every_round_and_the_reference_alike(tmp_path
     assert len({m["train_images"] for m in trained}) == 3  # 8, 20 and 24 labels, less their val split
     for m in trained:  # at batch 4 every batch is a step
         assert m["epochs"] == epochs_for_steps(6, m["train_images"], 4, nbs=4)
+
+
+def test_simulate_says_each_strategys_labels_as_a_share_of_randoms() -> None:
+    from boxloop.cli._app import console
+    from boxloop.cli.loop import _say_ratios
+
+    with console.capture() as captured:
+        _say_ratios({"random": 200.0, "least_confidence": 120.0, "margin": None})  # margin never reached it
+    assert captured.get().strip() == "least_confidence: 0.60x the labels random needed"
+    with console.capture() as captured:
+        _say_ratios({"random": None, "least_confidence": 120.0})  # random never reached it: no ratio to give
+    assert captured.get() == ""

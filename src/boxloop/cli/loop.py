@@ -95,6 +95,14 @@ def round_cmd(
     console.print(f"ledger: {ws.runs_dir / 'history.csv'}  (boxloop history, boxloop report)")
 
 
+def _say_ratios(needed: dict[str, float | None]) -> None:
+    """Each strategy's labels as a share of random's, where both reached the level."""
+    base = next((n for s, n in needed.items() if s.lower().startswith("random")), None)
+    for strategy, n in needed.items():
+        if base and n is not None and not strategy.lower().startswith("random"):
+            console.print(f"{strategy}: {n / base:.2f}x the labels random needed")
+
+
 def _say_where_the_batch_went(ws: Workspace, rnd: int, *, waited: bool) -> None:
     """Where the round's push sent the batch, and how its labels come back."""
     from ..ledger import step_results
@@ -189,12 +197,14 @@ def simulate_cmd(
         drawn = "" if n is None or boxes is None else f" ({boxes:.0f} boxes)"
         reached = "no level to reach" if untrained else "not reached" if n is None else f"{n:.0f} labels"
         console.print(f"{strategy}: {reached}{drawn} to 90% of full-data mAP50-95")
+    _say_ratios(result.labels_needed)
     for note in result.notes:
         console.print(f"[yellow]{note}[/yellow]")
     if result.best_map50_95 != result.full_map50_95:  # no ceiling: measure against the best model each seed's labels trained
         for strategy, n in result.labels_needed_best.items():
             console.print(f"{strategy}: {'not reached' if n is None else f'{n:.0f} labels'} to 90% of the best "
                           "model of each seed (the reference or a round)")
+        _say_ratios(result.labels_needed_best)
     console.print(f"curves: {result.csv}\nsummary: {result.summary_csv}")
     for plot in result.plots:
         console.print(f"plot: {plot}")
