@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -35,8 +37,15 @@ def invoke(*args: str):
 
 
 def test_select_then_explain(ws):
-    result = invoke("select", "-w", str(ws.root), "--budget", "2", "--strategy", "least_confidence:1,flicker:2", "--seed", "7")
+    out = ws.root / "batch.csv"
+    result = invoke("select", "-w", str(ws.root), "--budget", "2", "--strategy", "least_confidence:1,flicker:2", "--seed", "7",
+                    "--out", str(out))
     assert result.exit_code == 0, result.output
+    with open(out, newline="") as f:  # the to-label list, in the order to label it
+        rows = list(csv.DictReader(f))
+    assert [r["item_id"] for r in rows][0] == "cam-42" and len(rows) == 2
+    assert rows[0]["uri"] == "/v/cam/42.jpg" and rows[0]["rank"] == "1" and float(rows[0]["flicker_percentile"]) > 0
+    assert {"score", "picked_by", "least_confidence", "flicker"} <= set(rows[0])
     assert "cam-42" in result.output and "saved selection sel-" in result.output
     assert "42.jpg" in result.output  # the image's file name beside its id
     assert "1 imputed box(es) on 1 flickering frame(s)" in result.output

@@ -47,6 +47,7 @@ __all__ = [
     "score",
     "select",
     "write_scores_csv",
+    "write_selection_csv",
 ]
 
 log = logging.getLogger(__name__)
@@ -535,6 +536,30 @@ def write_scores_csv(report: ScoreReport, path: str | os.PathLike[str], *, uris:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_selection_csv(store: Store, selection: Selection, path: str | os.PathLike[str]) -> Path:
+    """The batch as a to-label list, in the order to label it: rank, item id, image, score,
+    how it was picked and each scorer's value and percentile; written aside and renamed."""
+    import csv
+    import io
+
+    from .atomic import write_text_atomic
+
+    names = list(dict.fromkeys(n for i in selection.item_ids for n in selection.why[i].get("components", {})))
+    uris = {it.id: it.uri for it in store.items(selection.item_ids)}
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["rank", "item_id", "uri", "score", "picked_by", *names, *(f"{n}_percentile" for n in names)])
+    for rank, item_id in enumerate(selection.item_ids, 1):
+        why = selection.why[item_id]
+        comps = why.get("components", {})
+        w.writerow([
+            rank, item_id, uris[item_id], f"{selection.scores[item_id]:.6g}", why.get("selector", ""),
+            *(f"{comps[n]['score']:.6g}" if n in comps else "" for n in names),
+            *(f"{comps[n]['percentile']:.6g}" if n in comps else "" for n in names),
+        ])
+    return write_text_atomic(path, buf.getvalue())
 
 
 # -- the why, in words ------------------------------------------------------------------------

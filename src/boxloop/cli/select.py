@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,9 @@ def select_cmd(
     selection_id: Annotated[
         str | None, typer.Option("--selection", help="With --explain: which selection (default: the newest).")
     ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the batch as a CSV to-label list (rank, image, score, why).")
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Score the unlabeled pool and pick the images whose correction teaches the model most.
@@ -57,7 +61,7 @@ def select_cmd(
 
     Example: boxloop select --budget 50 --strategy "least_confidence:1,flicker:2" --diverse --seed 7
     """
-    from ..selection import explain, select
+    from ..selection import explain, select, write_selection_csv
 
     ws = open_workspace(workspace)
     if explain_id is not None:
@@ -102,4 +106,6 @@ def select_cmd(
     if report.imputed:
         n = sum(len(d) for d in report.imputed.values())
         console.print(f"{n} imputed box(es) on {len(report.imputed)} flickering frame(s) stored as pre-labels")
+    if out is not None:
+        console.print(f"to-label list: [bold]{escape(str(write_selection_csv(ws.store, sel, out)))}[/bold]")
     console.print(f"saved selection [bold]{escape(sel.id)}[/bold]; see why: boxloop select --explain ITEM_ID")
