@@ -43,7 +43,7 @@ def test_select_then_explain(ws):
     assert result.exit_code == 0, result.output
     with open(out, newline="") as f:  # the to-label list, in the order to label it
         rows = list(csv.DictReader(f))
-    assert [r["item_id"] for r in rows][0] == "cam-42" and len(rows) == 2
+    assert rows[0]["item_id"] == "cam-42" and len(rows) == 2
     assert rows[0]["uri"] == "/v/cam/42.jpg" and rows[0]["rank"] == "1" and float(rows[0]["flicker_percentile"]) > 0
     assert {"score", "picked_by", "least_confidence", "flicker"} <= set(rows[0])
     assert "cam-42" in result.output and "saved selection sel-" in result.output

@@ -237,6 +237,9 @@ def test_with_imputed_adds_flagged_boxes(tmp_path, coco128, ls_media, ls_server,
     assert len(flagged) == 1
     np.testing.assert_allclose(to_pixels(flagged, items[0]), [[10, 10, 60, 60]], atol=0.01)
     assert not any("meta" in r for r in tasks[items[1].id]["predictions"][0]["result"])
+    again = push(ws, url=ls_server.url, project=f"no-imputed-{tmp_path.name}", with_imputed=False)
+    plain = {t["data"][ITEM_KEY]: t for t in project_tasks(client, again.project_id)}
+    assert len(plain[items[0].id]["predictions"][0]["result"]) == int((d.confidence >= 0.25).sum())  # --without-imputed
 
 
 def test_a_rounds_push_sends_the_imputed_boxes_of_its_selection(

@@ -110,8 +110,8 @@ class _LabelStudioAnnotator:
     def push(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
         from .annotation.labelstudio import push
 
-        # a flickering frame's imputed box (flicker scoring) goes out flagged: the object the model lost there
-        report = push(ws, selection=selection.id, with_imputed=True)
+        # as `boxloop push`: a flickering frame's imputed box goes out flagged, the object the model lost there
+        report = push(ws, selection=selection.id)
         return {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))}
 
     def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:

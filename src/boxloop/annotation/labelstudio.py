@@ -534,7 +534,7 @@ def push(
     project: str | None = None,
     url: str | None = None,
     token: str | None = None,
-    with_imputed: bool = False,
+    with_imputed: bool = True,
     prelabel_conf: float | None = None,
     storage: str | None = None,
     document_root: str | None = None,
@@ -555,11 +555,8 @@ def push(
     mv = sel.model_version
     preds = store.predictions(mv, sel.item_ids) if mv else {}
     imputed: Mapping[str, Detections] = {}
-    if with_imputed:
-        if not hasattr(store, "imputed"):
-            raise InputError("--with-imputed needs imputed boxes from flicker scoring, which this boxloop does not have yet")
-        if mv:
-            imputed = store.imputed(mv, sel.item_ids)
+    if with_imputed and mv:
+        imputed = store.imputed(mv, sel.item_ids)
     urls, dirs = image_urls(
         items, storage=storage or cfg.storage, document_root=document_root or cfg.document_root or None
     )

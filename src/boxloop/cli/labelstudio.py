@@ -61,8 +61,9 @@ def push_cmd(
     selection: Annotated[str, typer.Option("--selection", help="Selection id, or latest.")] = "latest",
     project: ProjectOpt = None,
     with_imputed: Annotated[
-        bool, typer.Option("--with-imputed", help="Also pre-draw boxes imputed from neighbouring video frames.")
-    ] = False,
+        bool, typer.Option("--with-imputed/--without-imputed",
+                           help="Pre-draw, flagged, the boxes flicker scoring imputed from neighbouring video frames.")
+    ] = True,
     min_confidence: Annotated[
         float | None,
         typer.Option("--min-confidence", help="Pre-label only boxes at or above this confidence (default 0.25).",
