@@ -170,6 +170,18 @@ def ledger_rounds(ws: Workspace) -> int:
     return int(ws.store.conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
 
 
+def test_waiting_rounds_stop_when_nothing_is_left_to_select(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "done", classes=CLASSES)
+    make_yolo_dataset(tmp_path / "d", n_train=8, n_val=0, n_test=2, seed=1)
+    fill_workspace(ws, tmp_path / "d", splits=("train", "test"))  # every image labeled
+    result = cli(ws, "round", "--push", "files", "--wait", "--rounds", "3", "--model", "yolov8n.yaml", "--epochs", "1",
+                 "--imgsz", "64", "--batch", "4", "--allow-missing-classes")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "round 1: nothing to select" in said and "nothing left to select: no more rounds" in said
+    assert [v["id"] for v in ws.store.model_versions()] == ["m001"] and ledger_rounds(ws) == 1  # not 3 trainings
+
+
 def test_training_with_a_class_that_has_no_example_names_it(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ghost", classes=[*CLASSES, "ghost"])
     make_yolo_dataset(tmp_path / "d", n_train=4, n_val=0, seed=1)

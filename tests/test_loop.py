@@ -104,6 +104,26 @@ def test_an_interrupted_round_resumes_at_the_step_that_did_not_finish(
     assert [v["id"] for v in ws.store.model_versions()] == ["fake-r1"]  # train did not run again
 
 
+def test_a_round_with_nothing_left_to_select_ends_instead_of_sticking(tmp_path: Path, digits: Path) -> None:
+    """Every image labeled: the round trains and evaluates, says there is nothing to select,
+    sends no batch and finishes, so the next round is a new one (before, it failed at select
+    and every re-run resumed into the same failure)."""
+    from boxloop.loop import annotator_for
+
+    ws = make_ws(tmp_path, digits)
+    add_labels(ws, digits / "pool", format="yolo")  # the pool is labeled too
+    said: list[str] = []
+    rec = run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES)), annotator=annotator_for("files"),
+                    say=said.append)
+    assert rec.round == 1 and rec.map50 is not None
+    steps = ledger.step_results(ws.store, 1)
+    assert steps["select"]["status"] == "done" and steps["select"]["result"]["selected"] == 0
+    assert "push" not in steps and not list(ws.exports_dir.glob("*.zip"))
+    assert any("nothing to select" in m for m in said)
+    assert ledger.unfinished_round(ws.store) is None
+    assert run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES))).round == 2
+
+
 def test_a_second_round_on_the_same_workspace_is_refused(tmp_path: Path, digits: Path) -> None:
     ws = make_ws(tmp_path, digits)
     with round_lock(ws), pytest.raises(InputError, match="a round is already running"):

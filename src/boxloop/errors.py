@@ -2,6 +2,7 @@
 
     BoxloopError
     ├── InputError        bad user input: a file, a line, an option
+    │   └── NothingToSelect   no unlabeled image a selection could pick
     ├── ConfigError       boxloop.toml or a missing workspace
     ├── StoreError        the SQLite store (schema, locks)
     ├── BackendError      a detector backend (weights, training, inference)
@@ -17,6 +18,7 @@ __all__ = [
     "BoxloopError",
     "ConfigError",
     "InputError",
+    "NothingToSelect",
     "Problem",
     "Problems",
     "StoreError",
@@ -30,6 +32,11 @@ class BoxloopError(Exception):
 
 class InputError(BoxloopError):
     """A file, line or option the user gave cannot be used."""
+
+
+class NothingToSelect(InputError):
+    """No unlabeled image can be picked: every one is labeled, out for labeling, skipped, in
+    the test split or not yet predicted by the model version."""
 
 
 class ConfigError(BoxloopError):

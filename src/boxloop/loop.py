@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import ledger
-from .errors import InputError
+from .errors import InputError, NothingToSelect
 from .split import assign_splits
 from .types import Detections, RoundRecord, Selection
 from .workspace import Workspace
@@ -214,6 +214,8 @@ def run_round(
         for name, run in steps:
             if name in results:
                 continue
+            if name in ("push", "pull") and results.get("select", {}).get("selection", "") is None:
+                break  # nothing was selected: no batch to send or wait for
             say(f"round {rnd}: {name}")
             started = ledger.start_step(store, rnd, name)
             try:
@@ -222,6 +224,8 @@ def run_round(
                 ledger.finish_step(store, rnd, name, started, {"error": str(e) or type(e).__name__}, ok=False)
                 raise
             ledger.finish_step(store, rnd, name, started, results[name])
+            if results[name].get("note"):
+                say(f"round {rnd}: {results[name]['note']}")
         ledger.finish_round(store, rnd)
         ledger.write_history_csv(ws)
         return next(r for r in ledger.history(store) if r.round == rnd)
@@ -296,11 +300,14 @@ def _select(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
     strategy = plan.strategy or cfg.strategy
     strategy = cfg.presets.get(strategy, strategy)
     diverse = cfg.diverse if plan.diverse is None else plan.diverse
-    report = select(
-        ws.store, budget=plan.budget, strategy=strategy, diverse=diverse, seed=plan.seed,
-        model_version=version, exclude=ws.store.skipped_item_ids(),
-        options=ScoreOptions(aggregation=plan.aggregation or cfg.aggregation),
-    )
+    try:
+        report = select(
+            ws.store, budget=plan.budget, strategy=strategy, diverse=diverse, seed=plan.seed,
+            model_version=version, exclude=ws.store.skipped_item_ids(),
+            options=ScoreOptions(aggregation=plan.aggregation or cfg.aggregation),
+        )
+    except NothingToSelect as e:  # the round still trained and evaluated: it ends here, not stuck at select
+        return {"selection": None, "selected": 0, "strategy": strategy, "note": str(e)}
     return {"selection": report.selection.id, "selected": len(report.selection.item_ids), "strategy": strategy}
 
 

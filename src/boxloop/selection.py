@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NothingToSelect
 from .scoring import (
     SCORERS,
     FrameSequence,
@@ -110,7 +110,7 @@ def load_pool(
     if waiting:
         notes.append(f"{waiting} unlabeled item(s) have no predictions yet; run `boxloop predict` to include them")
     if not items:
-        raise InputError(
+        raise NothingToSelect(
             f"nothing to select: no unlabeled item has predictions from model version "
             f"{model_version!r} (labeled, in review, skipped or test items are left out)"
         )

@@ -65,7 +65,7 @@ def round_cmd(
 
     Example: boxloop round --budget 50 --push labelstudio --wait --rounds 3
     """
-    from ..ledger import describe_round
+    from ..ledger import describe_round, step_results
     from ..loop import RoundPlan, annotator_for, run_round
 
     annotator = annotator_for(push)
@@ -92,6 +92,9 @@ def round_cmd(
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(describe_round(ws.store, rec))
         _say_where_the_batch_went(ws, rec.round, waited=wait)
+        if wait and i + 1 < rounds and step_results(ws.store, rec.round).get("select", {}).get("result", {}).get("selected") == 0:
+            console.print("nothing left to select: no more rounds (add images to go on)")
+            break
     console.print(f"ledger: {ws.runs_dir / 'history.csv'}  (boxloop history, boxloop report)")
 
 
