@@ -91,7 +91,7 @@ def test_an_interrupted_round_resumes_at_the_step_that_did_not_finish(
     steps = ledger.step_results(ws.store, 1)
     assert steps["select"]["status"] == "failed" and steps["predict"]["status"] == "done"
     said = "round 1 is unfinished; done: train, evaluate, predict; select was interrupted; `boxloop round` resumes it"
-    assert ledger.unfinished_round(ws.store) == said
+    assert ledger.unfinished_round(ws.store) == 1 and ledger.where_it_stopped(ws.store, 1) == said
     shown = CliRunner().invoke(app, ["-w", str(ws.root), "history"])
     assert shown.exit_code == 0 and said in " ".join(shown.output.split())
     shown = CliRunner().invoke(app, ["-w", str(ws.root), "status"])

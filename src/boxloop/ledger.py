@@ -33,6 +33,7 @@ __all__ = [
     "start_step",
     "step_results",
     "unfinished_round",
+    "where_it_stopped",
     "write_history_csv",
 ]
 
@@ -108,13 +109,15 @@ def reopen_round(store: Store, rnd: int, config: Mapping[str, Any] | None = None
         c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('round', ?)", (str(rnd),))
 
 
-def unfinished_round(store: Store) -> str | None:
-    """A line on the newest round if it did not run to the end: the steps it finished, the one
-    that failed (with its error) or was interrupted, and how to go on; None if it finished."""
+def unfinished_round(store: Store) -> int | None:
+    """The newest round if it did not run to the end (``run_round`` resumes it), else None."""
     row = store.conn.execute("SELECT round, finished_at FROM rounds ORDER BY round DESC LIMIT 1").fetchone()
-    if row is None or row["finished_at"] is not None:
-        return None
-    rnd = int(row["round"])
+    return None if row is None or row["finished_at"] is not None else int(row["round"])
+
+
+def where_it_stopped(store: Store, rnd: int) -> str:
+    """A line on an unfinished round: the steps it finished, the one that failed (with its
+    error) or was interrupted, and how to go on."""
     steps = step_results(store, rnd)
     done = [k for k, v in steps.items() if v["status"] == "done"]
     parts = [f"round {rnd} is unfinished", f"done: {', '.join(done)}" if done else "no step done yet"]

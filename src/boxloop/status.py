@@ -43,8 +43,8 @@ def next_step(ws: Workspace, st: dict[str, Any]) -> str:
         return (f"{states['in_review']} image(s) are out for labeling: boxloop pull (Label Studio), or "
                 "boxloop add labels FOLDER (a corrected zip); then boxloop round")
     unfinished = unfinished_round(ws.store)
-    if unfinished:
-        return f"boxloop round ({unfinished.split(';')[0]}: it resumes where it stopped)"
+    if unfinished is not None:
+        return f"boxloop round (round {unfinished} is unfinished: it resumes where it stopped)"
     if not st["model_versions"]:
         return "boxloop round --budget 50: train, evaluate, pre-label the pool and pick what to label"
     if states["pool"] or states["prelabeled"]:

@@ -128,7 +128,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop history
     """
-    from ..ledger import history, unfinished_round, write_history_csv
+    from ..ledger import history, unfinished_round, where_it_stopped, write_history_csv
 
     ws = open_workspace(workspace)
     records = history(ws.store)
@@ -148,8 +148,8 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
         )
     console.print(t)
     unfinished = unfinished_round(ws.store)
-    if unfinished:
-        console.print(f"[yellow]{escape(unfinished)}[/yellow]")
+    if unfinished is not None:
+        console.print(f"[yellow]{escape(where_it_stopped(ws.store, unfinished))}[/yellow]")
     console.print(f"csv: {write_history_csv(ws)}")
 
 
