@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
+from _console import flat
 from _images import write_image
 from boxloop.cli import app
 from boxloop.export import export
@@ -97,8 +98,21 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     again_out = runner.invoke(app, ["-w", str(ws.root), "export", "--selection", "latest", "--zip"])
     assert again_out.exit_code == 1  # the batch is labeled now: nothing to pre-label, and it says why
     assert "among the 2 image(s) asked for: each is labeled already" in " ".join(again_out.output.split())
+    # a new batch alone, pre-labeled by the current model (the "prediction-only run on new images")
+    batch = tmp_path / "batch-2"
+    write_image(batch / "n0.jpg", size=(200, 100), seed=7)
+    with Workspace.open(ws.root) as again:
+        add_images(again, [batch])
+        (new,) = [it.id for it in again.store.items() if it.uri.startswith(str(batch))]
+        again.store.put_predictions("mv1", {new: Detections([[5, 5, 40, 40]], [1], [0.8])})
+    only = runner.invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--from", str(batch),
+                               "--out", str(tmp_path / "new-batch")])
+    assert only.exit_code == 0, only.output
+    assert sorted(p.name for p in (tmp_path / "new-batch" / "labels").iterdir()) == ["n0.txt"]
+    nowhere = runner.invoke(app, ["-w", str(ws.root), "export", "--from", str(tmp_path / "elsewhere")])
+    assert nowhere.exit_code == 1 and "noimageofthisworkspacewasaddedfromunderit" in flat(nowhere.output)
     # the whole pool's pre-labeled zip leaves the labeled images out, though their predictions are
     # still stored: brought back unchanged, the model's boxes would replace the human labels
     whole = runner.invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--out", str(tmp_path / "pool")])
     assert whole.exit_code == 0, whole.output
-    assert sorted(p.name for p in (tmp_path / "pool" / "labels").iterdir()) == ["p0.txt", "p3.txt"]
+    assert sorted(p.name for p in (tmp_path / "pool" / "labels").iterdir()) == ["n0.txt", "p0.txt", "p3.txt"]

@@ -171,6 +171,11 @@ def export_cmd(
         typer.Option("--selection", metavar="ID", help="Only the images of this selection (an id, or latest): "
                      "the batch `boxloop select` picked, for any annotation tool."),
     ] = None,
+    under: Annotated[
+        str | None,
+        typer.Option("--from", metavar="PATH", help="Only images added from under this folder or bucket prefix "
+                     "(a new batch, pre-labeled by the current model)."),
+    ] = None,
     zip: Annotated[bool, typer.Option("--zip", help="Write one .zip instead of a folder.")] = False,
     with_model: Annotated[bool, typer.Option(
         "--with-model", help="Add the model's training run under model/ (weights, args.yaml, results.csv): the "
@@ -190,8 +195,10 @@ def export_cmd(
     what was accepted, adjusted, deleted and added.
 
     Example: boxloop export --format yolo --what prelabeled --selection latest --zip
+    Example: boxloop export --what prelabeled --from ~/data/batch-7 --zip
     """
     from ..export import export
+    from ..sources.remote import is_remote
 
     ws = open_workspace(workspace)
     ids = None
@@ -200,6 +207,15 @@ def export_cmd(
         ids = list(sel.item_ids)
         model_version = model_version or sel.model_version
         console.print(f"selection {escape(sel.id)}: {len(ids)} image(s)")
+    if under is not None:
+        prefix = under if is_remote(under) else str(Path(under).expanduser().absolute())
+        prefix = prefix.rstrip("/") + "/"
+        found = [it.id for it in ws.store.items() if it.uri.startswith(prefix)]
+        if not found:
+            raise InputError(f"{prefix}: no image of this workspace was added from under it")
+        keep = set(found)
+        ids = found if ids is None else [i for i in ids if i in keep]
+        console.print(f"from {escape(prefix)}: {len(found)} image(s)")
     what = what or ("prelabeled" if selection is not None else "labeled")
     path = export(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf, ids=ids,
                   with_model=with_model)
