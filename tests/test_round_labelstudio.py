@@ -92,7 +92,7 @@ def test_round_waits_for_label_studio_then_trains_on_the_labels(tmp_path, ls_med
     assert "round 2: model m002, 17 labeled images (+3), mAP50" in said  # trained on round 1's batch
     assert "since round 1)" in said  # and says what the batch bought
     assert f"batch in Label Studio project '{title}'" in said and "3 new task(s)" in said
-    assert "when they are labeled: boxloop pull" not in said  # --wait pulled them itself
+    assert "when they are labeled, the next boxloop round" not in said  # --wait pulled them itself
 
     with Workspace.open(ws.root) as done:
         assert done.store.count_by_state()["labeled"] == 14 + 6
@@ -110,7 +110,7 @@ def test_round_waits_for_label_studio_then_trains_on_the_labels(tmp_path, ls_med
                   "--epochs", "1", "--imgsz", "64", "--batch", "4", "--allow-missing-classes"]
     third = subprocess.run(round_args, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=240)
     assert third.returncode == 0, third.stdout + third.stderr
-    assert "when they are labeled: boxloop pull, then boxloop round" in " ".join(third.stdout.split())
+    assert "when they are labeled, the next boxloop round pulls them first" in " ".join(third.stdout.split())
     assert label_open_tasks(client, title, ws.root, data / "pool" / "labels", want=3, timeout=30, only=2) == 2
     fourth = subprocess.run([*round_args[:3], "0", *round_args[4:]], env={**env, "COLUMNS": "200"},
                             capture_output=True, text=True, timeout=240)

@@ -80,7 +80,8 @@ def round_cmd(
     if push == "labelstudio":
         from ..annotation.labelstudio import pull, resolve_token, resolve_url
 
-        resolve_url(ws), resolve_token()  # before training, not after it
+        resolve_url(ws)  # a missing server or token fails before training, not after it
+        resolve_token()
     if push == "labelstudio" and ws.store.tasks("labelstudio", status="open"):
         # the batch an earlier round sent may be labeled by now: train on it
         console.print(f"before the round, from Label Studio: {escape(pull(ws).summary())}")
@@ -119,7 +120,7 @@ def _say_where_the_batch_went(ws: Workspace, rnd: int, *, waited: bool) -> None:
     elif "project_title" in pushed:
         console.print(f"batch in Label Studio project {escape(repr(pushed['project_title']))} (id {pushed.get('project_id')}) "
                       f"at {escape(str(pushed.get('url')))}: {pushed.get('created', 0)} new task(s)"
-                      + ("" if waited else "; when they are labeled: boxloop pull, then boxloop round"))
+                      + ("" if waited else "; when they are labeled, the next boxloop round pulls them first"))
 
 
 @app.command("history")
