@@ -253,6 +253,7 @@ def test_a_rounds_push_sends_the_imputed_boxes_of_its_selection(
     ws.store.put_imputed("mv1", {items[0].id: Detections(np.array([[10, 10, 60, 60]]), np.array([2]))})
     monkeypatch.setenv("BOXLOOP_LABELSTUDIO_URL", ls_server.url)
     monkeypatch.setenv("BOXLOOP_LABELSTUDIO_PROJECT", f"round-imputed-{tmp_path.name}")
+    ws.close()
     ws = Workspace.open(ws.root)  # the settings from the environment
     pushed = annotator_for("labelstudio").push(ws, ws.store.selection())  # type: ignore[union-attr]
     tasks = {t["data"][ITEM_KEY]: t for t in project_tasks(client, int(pushed["project_id"]))}
