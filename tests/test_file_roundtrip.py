@@ -18,13 +18,18 @@ from boxloop.types import Detections
 from boxloop.workspace import Workspace
 
 
-def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_path: Path) -> None:
+def photos_workspace(tmp_path: Path, n: int) -> tuple[Workspace, dict[str, str]]:
+    """A cat/dog workspace holding n photos p0.jpg ... (200x100) in its pool; their ids by stem."""
     ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
     src = tmp_path / "photos"
-    for i in range(3):
+    for i in range(n):
         write_image(src / f"p{i}.jpg", size=(200, 100), seed=i)
     add_images(ws, [src])
-    ids = {Path(it.uri).stem: it.id for it in ws.store.items()}
+    return ws, {Path(it.uri).stem: it.id for it in ws.store.items()}
+
+
+def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_path: Path) -> None:
+    ws, ids = photos_workspace(tmp_path, 3)
     ws.store.put_predictions("mv1", {
         ids["p0"]: Detections([[10, 10, 50, 50], [100, 20, 160, 90]], [0, 1], [0.9, 0.8]),
         ids["p1"]: Detections([[10, 10, 50, 50], [100, 20, 160, 90], [0, 0, 5, 5]], [0, 1, 0], [0.9, 0.7, 0.05]),
@@ -66,12 +71,7 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
 
 def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_path: Path) -> None:
     # the step-by-step loop without Label Studio: select, export the batch, correct, add labels
-    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
-    src = tmp_path / "photos"
-    for i in range(4):
-        write_image(src / f"p{i}.jpg", size=(200, 100), seed=i)
-    add_images(ws, [src])
-    ids = {Path(it.uri).stem: it.id for it in ws.store.items()}
+    ws, ids = photos_workspace(tmp_path, 4)
     confidence = {"p0": 0.9, "p1": 0.3, "p2": 0.35, "p3": 0.95}  # p1 and p2: the least confident
     ws.store.put_predictions("mv1", {ids[s]: Detections([[10, 10, 50, 50]], [0], [c]) for s, c in confidence.items()})
     ws.close()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from ..workspace import Workspace
 from ._app import WorkspaceOpt, app, check_epochs_or_steps, console, open_workspace
 from .select import AggregationOpt
 
@@ -82,9 +81,8 @@ def round_cmd(
 
         resolve_url(ws)  # a missing server or token fails before training, not after it
         resolve_token()
-    if push == "labelstudio" and ws.store.tasks("labelstudio", status="open"):
-        # the batch an earlier round sent may be labeled by now: train on it
-        console.print(f"before the round, from Label Studio: {escape(pull(ws).summary())}")
+        if ws.store.tasks("labelstudio", status="open"):  # an earlier batch may be labeled by now: train on it
+            console.print(f"before the round, from Label Studio: {escape(pull(ws).summary())}")
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
@@ -92,8 +90,9 @@ def round_cmd(
         )
         rec = run_round(ws, plan, annotator=annotator, say=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(describe_round(ws.store, rec))
-        _say_where_the_batch_went(ws, rec.round, waited=wait)
-        if wait and i + 1 < rounds and step_results(ws.store, rec.round).get("select", {}).get("result", {}).get("selected") == 0:
+        steps = step_results(ws.store, rec.round)
+        _say_where_the_batch_went(steps.get("push", {}).get("result"), waited=wait)
+        if wait and i + 1 < rounds and steps.get("select", {}).get("result", {}).get("selected") == 0:
             console.print("nothing left to select: no more rounds (add images to go on)")
             break
     console.print(f"ledger: {ws.runs_dir / 'history.csv'}  (boxloop history, boxloop report)")
@@ -107,11 +106,8 @@ def _say_ratios(needed: dict[str, float | None]) -> None:
             console.print(f"{strategy}: {n / base:.2f}x the labels random needed")
 
 
-def _say_where_the_batch_went(ws: Workspace, rnd: int, *, waited: bool) -> None:
-    """Where the round's push sent the batch, and how its labels come back."""
-    from ..ledger import step_results
-
-    pushed = step_results(ws.store, rnd).get("push", {}).get("result")
+def _say_where_the_batch_went(pushed: dict[str, Any] | None, *, waited: bool) -> None:
+    """Where the round's push step (its ledger result) sent the batch, and how its labels come back."""
     if not pushed:
         return
     if "path" in pushed:
