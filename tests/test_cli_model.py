@@ -253,6 +253,36 @@ def test_add_predictions_from_yolo_txt_with_a_bad_line(project: dict, tmp_path: 
     assert ws.store.model_version("mmdet-1")["backend"] == "import:yolo"
 
 
+def test_add_predictions_for_video_frames_find_each_frame_by_its_folder(tmp_path: Path) -> None:
+    """Every video's frames share names (frame_000012.jpg): predictions written in a tree like
+    the frames' own (one folder per video) land on their frame; a flat folder says what is wrong."""
+    from _images import write_image
+    from boxloop.ingest import add_images
+
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    for cam in ("cam-a", "cam-b"):
+        for i in range(2):
+            write_image(tmp_path / "frames" / cam / f"frame_{i}.jpg", size=(160, 120), seed=len(cam) * 10 + i + (cam == "cam-b"))
+    add_images(ws, [tmp_path / "frames" / "cam-a", tmp_path / "frames" / "cam-b"], sequence=True)
+    ids = {(Path(it.uri).parent.name, Path(it.uri).stem): it.id for it in ws.store.items()}
+    for cam, cls in (("cam-a", 0), ("cam-b", 1)):
+        for i in range(2):
+            f = tmp_path / "preds" / cam / f"frame_{i}.txt"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"{cls} 0.5 0.5 0.2 0.2 0.9\n")
+    result = cli(ws, "add", "predictions", str(tmp_path / "preds"), "--model-version", "det-1")
+    assert result.exit_code == 0, result.output
+    preds = ws.store.predictions("det-1")
+    assert {k: int(preds[i].class_id[0]) for k, i in ids.items()} == {
+        ("cam-a", "frame_0"): 0, ("cam-a", "frame_1"): 0, ("cam-b", "frame_0"): 1, ("cam-b", "frame_1"): 1}
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "frame_0.txt").write_text("0 0.5 0.5 0.2 0.2 0.9\n")
+    result = cli(ws, "add", "predictions", str(tmp_path / "flat"), "--model-version", "det-2")
+    assert "ambiguous image 'frame_0': 2 items named frame_0" in " ".join(result.output.split())
+    assert "keep the folders the images are in" in " ".join(result.output.split())
+    assert not ws.store.predictions("det-2")
+
+
 def test_add_predictions_from_coco_results(project: dict, tmp_path: Path) -> None:
     ws: Workspace = project["ws"]
     dataset = {

@@ -102,7 +102,7 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     batch = tmp_path / "batch-2"
     write_image(batch / "n0.jpg", size=(200, 100), seed=7)
     with Workspace.open(ws.root) as again:
-        add_images(again, [batch])
+        add_images(again, [tmp_path / "ws" / ".." / "batch-2"])  # named from elsewhere: stored as one path
         (new,) = [it.id for it in again.store.items() if it.uri.startswith(str(batch))]
         again.store.put_predictions("mv1", {new: Detections([[5, 5, 40, 40]], [1], [0.8])})
     only = runner.invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--from", str(batch),
@@ -116,3 +116,52 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     whole = runner.invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--out", str(tmp_path / "pool")])
     assert whole.exit_code == 0, whole.output
     assert sorted(p.name for p in (tmp_path / "pool" / "labels").iterdir()) == ["n0.txt", "p0.txt", "p3.txt"]
+
+
+def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path: Path) -> None:
+    """Frames are items by position, not content: an exported copy of a frame brought back
+    (a zip straight from the annotation tool) is that frame again, never a new item; two
+    frames with the same bytes (a still scene) are told apart by the file names the export
+    gave them; a flickering frame's imputed box goes out drawn in and listed."""
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    for seq in ("cam-a", "cam-b"):
+        for i in range(3):
+            write_image(tmp_path / seq / f"f{i}.jpg", size=(200, 100), seed=10 * len(seq) + i + (seq == "cam-b") * 5)
+    (tmp_path / "cam-b" / "f2.jpg").write_bytes((tmp_path / "cam-b" / "f1.jpg").read_bytes())  # nothing moved
+    add_images(ws, [tmp_path / "cam-a", tmp_path / "cam-b"], sequence=True)
+    frames = {f"{Path(it.uri).parent.name}/{Path(it.uri).stem}": it.id for it in ws.store.items()}
+    assert len(frames) == 6 and all(it.video_id for it in ws.store.items())
+    ws.store.put_predictions("mv1", {i: Detections([[10, 10, 50, 50]], [0], [0.5]) for i in frames.values()})
+    ws.store.put_imputed("mv1", {frames["cam-a/f1"]: Detections([[100, 20, 160, 90]], [1], [0.6])})
+    ws.close()
+    runner = CliRunner()
+    result = runner.invoke(app, ["-w", str(ws.root), "select", "--budget", "6", "--strategy", "least_confidence",
+                                 "--no-diverse", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["-w", str(ws.root), "export", "--selection", "latest", "--zip",
+                                 "--out", str(tmp_path / "batch.zip")])
+    assert result.exit_code == 0, result.output
+    assert "1 box(es) the model lost on video frames are drawn in" in " ".join(result.output.split())
+    with zipfile.ZipFile(tmp_path / "batch.zip") as z:
+        names = sorted(n.removeprefix("labels/") for n in z.namelist() if n.startswith("labels/"))
+        imputed = z.read("imputed.csv").decode().splitlines()
+        image = imputed[1].split(",")[0]  # cam-a's f1: its box and the imputed one
+        assert len(z.read(f"labels/{Path(image).stem}.txt").decode().splitlines()) == 2
+    assert len(names) == 6 and sum(n in ("f0.txt", "f1.txt", "f2.txt") for n in names) == 3  # the others carry ids
+    assert imputed[0].startswith("image,class") and imputed[1].endswith(",dog,100.0,20.0,160.0,90.0,"
+                                                                      "the model lost this object here but found it "
+                                                                      "in the neighbouring frames")
+    assert image == "f1.jpg" or image.endswith(f"_{frames['cam-a/f1'][:8]}.jpg")
+
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "batch.zip")])  # as it came
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "0 new image(s), 6 already known, 6 label version(s) added" in text
+    assert "pre-labels: 7 accepted, 0 adjusted, 0 deleted, 0 added" in text and "unpacked batch.zip into" in text
+    with Workspace.open(ws.root) as again:
+        assert len(again.store.items()) == 6 and set(again.store.latest_labels()) == set(frames.values())
+        assert again.store.count_by_state()["labeled"] == 6 and not again.store.tasks("files", status="open")
+        assert len(again.store.latest_labels()[frames["cam-a/f1"]]) == 2
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "batch.zip")])
+    assert result.exit_code == 0 and "6 unchanged" in " ".join(result.output.split())  # unpacked once, nothing twice
+    assert len(list((ws.root / "imports").iterdir())) == 1

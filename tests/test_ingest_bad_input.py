@@ -259,3 +259,55 @@ def test_a_text_file_named_jpg_is_reported_even_after_ultralytics_patched_pillow
     report = add_images(ws, [src])
     assert report.added == 1
     assert messages(report) == [f"{src / 'notes.jpg'}: not an image (cannot identify the format)"]
+
+
+def test_labels_in_a_zip_as_an_annotation_tool_gives_them(ws: Workspace, tmp_path: Path) -> None:
+    """A COCO zip (CVAT's layout) is read where it was unpacked, once; members that would land
+    outside the folder are skipped; a zip that is not one, or holds two label files, is named."""
+    import json
+    import zipfile
+
+    image = write_image(tmp_path / "a.jpg", size=(64, 48))
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": "dog"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 10]}]}
+    archive = tmp_path / "task_7-coco.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("annotations/instances_default.json", json.dumps(coco))
+        z.write(image, "images/a.jpg")
+        z.writestr("../escaped.txt", "outside")
+        z.writestr("__MACOSX/annotations/._instances_default.json", "resource fork")
+    report = add_labels(ws, archive, format="coco")
+    assert (report.added, report.labeled) == (1, 1) and not report.problems
+    (unpacked,) = (ws.root / "imports").iterdir()
+    assert unpacked.name.startswith("task_7-coco-") and any(f"into {unpacked}" in n for n in report.notes)
+    assert not (ws.root / "escaped.txt").exists() and not (ws.root / "imports" / "escaped.txt").exists()
+    assert not (unpacked / "__MACOSX").exists()
+    (item,) = ws.store.items()
+    assert item.uri == str(unpacked / "images" / "a.jpg")
+    assert ws.store.classes()[int(ws.store.latest_labels()[item.id].class_id[0])] == "dog"
+    again = add_labels(ws, archive, format="coco")
+    assert (again.added, again.known, again.unchanged_labels) == (0, 1, 1)
+
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as z:
+        z.writestr("a.json", json.dumps(coco))
+        z.writestr("b.json", json.dumps(coco))
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(two), "--format", "coco"])
+    assert result.exit_code == 1
+    assert ("two.zip: coco labels are read from one file and the archive holds 2 .json file(s) (a.json, b.json)"
+            in " ".join(result.output.split()))
+    fake = tmp_path / "broken.zip"
+    fake.write_text("not a zip")
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(fake), "--format", "yolo"])
+    assert result.exit_code == 1 and "broken.zip: not a readable zip archive" in " ".join(result.output.split())
+    left = sorted(p.name for p in (ws.root / "imports").iterdir())  # the broken one left no half folder
+    assert len(left) == 2 and left[0] == unpacked.name and left[1].startswith("two-")
+
+    pics = tmp_path / "pics.zip"  # the pool as a zip: a broken zip beside it loses nothing
+    with zipfile.ZipFile(pics, "w") as z:
+        for i in range(2):
+            z.write(write_image(tmp_path / f"p{i}.jpg", seed=40 + i), f"batch/p{i}.jpg")
+    images = add_images(ws, [fake, pics])
+    assert images.added == 2 and messages(images) == [f"{fake}: not a readable zip archive: File is not a zip file"]
+    assert any("unpacked pics.zip into" in n for n in images.notes)

@@ -17,8 +17,9 @@ import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 from .formats import ImageLabels
@@ -107,16 +108,20 @@ class _Chosen:
     human: dict[str, bool]
     model_version: str | None
     names: dict[str, str]
+    imputed: dict[str, Detections]
 
 
 def _choose(
-    ws: Workspace, what: str, model_version: str | None, conf: float, ids: Sequence[str] | None = None
+    ws: Workspace, what: str, model_version: str | None, conf: float, ids: Sequence[str] | None = None,
+    *, with_imputed: bool = True,
 ) -> _Chosen:
-    """Items to export (all, or those of ``ids``) with their boxes, read from the store once."""
+    """Items to export (all, or those of ``ids``) with their boxes, read from the store once.
+    A flickering frame's pre-labels include the box flicker imputed there (``with_imputed``)."""
     store = ws.store
     mv = model_version
     labels = store.latest_labels() if what in ("labeled", "all") else {}
     preds: dict[str, Detections] = {}
+    imputed: dict[str, Detections] = {}
     if what in ("prelabeled", "all"):
         versions = store.predicted_versions()
         mv = model_version or (versions[0] if versions else None)
@@ -129,6 +134,10 @@ def _choose(
             for item_id, d in store.predictions(mv).items():
                 if item_id not in labeled and d.confidence is not None:
                     preds[item_id] = d[d.confidence >= conf]
+            if with_imputed:
+                imputed = store.imputed(mv, list(preds))
+                for item_id, extra in imputed.items():
+                    preds[item_id] = Detections.concat([preds[item_id], extra])
     if what == "labeled":
         items = store.items(ids=list(labels)) if labels else []
     elif what == "prelabeled":
@@ -150,7 +159,9 @@ def _choose(
         )
     boxes = {it.id: labels.get(it.id, preds.get(it.id)) for it in items}
     boxes = {k: v for k, v in boxes.items() if v is not None}
-    return _Chosen(items, boxes, {it.id: it.id in labels for it in items}, mv, safe_names(items))
+    exported = {it.id for it in items}
+    return _Chosen(items, boxes, {it.id: it.id in labels for it in items}, mv, safe_names(items),
+                   {i: d for i, d in imputed.items() if i in exported})
 
 
 def write_yolo_dataset(
@@ -226,7 +237,21 @@ def _records(items: Sequence[Item], boxes: dict[str, Detections], names: dict[st
     return out
 
 
-def export(
+@dataclass(frozen=True)
+class Exported:
+    """Where an export went, and how many imputed boxes its pre-labels hold."""
+
+    path: Path
+    images: int
+    imputed_boxes: int
+
+
+def export(ws: Workspace, **kwargs: Any) -> Path:
+    """The folder (or .zip) :func:`export_dataset` wrote."""
+    return export_dataset(ws, **kwargs).path
+
+
+def export_dataset(
     ws: Workspace,
     *,
     format: str = "yolo",
@@ -237,11 +262,14 @@ def export(
     conf: float = DEFAULT_PRELABEL_CONF,
     ids: Sequence[str] | None = None,
     with_model: bool = False,
-) -> Path:
-    """Export the workspace's dataset (or only the items ``ids``, e.g. a selection); returns
-    the folder (or .zip) written under exports/. ``with_model`` adds the training run of the
+    with_imputed: bool = True,
+) -> Exported:
+    """Export the workspace's dataset (or only the items ``ids``, e.g. a selection) to a
+    folder (or .zip) under exports/. ``with_model`` adds the training run of the
     model whose boxes a pre-labeled export holds (the newest model for labeled ones) under
-    ``model/``: weights, args.yaml, results.csv."""
+    ``model/``: weights, args.yaml, results.csv. ``with_imputed``: a flickering video frame's
+    pre-labels include the box the model lost there, imputed from its neighbours (as `push`
+    sends it; a YOLO file cannot flag it, so ``imputed.csv`` beside data.yaml lists them)."""
     if format not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
     if what not in EXPORT_WHAT:
@@ -252,20 +280,23 @@ def export(
         dest = dest.with_suffix("")
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
-    chosen = _choose(ws, what, model_version, conf, ids)
+    chosen = _choose(ws, what, model_version, conf, ids, with_imputed=with_imputed)
     run = _model_run(ws, chosen.model_version or model_version) if with_model else []
     if format == "yolo":
         _write_yolo(ws, dest, chosen, what=what, link=False)
     else:
         _export_other(ws, dest, chosen, format=format)
+    if chosen.imputed:
+        _write_imputed_list(dest / "imputed.csv", chosen, ws.classes)
     if run:
         (dest / "model").mkdir(exist_ok=True)
         for f in run:
             shutil.copy2(f, dest / "model" / f.name)
     if what in ("prelabeled", "all"):
         _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen)
+    done = Exported(dest, len(chosen.items), sum(len(d) for d in chosen.imputed.values()))
     if not zip:
-        return dest
+        return done
     archive = dest.with_suffix(".zip")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
     os.close(fd)
@@ -279,7 +310,24 @@ def export(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     shutil.rmtree(dest, ignore_errors=True)
-    return archive
+    return replace(done, path=archive)
+
+
+def _write_imputed_list(path: Path, chosen: _Chosen, classes: Sequence[str]) -> None:
+    """The pre-drawn boxes no model found in their frame (imputed from the neighbouring
+    frames), for whoever checks the batch: a YOLO label file cannot flag them."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "class", "x1", "y1", "x2", "y2", "note"])
+    for item in chosen.items:
+        d = chosen.imputed.get(item.id, Detections.empty())
+        for box, c in zip(d.xyxy, d.class_id, strict=True):
+            w.writerow([chosen.names[item.id], classes[int(c)], *(f"{v:.1f}" for v in box),
+                        "the model lost this object here but found it in the neighbouring frames"])
+    path.write_text(buf.getvalue(), encoding="utf-8")
 
 
 def _model_run(ws: Workspace, version: str | None) -> list[Path]:

@@ -21,6 +21,8 @@ import numpy as np
 from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
+from .sources import absolute_path
+from .sources.archive import is_zip, label_file_in, unpack_zip
 from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
 from .sources.remote import is_remote, list_folder
 from .sources.video import VIDEO_SUFFIXES
@@ -130,7 +132,7 @@ def add_images(
     through fsspec, several objects at a time; their bytes land in the image cache.
     """
     report = IngestReport()
-    paths = list(paths)
+    paths = [u for u in (_unpacked(ws, p, report) for p in paths) if u is not None]
     if not sequence:
         files = _expand_reporting(paths, report.problems)
         videos = [f for f in files if PurePosixPath(str(f)).suffix.lower() in VIDEO_SUFFIXES]
@@ -163,7 +165,7 @@ def add_images(
                 continue
             key = str(p).rstrip("/")
         else:
-            folder = Path(p).absolute()
+            folder = absolute_path(p)
             if not folder.is_dir():
                 report.problems.add(folder, "--sequence needs a folder of frames")
                 continue
@@ -198,6 +200,20 @@ def _index_chunk(files: Sequence[Path | str], pool: ThreadPoolExecutor) -> list[
     if not any(is_remote(str(f)) for f in files):
         return [None] * len(files)
     return list(pool.map(one, files))
+
+
+def _unpacked(ws: Workspace, path: str | Path, report: IngestReport) -> str | Path | None:
+    """A local .zip unpacked under imports/ (once; its images are read from there), else
+    ``path``; None (reported) for a zip that cannot be read."""
+    if is_remote(str(path)) or not is_zip(path):
+        return path
+    try:
+        folder = unpack_zip(absolute_path(path), ws.root / "imports")
+    except InputError as e:
+        report.problems.add(path, str(e).removeprefix(f"{absolute_path(path)}: "))
+        return None
+    report.notes.append(f"unpacked {Path(path).name} into {folder} (its images are read from there)")
+    return folder
 
 
 def _frame_numbers(frames: Sequence[Path | str]) -> list[int]:
@@ -255,7 +271,7 @@ def add_video(
 
     if is_remote(str(path)):
         raise InputError(f"{path}: videos are decoded from local files; copy it to this machine first")
-    path = Path(path).absolute()
+    path = absolute_path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such video file")
     vid = video_id(path)
@@ -299,7 +315,7 @@ def add_videos(
             report.problems.add(p, str(e).removeprefix(f"{p}: "))
             continue
         if not found:
-            report.problems.add(Path(p).absolute(), f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) here")
+            report.problems.add(absolute_path(p), f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) here")
         videos.extend(found)
     decoded = 0
     for v in dict.fromkeys(videos):
@@ -341,17 +357,25 @@ def add_labels(
     if is_remote(str(path)):
         where = str(path)  # a bucket prefix (YOLO, VOC) or one object (COCO, Label Studio, CVAT)
     else:
-        where = Path(path).absolute()
+        where = absolute_path(path)
         if not where.exists():
             raise InputError(f"{where}: no such file or folder")
+    unpacked = None
+    if isinstance(where, Path) and is_zip(where):  # an annotation tool's export, or a corrected boxloop zip
+        unpacked = unpack_zip(where, ws.root / "imports")
+        note = f"unpacked {where.name} into {unpacked} (its images are read from there)"
+        where = unpacked if format in ("yolo", "voc") else label_file_in(unpacked, format, where)
     if format == "yolo":
-        return _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, progress=progress)
-    report = IngestReport()
-    records, base = _parse_records(where, format, report.problems)
-    roots: list[Path | str] = [base]
-    if images:
-        roots = [str(images) if is_remote(str(images)) else Path(images).absolute()]
-    _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, progress=progress)
+        report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, progress=progress)
+    else:
+        report = IngestReport()
+        records, base = _parse_records(where, format, report.problems)
+        roots: list[Path | str] = [unpacked or base]
+        if images:
+            roots = [str(images) if is_remote(str(images)) else absolute_path(images)]
+        _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, progress=progress)
+    if unpacked is not None:
+        report.notes.append(note)
     return report
 
 

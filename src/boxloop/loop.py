@@ -88,14 +88,15 @@ class _FilesAnnotator:
     name: str = "files"
 
     def push(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
-        from .export import export
+        from .export import export_dataset
 
         rnd = ws.store.get_meta("round", "0")
-        path = export(
+        # a flickering frame's imputed box is drawn in (listed in the zip's imputed.csv), as push sends it
+        done = export_dataset(
             ws, format="yolo", what="prelabeled", zip=True, ids=list(selection.item_ids),
             model_version=selection.model_version, out=ws.exports_dir / f"round-{rnd}-prelabeled.zip",
         )
-        return {"pushed": len(selection.item_ids), "path": str(path)}
+        return {"pushed": len(selection.item_ids), "path": str(done.path), "imputed": done.imputed_boxes}
 
     def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
         open_ids = {t["item_id"] for t in ws.store.tasks("files", status="open")}

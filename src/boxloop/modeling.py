@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendError, InputError, Problems
+from .sources import absolute_path
 from .types import Detections, Item
 from .workspace import Workspace
 
@@ -105,7 +106,7 @@ def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedMod
         raise InputError(
             f"{model}: neither a model version ({', '.join(known) or 'none yet'}) nor a weights file"
         )
-    path = path.absolute()
+    path = absolute_path(path)
     version = _file_version(path)
     backend = "onnx" if path.suffix.lower() == ".onnx" else "ultralytics"
     if version not in known:
@@ -663,40 +664,70 @@ class ImportReport:
 
 class _ItemNames:
     """Finds the item an image reference names: by file name, then stem (over every path the
-    item was seen at, and its uri), then by item id."""
+    item was seen at, and its uri), then by item id. Where several items share the name (every
+    video's frame_000012.jpg), the folders in the reference choose: ``8432092dfacf7e63/frame_000012``
+    names the item seen at ``.../8432092dfacf7e63/frame_000012.jpg``."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self._index: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None
+        self._index: tuple[dict[str, set[str]], dict[str, set[str]], dict[str, list[tuple[str, ...]]]] | None = None
 
-    def _build(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    def _build(self) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, list[tuple[str, ...]]]]:
         if self._index is None:
             by_name: dict[str, set[str]] = {}
             by_stem: dict[str, set[str]] = {}
+            folders: dict[str, list[tuple[str, ...]]] = {}
             rows = self.ws.store.conn.execute("SELECT item_id, path FROM item_sources").fetchall()
             pairs = [(r[0], r[1]) for r in rows] + [(it.id, it.uri) for it in self.ws.store.items()]
             for item_id, p in pairs:
-                name = Path(p.split("?", 1)[0]).name
+                parts = tuple(x for x in p.split("?", 1)[0].replace("\\", "/").split("/") if x)
+                name = parts[-1] if parts else ""
                 by_name.setdefault(name, set()).add(item_id)
                 by_stem.setdefault(Path(name).stem, set()).add(item_id)
-            self._index = (by_name, by_stem)
+                folders.setdefault(item_id, []).append(parts[:-1])
+            self._index = (by_name, by_stem, folders)
         return self._index
 
     def find(self, ref: str) -> tuple[str | None, str | None]:
-        """(item id, problem)."""
+        """(item id, problem). ``ref`` may carry folders (a path relative to where the
+        predictions were written) that tell items of the same name apart."""
         from .ingest import image_ref_name
 
-        by_name, by_stem = self._build()
+        by_name, by_stem, folders = self._build()
         name = image_ref_name(str(ref))
         ids = by_name.get(name) or by_stem.get(Path(name).stem) or by_stem.get(name) or set()
+        if len(ids) > 1:
+            ids = _closest_folders(ids, folders, str(ref))
         if len(ids) == 1:
             return next(iter(ids)), None
         if len(ids) > 1:
-            return None, f"ambiguous image {ref!r}: {len(ids)} items named {name}"
+            return None, (
+                f"ambiguous image {ref!r}: {len(ids)} items named {name} (keep the folders the images "
+                "are in, e.g. one per video under frames/, in the path)"
+            )
         try:
             return self.ws.store.get_item(str(ref)).id, None
         except InputError:
             return None, f"no item in the workspace for image {ref!r}"
+
+
+def _closest_folders(ids: set[str], folders: Mapping[str, list[tuple[str, ...]]], ref: str) -> set[str]:
+    """Of items sharing a file name, those whose folders match most of the folders ``ref``
+    ends in (innermost first); ``ids`` unchanged when the reference names no folder that tells them apart."""
+    want = [x for x in ref.split("?", 1)[0].replace("\\", "/").split("/") if x][:-1]
+
+    def matched(item_id: str) -> int:
+        best = 0
+        for have in folders.get(item_id, ()):
+            n = 0
+            while n < min(len(want), len(have)) and want[-1 - n] == have[-1 - n]:
+                n += 1
+            best = max(best, n)
+        return best
+
+    score = {i: matched(i) for i in ids}
+    top = max(score.values())
+    return {i for i, n in score.items() if n == top} if top else ids
 
 
 def _project_ids(names: Sequence[str], ws: Workspace, class_map: Mapping[str, str], source: str) -> np.ndarray:
@@ -720,7 +751,7 @@ def _read_yolo_predictions(
     out: dict[str, Detections] = {}
     finder = _ItemNames(ws)
     for f in files:
-        item_id, problem = finder.find(f.stem)
+        item_id, problem = finder.find(f.relative_to(root).with_suffix("").as_posix() if f != root else f.stem)
         if problem:
             problems.add(f, problem)
             continue

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -434,15 +434,27 @@ class Store:
         return [(r[0], r[1]) for r in rows]
 
     def frame_at(self, path: str, sha256: str) -> Item | None:
-        """The video frame once seen at ``path`` with this content, if any: the same file
-        met again outside its sequence (its labels imported, or its folder added as plain
-        images) is that frame, not a new item."""
+        """The video frame this file is, if any: the frame once seen at ``path`` with this
+        content, else the one frame with exactly these bytes (an exported copy of it, coming
+        back corrected). The same file met again outside its sequence (its labels imported,
+        its folder added as plain images, a zip from an annotation tool) is that frame, not a
+        new item. Several frames with the same bytes (a still scene) are told apart by file
+        name (an export names a frame by its own name, or by that name and its id)."""
         row = self.conn.execute(
             f"SELECT {_ITEM_COLUMNS} FROM items i JOIN item_sources s ON s.item_id = i.id "
             "WHERE i.sha256 = ? AND s.path = ? AND i.video_id IS NOT NULL LIMIT 1",
             (sha256, path),
         ).fetchone()
-        return None if row is None else _item(row)
+        if row is not None:
+            return _item(row)
+        frames = [_item(r) for r in self.conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items i WHERE i.sha256 = ? AND i.video_id IS NOT NULL "
+            "ORDER BY i.video_id, i.frame_index", (sha256,))]
+        if len(frames) <= 1:
+            return frames[0] if frames else None
+        stem = PurePosixPath(path.replace("\\", "/").split("?", 1)[0]).stem
+        named = [f for f in frames if stem.endswith(f.id[:8]) or PurePosixPath(f.uri).stem == stem]
+        return (named or frames)[0]
 
     def sources(self, item_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .config import Config, default_toml, load_config
 from .errors import ConfigError, InputError
+from .sources import absolute_path
 from .store import Store
 
 __all__ = ["CONFIG_NAME", "STORE_NAME", "Workspace", "find_workspace"]
@@ -32,7 +33,7 @@ class Workspace:
     @classmethod
     def init(cls, root: str | Path, classes: Sequence[str], *, name: str | None = None) -> Workspace:
         """Create a workspace (or reopen one with the same classes)."""
-        root = Path(root).absolute()
+        root = absolute_path(root)
         if not classes:
             raise InputError("a project needs at least one class (--classes a,b,c)")
         dupes = sorted({c for c in classes if list(classes).count(c) > 1})
@@ -52,7 +53,7 @@ class Workspace:
 
     @classmethod
     def open(cls, root: str | Path) -> Workspace:
-        root = Path(root).absolute()
+        root = absolute_path(root)
         if not (root / CONFIG_NAME).is_file():
             raise ConfigError(f"{root}: not a boxloop workspace (no {CONFIG_NAME}); run `boxloop init`")
         return cls(root)
@@ -98,7 +99,7 @@ def find_workspace(start: str | Path | None = None) -> Workspace:
     (``BOXLOOP_WORKSPACE`` when ``start`` is None and it is set)."""
     if start is None:
         start = os.environ.get("BOXLOOP_WORKSPACE") or Path.cwd()
-    here = Path(start).absolute()
+    here = absolute_path(start)
     for d in (here, *here.parents):
         if (d / CONFIG_NAME).is_file():
             return Workspace(d)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +58,8 @@ def init(
 def add_images_cmd(
     paths: Annotated[
         list[str],
-        typer.Argument(help="Image files, folders (recursive) or globs; or URIs: s3://bucket/prefix/, gs://..., az://..., https://..."),
+        typer.Argument(help="Image files, folders (recursive), globs or .zip files; or URIs: s3://bucket/prefix/, "
+                            "gs://..., az://..., https://..."),
     ],
     sequence: Annotated[
         bool, typer.Option("--sequence", help="Each folder is one ordered frame sequence (2.jpg before 10.jpg).")
@@ -82,7 +84,8 @@ def add_images_cmd(
 def add_labels_cmd(
     path: Annotated[
         str,
-        typer.Argument(help="A YOLO/VOC folder, or a COCO / Label Studio JSON or CVAT XML file; local or in a bucket (s3://...)."),
+        typer.Argument(help="A YOLO/VOC folder, or a COCO / Label Studio JSON or CVAT XML file; local or in a bucket "
+                            "(s3://...); or a .zip of any of them, as an annotation tool exports it (unpacked under imports/)."),
     ],
     format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(LABEL_FORMATS)}.")] = "yolo",
     classes_from: Annotated[
@@ -98,6 +101,7 @@ def add_labels_cmd(
     """Import human labels and their images; each import is a new label version.
 
     Example: boxloop add labels ~/data/lcd --format yolo
+    Example: boxloop add labels ~/Downloads/task_7-coco.zip --format coco
     """
     from ..ingest import add_labels
 
@@ -181,6 +185,10 @@ def export_cmd(
         "--with-model", help="Add the model's training run under model/ (weights, args.yaml, results.csv): the "
                              "pre-labels' model, else the newest."
     )] = False,
+    with_imputed: Annotated[bool, typer.Option(
+        "--with-imputed/--without-imputed",
+        help="Pre-draw the boxes flicker scoring imputed on video frames (the model lost them there; listed in imputed.csv).",
+    )] = True,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: exports/FORMAT-WHAT-TIME).")] = None,
     model_version: Annotated[
         str | None,
@@ -197,7 +205,8 @@ def export_cmd(
     Example: boxloop export --format yolo --what prelabeled --selection latest --zip
     Example: boxloop export --what prelabeled --from ~/data/batch-7 --zip
     """
-    from ..export import export
+    from ..export import export_dataset
+    from ..sources import absolute_path
     from ..sources.remote import is_remote
 
     ws = open_workspace(workspace)
@@ -208,18 +217,23 @@ def export_cmd(
         model_version = model_version or sel.model_version
         console.print(f"selection {escape(sel.id)}: {len(ids)} image(s)")
     if under is not None:
-        prefix = under if is_remote(under) else str(Path(under).expanduser().absolute())
+        prefix = under if is_remote(under) else str(absolute_path(under))
         prefix = prefix.rstrip("/") + "/"
-        found = [it.id for it in ws.store.items() if it.uri.startswith(prefix)]
+        found = [it.id for it in ws.store.items()  # (uris stored before paths were normalized may hold "..")
+                 if (it.uri if is_remote(it.uri) else os.path.normpath(it.uri)).startswith(prefix)]
         if not found:
             raise InputError(f"{prefix}: no image of this workspace was added from under it")
         keep = set(found)
         ids = found if ids is None else [i for i in ids if i in keep]
         console.print(f"from {escape(prefix)}: {len(found)} image(s)")
     what = what or ("prelabeled" if selection is not None else "labeled")
-    path = export(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf, ids=ids,
-                  with_model=with_model)
+    done = export_dataset(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf,
+                          ids=ids, with_model=with_model, with_imputed=with_imputed)
+    path = done.path
     console.print(f"exported to [bold]{path}[/bold]")
+    if done.imputed_boxes:
+        console.print(f"{done.imputed_boxes} box(es) the model lost on video frames are drawn in, imputed from the "
+                      "neighbouring frames: imputed.csv lists them for checking")
     if format == "yolo" and not zip and what == "labeled":
         console.print(f"train with: yolo train data={path / 'data.yaml'}")
     elif what != "labeled":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from . import absolute_path
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -85,7 +86,7 @@ def expand_paths(
             if not found:
                 raise InputError(f"{p}: no such file, folder or matching glob")
         for f in sorted(found, key=lambda f: natural_key(str(f))):
-            f = f.absolute()
+            f = absolute_path(f)
             if f not in seen:
                 seen.add(f)
                 yield f

@@ -1,0 +1,72 @@
+"""Zip archives as they come back from annotation tools (Roboflow, CVAT, Label Studio, or a
+corrected boxloop export): unpacked once into the workspace, where the images then live."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ..errors import InputError
+
+# a label file inside an archive, per format that reads one file
+LABEL_FILE_SUFFIXES = {"coco": (".json",), "labelstudio": (".json",), "cvat": (".xml",)}
+
+
+def is_zip(path: str | Path) -> bool:
+    p = Path(path)
+    return p.suffix.lower() == ".zip" and p.is_file()
+
+
+def unpack_zip(archive: Path, into: Path) -> Path:
+    """Unpack ``archive`` into ``into/<stem>-<content hash>/`` (written aside, renamed into
+    place) and return that folder; the same archive again returns the folder it already
+    made. Members that would land outside the folder (absolute paths, ``..``), links and
+    macOS resource forks are skipped."""
+    archive = Path(archive)
+    digest = hashlib.sha256()
+    with archive.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    dest = into / f"{archive.stem}-{digest.hexdigest()[:12]}"
+    if dest.is_dir():
+        return dest
+    into.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=into))
+    try:
+        try:
+            z = zipfile.ZipFile(archive)
+        except zipfile.BadZipFile as e:
+            raise InputError(f"{archive}: not a readable zip archive: {e}") from e
+        with z:
+            for member in z.infolist():
+                rel = PurePosixPath(member.filename.replace("\\", "/"))
+                if (member.is_dir() or rel.is_absolute() or ".." in rel.parts or rel.parts[:1] == ("__MACOSX",)
+                        or (member.external_attr >> 16) & 0o170000 == 0o120000):  # a symlink
+                    continue
+                target = tmp.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(member) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def label_file_in(folder: Path, format: str, archive: Path) -> Path:
+    """The one label file of ``format`` an unpacked archive holds (COCO's
+    ``annotations/instances_default.json``, CVAT's ``annotations.xml``, ...)."""
+    suffixes = LABEL_FILE_SUFFIXES[format]
+    found = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+    if len(found) == 1:
+        return found[0]
+    named = ", ".join(str(f.relative_to(folder)) for f in found[:10]) or "none"
+    raise InputError(
+        f"{archive}: {format} labels are read from one file and the archive holds "
+        f"{len(found)} {'/'.join(suffixes)} file(s) ({named}); give the one to read: {folder}/..."
+    )
