@@ -14,6 +14,7 @@ from _images import write_image
 from boxloop.cli import app
 from boxloop.export import export
 from boxloop.ingest import add_images, add_labels
+from boxloop.loop import annotator_for
 from boxloop.types import Detections
 from boxloop.workspace import Workspace
 
@@ -152,6 +153,11 @@ def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path
                                                                       "the model lost this object here but found it "
                                                                       "in the neighbouring frames")
     assert image == "f1.jpg" or image.endswith(f"_{frames['cam-a/f1'][:8]}.jpg")
+    with Workspace.open(ws.root) as again:  # `round --push files` sends the same zip
+        pushed = annotator_for("files").push(again, again.store.selection("latest"))
+        assert pushed["pushed"] == 6 and pushed["imputed"] == 1
+        with zipfile.ZipFile(pushed["path"]) as z:
+            assert z.read("imputed.csv").decode().splitlines()[1:] == imputed[1:]
 
     result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "batch.zip")])  # as it came
     assert result.exit_code == 0, result.output

@@ -111,8 +111,11 @@ def _say_where_the_batch_went(pushed: dict[str, Any] | None, *, waited: bool) ->
     if not pushed:
         return
     if "path" in pushed:
+        imputed = (f", {pushed['imputed']} box(es) the model lost on video frames drawn in (imputed.csv)"
+                   if pushed.get("imputed") else "")
         console.print(f"batch to label: [bold]{escape(pushed['path'])}[/bold] ({pushed.get('pushed', '?')} images, "
-                      "pre-labeled); correct it in any tool, then: boxloop add labels FOLDER")
+                      f"pre-labeled{imputed}); correct it in any tool, then: boxloop add labels ZIP (the tool's "
+                      "export as it is, or a folder)")
     elif "project_title" in pushed:
         console.print(f"batch in Label Studio project {escape(repr(pushed['project_title']))} (id {pushed.get('project_id')}) "
                       f"at {escape(str(pushed.get('url')))}: {pushed.get('created', 0)} new task(s)"
