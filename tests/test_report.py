@@ -117,8 +117,12 @@ def full_ws(tmp_path: Path) -> Workspace:
         why={
             "e": {"least_confidence": 0.7, "detail": {"boxes": 3, "min_conf": 0.3141592}, "note": XSS},
             "c": {"least_confidence": 0.61234, "rank_terms": [0.1, 0.25, True]},
-            "d": {"least_confidence": 0.5},
+            "d": {"rank": 2, "score": 0.456789, "selector": "diverse", "components": {  # as select saves it
+                "least_confidence": {"weight": 1.0, "score": 0.45, "percentile": 0.5, "details": {
+                    "top_box": {"class_id": 0, "confidence": 0.55, "uncertainty": 0.45},
+                    "boxes": 1, "aggregation": "max"}}}},
         },
+        config={"alpha": 0.3},
     ))
     rounds = [
         ("mv0", 2, 3, 0.41, 0.21, {"0": 0.3, "1": 0.1, "2": 0.05}, None),
@@ -195,6 +199,9 @@ def test_report_renders_in_chromium_with_images_boxes_and_no_requests(full_ws: W
         assert page.evaluate("window.__pwned") is None
         assert "[0.100, 0.250, yes]" in page.locator('figure[data-item="c"] dl.why').inner_text()
         assert page.locator('figure[data-item="d"] .score').inner_text() == "0.457"
+        words = " ".join(page.locator('figure[data-item="d"] ul.why').inner_text().split())  # as --explain says it
+        assert "most doubtful box is class 0 (0) at confidence 0.55" in words
+        assert "picked by ranked batch-mode diversity (alpha 0.3)" in words
 
         assert opened.errors == []
         assert opened.external == []

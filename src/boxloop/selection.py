@@ -632,21 +632,29 @@ def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> s
         f"  model version {sel.model_version}, strategy {sel.strategy}, seed {sel.seed}, "
         f"{cfg.get('normalisation', 'percentile')} normalisation",
     ]
-    comps = w.get("components", {})
+    lines.extend("  " + line for line in why_lines(w, names, alpha=cfg.get("alpha")))
+    return "\n".join(lines)
+
+
+def why_lines(why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None) -> list[str]:
+    """One pick's why (as ``select`` saved it) in words: its score's terms, each scorer's
+    reason, how the selector took it. Shared by ``select --explain`` and the report's gallery."""
+    lines = []
+    comps = why.get("components", {})
     if comps:
         terms = " + ".join(f"{c['weight']:g} x {n} {c['percentile']:.2f}" for n, c in comps.items())
-        lines.append(f"  score {w['score']:.4g} = {terms}")
+        lines.append(f"score {why['score']:.4g} = {terms}")
         for name, c in comps.items():
-            lines.extend("  " + line for line in _component_line(name, c, names))
-    if w.get("selector") == "diverse":
-        lines.append(f"  picked by ranked batch-mode diversity (alpha {cfg.get('alpha')}): "
+            lines.extend(_component_line(name, c, names))
+    if why.get("selector") == "diverse":
+        lines.append(f"picked by ranked batch-mode diversity (alpha {alpha}): "
                      "high score, far from labeled images and earlier picks")
-    elif w.get("selector") == "k_center":
-        lines.append("  picked by k-center: the image farthest from everything labeled or picked before it")
-    elif w.get("selector") == "uniform":
-        lines.append("  sampled uniformly: it shares the pool's lowest score with too many others to rank "
+    elif why.get("selector") == "k_center":
+        lines.append("picked by k-center: the image farthest from everything labeled or picked before it")
+    elif why.get("selector") == "uniform":
+        lines.append("sampled uniformly: it shares the pool's lowest score with too many others to rank "
                      "(a cold start: the model has no evidence on them)")
-    if w.get("suppressed_count"):
-        shown = ", ".join(w["suppressed_duplicates"])
-        lines.append(f"  {w['suppressed_count']} near-duplicate(s) left out in its favour: {shown}")
-    return "\n".join(lines)
+    if why.get("suppressed_count"):
+        shown = ", ".join(why["suppressed_duplicates"])
+        lines.append(f"{why['suppressed_count']} near-duplicate(s) left out in its favour: {shown}")
+    return lines

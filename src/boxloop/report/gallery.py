@@ -66,10 +66,21 @@ def format_value(value: Any, *, depth: int = 0) -> str:
         return str(value)[:160]
 
 
-def why_html(why: Mapping[str, Any]) -> str:
-    """The why of one pick as a definition list of its keys and values (escaped)."""
+def why_html(why: Mapping[str, Any], classes: Sequence[str] = (), *, alpha: Any = None) -> str:
+    """The why of one pick: in words where ``select`` saved it (as ``select --explain`` says
+    it), else a definition list of its keys and values (escaped)."""
     if not why:
         return '<p class="muted small">no why recorded</p>'
+    if "components" in why:
+        from ..selection import why_lines
+
+        try:
+            lines = why_lines(why, classes, alpha=alpha)
+        except (KeyError, TypeError, ValueError):  # a why saved by an older boxloop: shown as it is
+            lines = []
+        if lines:
+            items = "".join(f"<li>{escape(line.strip())}</li>" for line in lines)
+            return f'<ul class="why words">{items}</ul>'
     rows = "".join(
         f"<dt>{escape(str(k))}</dt><dd>{escape(format_value(v))}</dd>" for k, v in why.items()
     )
@@ -152,5 +163,6 @@ def card(
         f'<span class="score" title="selection score">{score_txt}</span></div>'
         f'<div class="small muted">{item.width}×{item.height} · {n_boxes} predicted box'
         f'{"" if n_boxes == 1 else "es"} ≥ {MIN_CONFIDENCE}</div>'
-        f"{why_html(selection.why.get(item.id, {}))}</figcaption></figure>"
+        f"{why_html(selection.why.get(item.id, {}), classes, alpha=selection.config.get('alpha'))}"
+        "</figcaption></figure>"
     )

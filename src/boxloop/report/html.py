@@ -144,6 +144,8 @@ figcaption { padding:8px 10px 10px; font-size:13px; }
   background:#fdebd3; color:#8a4b00; border-radius:4px; padding:0 6px; font-weight:650; }
 dl.why { display:grid; grid-template-columns:auto 1fr; gap:1px 10px; margin:6px 0 0; font-size:12.5px; }
 dl.why dt { color:var(--muted); } dl.why dd { margin:0; font-variant-numeric:tabular-nums; word-break:break-word; }
+ul.why.words { margin:6px 0 0; padding-left:16px; font-size:12.5px; word-break:break-word; }
+ul.why.words li { margin:2px 0; }
 footer { color:var(--muted); font-size:12px; text-align:center; margin-top:24px; }
 """ + CHART_CSS
 
@@ -377,7 +379,8 @@ def _acceptance_section(records: Sequence[RoundRecord]) -> str:
     if not with_acc:
         return _section(
             "acceptance", "Pre-label acceptance",
-            _empty("no corrected batch pulled back yet", "boxloop pull"),
+            _empty("no corrected batch back yet", "boxloop pull",
+                   hint="(Label Studio), or boxloop add labels with the corrected zip"),
         )
     layers = [
         (name, [float(r.acceptance.get(name, 0) or 0) for r in with_acc], color) for name, color in ACCEPTANCE
