@@ -171,3 +171,46 @@ def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path
     result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "batch.zip")])
     assert result.exit_code == 0 and "6 unchanged" in " ".join(result.output.split())  # unpacked once, nothing twice
     assert len(list((ws.root / "imports").iterdir())) == 1
+
+
+def test_a_label_studio_json_export_of_frames_finds_each_frame(tmp_path: Path) -> None:
+    """Label Studio's JSON export names each frame by its URL: the folders in it tell every
+    video's f0.jpg apart, and a task `boxloop push` made names its item outright."""
+    import json
+
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    for seq in ("cam-a", "cam-b"):
+        for i in range(2):
+            write_image(tmp_path / "media" / seq / f"f{i}.jpg", size=(200, 100), seed=len(seq) * 7 + i + (seq == "cam-b"))
+    add_images(ws, [tmp_path / "media" / "cam-a", tmp_path / "media" / "cam-b"], sequence=True)
+    frames = {f"{Path(it.uri).parent.name}/{Path(it.uri).stem}": it.id for it in ws.store.items()}
+
+    def task(image: str, label: str, **data: str) -> dict:
+        region = {"type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 200,
+                  "original_height": 100, "value": {"x": 10, "y": 10, "width": 20, "height": 40, "rotation": 0,
+                                                    "rectanglelabels": [label]}}
+        return {"id": len(image), "data": {"image": image, **data}, "annotations": [{"id": 1, "result": [region]}]}
+
+    export_json = tmp_path / "downloads" / "project-1-at-2026-12-07.json"  # no image beside it: the workspace's
+    export_json.parent.mkdir()
+    export_json.write_text(json.dumps([
+        task("/data/local-files/?d=media/cam-a/f0.jpg", "cat"),
+        task("/data/local-files/?d=media/cam-b/f0.jpg", "dog"),
+        task("/data/upload/1/3f2a9c1e-f1.jpg", "dog", boxloop_item=frames["cam-b/f1"]),  # pushed by boxloop
+        task("/data/upload/1/77aa0c1e-f1.jpg", "cat"),  # two frames named f1.jpg, no folder: named as a problem
+    ]))
+    report = add_labels(ws, export_json, format="labelstudio")
+    assert report.labeled == 3 and report.added == 0
+    (problem,) = [str(p) for p in report.problems]
+    assert "ambiguous image '/data/upload/1/77aa0c1e-f1.jpg': 2 images named f1.jpg" in problem
+    labels = ws.store.latest_labels()
+    named = {k: ws.classes[int(labels[i].class_id[0])] for k, i in frames.items() if i in labels}
+    assert named == {"cam-a/f0": "cat", "cam-b/f0": "dog", "cam-b/f1": "dog"}
+
+    beside = tmp_path / "export.json"  # the images under the export's folder: the files found there
+    beside.write_text(json.dumps([task("/data/local-files/?d=media/cam-a/f0.jpg", "dog"),
+                                  task("/data/local-files/?d=media/cam-a/f1.jpg", "dog")]))
+    report = add_labels(ws, beside, format="labelstudio")
+    assert (report.labeled, report.added, report.known, len(report.problems)) == (2, 0, 2, 0)
+    labels = ws.store.latest_labels()
+    assert [ws.classes[int(labels[frames[k]].class_id[0])] for k in ("cam-a/f0", "cam-a/f1")] == ["dog", "dog"]

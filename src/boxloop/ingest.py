@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -662,18 +662,46 @@ def _parse_records(path: Path | str, format: str, problems: Problems) -> tuple[l
 _LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 
-def image_ref_name(ref: str) -> str:
-    """The file name an image reference points at: a path, a URL, a Label Studio
-    local-files URL (``/data/local-files/?d=dir/a.jpg``) or upload (``/data/upload/1/3f2a9c1e-a.jpg``)."""
+def image_ref_path(ref: str) -> str:
+    """The path an image reference points at (``/`` separated): a path, a URL's path, a Label
+    Studio local-files URL's ``d`` (``/data/local-files/?d=dir/a.jpg``: ``dir/a.jpg``)."""
     parsed = urlparse(ref)
     if parsed.query and "d" in parse_qs(parsed.query):
         ref = parse_qs(parsed.query)["d"][0]
     else:
         ref = unquote(parsed.path) if parsed.scheme or ref.startswith("/data/") else ref
-    name = ref.replace("\\", "/").rsplit("/", 1)[-1]
-    if "/data/upload/" in parsed.path:
+    return ref.replace("\\", "/")
+
+
+def image_ref_name(ref: str) -> str:
+    """The file name an image reference points at: a path, a URL, a Label Studio
+    local-files URL (``/data/local-files/?d=dir/a.jpg``) or upload (``/data/upload/1/3f2a9c1e-a.jpg``)."""
+    name = image_ref_path(ref).rsplit("/", 1)[-1]
+    if "/data/upload/" in urlparse(ref).path:
         name = _LS_UPLOAD_PREFIX.sub("", name)
     return name
+
+
+def closest_by_folders(candidates: Mapping[str, Iterable[str]], ref: str) -> set[str]:
+    """Of candidates sharing a file name (each with the paths it was seen at), those whose
+    folders match most of the folders ``ref`` ends in, innermost first: every video's
+    ``frame_000012.jpg`` told apart by ``.../<video>/frame_000012``. All of them when the
+    reference names no folder that tells them apart."""
+    want = [x for x in image_ref_path(ref).split("/") if x][:-1]
+
+    def matched(paths: Iterable[str]) -> int:
+        best = 0
+        for p in paths:
+            have = [x for x in image_ref_path(p).split("/") if x][:-1]
+            n = 0
+            while n < min(len(want), len(have)) and want[-1 - n] == have[-1 - n]:
+                n += 1
+            best = max(best, n)
+        return best
+
+    score = {key: matched(paths) for key, paths in candidates.items()}
+    top = max(score.values(), default=0)
+    return {k for k, n in score.items() if n == top} if top else set(score)
 
 
 class _ImageFinder:
@@ -720,13 +748,23 @@ class _ImageFinder:
                 return uri, None, None
         name = image_ref_name(ref)
         files = self._index().get(name, [])
+        if len(files) > 1:  # several files of that name: the folders in the reference choose
+            closest = closest_by_folders({str(f): [str(f)] for f in files}, ref)
+            files = [f for f in files if str(f) in closest]
         if len(files) == 1:
             return files[0], None, None
         if len(files) > 1:
             return None, None, f"ambiguous image {ref!r}: {len(files)} files named {name}"
-        known = {i for i, p in self.ws.store.items_by_stem(Path(name).stem) if Path(p).name == name}
+        seen: dict[str, list[str]] = {}
+        for item_id, p in self.ws.store.items_by_stem(Path(name).stem):
+            if Path(p).name == name:
+                seen.setdefault(item_id, []).append(p)
+        known = closest_by_folders(seen, ref) if len(seen) > 1 else set(seen)
         if len(known) == 1:
             return None, known.pop(), None
+        if known:
+            return None, None, (f"ambiguous image {ref!r}: {len(known)} images named {name} in the workspace "
+                                "and no folder in the reference tells them apart")
         return None, None, f"no image found for {ref!r} (looked under {', '.join(map(str, self.roots))})"
 
 
@@ -745,7 +783,11 @@ def _add_records(
     resolved: list[tuple[Item, Path | str | None, ImageLabels]] = []
     for rec in records:
         where = f"{format}:{rec.file_name}" if rec.line is None else f"{format}:{rec.file_name} (line {rec.line})"
-        file, item_id, problem = finder.find(rec.file_name)
+        pushed = rec.extra.get("item_id")  # a task `boxloop push` made names its item
+        if pushed is not None and ws.store.has_item(pushed):
+            file, item_id, problem = None, pushed, None
+        else:
+            file, item_id, problem = finder.find(rec.file_name)
         if problem:
             report.problems.add(where, problem, rec.line)
             continue

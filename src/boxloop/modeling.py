@@ -670,34 +670,33 @@ class _ItemNames:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self._index: tuple[dict[str, set[str]], dict[str, set[str]], dict[str, list[tuple[str, ...]]]] | None = None
+        self._index: tuple[dict[str, set[str]], dict[str, set[str]], dict[str, list[str]]] | None = None
 
-    def _build(self) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, list[tuple[str, ...]]]]:
+    def _build(self) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, list[str]]]:
         if self._index is None:
             by_name: dict[str, set[str]] = {}
             by_stem: dict[str, set[str]] = {}
-            folders: dict[str, list[tuple[str, ...]]] = {}
+            seen_at: dict[str, list[str]] = {}
             rows = self.ws.store.conn.execute("SELECT item_id, path FROM item_sources").fetchall()
             pairs = [(r[0], r[1]) for r in rows] + [(it.id, it.uri) for it in self.ws.store.items()]
             for item_id, p in pairs:
-                parts = tuple(x for x in p.split("?", 1)[0].replace("\\", "/").split("/") if x)
-                name = parts[-1] if parts else ""
+                name = Path(p.split("?", 1)[0]).name
                 by_name.setdefault(name, set()).add(item_id)
                 by_stem.setdefault(Path(name).stem, set()).add(item_id)
-                folders.setdefault(item_id, []).append(parts[:-1])
-            self._index = (by_name, by_stem, folders)
+                seen_at.setdefault(item_id, []).append(p)
+            self._index = (by_name, by_stem, seen_at)
         return self._index
 
     def find(self, ref: str) -> tuple[str | None, str | None]:
         """(item id, problem). ``ref`` may carry folders (a path relative to where the
         predictions were written) that tell items of the same name apart."""
-        from .ingest import image_ref_name
+        from .ingest import closest_by_folders, image_ref_name
 
-        by_name, by_stem, folders = self._build()
+        by_name, by_stem, seen_at = self._build()
         name = image_ref_name(str(ref))
         ids = by_name.get(name) or by_stem.get(Path(name).stem) or by_stem.get(name) or set()
         if len(ids) > 1:
-            ids = _closest_folders(ids, folders, str(ref))
+            ids = closest_by_folders({i: seen_at.get(i, []) for i in ids}, str(ref))
         if len(ids) == 1:
             return next(iter(ids)), None
         if len(ids) > 1:
@@ -709,25 +708,6 @@ class _ItemNames:
             return self.ws.store.get_item(str(ref)).id, None
         except InputError:
             return None, f"no item in the workspace for image {ref!r}"
-
-
-def _closest_folders(ids: set[str], folders: Mapping[str, list[tuple[str, ...]]], ref: str) -> set[str]:
-    """Of items sharing a file name, those whose folders match most of the folders ``ref``
-    ends in (innermost first); ``ids`` unchanged when the reference names no folder that tells them apart."""
-    want = [x for x in ref.split("?", 1)[0].replace("\\", "/").split("/") if x][:-1]
-
-    def matched(item_id: str) -> int:
-        best = 0
-        for have in folders.get(item_id, ()):
-            n = 0
-            while n < min(len(want), len(have)) and want[-1 - n] == have[-1 - n]:
-                n += 1
-            best = max(best, n)
-        return best
-
-    score = {i: matched(i) for i in ids}
-    top = max(score.values())
-    return {i for i, n in score.items() if n == top} if top else ids
 
 
 def _project_ids(names: Sequence[str], ws: Workspace, class_map: Mapping[str, str], source: str) -> np.ndarray:

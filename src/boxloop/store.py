@@ -359,6 +359,9 @@ class Store:
                 )
         return (item if new else _item(row)), new
 
+    def has_item(self, item_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM items WHERE id=?", (item_id,)).fetchone() is not None
+
     def get_item(self, item_id: str) -> Item:
         row = self.conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items i WHERE i.id=?", (item_id,)).fetchone()
         if row is None:

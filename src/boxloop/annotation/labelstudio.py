@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import InputError, Problems, SyncError
 from ..formats import ImageLabels
 from ..formats.labelstudio import (
+    ITEM_KEY,
     LabelConfig,
     box_regions,
     build_task,
@@ -64,7 +65,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TOOL = "labelstudio"
-ITEM_KEY = "boxloop_item"
 PRELABEL_CONF = 0.25
 META_URL = "labelstudio.url"
 META_PROJECT = "labelstudio.project"

@@ -39,6 +39,7 @@ FROM_NAME = "label"
 TO_NAME = "image"
 IMAGE_KEY = "image"
 WHY_KEY = "why"
+ITEM_KEY = "boxloop_item"  # the task data key `boxloop push` sets: the item's id in its workspace
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,8 @@ def parse_labelstudio_export(
     """A Label Studio JSON export → one record per annotated task (its newest non-cancelled
     annotation, in pixels), and the problems met. Tasks with no annotation are not labels
     and give no record; ``file_name`` is the task's image reference (``data.image``, or the
-    first data value when there is no ``image`` key)."""
+    first data value when there is no ``image`` key), and ``extra["item_id"]`` the item a task
+    `boxloop push` made names (``data.boxloop_item``)."""
     problems = Problems()
     if isinstance(obj, Mapping):
         obj = [obj]
@@ -363,7 +365,8 @@ def parse_labelstudio_export(
                 height=drawn_on[1] if drawn_on else None,
                 xyxy=xyxy,
                 class_names=names,
-                extra={"task_id": task.get("id"), "annotation_id": ann.get("id")},
+                extra={"task_id": task.get("id"), "annotation_id": ann.get("id"),
+                       **({"item_id": data[ITEM_KEY]} if isinstance(data.get(ITEM_KEY), str) else {})},
             )
         )
     return records, problems

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError, SyncError
-from ..formats.labelstudio import LabelConfig, parse_label_config
+from ..formats.labelstudio import ITEM_KEY, LabelConfig, parse_label_config
 from ..workspace import Workspace
 from .images import FetchPolicy, ImageFetcher, ImageRefused, ImageUnavailable, parse_allowed
 from .protocol import prediction_entry, project_id, task_image_ref, webhook_event
@@ -30,7 +30,6 @@ from .training import Job, SubprocessJob, TrainingWorker
 __all__ = ["LoadedModel", "NoModelError", "Service", "load_newest"]
 
 log = logging.getLogger(__name__)
-ITEM_KEY = "boxloop_item"  # the task data key boxloop push sets (annotation/labelstudio.py)
 _FETCH_WORKERS = 4
 
 
