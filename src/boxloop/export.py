@@ -242,7 +242,6 @@ class Exported:
     """Where an export went, and how many imputed boxes its pre-labels hold."""
 
     path: Path
-    images: int
     imputed_boxes: int
 
 
@@ -294,7 +293,7 @@ def export_dataset(
             shutil.copy2(f, dest / "model" / f.name)
     if what in ("prelabeled", "all"):
         _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen)
-    done = Exported(dest, len(chosen.items), sum(len(d) for d in chosen.imputed.values()))
+    done = Exported(dest, sum(len(d) for d in chosen.imputed.values()))
     if not zip:
         return done
     archive = dest.with_suffix(".zip")

@@ -208,12 +208,18 @@ def _unpacked(ws: Workspace, path: str | Path, report: IngestReport) -> str | Pa
     if is_remote(str(path)) or not is_zip(path):
         return path
     try:
-        folder = unpack_zip(absolute_path(path), ws.root / "imports")
+        folder, note = _unpack(ws, absolute_path(path))
     except InputError as e:
         report.problems.add(path, str(e).removeprefix(f"{absolute_path(path)}: "))
         return None
-    report.notes.append(f"unpacked {Path(path).name} into {folder} (its images are read from there)")
+    report.notes.append(note)
     return folder
+
+
+def _unpack(ws: Workspace, archive: Path) -> tuple[Path, str]:
+    """The folder under imports/ a zip is unpacked into (once), and a note saying so."""
+    folder = unpack_zip(archive, ws.root / "imports")
+    return folder, f"unpacked {archive.name} into {folder} (its images are read from there)"
 
 
 def _frame_numbers(frames: Sequence[Path | str]) -> list[int]:
@@ -362,8 +368,7 @@ def add_labels(
             raise InputError(f"{where}: no such file or folder")
     unpacked = None
     if isinstance(where, Path) and is_zip(where):  # an annotation tool's export, or a corrected boxloop zip
-        unpacked = unpack_zip(where, ws.root / "imports")
-        note = f"unpacked {where.name} into {unpacked} (its images are read from there)"
+        unpacked, note = _unpack(ws, where)
         where = unpacked if format in ("yolo", "voc") else label_file_in(unpacked, format, where)
     if format == "yolo":
         report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, progress=progress)
