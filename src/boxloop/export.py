@@ -318,6 +318,8 @@ def _write_imputed_list(path: Path, chosen: _Chosen, classes: Sequence[str]) -> 
     import csv
     import io
 
+    from .atomic import write_text_atomic
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image", "class", "x1", "y1", "x2", "y2", "note"])
@@ -326,7 +328,7 @@ def _write_imputed_list(path: Path, chosen: _Chosen, classes: Sequence[str]) -> 
         for box, c in zip(d.xyxy, d.class_id, strict=True):
             w.writerow([chosen.names[item.id], classes[int(c)], *(f"{v:.1f}" for v in box),
                         "the model lost this object here but found it in the neighbouring frames"])
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    write_text_atomic(path, buf.getvalue())
 
 
 def _model_run(ws: Workspace, version: str | None) -> list[Path]:

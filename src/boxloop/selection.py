@@ -514,28 +514,22 @@ def score(
 def write_scores_csv(report: ScoreReport, path: str | os.PathLike[str], *, uris: Mapping[str, str] | None = None) -> Path:
     """Write the scores (best first) as CSV, aside and renamed into place; returns the path."""
     import csv
-    import tempfile
+    import io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .atomic import write_text_atomic
+
     names = list(report.raw)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["rank", "item_id", "uri", "score", *names, *(f"{n}_percentile" for n in names)])
-            for rank, i in enumerate(report.ranking(), 1):
-                item_id = report.ids[i]
-                w.writerow([
-                    rank, item_id, (uris or {}).get(item_id, ""), f"{report.combined[i]:.6g}",
-                    *(f"{report.raw[n][i]:.6g}" for n in names),
-                    *(f"{report.percentiles[n][i]:.6g}" for n in names),
-                ])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["rank", "item_id", "uri", "score", *names, *(f"{n}_percentile" for n in names)])
+    for rank, i in enumerate(report.ranking(), 1):
+        item_id = report.ids[i]
+        w.writerow([
+            rank, item_id, (uris or {}).get(item_id, ""), f"{report.combined[i]:.6g}",
+            *(f"{report.raw[n][i]:.6g}" for n in names),
+            *(f"{report.percentiles[n][i]:.6g}" for n in names),
+        ])
+    return write_text_atomic(path, buf.getvalue())
 
 
 def write_selection_csv(store: Store, selection: Selection, path: str | os.PathLike[str]) -> Path:
