@@ -3,6 +3,7 @@ brought back with `boxloop add labels`; the acceptance counts are exactly what w
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -149,10 +150,17 @@ def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path
         image = imputed[1].split(",")[0]  # cam-a's f1: its box and the imputed one
         assert len(z.read(f"labels/{Path(image).stem}.txt").decode().splitlines()) == 2
     assert len(names) == 6 and sum(n in ("f0.txt", "f1.txt", "f2.txt") for n in names) == 3  # the others carry ids
-    assert imputed[0].startswith("image,class") and imputed[1].endswith(",dog,100.0,20.0,160.0,90.0,"
-                                                                      "the model lost this object here but found it "
-                                                                      "in the neighbouring frames")
+    assert imputed[0].startswith("image,class") and imputed[1].endswith(",dog,100.0,20.0,160.0,90.0,imputed: the "
+                                                                      "model lost this object here but found it in "
+                                                                      "the neighbouring frames")
     assert image == "f1.jpg" or image.endswith(f"_{frames['cam-a/f1'][:8]}.jpg")
+    result = runner.invoke(app, ["-w", str(ws.root), "export", "--format", "labelstudio", "--selection", "latest",
+                                 "--out", str(tmp_path / "ls")])  # an import file for Label Studio: flagged there
+    assert result.exit_code == 0, result.output
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    regions = [r for t in tasks for p in t["predictions"] for r in p["result"]]
+    flagged = [r for r in regions if "imputed" in " ".join((r.get("meta") or {}).get("text") or [])]
+    assert len(regions) == 7 and len(flagged) == 1 and flagged[0]["value"]["rectanglelabels"] == ["dog"]
     with Workspace.open(ws.root) as again:  # `round --push files` sends the same zip
         pushed = annotator_for("files").push(again, again.store.selection("latest"))
         assert pushed["pushed"] == 6 and pushed["imputed"] == 1
@@ -176,8 +184,6 @@ def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path
 def test_a_label_studio_json_export_of_frames_finds_each_frame(tmp_path: Path) -> None:
     """Label Studio's JSON export names each frame by its URL: the folders in it tell every
     video's f0.jpg apart, and a task `boxloop push` made names its item outright."""
-    import json
-
     ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
     for seq in ("cam-a", "cam-b"):
         for i in range(2):

@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import InputError
 from .formats import ImageLabels
+from .formats.labelstudio import IMPUTED_NOTE
 from .formats.yolo import format_yolo_labels, yolo_data_yaml
 from .split import assign_splits
 from .types import Detections, Item
@@ -312,6 +313,15 @@ def export_dataset(
     return replace(done, path=archive)
 
 
+def _noting_imputed(rec: ImageLabels, imputed: Detections | None) -> ImageLabels:
+    """A pre-labeled record whose last boxes are imputed ones (``_choose`` appends them)
+    with those boxes noted, as `push` flags them in Label Studio."""
+    if imputed is None or not len(imputed):
+        return rec
+    k = len(imputed)
+    return replace(rec, extra={**rec.extra, "notes": [None] * (len(rec.xyxy) - k) + [IMPUTED_NOTE] * k})
+
+
 def _write_imputed_list(path: Path, chosen: _Chosen, classes: Sequence[str]) -> None:
     """The pre-drawn boxes no model found in their frame (imputed from the neighbouring
     frames), for whoever checks the batch: a YOLO label file cannot flag them."""
@@ -326,8 +336,7 @@ def _write_imputed_list(path: Path, chosen: _Chosen, classes: Sequence[str]) -> 
     for item in chosen.items:
         d = chosen.imputed.get(item.id, Detections.empty())
         for box, c in zip(d.xyxy, d.class_id, strict=True):
-            w.writerow([chosen.names[item.id], classes[int(c)], *(f"{v:.1f}" for v in box),
-                        "the model lost this object here but found it in the neighbouring frames"])
+            w.writerow([chosen.names[item.id], classes[int(c)], *(f"{v:.1f}" for v in box), IMPUTED_NOTE])
     write_text_atomic(path, buf.getvalue())
 
 
@@ -390,6 +399,7 @@ def _export_other(ws: Workspace, dest: Path, chosen: _Chosen, *, format: str) ->
         elif format == "labelstudio":
             from .formats.labelstudio import export_tasks
 
-            records = _records(items, boxes, names, classes, "images/")
+            records = [_noting_imputed(rec, chosen.imputed.get(it.id)) for it, rec in
+                       zip(items, _records(items, boxes, names, classes, "images/"), strict=True)]
             tasks = export_tasks(records, human=[human[it.id] for it in items], model_version=chosen.model_version)
             (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1), encoding="utf-8")

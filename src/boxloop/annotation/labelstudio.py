@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import InputError, Problems, SyncError
 from ..formats import ImageLabels
 from ..formats.labelstudio import (
+    IMPUTED_NOTE,
     ITEM_KEY,
     LabelConfig,
     box_regions,
@@ -71,7 +72,6 @@ META_PROJECT = "labelstudio.project"
 META_UPLOAD = "labelstudio.upload"  # .<project id>.<item id> → the uploaded file's /data/upload/... reference
 STORAGES = ("local-files", "upload", "cloud")
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
-IMPUTED_NOTE = "imputed: the model lost this object here but found it in the neighbouring frames"
 _BATCH = 500
 T = TypeVar("T")
 

@@ -40,6 +40,7 @@ TO_NAME = "image"
 IMAGE_KEY = "image"
 WHY_KEY = "why"
 ITEM_KEY = "boxloop_item"  # the task data key `boxloop push` sets: the item's id in its workspace
+IMPUTED_NOTE = "imputed: the model lost this object here but found it in the neighbouring frames"
 
 
 @dataclass(frozen=True)
@@ -210,11 +211,12 @@ def export_tasks(
     records: Sequence[ImageLabels], *, human: Sequence[bool], model_version: str | None = None
 ) -> list[dict[str, Any]]:
     """Tasks for a Label Studio import file: human labels as annotations, the rest as
-    predictions of ``model_version``."""
+    predictions of ``model_version`` (a box noted in ``rec.extra["notes"]``, as an imputed
+    one is, carries its note)."""
     if len(human) != len(records):
         raise ValueError(f"{len(human)} human flags for {len(records)} records")
     return [
-        build_task(rec, as_annotation=h, model_version=None if h else model_version)
+        build_task(rec, as_annotation=h, model_version=None if h else model_version, notes=rec.extra.get("notes"))
         for rec, h in zip(records, human, strict=True)
     ]
 
