@@ -226,7 +226,8 @@ def export_model_cmd(
 
 @add_app.command("predictions")
 def add_predictions_cmd(
-    path: Annotated[Path, typer.Argument(help="A folder of YOLO txt files (class cx cy w h conf) or a COCO results JSON.")],
+    path: Annotated[Path, typer.Argument(help="A folder of YOLO txt files (class cx cy w h conf), named by image (video "
+                                              "frames: one subfolder per video, as under frames/), or a COCO results JSON.")],
     format: Annotated[str, typer.Option("--format", "-f", help="yolo or coco-results.")] = "yolo",
     model_version: Annotated[str, typer.Option("--model-version", help="Name to store these predictions under.")] = ...,  # type: ignore[assignment]
     coco_json: Annotated[
