@@ -198,3 +198,53 @@ def test_add_video_takes_a_folder_of_clips_and_a_bad_one_loses_nothing(
     assert result.exit_code == 0, result.output
     assert "1 new image(s)" in text
     assert "3 video file(s) left out" in text and "boxloop add video PATH --fps 2" in text
+
+
+def cvat_video_xml(source: str | None, tracks: str) -> str:
+    meta_source = f"<source>{source}</source>" if source else ""
+    return ("<?xml version='1.0' encoding='utf-8'?>\n<annotations><version>1.1</version><meta><task><mode>interpolation"
+            "</mode><labels><label><name>3</name></label><label><name>7</name></label></labels><original_size>"
+            f"<width>320</width><height>240</height></original_size></task>{meta_source}</meta>\n{tracks}\n</annotations>")
+
+
+def test_cvat_for_video_labels_land_on_the_frames_this_workspace_sampled(
+    clip: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    """A video annotated in CVAT and exported as 'CVAT for video 1.1': each track's box per frame
+    (video frame ids) goes to the frame boxloop sampled there; keyframes alone are interpolated;
+    frames boxloop did not sample are left out, said once; a video it does not know is named."""
+    from boxloop.ingest import add_labels, add_video
+
+    path, _ = clip
+    ws = Workspace.init(tmp_path / "ws", classes=[str(d) for d in range(10)])
+    add_video(ws, path, every=2)  # frames 0, 2, ..., 18
+    every_frame = "".join(  # CVAT lists a track's every frame; outside="1" ends it
+        f'<box frame="{f}" outside="{int(f == 6)}" occluded="0" keyframe="1" xtl="{10 + f}" ytl="20" xbr="{40 + f}" '
+        'ybr="60" z_order="0"/>' for f in range(7))
+    keyframes = ('<box frame="2" outside="0" occluded="0" keyframe="1" xtl="100" ytl="20" xbr="140" ybr="60"/>'
+                 '<box frame="6" outside="0" occluded="0" keyframe="1" xtl="120" ytl="20" xbr="160" ybr="60"/>'
+                 '<box frame="7" outside="1" occluded="0" keyframe="1" xtl="120" ytl="20" xbr="160" ybr="60"/>')
+    xml = tmp_path / "annotations.xml"
+    xml.write_text(cvat_video_xml(path.name, f'<track id="0" label="3" source="manual">{every_frame}</track>'
+                                             f'<track id="1" label="7" source="manual">{keyframes}</track>'))
+    report = add_labels(ws, xml, format="cvat")
+    assert (report.added, report.labeled) == (0, 4) and not report.problems
+    assert any("3 of the 7 frames of counter.mp4 with boxes are not frames this workspace sampled" in n
+               for n in report.notes)
+    frame_of = {it.frame_index: it.id for it in ws.store.items()}
+    labels = ws.store.latest_labels()
+    assert sorted(f for f, i in frame_of.items() if i in labels) == [0, 2, 4, 6]
+    np.testing.assert_allclose(labels[frame_of[4]].xyxy, [[14, 20, 44, 60], [110, 20, 150, 60]])  # track 1: halfway
+    assert [ws.classes[int(c)] for c in labels[frame_of[4]].class_id] == ["3", "7"]
+    np.testing.assert_allclose(labels[frame_of[6]].xyxy, [[120, 20, 160, 60]])  # track 0 is outside there
+
+    unnamed = tmp_path / "unnamed.xml"
+    unnamed.write_text(cvat_video_xml(None, f'<track id="0" label="7">{keyframes}</track>'))
+    with pytest.raises(InputError, match="names no video"):
+        add_labels(ws, unnamed, format="cvat")
+    named = add_labels(ws, unnamed, format="cvat", images=path)  # --images names the video
+    assert (named.labeled, named.unchanged_labels) == (2, 1)  # frame 6 held only this box already
+    other = tmp_path / "other.xml"
+    other.write_text(cvat_video_xml("rowing.mp4", f'<track id="0" label="7">{keyframes}</track>'))
+    result = CliRunner().invoke(app, ["-w", str(ws.root), "add", "labels", str(other), "--format", "cvat"])
+    assert result.exit_code == 1 and "noframeofrowing.mp4inthisworkspace" in flat(result.output)

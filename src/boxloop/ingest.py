@@ -374,7 +374,11 @@ def add_labels(
         report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, progress=progress)
     else:
         report = IngestReport()
-        records, base = _parse_records(where, format, report.problems)
+        video = None
+        if images and PurePosixPath(str(images)).suffix.lower() in VIDEO_SUFFIXES:  # what a CVAT for video file annotates
+            video, images = PurePosixPath(str(images)).name, None
+        records, base = _parse_records(where, format, report.problems, video=video)
+        records = _frames_of_this_workspace(ws, records, report)
         roots: list[Path | str] = [unpacked or base]
         if images:
             roots = [str(images) if is_remote(str(images)) else absolute_path(images)]
@@ -382,6 +386,31 @@ def add_labels(
     if unpacked is not None:
         report.notes.append(note)
     return report
+
+
+def _frames_of_this_workspace(ws: Workspace, records: list[ImageLabels], report: IngestReport) -> list[ImageLabels]:
+    """Of the frames a video's labels name (CVAT for video: ``<video>#frame=<n>``), those this
+    workspace sampled; the others are left out, said once. Records of images pass through."""
+    videos = {r.extra["video"] for r in records if "video" in r.extra}
+    if not videos:
+        return records
+    keep = []
+    for video in sorted(videos):
+        sampled = {PurePosixPath(p).name for _, p in ws.store.items_by_stem(PurePosixPath(video).stem)}
+        mine = [r for r in records if r.extra.get("video") == video]
+        here = [r for r in mine if r.file_name in sampled]
+        if not here:
+            raise InputError(
+                f"no frame of {video} in this workspace: add the video first (boxloop add video {video} --fps 2), "
+                "or name the video the file annotates with --images VIDEO"
+            )
+        if len(here) < len(mine):
+            report.notes.append(
+                f"{len(mine) - len(here)} of the {len(mine)} frames of {video} with boxes are not frames this workspace "
+                "sampled; left out (boxloop add video --every 1 samples every frame)"
+            )
+        keep.extend(here)
+    return [r for r in records if "video" not in r.extra] + keep
 
 
 def _read_text(where: Path | str) -> str:
@@ -611,9 +640,12 @@ def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, r
 # -- COCO, VOC, CVAT, Label Studio: records that name their image ---------------------------
 
 
-def _parse_records(path: Path | str, format: str, problems: Problems) -> tuple[list[ImageLabels], Path | str]:
+def _parse_records(
+    path: Path | str, format: str, problems: Problems, *, video: str | None = None
+) -> tuple[list[ImageLabels], Path | str]:
     """Parse a label file (or a folder of VOC XML files), local or in a bucket, into records;
-    returns (records, the folder or prefix image references are relative to)."""
+    returns (records, the folder or prefix image references are relative to). ``video``: the
+    file name of the video a CVAT for video file annotates (default: the one it names)."""
     remote = isinstance(path, str)
     if format == "voc":
         from .formats.voc import parse_voc
@@ -644,9 +676,12 @@ def _parse_records(path: Path | str, format: str, problems: Problems) -> tuple[l
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text: {e}") from e
     if format == "cvat":
-        from .formats.cvat import parse_cvat_images
+        from .formats.cvat import is_cvat_video, parse_cvat_images, parse_cvat_video
 
-        records, _, probs = parse_cvat_images(text, source=str(path))
+        if is_cvat_video(text):  # frames named <video>#frame=<n>, as a video's frames are stored
+            records, _, probs = parse_cvat_video(text, source=str(path), video=video)
+        else:
+            records, _, probs = parse_cvat_images(text, source=str(path))
     else:
         try:
             obj = json.loads(text)

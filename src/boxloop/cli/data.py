@@ -93,7 +93,8 @@ def add_labels_cmd(
     ] = None,
     add_classes: Annotated[bool, typer.Option("--add-classes", help="Add class names the project does not have yet.")] = False,
     images: Annotated[
-        str | None, typer.Option("--images", help="Folder (or bucket prefix, s3://...) to find the images a label file names.")
+        str | None, typer.Option("--images", help="Folder (or bucket prefix, s3://...) to find the images a label file names; "
+                                 "for CVAT for video, the video it annotates.")
     ] = None,
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
@@ -102,6 +103,7 @@ def add_labels_cmd(
 
     Example: boxloop add labels ~/data/lcd --format yolo
     Example: boxloop add labels ~/Downloads/task_7-coco.zip --format coco
+    Example: boxloop add labels annotations.xml --format cvat --images rowing.mp4   (CVAT for video)
     """
     from ..ingest import add_labels
 

@@ -20,7 +20,7 @@ from ..errors import InputError, Problems
 from . import ImageLabels
 from .voc import _parse_xml
 
-__all__ = ["parse_cvat_images", "to_cvat_images"]
+__all__ = ["is_cvat_video", "parse_cvat_images", "parse_cvat_video", "to_cvat_images"]
 
 # A box edge this far outside the image is rounding and is clipped; further out, the box is
 # reported and skipped.
@@ -72,6 +72,57 @@ def _unrotated(x1: float, y1: float, x2: float, y2: float, degrees: float) -> li
     return [cx - ew, cy - eh, cx + ew, cy + eh]
 
 
+def _checked_box(
+    box: ET.Element, name: str, width: int, height: int, declared: Sequence[str] | None, source: str,
+    bline: int | None, problems: Problems,
+) -> tuple[list[float], str] | None:
+    """A ``<box>`` of an image (or a video frame) ``name`` as pixel xyxy and its label, or None
+    with the Problem said: no label, a label not declared, coordinates that are not numbers, of
+    zero size or outside the image. A rotated box becomes its bounding box (a Problem says so)."""
+    label = (box.get("label") or "").strip()
+    if not label:
+        problems.add(source, f"<box> in {name} has no label", bline)
+        return None
+    if declared is not None and label not in declared:
+        problems.add(source, f"<box> in {name}: label {label!r} is not among the labels in <meta> {declared}", bline)
+        return None
+    raw = [box.get(k) for k in ("xtl", "ytl", "xbr", "ybr")]
+    values = [v for v in map(_number, raw) if v is not None]
+    if len(values) != 4:
+        problems.add(source, f"<box> in {name}: xtl, ytl, xbr, ybr must be numbers, got {raw}", bline)
+        return None
+    x1, y1, x2, y2 = values
+    if x2 <= x1 or y2 <= y1:
+        problems.add(
+            source, f"<box> in {name}: zero or negative size (xtl={x1:g}, ytl={y1:g}, xbr={x2:g}, ybr={y2:g})", bline
+        )
+        return None
+    rotation = _number(box.get("rotation", "0"))
+    if rotation is None:
+        problems.add(source, f"<box> in {name}: rotation {box.get('rotation')!r} is not a number", bline)
+        return None
+    rotated = rotation % 180 != 0
+    if rotated:  # its corners may leave the image; the clip below is expected
+        x1, y1, x2, y2 = _unrotated(x1, y1, x2, y2, rotation)
+    elif x1 < -SLACK_PX or y1 < -SLACK_PX or x2 > width + SLACK_PX or y2 > height + SLACK_PX:
+        problems.add(
+            source, f"<box> in {name}: box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] lies outside the {width}x{height} image",
+            bline,
+        )
+        return None
+    x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+    if x2 <= x1 or y2 <= y1:
+        problems.add(source, f"<box> in {name}: the rotated box lies outside the {width}x{height} image", bline)
+        return None
+    if rotated:
+        problems.add(
+            source,
+            f"<box> in {name}: rotated by {rotation:g}°, converted to its axis-aligned bounding box (clipped to the image)",
+            bline,
+        )
+    return [x1, y1, x2, y2], label
+
+
 def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], list[str], Problems]:
     """CVAT for images 1.1 XML → one record per ``<image>``, the label names, and Problems.
 
@@ -95,8 +146,7 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
     images = root.findall("image")
     if not images and root.find("track") is not None:
         raise InputError(
-            f"{source}: this is CVAT for video (<track> elements, no <image>); "
-            "export the task as 'CVAT for images 1.1'"
+            f"{source}: this is CVAT for video (<track> elements, no <image>): parse_cvat_video reads it"
         )
     declared = _meta_labels(root)
     seen: dict[str, None] = {}
@@ -120,73 +170,11 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
         names: list[str] = []
         occluded: list[bool] = []
         for box in img.findall("box"):
-            bline = line_of(box)
-            label = (box.get("label") or "").strip()
-            if not label:
-                problems.add(source, f"<box> in {name} has no label", bline)
+            checked = _checked_box(box, name, width, height, declared, source, line_of(box), problems)
+            if checked is None:
                 continue
-            if declared is not None and label not in declared:
-                problems.add(
-                    source,
-                    f"<box> in {name}: label {label!r} is not among the labels in <meta> {declared}",
-                    bline,
-                )
-                continue
-            raw = [box.get(k) for k in ("xtl", "ytl", "xbr", "ybr")]
-            values = [v for v in map(_number, raw) if v is not None]
-            if len(values) != 4:
-                problems.add(
-                    source, f"<box> in {name}: xtl, ytl, xbr, ybr must be numbers, got {raw}", bline
-                )
-                continue
-            x1, y1, x2, y2 = values
-            if x2 <= x1 or y2 <= y1:
-                problems.add(
-                    source,
-                    f"<box> in {name}: zero or negative size (xtl={x1:g}, ytl={y1:g}, xbr={x2:g}, ybr={y2:g})",
-                    bline,
-                )
-                continue
-            rotation = _number(box.get("rotation", "0"))
-            if rotation is None:
-                problems.add(
-                    source,
-                    f"<box> in {name}: rotation {box.get('rotation')!r} is not a number",
-                    bline,
-                )
-                continue
-            rotated = rotation % 180 != 0
-            if rotated:  # its corners may leave the image; the clip below is expected
-                x1, y1, x2, y2 = _unrotated(x1, y1, x2, y2, rotation)
-            elif (
-                x1 < -SLACK_PX or y1 < -SLACK_PX or x2 > width + SLACK_PX or y2 > height + SLACK_PX
-            ):
-                problems.add(
-                    source,
-                    f"<box> in {name}: box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] lies outside the {width}x{height} image",
-                    bline,
-                )
-                continue
-            x1, y1, x2, y2 = (
-                max(x1, 0.0),
-                max(y1, 0.0),
-                min(x2, float(width)),
-                min(y2, float(height)),
-            )
-            if x2 <= x1 or y2 <= y1:
-                problems.add(
-                    source,
-                    f"<box> in {name}: the rotated box lies outside the {width}x{height} image",
-                    bline,
-                )
-                continue
-            if rotated:
-                problems.add(
-                    source,
-                    f"<box> in {name}: rotated by {rotation:g}°, converted to its axis-aligned bounding box (clipped to the image)",
-                    bline,
-                )
-            boxes.append([x1, y1, x2, y2])
+            xyxy, label = checked
+            boxes.append(xyxy)
             names.append(label)
             occluded.append(box.get("occluded", "0").strip() in ("1", "true"))
             seen.setdefault(label)
@@ -211,6 +199,94 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
                 extra=extra,
             )
         )
+    return records, (declared if declared is not None else list(seen)), problems
+
+
+def is_cvat_video(text: str) -> bool:
+    """Whether CVAT XML is the *for video* kind: ``<track>`` elements and no ``<image>``."""
+    head = text[:1_000_000]
+    return "<track" in head and "<image " not in head and "<image>" not in head
+
+
+def parse_cvat_video(
+    text: str, *, source: str, video: str | None = None
+) -> tuple[list[ImageLabels], list[str], Problems]:
+    """CVAT for video 1.1 XML → one record per frame holding a box, the label names, Problems.
+
+    Each ``<track>`` lists its box per frame (CVAT exports every frame of a track, its
+    interpolated ones too; frames between two listed ones are interpolated linearly here, as
+    CVAT does, where a file lists keyframes only); ``outside="1"`` ends it. Frame numbers are
+    the video's own (CVAT exports absolute frame ids, whatever the task's start and step), so
+    a record's ``file_name`` is ``<video>#frame=<n>``: the video file name is ``video`` if
+    given, else ``<meta><source>``. Boxes are checked as in :func:`parse_cvat_images`, against
+    ``<original_size>``.
+
+    >>> recs, names, _ = parse_cvat_video('<annotations><meta><source>a.mp4</source><task><original_size>'
+    ...     '<width>9</width><height>9</height></original_size></task></meta><track id="0" label="cat">'
+    ...     '<box frame="3" outside="0" xtl="1" ytl="1" xbr="3" ybr="3"/><box frame="5" outside="0" xtl="3" ytl="1" '
+    ...     'xbr="5" ybr="3"/><box frame="6" outside="1" xtl="3" ytl="1" xbr="5" ybr="3"/></track></annotations>',
+    ...     source="a.xml")
+    >>> [(r.file_name, r.xyxy.tolist()) for r in recs]
+    [('a.mp4#frame=3', [[1.0, 1.0, 3.0, 3.0]]), ('a.mp4#frame=4', [[2.0, 1.0, 4.0, 3.0]]), ('a.mp4#frame=5', [[3.0, 1.0, 5.0, 3.0]])]
+    """
+    root, line_of = _parse_xml(text, source=source)
+    if root.tag != "annotations":
+        raise InputError(f"{source}: not CVAT XML (the root element is <{root.tag}>, expected <annotations>)")
+    video = video or (_child_text(root, "meta/source") or _child_text(root, "meta/task/source") or "").strip()
+    if not video:
+        raise InputError(f"{source}: CVAT for video names no video (<meta><source>); name it (--images VIDEO)")
+    width = _size(_child_text(root, "meta/task/original_size/width") or _child_text(root, "meta/job/original_size/width"))
+    height = _size(_child_text(root, "meta/task/original_size/height") or _child_text(root, "meta/job/original_size/height"))
+    if width is None or height is None:
+        raise InputError(f"{source}: CVAT for video without <original_size> (the frame width and height)")
+    declared = _meta_labels(root)
+    seen: dict[str, None] = {}
+    problems = Problems()
+    frames: dict[int, tuple[list[list[float]], list[str], list[bool], int | None]] = {}
+    for track in root.findall("track"):
+        shapes = []  # (frame, xyxy or None when outside, label, occluded, line)
+        for box in track.findall("box"):
+            frame = _number(box.get("frame"))
+            if frame is None or frame < 0 or frame != int(frame):
+                problems.add(source, f"<box> of track {track.get('id')!r}: frame {box.get('frame')!r} is not a frame number",
+                             line_of(box))
+                continue
+            name = f"{video}#frame={int(frame)}"
+            if box.get("outside", "0").strip() in ("1", "true"):
+                shapes.append((int(frame), None, "", False, line_of(box)))
+                continue
+            labeled = ET.Element("box", {**box.attrib, "label": box.get("label") or track.get("label") or ""})
+            checked = _checked_box(labeled, name, width, height, declared, source, line_of(box), problems)
+            if checked is not None:
+                shapes.append((int(frame), checked[0], checked[1], box.get("occluded", "0").strip() in ("1", "true"),
+                               line_of(box)))
+        shapes.sort(key=lambda s: s[0])
+        for (f0, b0, label, occ, line), nxt in zip(shapes, [*shapes[1:], None], strict=True):
+            if b0 is None:
+                continue
+            steps = [(f0, b0)]
+            if nxt is not None and nxt[1] is not None and nxt[2] == label and nxt[0] > f0 + 1:
+                for f in range(f0 + 1, nxt[0]):  # between keyframes: CVAT's linear interpolation
+                    t = (f - f0) / (nxt[0] - f0)
+                    steps.append((f, [a + t * (b - a) for a, b in zip(b0, nxt[1], strict=True)]))
+            for f, xyxy in steps:
+                boxes, names, occluded, _ = frames.setdefault(f, ([], [], [], line))
+                boxes.append(xyxy)
+                names.append(label)
+                occluded.append(occ)
+            seen.setdefault(label)
+        others = sum(len(track.findall(tag)) for tag in NOT_BOXES)
+        if others:
+            problems.add(source, f"<track id={track.get('id')!r}>: {others} shape(s) that are not boxes skipped",
+                         line_of(track))
+    records = [
+        ImageLabels(
+            file_name=f"{video}#frame={f}", width=width, height=height,
+            xyxy=np.asarray(boxes, np.float64).reshape(-1, 4), class_names=tuple(names), line=line,
+            extra={"frame": f, "video": video, "occluded": occluded},
+        )
+        for f, (boxes, names, occluded, line) in sorted(frames.items())
+    ]
     return records, (declared if declared is not None else list(seen)), problems
 
 
