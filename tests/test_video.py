@@ -228,7 +228,7 @@ def test_cvat_for_video_labels_land_on_the_frames_this_workspace_sampled(
     xml.write_text(cvat_video_xml(path.name, f'<track id="0" label="3" source="manual">{every_frame}</track>'
                                              f'<track id="1" label="7" source="manual">{keyframes}</track>'))
     report = add_labels(ws, xml, format="cvat")
-    assert (report.added, report.labeled) == (0, 4) and not report.problems
+    assert (report.added, report.known, report.labeled) == (0, 4, 4) and not report.problems
     assert any("3 of the 7 frames of counter.mp4 with boxes are not frames this workspace sampled" in n
                for n in report.notes)
     frame_of = {it.frame_index: it.id for it in ws.store.items()}

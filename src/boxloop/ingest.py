@@ -851,7 +851,11 @@ def _add_records(
     rnd = current_round(ws)
     with ws.store.transaction():
         for item, file, rec in resolved:
-            stored = _record(ws, item, file, report) if file is not None else item
+            if file is not None:
+                stored = _record(ws, item, file, report)
+            else:  # an item the workspace has (a video's frame, a task boxloop pushed)
+                stored = item
+                report.known += 1
             labels = Detections(rec.xyxy, np.array([mapping[n] for n in rec.class_names], np.int64))
             _store_label(ws, stored.id, labels, f"{format}:{rec.file_name}", rnd, report)
             if progress:
