@@ -174,6 +174,12 @@ def main() -> None:
                          "patience x the pool / the labels), so a small set is not stopped long before its steps "
                          "are taken (in *-patienceP folders; a set whose patience-50 retraining ran every epoch "
                          "is read from it, as the same training).")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="Chains only: no full-data reference (the readings against random's own curve still print; "
+                         "those against the reference read nan).")
+    ap.add_argument("--only", choices=("random", "combined"), default=None,
+                    help="Run one side's chains (and no reference), so two processes (one per core) share an --out; a last run "
+                         "without it reads both.")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.retrain_repeat is not None and args.retrain_repeat < 1:
@@ -226,7 +232,9 @@ def main() -> None:
         train = {**train, "model": "previous", "scratch": args.model}
     t0 = time.perf_counter()
     result = simulate(
-        dataset, strategies=["random", args.combined], initial=args.initial, budget=args.budget,
+        dataset, strategies=[s for side, s in (("random", "random"), ("combined", args.combined))
+                             if args.only in (None, side)],
+        initial=args.initial, budget=args.budget, full_data=not args.no_reference and args.only is None,
         rounds=args.rounds, seeds=range(args.seeds), out=out / "sim", train=train, full_data_train=full_train,
         aggregation=args.aggregation, say=print,
     )
