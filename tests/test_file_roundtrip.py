@@ -220,3 +220,45 @@ def test_a_label_studio_json_export_of_frames_finds_each_frame(tmp_path: Path) -
     assert (report.labeled, report.added, report.known, len(report.problems)) == (2, 0, 2, 0)
     labels = ws.store.latest_labels()
     assert [ws.classes[int(labels[frames[k]].class_id[0])] for k in ("cam-a/f0", "cam-a/f1")] == ["dog", "dog"]
+
+
+def test_a_batch_roboflow_renamed_and_resized_comes_back_as_the_images_sent_out(tmp_path: Path) -> None:
+    """Roboflow re-encodes what it exports (resized, renamed p1_jpg.rf.<hash>.jpg): new bytes, so
+    the image is known by the name it went out under, and its (relative) YOLO labels are read
+    in the original's size. An image never sent out stays a new image."""
+    from PIL import Image
+
+    ws, ids = photos_workspace(tmp_path, 2)
+    ws.store.put_predictions("mv1", {ids["p0"]: Detections([[10, 10, 50, 50]], [0], [0.9]),
+                                     ids["p1"]: Detections([[100, 20, 160, 90]], [1], [0.8])})
+    export(ws, format="yolo", what="prelabeled", out=tmp_path / "sent")
+    back = tmp_path / "roboflow-export" / "train"
+    for sub in ("images", "labels"):
+        (back / sub).mkdir(parents=True)
+    for stem in ("p0", "p1"):
+        renamed = f"{stem}_jpg.rf.{'3f2a9c1e' * 4}"
+        with Image.open(tmp_path / "sent" / "images" / f"{stem}.jpg") as im:
+            im.resize((640, 640)).save(back / "images" / f"{renamed}.jpg", quality=80)  # "stretch to 640x640"
+        text = (tmp_path / "sent" / "labels" / f"{stem}.txt").read_text()
+        (back / "labels" / f"{renamed}.txt").write_text(text)
+    write_image(back / "images" / "new_jpg.rf.0123456789abcdef.jpg", size=(640, 640), seed=99)
+    (back / "labels" / "new_jpg.rf.0123456789abcdef.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "roboflow-export" / "data.yaml").write_text("names: [cat, dog]\n")
+
+    other = tmp_path / "another-dataset"  # a different picture under a name that went out: not that image
+    (other / "labels").mkdir(parents=True)
+    Image.fromarray(np.repeat(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], 100, 0).repeat(3, 2)).save(
+        other / "p0_jpg.rf.aaaaaaaaaaaaaaaa.jpg")
+    (other / "labels" / "p0_jpg.rf.aaaaaaaaaaaaaaaa.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    (other / "classes.txt").write_text("cat\ndog\n")
+    stranger = add_labels(ws, other, format="yolo")
+    assert (stranger.added, stranger.known) == (1, 0) and not stranger.acceptance
+    assert len(ws.store.tasks("files", status="open")) == 2  # p0 is still out
+
+    report = add_labels(ws, tmp_path / "roboflow-export", format="yolo")
+    assert (report.added, report.known, report.labeled) == (1, 2, 3)
+    assert report.acceptance == {"accepted": 2, "adjusted": 0, "deleted": 0, "added": 0}
+    assert any("2 image(s) came back re-encoded or renamed" in n for n in report.notes)
+    labels = ws.store.latest_labels()
+    np.testing.assert_allclose(labels[ids["p1"]].xyxy, [[100, 20, 160, 90]], atol=0.01)  # the original's pixels
+    assert not ws.store.tasks("files", status="open") and len(ws.store.items()) == 4

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
+from .annotation.files import sent_item, sent_names
 from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
@@ -571,6 +572,8 @@ def _add_yolo(
     parsed: list[tuple[Item, Path | str, Path | str | None, Detections | None]] = []
     with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
         indexed = _index_chunk([img for img, _ in pairs], pool)
+    sent: dict[str, str | None] | None = None
+    renamed = 0
     for (img, txt), pre in zip(pairs, indexed):
         try:
             if isinstance(pre, InputError):
@@ -581,6 +584,15 @@ def _add_yolo(
             if txt is not None:
                 report.problems.add(txt, "skipped: its image is unreadable")
             continue
+        if not ws.store.has_item(item.id) and ws.store.frame_at(str(img), item.sha256) is None:
+            # bytes the workspace has never seen: an image sent out pre-labeled that the tool
+            # re-encoded (and renamed), known by the name it went out under; its labels are
+            # read in that image's size (YOLO's are relative, so a resized copy reads the same)
+            sent = sent_names(ws.store) if sent is None else sent
+            target = sent_item(sent, PurePosixPath(str(img)).name)
+            if target is not None and looks_alike(img, ws.store.get_item(target)):
+                item = ws.store.get_item(target)
+                renamed += 1
         labels = None
         if txt is not None:
             try:
@@ -599,6 +611,11 @@ def _add_yolo(
                     report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
                     labels = None
         parsed.append((item, img, txt, labels))
+    if renamed:
+        report.notes.append(
+            f"{renamed} image(s) came back re-encoded or renamed by the annotation tool (e.g. Roboflow's "
+            "name_jpg.rf.<hash>.jpg): each is the image that went out under that name, and took its labels"
+        )
     unlabeled = sum(1 for _, _, txt, _ in parsed if txt is None)
     if unlabeled:
         report.notes.append(
@@ -620,6 +637,24 @@ def _add_yolo(
             if progress:
                 progress(1)
     return report
+
+
+def looks_alike(copy: Path | str, item: Item, *, side: int = 16, max_difference: float = 0.08) -> bool:
+    """Whether an image file shows what ``item`` shows, re-encoded or resized (even stretched):
+    both shrunk to ``side`` x ``side`` grey levels, their mean absolute difference is at most
+    ``max_difference`` of the range. A file that cannot be read, or the item's, is no match."""
+    from PIL import Image
+
+    from .sources.images import load_image
+
+    def thumb(uri: Path | str, sha256: str | None = None) -> np.ndarray:
+        rgb = load_image(uri, sha256=sha256)
+        return np.asarray(Image.fromarray(rgb).convert("L").resize((side, side), Image.BILINEAR), np.float32) / 255.0
+
+    try:
+        return float(np.abs(thumb(copy) - thumb(item.uri, item.sha256)).mean()) <= max_difference
+    except (InputError, OSError):
+        return False
 
 
 def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, rnd: int, report: IngestReport) -> None:
