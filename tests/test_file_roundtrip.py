@@ -262,3 +262,26 @@ def test_a_batch_roboflow_renamed_and_resized_comes_back_as_the_images_sent_out(
     labels = ws.store.latest_labels()
     np.testing.assert_allclose(labels[ids["p1"]].xyxy, [[100, 20, 160, 90]], atol=0.01)  # the original's pixels
     assert not ws.store.tasks("files", status="open") and len(ws.store.items()) == 4
+
+
+def test_a_roboflow_coco_export_of_a_resized_batch_scales_back_to_the_images_sent_out(tmp_path: Path) -> None:
+    """COCO boxes are pixels of the copy Roboflow resized: they are scaled to the original."""
+    from PIL import Image
+
+    ws, ids = photos_workspace(tmp_path, 2)
+    ws.store.put_predictions("mv1", {ids["p1"]: Detections([[100, 20, 160, 90]], [1], [0.8])})
+    export(ws, format="yolo", what="prelabeled", out=tmp_path / "sent")
+    back = tmp_path / "roboflow-coco" / "train"
+    back.mkdir(parents=True)
+    name = f"p1_jpg.rf.{'0badc0de' * 4}.jpg"
+    with Image.open(tmp_path / "sent" / "images" / "p1.jpg") as im:
+        im.resize((640, 640)).save(back / name, quality=85)  # 200x100 stretched: x 3.2, y 6.4
+    (back / "_annotations.coco.json").write_text(json.dumps({
+        "images": [{"id": 0, "file_name": name, "width": 640, "height": 640}],
+        "categories": [{"id": 0, "name": "animals"}, {"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [{"id": 0, "image_id": 0, "category_id": 2, "bbox": [320, 128, 192, 448]}],
+    }))
+    report = add_labels(ws, back / "_annotations.coco.json", format="coco")
+    assert (report.added, report.known, report.labeled) == (0, 1, 1) and not report.problems
+    assert report.acceptance == {"accepted": 1, "adjusted": 0, "deleted": 0, "added": 0}
+    np.testing.assert_allclose(ws.store.latest_labels()[ids["p1"]].xyxy, [[100, 20, 160, 90]], atol=0.01)

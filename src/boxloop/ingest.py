@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -572,8 +572,7 @@ def _add_yolo(
     parsed: list[tuple[Item, Path | str, Path | str | None, Detections | None]] = []
     with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
         indexed = _index_chunk([img for img, _ in pairs], pool)
-    sent: dict[str, str | None] | None = None
-    renamed = 0
+    sent_out = _SentOut(ws)
     for (img, txt), pre in zip(pairs, indexed):
         try:
             if isinstance(pre, InputError):
@@ -584,15 +583,8 @@ def _add_yolo(
             if txt is not None:
                 report.problems.add(txt, "skipped: its image is unreadable")
             continue
-        if not ws.store.has_item(item.id) and ws.store.frame_at(str(img), item.sha256) is None:
-            # bytes the workspace has never seen: an image sent out pre-labeled that the tool
-            # re-encoded (and renamed), known by the name it went out under; its labels are
-            # read in that image's size (YOLO's are relative, so a resized copy reads the same)
-            sent = sent_names(ws.store) if sent is None else sent
-            target = sent_item(sent, PurePosixPath(str(img)).name)
-            if target is not None and looks_alike(img, ws.store.get_item(target)):
-                item = ws.store.get_item(target)
-                renamed += 1
+        # YOLO's labels are relative: a resized copy's read in its original's size are the same
+        item = sent_out.original(img, item) or item
         labels = None
         if txt is not None:
             try:
@@ -611,11 +603,7 @@ def _add_yolo(
                     report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
                     labels = None
         parsed.append((item, img, txt, labels))
-    if renamed:
-        report.notes.append(
-            f"{renamed} image(s) came back re-encoded or renamed by the annotation tool (e.g. Roboflow's "
-            "name_jpg.rf.<hash>.jpg): each is the image that went out under that name, and took its labels"
-        )
+    sent_out.say(report)
     unlabeled = sum(1 for _, _, txt, _ in parsed if txt is None)
     if unlabeled:
         report.notes.append(
@@ -637,6 +625,40 @@ def _add_yolo(
             if progress:
                 progress(1)
     return report
+
+
+class _SentOut:
+    """Images a pre-labeled export sent out, known again when the annotation tool sends them
+    back re-encoded (and renamed, as Roboflow's ``p1_jpg.rf.<hash>.jpg``): bytes the workspace
+    has never seen, under a name an open export used, showing the same picture."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._names: dict[str, str | None] | None = None
+        self.matched = 0
+
+    def original(self, file: Path | str, item: Item) -> Item | None:
+        """The item ``file`` (indexed as ``item``) is a copy of, or None."""
+        store = self.ws.store
+        if store.has_item(item.id) or store.frame_at(str(file), item.sha256) is not None:
+            return None
+        if self._names is None:
+            self._names = sent_names(store)
+        target = sent_item(self._names, PurePosixPath(str(file)).name)
+        if target is None:
+            return None
+        original = store.get_item(target)
+        if not looks_alike(file, original):
+            return None
+        self.matched += 1
+        return original
+
+    def say(self, report: IngestReport) -> None:
+        if self.matched:
+            report.notes.append(
+                f"{self.matched} image(s) came back re-encoded or renamed by the annotation tool (e.g. Roboflow's "
+                "name_jpg.rf.<hash>.jpg): each is the image that went out under that name, and took its labels"
+            )
 
 
 def looks_alike(copy: Path | str, item: Item, *, side: int = 16, max_difference: float = 0.08) -> bool:
@@ -855,6 +877,7 @@ def _add_records(
     progress: Progress | None,
 ) -> None:
     finder = _ImageFinder(ws, roots)
+    sent_out = _SentOut(ws)
     resolved: list[tuple[Item, Path | str | None, ImageLabels]] = []
     for rec in records:
         where = f"{format}:{rec.file_name}" if rec.line is None else f"{format}:{rec.file_name} (line {rec.line})"
@@ -871,6 +894,15 @@ def _add_records(
         except InputError as e:
             report.problems.add(file or rec.file_name, str(e).removeprefix(f"{file}: "))
             continue
+        original = sent_out.original(file, item) if file is not None else None
+        if original is not None:  # a re-encoded copy: its boxes, in its pixels, scaled to the original's
+            if rec.width and rec.height and (rec.width, rec.height) != (item.width, item.height):
+                report.problems.add(where, f"size in the label file {rec.width}x{rec.height} differs from the image "
+                                    f"as displayed {item.width}x{item.height}", rec.line)
+                continue
+            scale = np.array([original.width / item.width, original.height / item.height] * 2, np.float64)
+            rec = replace(rec, xyxy=rec.xyxy * scale, width=original.width, height=original.height)
+            item = original
         if rec.width and rec.height and (rec.width, rec.height) != (item.width, item.height):
             report.problems.add(
                 where,
@@ -880,6 +912,7 @@ def _add_records(
             )
             continue
         resolved.append((item, file, rec))
+    sent_out.say(report)
     mapping = _map_names(
         ws, (n for _, _, r in resolved for n in r.class_names), add_classes=add_classes, source=source
     )
