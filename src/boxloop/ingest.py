@@ -894,15 +894,6 @@ def _add_records(
         except InputError as e:
             report.problems.add(file or rec.file_name, str(e).removeprefix(f"{file}: "))
             continue
-        original = sent_out.original(file, item) if file is not None else None
-        if original is not None:  # a re-encoded copy: its boxes, in its pixels, scaled to the original's
-            if rec.width and rec.height and (rec.width, rec.height) != (item.width, item.height):
-                report.problems.add(where, f"size in the label file {rec.width}x{rec.height} differs from the image "
-                                    f"as displayed {item.width}x{item.height}", rec.line)
-                continue
-            scale = np.array([original.width / item.width, original.height / item.height] * 2, np.float64)
-            rec = replace(rec, xyxy=rec.xyxy * scale, width=original.width, height=original.height)
-            item = original
         if rec.width and rec.height and (rec.width, rec.height) != (item.width, item.height):
             report.problems.add(
                 where,
@@ -911,6 +902,11 @@ def _add_records(
                 rec.line,
             )
             continue
+        original = sent_out.original(file, item) if file is not None else None
+        if original is not None:  # a re-encoded copy: its boxes, in its pixels, scaled to the original's
+            scale = np.array([original.width / item.width, original.height / item.height] * 2, np.float64)
+            rec = replace(rec, xyxy=rec.xyxy * scale, width=original.width, height=original.height)
+            item = original
         resolved.append((item, file, rec))
     sent_out.say(report)
     mapping = _map_names(
