@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
-from .annotation.files import sent_item, sent_names
+from .annotation.files import sent_item, sent_names, settle_prelabels
 from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
@@ -208,10 +208,11 @@ def _unpacked(ws: Workspace, path: str | Path, report: IngestReport) -> str | Pa
     ``path``; None (reported) for a zip that cannot be read."""
     if is_remote(str(path)) or not is_zip(path):
         return path
+    archive = absolute_path(path)
     try:
-        folder, note = _unpack(ws, absolute_path(path))
+        folder, note = _unpack(ws, archive)
     except InputError as e:
-        report.problems.add(path, str(e).removeprefix(f"{absolute_path(path)}: "))
+        report.problems.add(path, str(e).removeprefix(f"{archive}: "))
         return None
     report.notes.append(note)
     return folder
@@ -680,8 +681,6 @@ def looks_alike(copy: Path | str, item: Item, *, side: int = 16, max_difference:
 
 
 def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, rnd: int, report: IngestReport) -> None:
-    from .annotation.files import settle_prelabels
-
     if ws.store.add_label(item_id, labels, source=source, round=rnd) is None:
         report.unchanged_labels += 1
         return

@@ -3,7 +3,6 @@ corrected boxloop export): unpacked once into the workspace, where the images th
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -11,6 +10,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from ..errors import InputError
+from .images import file_sha256
 
 # a label file inside an archive, per format that reads one file
 LABEL_FILE_SUFFIXES = {"coco": (".json",), "labelstudio": (".json",), "cvat": (".xml",)}
@@ -27,11 +27,7 @@ def unpack_zip(archive: Path, into: Path) -> Path:
     made. Members that would land outside the folder (absolute paths, ``..``), links and
     macOS resource forks are skipped."""
     archive = Path(archive)
-    digest = hashlib.sha256()
-    with archive.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    dest = into / f"{archive.stem}-{digest.hexdigest()[:12]}"
+    dest = into / f"{archive.stem}-{file_sha256(archive)[:12]}"
     if dest.is_dir():
         return dest
     into.mkdir(parents=True, exist_ok=True)
