@@ -662,10 +662,14 @@ class _SentOut:
             )
 
 
-def looks_alike(copy: Path | str, item: Item, *, side: int = 16, max_difference: float = 0.08) -> bool:
+def looks_alike(copy: Path | str, item: Item, *, side: int = 16, max_difference: float = 0.03) -> bool:
     """Whether an image file shows what ``item`` shows, re-encoded or resized (even stretched):
     both shrunk to ``side`` x ``side`` grey levels, their mean absolute difference is at most
-    ``max_difference`` of the range. A file that cannot be read, or the item's, is no match."""
+    ``max_difference`` of the range. A file that cannot be read, or the item's, is no match.
+
+    Measured on coco128's photos: a copy stretched to 640x640 or 160x160 and saved at JPEG
+    quality 10-30 differs by at most 0.008; the two most alike of its 8128 pairs of different
+    photos differ by 0.059 and 0.075."""
     from PIL import Image
 
     from .sources.images import load_image
