@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 import pytest
 from typer.testing import CliRunner
 
+from _console import flat
 from boxloop import ledger
 from boxloop.backends.fake import FakeBackend
 from boxloop.cli import app
@@ -426,3 +427,45 @@ def test_a_consistency_round_predicts_the_mirrored_pool_too(tmp_path: Path, digi
     assert len(ws.store.predictions("fake-r1@hflip")) == len(ws.store.predictions("fake-r1", [i.id for i in pool]))
     sel = ws.store.selection()
     assert len(sel.item_ids) == 3 and all("consistency" in str(sel.why[i]) for i in sel.item_ids)
+
+
+def test_work_done_before_the_first_round_is_round_0_of_the_ledger(tmp_path: Path, digits: Path) -> None:
+    """Step by step (train, evaluate, predict, a pre-labeled zip out and back) before any
+    `boxloop round`: history shows it as round 0, and round 1 says what it bought since."""
+    from boxloop.export import export
+    from boxloop.modeling import evaluate_model, predict
+    from boxloop.report.html import render_report
+    from boxloop.split import assign_splits
+
+    ws = make_ws(tmp_path, digits)
+    assert ledger.history(ws.store) == []
+    backend = FakeBackend(CLASSES)
+    assign_splits(ws.store, val=0.2, test=0.2, seed=0)
+    ws.store.add_model_version("fake-by-hand", backend="fake", classes=ws.classes, round=0)
+    _, metrics = evaluate_model(ws, model="fake-by-hand", backend=backend)
+    predict(ws, model="fake-by-hand", scope="unlabeled", backend=backend)
+    export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "batch.zip")
+    add_labels(ws, tmp_path / "batch.zip", format="yolo")  # corrected elsewhere: here, kept as drawn
+
+    [zero] = ledger.history(ws.store)
+    assert (zero.round, zero.model_version, zero.labeled_images) == (0, "fake-by-hand", 24)
+    assert zero.map50_95 == metrics["map50_95"] and zero.per_class_ap == metrics["per_class_ap"]
+    assert zero.acceptance["items"] == 30 and zero.acceptance["adjusted"] == zero.acceptance["deleted"] == 0
+    shown = flat(CliRunner().invoke(app, ["-w", str(ws.root), "history"]).output)
+    assert flat("round 0: before the first `boxloop round`") in shown and flat("next: `boxloop round`") in shown
+    page = render_report(ws)
+    assert '<tr data-round="0"><td>0</td><td>24</td>' in page and "round 0 is what was done before" in page
+    assert "no evaluated rounds yet" not in page and "no corrected batch back yet" not in page
+
+    rec = run_round(ws, RoundPlan(budget=5, backend=backend))
+    assert [r.round for r in ledger.history(ws.store)] == [0, 1] and rec.labeled_images == 54
+    assert "54 labeled images (+30)" in ledger.describe_round(ws.store, rec)
+    assert "since round 0" in ledger.describe_round(ws.store, rec)
+    with open(ws.runs_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["round"], r["model_version"], r["accepted"]) for r in rows] == [
+        ("0", "fake-by-hand", str(zero.acceptance["accepted"])), ("1", "fake-r1", "")
+    ]
+    ws.store.add_model_version("fake-later", backend="fake", classes=ws.classes)  # made after round 1 began
+    evaluate_model(ws, model="fake-later", backend=backend)
+    assert [r.model_version for r in ledger.history(ws.store)] == ["fake-by-hand", "fake-r1"]

@@ -22,6 +22,7 @@ from .workspace import Workspace
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "before_the_rounds",
     "describe_round",
     "finish_round",
     "finish_step",
@@ -154,9 +155,12 @@ def finished_rounds(store: Store) -> dict[int, RoundRecord]:
 def history(store: Store) -> list[RoundRecord]:
     """One record per round, oldest first. A round's pre-label acceptance is what the store
     recorded for the labels that came back in it (a waiting round's pulls, a later `boxloop
-    pull`, a corrected zip brought back with `boxloop add labels`), else its pull step's."""
-    out = []
+    pull`, a corrected zip brought back with `boxloop add labels`), else its pull step's.
+    Round 0, when there is one, is the work done before the first `boxloop round`
+    (:func:`before_the_rounds`)."""
     recorded = store.acceptance_by_round()
+    first = before_the_rounds(store, recorded)
+    out = [] if first is None else [first]
     for row in store.conn.execute("SELECT round FROM rounds ORDER BY round").fetchall():
         steps = step_results(store, row["round"])
         train = steps.get("train", {}).get("result", {})
@@ -176,6 +180,40 @@ def history(store: Store) -> list[RoundRecord]:
             )
         )
     return out
+
+
+def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, float]] | None = None) -> RoundRecord | None:
+    """Round 0: what was done step by step before the first `boxloop round` (or with none
+    yet): the newest model made by then that was evaluated on the test split (`boxloop train`
+    + `evaluate`, or a model of one's own), the human labels there were when it was made, and
+    the acceptance of batches that came back corrected (`export --what prelabeled`, then
+    `add labels`). None when there is neither such a model nor such a batch."""
+    recorded = store.acceptance_by_round() if recorded is None else recorded
+    start = store.conn.execute("SELECT MIN(started_at) FROM rounds").fetchone()[0]
+    until = time.time() if start is None else float(start)
+    model = store.conn.execute(
+        "SELECT m.id, m.created_at, m.meta, e.metrics FROM model_versions m "
+        "JOIN evaluations e ON e.model_version = m.id AND e.split = 'test' "
+        "WHERE m.created_at < ? ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
+        (until,),
+    ).fetchone()
+    acceptance = recorded.get(0) or {}
+    if model is None and not acceptance:
+        return None
+    labels = store.latest_labels(as_of=until if model is None else float(model["created_at"]))
+    metrics = json.loads(model["metrics"]) if model is not None else {}
+    trained = json.loads(model["meta"]).get("seconds") if model is not None else None
+    return RoundRecord(
+        round=0,
+        labeled_images=len(labels),
+        labeled_boxes=int(sum(len(d) for d in labels.values())),
+        model_version=None if model is None else str(model["id"]),
+        map50=metrics.get("map50"),
+        map50_95=metrics.get("map50_95"),
+        per_class_ap=metrics.get("per_class_ap", {}),
+        acceptance=acceptance,
+        seconds={} if trained is None else {"train": float(trained)},
+    )
 
 
 def write_history_csv(ws: Workspace) -> Path:

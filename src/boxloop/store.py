@@ -496,12 +496,14 @@ class Store:
             )
         return version
 
-    def latest_labels(self, ids: Iterable[str] | None = None) -> dict[str, Detections]:
-        """The newest human label version of each labeled item (or of ``ids`` that have one)."""
+    def latest_labels(self, ids: Iterable[str] | None = None, *, as_of: float | None = None) -> dict[str, Detections]:
+        """The newest human label version of each labeled item (or of ``ids`` that have one);
+        with ``as_of`` (a time.time()), the newest one made by then."""
         rows = self.conn.execute(
             "SELECT l.item_id, l.boxes FROM labels l JOIN "
-            "(SELECT item_id, MAX(version) v FROM labels GROUP BY item_id) m "
-            "ON l.item_id = m.item_id AND l.version = m.v"
+            "(SELECT item_id, MAX(version) v FROM labels WHERE created_at <= ? GROUP BY item_id) m "
+            "ON l.item_id = m.item_id AND l.version = m.v",
+            (float("inf") if as_of is None else as_of,),
         )
         out = {r[0]: decode_detections(r[1]) for r in rows}
         if ids is not None:

@@ -133,7 +133,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
     ws = open_workspace(workspace)
     records = history(ws.store)
     if not records:
-        console.print("no rounds yet: run `boxloop round`")
+        console.print("no rounds yet: run `boxloop round` (or `boxloop train` and `boxloop evaluate`)")
         return
     t = Table(title="rounds")
     for col in ("round", "labeled images", "boxes", "model version", "mAP50", "mAP50-95", "accepted", "adjusted", "deleted", "added", "seconds"):
@@ -147,6 +147,13 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
             f"{sum(r.seconds.values()):.0f}",
         )
     console.print(t)
+    if records[0].round == 0:
+        console.print(
+            "round 0: before the first `boxloop round`: the newest model evaluated on the test split then, "
+            "the labels it had, and the batches that came back corrected"
+        )
+    if all(r.round == 0 for r in records):
+        console.print("next: `boxloop round` (its line says what the labels bought since round 0)")
     unfinished = unfinished_round(ws.store)
     if unfinished is not None:
         console.print(f"[yellow]{escape(where_it_stopped(ws.store, unfinished))}[/yellow]")

@@ -277,7 +277,8 @@ def _rounds_section(records: Sequence[RoundRecord]) -> str:
     table = f'<div class="table-wrap"><table class="rounds"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
     return _section(
         "rounds", "Rounds", table,
-        note="mAP on the frozen test split; acceptance counts the pre-drawn boxes a person accepted, "
+        note=("round 0 is what was done before the first <code>boxloop round</code>; " if records[0].round == 0 else "")
+        + "mAP on the frozen test split; acceptance counts the pre-drawn boxes a person accepted, "
         "moved, deleted, and the boxes they added; “kept as is” = accepted ÷ (accepted + adjusted + deleted).",
     )
 
