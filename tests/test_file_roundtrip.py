@@ -285,3 +285,114 @@ def test_a_roboflow_coco_export_of_a_resized_batch_scales_back_to_the_images_sen
     assert (report.added, report.known, report.labeled) == (0, 1, 1) and not report.problems
     assert report.acceptance == {"accepted": 1, "adjusted": 0, "deleted": 0, "added": 0}
     np.testing.assert_allclose(ws.store.latest_labels()[ids["p1"]].xyxy, [[100, 20, 160, 90]], atol=0.01)
+
+
+def frames_workspace(tmp_path: Path) -> tuple[Workspace, dict[str, str]]:
+    """Two three-frame sequences, cam-a and cam-b, both with f0.jpg .. f2.jpg (200x100), each
+    frame predicted with one cat box; frame ids by "cam-a/f0"."""
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    for k, seq in enumerate(("cam-a", "cam-b")):
+        for i in range(3):
+            write_image(tmp_path / seq / f"f{i}.jpg", size=(200, 100), seed=10 * k + i)
+    add_images(ws, [tmp_path / "cam-a", tmp_path / "cam-b"], sequence=True)
+    frames = {f"{Path(it.uri).parent.name}/{Path(it.uri).stem}": it.id for it in ws.store.items()}
+    ws.store.put_predictions("mv1", {i: Detections([[10, 10, 50, 50]], [0], [0.5]) for i in frames.values()})
+    return ws, frames
+
+
+def test_labels_without_their_images_find_the_frames_an_export_sent_out(tmp_path: Path) -> None:
+    """CVAT's YOLO 1.1 export without images (obj.names, obj.data, train.txt, obj_train_data/):
+    every label file names an image as the pre-labeled zip sent it out, so each frame of two
+    videos, both with an f0.jpg, gets its own labels back; the image list is no label file,
+    and a re-run adds nothing."""
+    ws, frames = frames_workspace(tmp_path)
+    export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "batch.zip")
+    cvat = tmp_path / "cvat-yolo"
+    (cvat / "obj_train_data").mkdir(parents=True)
+    (cvat / "obj.names").write_text("cat\ndog\n")
+    (cvat / "obj.data").write_text("classes = 2\nnames = data/obj.names\ntrain = data/train.txt\n")
+    with zipfile.ZipFile(tmp_path / "batch.zip") as z:
+        sent = sorted(n.removeprefix("images/") for n in z.namelist() if n.startswith("images/"))
+        for name in sent:
+            text = z.read(f"labels/{Path(name).stem}.txt").decode()
+            (cvat / "obj_train_data" / f"{Path(name).stem}.txt").write_text(text)
+    assert len(sent) == 6 and sum(n.startswith("f0") for n in sent) == 2  # one f0.jpg, one f0_<id>.jpg
+    moved = next(n for n in sent if n != "f0.jpg" and n.startswith("f0"))
+    (cvat / "obj_train_data" / f"{Path(moved).stem}.txt").write_text("1 0.5 0.5 0.2 0.4\n")  # a dog, not the cat
+    (cvat / "train.txt").write_text("".join(f"data/obj_train_data/{n}\n" for n in sent))
+
+    report = add_labels(ws, cvat, format="yolo")
+    assert not report.problems, [str(x) for x in report.problems]
+    assert (report.added, report.known, report.labeled) == (0, 6, 6)
+    assert report.acceptance == {"accepted": 5, "adjusted": 0, "deleted": 1, "added": 1}
+    assert any("6 label file(s) came without their images" in n for n in report.notes)
+    labels = ws.store.latest_labels()
+    assert set(labels) == set(frames.values()) and not ws.store.tasks("files", status="open")
+    dogs = [k for k, i in frames.items() if labels[i].class_id.tolist() == [1]]
+    [relabeled] = [k for k, i in frames.items() if moved == f"f0_{i[:8]}.jpg"]  # the frame sent as f0_<id>.jpg
+    assert dogs == [relabeled] and labels[frames[relabeled]].xyxy.tolist() == [[80.0, 30.0, 120.0, 70.0]]
+    again = add_labels(ws, cvat, format="yolo")  # the export is closed now: its names still find the frames
+    assert not again.problems and (again.labeled, again.unchanged_labels) == (0, 6)
+
+
+def test_labels_without_images_by_their_names_in_the_workspace_or_a_clear_problem(tmp_path: Path) -> None:
+    """Label Studio's YOLO export (labels/ and classes.txt, no images) of images never exported
+    by boxloop: a name the workspace holds once is that image; a frame name every video has
+    is a problem that says how to bring them back; a label beside images that lack its own
+    stays the problem it was."""
+    ws, frames = frames_workspace(tmp_path)
+    write_image(tmp_path / "stills" / "kitchen.jpg", size=(200, 100), seed=99)
+    add_images(ws, [tmp_path / "stills"])
+    ls = tmp_path / "ls-yolo"
+    (ls / "labels").mkdir(parents=True)
+    (ls / "classes.txt").write_text("cat\ndog\n")
+    (ls / "notes.json").write_text("{}")
+    (ls / "labels" / "kitchen.txt").write_text("0 0.25 0.5 0.1 0.2\n")
+    (ls / "labels" / "f1.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    (ls / "labels" / "nowhere.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    report = add_labels(ws, ls, format="yolo")
+    lines = [str(x) for x in report.problems]
+    assert report.labeled == 1 and len(lines) == 2, lines
+    assert any("f1.txt" in line and "2 images in the workspace are named f1.*" in line and "as JSON" in line
+               for line in lines)
+    assert any("nowhere.txt" in line and "none named nowhere.* here, sent out, or in the workspace" in line
+               for line in lines)
+    [(kitchen, boxes)] = [(i, d) for i, d in ws.store.latest_labels().items()]
+    assert Path(ws.store.get_item(kitchen).uri).name == "kitchen.jpg" and boxes.xyxy.tolist() == [[40.0, 40.0, 60.0, 60.0]]
+    (ls / "labels" / "cam-a").mkdir()  # one folder per video, as the frames are kept: the folder tells
+    (ls / "labels" / "f1.txt").rename(ls / "labels" / "cam-a" / "f1.txt")
+    assert add_labels(ws, ls, format="yolo").labeled == 1 and frames["cam-a/f1"] in ws.store.latest_labels()
+
+    mixed = tmp_path / "mixed"  # images here, one of them without its label, one label without its image
+    write_image(mixed / "images" / "a.jpg", size=(64, 64), seed=5)
+    (mixed / "labels").mkdir()
+    (mixed / "labels" / "kitchen.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (mixed / "classes.txt").write_text("cat\ndog\n")
+    (mixed / "train.txt").write_text("images/a.jpg\n")  # Ultralytics YOLO export's image list: not labels
+    report = add_labels(ws, mixed, format="yolo")
+    assert [(Path(x.path).name, x.reason) for x in report.problems] == [
+        ("kitchen.txt", "label file with no image (no image named kitchen.* here)")
+    ]
+
+
+def test_a_coco_file_without_images_names_frames_as_the_export_sent_them(tmp_path: Path) -> None:
+    """A COCO export of the batch (annotations only): `f0.jpg` and `f0_<id>.jpg` are the two
+    videos' first frames as the zip named them, not "ambiguous" and "not found"."""
+    ws, frames = frames_workspace(tmp_path)
+    export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "batch.zip")
+    with zipfile.ZipFile(tmp_path / "batch.zip") as z:
+        sent = sorted(n.removeprefix("images/") for n in z.namelist() if n.startswith("images/"))
+    coco = {
+        "images": [{"id": k, "file_name": name, "width": 200, "height": 100} for k, name in enumerate(sent, 1)],
+        "annotations": [{"id": k, "image_id": k, "category_id": 2, "bbox": [10, 20, 30, 40], "area": 1200, "iscrowd": 0}
+                        for k in range(1, len(sent) + 1)],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
+    (tmp_path / "coco-export").mkdir()
+    (tmp_path / "coco-export" / "coco.json").write_text(json.dumps(coco))
+    report = add_labels(ws, tmp_path / "coco-export" / "coco.json", format="coco")
+    assert not report.problems, [str(x) for x in report.problems]
+    assert report.labeled == 6 and report.acceptance == {"accepted": 0, "adjusted": 0, "deleted": 6, "added": 6}
+    labels = ws.store.latest_labels()
+    assert set(labels) == set(frames.values())
+    assert all(d.xyxy.tolist() == [[10.0, 20.0, 40.0, 60.0]] and d.class_id.tolist() == [1] for d in labels.values())

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
-from .annotation.files import sent_item, sent_names, settle_prelabels
+from .annotation.files import SentNames, settle_prelabels
 from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
@@ -473,7 +473,7 @@ def _pair_yolo(
 ) -> tuple[list[tuple[Path | str, Path | str | None]], list[Path | str]]:
     """(image, label file or None) pairs under ``root`` (a folder or bucket prefix), by file
     stem: Ultralytics layout (``images/`` beside ``labels/``), side by side, or a stem
-    unique in the tree."""
+    unique in the tree; and the label files with no image in the tree."""
     tree = _tree(root, IMAGE_SUFFIXES | {".txt"})
     images, texts = [], []
     for rel in sorted(tree, key=lambda r: natural_key(str(tree[r]))):
@@ -489,6 +489,7 @@ def _pair_yolo(
         by_stem.setdefault(img.stem, []).append(img)
         by_path_stem[img.with_suffix("")] = img
     paired: dict[PurePosixPath, PurePosixPath] = {}
+    orphans: list[Path | str] = []
     for txt in texts:
         img = _image_for_label(txt, by_path_stem)
         if img is None:
@@ -503,13 +504,86 @@ def _pair_yolo(
                 )
                 continue
             else:
-                problems.add(tree[txt], f"label file with no image (no image named {txt.stem}.* here)")
+                orphans.append(tree[txt])
                 continue
         if img in paired:
             problems.add(tree[txt], f"a second label file for {tree[img]} (first: {tree[paired[img]]})")
             continue
         paired[img] = txt
-    return [(tree[img], tree[paired[img]] if img in paired else None) for img in images], [tree[t] for t in texts]
+    return [(tree[img], tree[paired[img]] if img in paired else None) for img in images], orphans
+
+
+def _label_text(txt: Path | str, report: IngestReport) -> str | None:
+    try:
+        return _read_text(txt)
+    except (OSError, UnicodeDecodeError, InputError) as e:
+        report.problems.add(txt, f"cannot read: {str(e).removeprefix(f'{txt}: ')}")
+        return None
+
+
+def _yolo_labels(text: str, txt: Path | str, item: Item, n_classes: int, report: IngestReport) -> Detections | None:
+    """A YOLO label file's boxes in ``item``'s pixels, or None (its problems reported)."""
+    labels, problems = parse_yolo_labels(text, width=item.width, height=item.height, n_classes=n_classes, source=str(txt))
+    if not problems:
+        return labels
+    # partial labels would teach the model that a missed object is background:
+    # the image stays in the pool until its label file is fixed
+    report.problems.extend(problems)
+    report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
+    return None
+
+
+def _is_image_list(text: str) -> bool:
+    """A list of image paths (CVAT's and Darknet's train.txt), not labels."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return bool(lines) and all(PurePosixPath(line).suffix.lower() in IMAGE_SUFFIXES for line in lines)
+
+
+def _labels_without_images(
+    ws: Workspace, orphans: Sequence[Path | str], *, has_images: bool, report: IngestReport
+) -> list[tuple[Item, Path | str, str]]:
+    """Label files with no image beside them, each with the workspace item it names and its
+    text. Where the folder holds no image at all (CVAT's or Label Studio's YOLO export without
+    images), they are labels for images the workspace has: named as a pre-labeled export sent
+    each out (``frame_000012_<id>.jpg``), else by file stem (the folders in the label's path
+    choose among several). Beside images, a label file without its image is a problem. Image
+    lists (``train.txt``) are passed over."""
+    sent = SentNames(ws.store)
+    found: list[tuple[Item, Path | str, str]] = []
+    for txt in orphans:
+        text = _label_text(txt, report)
+        if text is None or _is_image_list(text):
+            continue
+        stem = PurePosixPath(str(txt)).stem
+        if has_images:
+            report.problems.add(txt, f"label file with no image (no image named {stem}.* here)")
+            continue
+        item_id = sent.item_for_label(PurePosixPath(str(txt)).name)
+        if item_id is None or not ws.store.has_item(item_id):
+            seen: dict[str, list[str]] = {}
+            for known, path in ws.store.items_by_stem(stem):
+                seen.setdefault(known, []).append(path)
+            named = closest_by_folders(seen, str(txt)) if len(seen) > 1 else set(seen)
+            if len(named) > 1:
+                report.problems.add(
+                    txt,
+                    f"{len(named)} images in the workspace are named {stem}.* and no folder in this path tells "
+                    "them apart: bring the labels back with their images (or, from Label Studio, as JSON)",
+                )
+                continue
+            item_id = named.pop() if named else None
+        if item_id is None:
+            report.problems.add(
+                txt, f"label file with no image: none named {stem}.* here, sent out, or in the workspace"
+            )
+            continue
+        found.append((ws.store.get_item(item_id), txt, text))
+    if found:
+        report.notes.append(
+            f"{len(found)} label file(s) came without their images: each labels the workspace's image of its "
+            "name (as a pre-labeled export sent it out, or its own)"
+        )
+    return found
 
 
 def _image_for_label(txt: PurePosixPath, by_path_stem: dict[PurePosixPath, PurePosixPath]) -> PurePosixPath | None:
@@ -524,7 +598,7 @@ def _image_for_label(txt: PurePosixPath, by_path_stem: dict[PurePosixPath, PureP
 
 def _remote_class_file(root: str) -> str | None:
     """The class-names object under a bucket prefix (as :func:`find_class_file`)."""
-    tree = _tree(root, {".yaml", ".yml", ".txt"})
+    tree = _tree(root, {".yaml", ".yml", ".txt", ".names"})
     found = [rel for rel in tree if rel.name.lower() in CLASS_FILES]
     if not found:
         return None
@@ -569,8 +643,8 @@ def _add_yolo(
             "pass --classes-from FILE"
         )
     file_names = _class_names(names_file)
-    pairs, _ = _pair_yolo(root, report.problems)
-    parsed: list[tuple[Item, Path | str, Path | str | None, Detections | None]] = []
+    pairs, orphans = _pair_yolo(root, report.problems)
+    parsed: list[tuple[Item, Path | str | None, Path | str | None, Detections | None]] = []
     with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
         indexed = _index_chunk([img for img, _ in pairs], pool)
     sent_out = _SentOut(ws)
@@ -588,23 +662,12 @@ def _add_yolo(
         item = sent_out.original(img, item) or item
         labels = None
         if txt is not None:
-            try:
-                text = _read_text(txt)
-            except (OSError, UnicodeDecodeError, InputError) as e:
-                report.problems.add(txt, f"cannot read: {str(e).removeprefix(f'{txt}: ')}")
-                text = None
-            if text is not None:
-                labels, problems = parse_yolo_labels(
-                    text, width=item.width, height=item.height, n_classes=len(file_names), source=str(txt)
-                )
-                if problems:
-                    # partial labels would teach the model that a missed object is background:
-                    # the image stays in the pool until its label file is fixed
-                    report.problems.extend(problems)
-                    report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
-                    labels = None
+            text = _label_text(txt, report)
+            labels = None if text is None else _yolo_labels(text, txt, item, len(file_names), report)
         parsed.append((item, img, txt, labels))
     sent_out.say(report)
+    for item, txt, text in _labels_without_images(ws, orphans, has_images=bool(pairs), report=report):
+        parsed.append((item, None, txt, _yolo_labels(text, txt, item, len(file_names), report)))
     unlabeled = sum(1 for _, _, txt, _ in parsed if txt is None)
     if unlabeled:
         report.notes.append(
@@ -619,7 +682,11 @@ def _add_yolo(
     rnd = current_round(ws)
     with ws.store.transaction():
         for item, img, txt, labels in parsed:
-            stored = _record(ws, item, img, report)
+            if img is not None:
+                stored = _record(ws, item, img, report)
+            else:  # labels for an image the workspace has
+                stored = item
+                report.known += 1
             if labels is not None:
                 remapped = Detections(labels.xyxy, to_project[labels.class_id])
                 _store_label(ws, stored.id, remapped, f"yolo:{txt}", rnd, report)
@@ -635,7 +702,7 @@ class _SentOut:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self._names: dict[str, str | None] | None = None
+        self._sent = SentNames(ws.store)
         self.matched = 0
 
     def original(self, file: Path | str, item: Item) -> Item | None:
@@ -643,9 +710,7 @@ class _SentOut:
         store = self.ws.store
         if store.has_item(item.id) or store.frame_at(str(file), item.sha256) is not None:
             return None
-        if self._names is None:
-            self._names = sent_names(store)
-        target = sent_item(self._names, PurePosixPath(str(file)).name)
+        target = self._sent.item(PurePosixPath(str(file)).name, open_only=True)
         if target is None:
             return None
         original = store.get_item(target)
@@ -806,12 +871,14 @@ def closest_by_folders(candidates: Mapping[str, Iterable[str]], ref: str) -> set
 
 class _ImageFinder:
     """Resolves an image reference from a label file to a file under some roots (folders or
-    bucket prefixes), or to an item the store already knows by that file name. A reference
+    bucket prefixes), or to an item the store already knows: by the name a pre-labeled export
+    sent it out under, or by its own file name. A reference
     that is itself a URI (``s3://...``) is taken as it is."""
 
     def __init__(self, ws: Workspace, roots: Sequence[Path | str]) -> None:
         self.ws = ws
         self.roots = roots
+        self.sent = SentNames(ws.store)
         self._by_name: dict[str, list[Path | str]] | None = None
         self._by_key: dict[str, str] = {}  # key relative to a bucket prefix -> URI
 
@@ -855,6 +922,9 @@ class _ImageFinder:
             return files[0], None, None
         if len(files) > 1:
             return None, None, f"ambiguous image {ref!r}: {len(files)} files named {name}"
+        sent = self.sent.item(name)  # the name a pre-labeled export gave it (frame_000012_<id>.jpg)
+        if sent is not None and self.ws.store.has_item(sent):
+            return None, sent, None
         seen: dict[str, list[str]] = {}
         for item_id, p in self.ws.store.items_by_stem(Path(name).stem):
             if Path(p).name == name:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from ..store import Store
 from ..types import Detections
 from .acceptance import acceptance, seconds_saved
 
-__all__ = ["TOOL", "record_prelabels", "settle_prelabels"]
+__all__ = ["TOOL", "SentNames", "record_prelabels", "sent_item", "sent_names", "settle_prelabels"]
 
 TOOL = "files"
 
@@ -35,11 +36,11 @@ def record_prelabels(
 _ROBOFLOW_NAME = re.compile(r"^(?P<stem>.+)_(?P<ext>jpe?g|png|bmp|webp|tiff?)\.rf\.[0-9a-fA-F]{8,}\.[A-Za-z]+$")
 
 
-def sent_names(store: Store) -> dict[str, str | None]:
-    """The file names pre-labeled exports sent out, still open, to the item each names (None
-    where two open exports gave one name to different items)."""
+def sent_names(store: Store, *, status: str | None = "open") -> dict[str, str | None]:
+    """The file names pre-labeled exports sent out (still open, or all with ``status=None``),
+    to the item each names (None where two exports gave one name to different items)."""
     out: dict[str, str | None] = {}
-    for task in store.tasks(TOOL, status="open"):
+    for task in store.tasks(TOOL, status=status):
         name, item_id = task["task_id"], task["item_id"]
         out[name] = item_id if out.get(name, item_id) == item_id else None
     return out
@@ -52,6 +53,46 @@ def sent_item(names: Mapping[str, str | None], file_name: str) -> str | None:
         return names[file_name]
     m = _ROBOFLOW_NAME.match(file_name)
     return names.get(f"{m['stem']}.{m['ext']}") if m else None
+
+
+class SentNames:
+    """What a file coming back names, by the names pre-labeled exports sent items out under:
+    open exports first, then those already back (so a re-run finds what the first run did)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._tables: list[dict[str, str | None]] | None = None
+        self._stems: list[dict[str, str | None]] | None = None
+
+    def _names(self) -> list[dict[str, str | None]]:
+        if self._tables is None:
+            self._tables = [sent_names(self.store), sent_names(self.store, status=None)]
+        return self._tables
+
+    def item(self, file_name: str, *, open_only: bool = False) -> str | None:
+        """The item an image file named ``file_name`` is (as sent, or renamed by the tool)."""
+        tables = self._names()[:1] if open_only else self._names()
+        return next((found for names in tables if (found := sent_item(names, file_name))), None)
+
+    def item_for_label(self, label_name: str) -> str | None:
+        """The item a label file named for its image is: ``p1.txt`` for ``p1.jpg``, or for
+        Roboflow's ``p1_jpg.rf.<hash>.jpg``."""
+        if self._stems is None:
+            self._stems = [_by_stem(names) for names in self._names()]
+        stem = PurePosixPath(label_name).stem
+        for names, stems in zip(self._names(), self._stems):
+            found = sent_item(names, label_name) or stems.get(stem)
+            if found:
+                return found
+        return None
+
+
+def _by_stem(names: Mapping[str, str | None]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name, item_id in names.items():
+        stem = PurePosixPath(name).stem
+        out[stem] = item_id if out.get(stem, item_id) == item_id else None
+    return out
 
 
 def settle_prelabels(store: Store, item_id: str, labels: Detections, *, source: str, round: int | None) -> dict[str, int] | None:

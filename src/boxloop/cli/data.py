@@ -89,7 +89,7 @@ def add_labels_cmd(
     ],
     format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(LABEL_FORMATS)}.")] = "yolo",
     classes_from: Annotated[
-        Path | None, typer.Option("--classes-from", help="Class names of YOLO ids (default: data.yaml/classes.txt found under PATH).")
+        Path | None, typer.Option("--classes-from", help="Class names of YOLO ids (default: data.yaml/classes.txt/obj.names found under PATH).")
     ] = None,
     add_classes: Annotated[bool, typer.Option("--add-classes", help="Add class names the project does not have yet.")] = False,
     images: Annotated[
@@ -104,6 +104,7 @@ def add_labels_cmd(
     Example: boxloop add labels ~/data/lcd --format yolo
     Example: boxloop add labels ~/Downloads/task_7-coco.zip --format coco
     Example: boxloop add labels annotations.xml --format cvat --images rowing.mp4   (CVAT for video)
+    Example: boxloop add labels ~/Downloads/task_7-yolo.zip   (labels only: for the images a batch sent out)
     """
     from ..ingest import add_labels
 

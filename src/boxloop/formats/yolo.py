@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 # Looked for, in this order, next to YOLO labels.
-CLASS_FILES = ("data.yaml", "data.yml", "classmap.yaml", "classmap.yml", "classes.txt")
+CLASS_FILES = ("data.yaml", "data.yml", "classmap.yaml", "classmap.yml", "classes.txt", "obj.names")
 _EPS = 1e-6  # slack for coordinates written as 1.0000001 by float rounding
 
 
@@ -134,7 +134,7 @@ def format_yolo_labels(
 
 def parse_class_names(path: str | Path) -> list[str]:
     """Class names from data.yaml (``names`` list or {id: name}), classmap.yaml
-    ({id: name}, a list, or ``names``) or classes.txt (one per line)."""
+    ({id: name}, a list, or ``names``), classes.txt or Darknet's obj.names (one per line)."""
     import yaml
 
     path = Path(path)
@@ -142,7 +142,7 @@ def parse_class_names(path: str | Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(f"{path}: cannot read class names: {e.strerror}") from e
-    if path.suffix.lower() == ".txt":
+    if path.suffix.lower() in (".txt", ".names"):
         return [line.strip() for line in text.splitlines() if line.strip()]
     try:
         doc = yaml.safe_load(text)
