@@ -37,7 +37,10 @@ def test_demo_runs_the_loop_and_prints_where_the_results_are(tmp_path: Path) -> 
     assert [int(r["round"]) for r in rows] == [1, 2]
     assert int(rows[1]["labeled_images"]) == int(rows[0]["labeled_images"]) + 5
     assert rows[0]["map50_95"] != "" and rows[1]["model_version"] not in ("", rows[0]["model_version"])
-    assert f"after 1 round(s): {rows[1]['labeled_images']} labeled images" in text
+    assert f"round 1: model {rows[0]['model_version']}, {rows[0]['labeled_images']} labeled images" in text
+    assert f"its batch came back: {rows[0]['accepted']} accepted, {rows[0]['adjusted']} adjusted" in text
+    assert (f"round 2: model {rows[1]['model_version']}, {rows[1]['labeled_images']} labeled images (+5)" in text
+            and "(trained on the last batch; nothing selected)" in text)
     ws = Workspace.open(ws_root)
     try:
         assert len(ws.store.model_versions()) == 2
@@ -51,7 +54,7 @@ def test_demo_runs_the_loop_and_prints_where_the_results_are(tmp_path: Path) -> 
     again = CliRunner().invoke(app, demo)
     assert again.exit_code == 0, again.output
     assert "exists: its labels and rounds are kept" in " ".join(again.output.split())
-    assert "since round 2); pre-labels" in " ".join(again.output.split())  # each round says what it bought
+    assert "since round 2); its batch came back:" in " ".join(again.output.split())  # each round says what it bought
     with open(ws_root / "runs" / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
+from .annotation.acceptance import in_words
 from .annotation.files import SentNames, settle_prelabels
 from .errors import InputError, Problems
 from .formats import ImageLabels
@@ -68,10 +69,8 @@ class IngestReport:
             if self.unchanged_labels:
                 parts.append(f"{self.unchanged_labels} unchanged")
         if self.acceptance:
-            a = self.acceptance
             parts.append(
-                f"pre-labels: {a.get('accepted', 0)} accepted, {a.get('adjusted', 0)} adjusted, "
-                f"{a.get('deleted', 0)} deleted, {a.get('added', 0)} added"
+                f"pre-labels: {in_words(self.acceptance)}"
                 + (f" ({self.as_drawn} image(s) came back as pre-labeled)" if self.as_drawn else "")
             )
         if self.problems:

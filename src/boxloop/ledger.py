@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .annotation.acceptance import ACCEPTANCE_KEYS, in_words
 from .store import Store
 from .types import RoundRecord
 from .workspace import Workspace
@@ -134,7 +135,8 @@ def where_it_stopped(store: Store, rnd: int) -> str:
 
 
 def describe_round(store: Store, rec: RoundRecord) -> str:
-    """One line on a round: its model, labels and mAP, and what changed since the round before."""
+    """One line on a round: its model, labels and mAP, what changed since the round before, and
+    what people did with the pre-labels of its batch, once it came back."""
     before = next((r for r in reversed(history(store)) if r.round < rec.round and r.map50_95 is not None), None)
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     labels = f"{rec.labeled_images} labeled images"
@@ -143,7 +145,8 @@ def describe_round(store: Store, rec: RoundRecord) -> str:
         labels += f" ({rec.labeled_images - before.labeled_images:+d})"
         if rec.map50_95 is not None and before.map50_95 is not None:
             gain = f" ({rec.map50_95 - before.map50_95:+.3f} since round {before.round})"
-    return f"round {rec.round}: model {rec.model_version}, {labels}, mAP50 {fmt(rec.map50)}, mAP50-95 {fmt(rec.map50_95)}{gain}"
+    line = f"round {rec.round}: model {rec.model_version}, {labels}, mAP50 {fmt(rec.map50)}, mAP50-95 {fmt(rec.map50_95)}{gain}"
+    return line + (f"; its batch came back: {in_words(rec.acceptance)}" if rec.acceptance else "")
 
 
 def finished_rounds(store: Store) -> dict[int, RoundRecord]:
@@ -229,7 +232,7 @@ def write_history_csv(ws: Workspace) -> Path:
                 r.round, r.labeled_images, r.labeled_boxes, r.model_version or "",
                 "" if r.map50 is None else f"{r.map50:.4f}",
                 "" if r.map50_95 is None else f"{r.map50_95:.4f}",
-                *(r.acceptance.get(k, "") for k in ("accepted", "adjusted", "deleted", "added")),
+                *(r.acceptance.get(k, "") for k in ACCEPTANCE_KEYS),
                 json.dumps(dict(r.per_class_ap)), json.dumps(dict(r.seconds)),
             ])
     os.replace(tmp, path)

@@ -88,9 +88,6 @@ def _rounds(ws, data: Path, *, rounds: int, budget: int, epochs: int, imgsz: int
     for r in range(rounds):
         plan = RoundPlan(budget=budget, strategy="least_confidence:1", seed=seed + r, train=train)
         rec = run_round(ws, plan, annotator=Oracle(truth), say=lambda m: console.print(f"[dim]{m}[/dim]"))
-        console.print(
-            f"{describe_round(ws.store, rec)}; pre-labels "
-            f"{dict((k, rec.acceptance.get(k)) for k in ('accepted', 'adjusted', 'deleted', 'added'))}"
-        )
+        console.print(describe_round(ws.store, rec))
     final = run_round(ws, RoundPlan(budget=0, train=train), say=lambda m: console.print(f"[dim]{m}[/dim]"))
-    console.print(f"after {rounds} round(s): {final.labeled_images} labeled images, mAP50 {final.map50 or 0:.3f}")
+    console.print(f"{describe_round(ws.store, final)} (trained on the last batch; nothing selected)")
