@@ -396,3 +396,29 @@ def test_a_coco_file_without_images_names_frames_as_the_export_sent_them(tmp_pat
     labels = ws.store.latest_labels()
     assert set(labels) == set(frames.values())
     assert all(d.xyxy.tolist() == [[10.0, 20.0, 40.0, 60.0]] and d.class_id.tolist() == [1] for d in labels.values())
+
+
+def test_an_exported_data_yaml_finds_its_images_wherever_it_is_read(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A zip's data.yaml names no `path` (unpacked anywhere, Ultralytics reads the images beside
+    it); a folder exported with a relative --out names its absolute path, not `../batch`."""
+    import yaml
+    from ultralytics.data.utils import check_det_dataset
+
+    from _tiny_data import ultralytics_offline
+
+    ultralytics_offline(tmp_path / "ultralytics")
+    ws, ids = photos_workspace(tmp_path, 3)
+    ws.store.put_predictions("mv1", {i: Detections([[10, 10, 50, 50]], [0], [0.5]) for i in ids.values()})
+    ws.store.add_label(ids["p0"], Detections([[10, 10, 50, 50]], [1]), source="test", round=0)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    export(ws, format="yolo", what="prelabeled", zip=True, out=Path("../batch.zip"))
+    export(ws, format="yolo", what="labeled", out=Path("../labeled"))
+    with zipfile.ZipFile(tmp_path / "batch.zip") as z:
+        z.extractall(tmp_path / "unpacked" / "somewhere")
+    unpacked = tmp_path / "unpacked" / "somewhere" / "data.yaml"
+    assert "path" not in yaml.safe_load(unpacked.read_text())
+    monkeypatch.chdir(tmp_path)
+    data = check_det_dataset(str(unpacked))
+    assert Path(data["train"]) == unpacked.parent / "images" and len(list(Path(data["train"]).iterdir())) == 2
+    assert yaml.safe_load((tmp_path / "labeled" / "data.yaml").read_text())["path"] == str(tmp_path / "labeled")

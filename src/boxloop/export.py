@@ -188,7 +188,8 @@ def write_yolo_dataset(
 
 
 def _write_yolo(
-    ws: Workspace, dest: Path, chosen: _Chosen, *, what: str, link: bool, splits: Sequence[str] = ("train", "val", "test")
+    ws: Workspace, dest: Path, chosen: _Chosen, *, what: str, link: bool, splits: Sequence[str] = ("train", "val", "test"),
+    zipped: bool = False,
 ) -> Path:
     items, boxes, names = chosen.items, chosen.boxes, chosen.names
     classes = ws.classes
@@ -211,7 +212,7 @@ def _write_yolo(
             split_paths.setdefault("val", split_paths["train"])
         else:
             split_paths = {"train": "images", "val": "images"}
-        (tmp / "data.yaml").write_text(yolo_data_yaml(dest, classes, split_paths), encoding="utf-8")
+        (tmp / "data.yaml").write_text(yolo_data_yaml(None if zipped else dest, classes, split_paths), encoding="utf-8")
         if what != "labeled":
             import yaml
 
@@ -283,7 +284,7 @@ def export_dataset(
     chosen = _choose(ws, what, model_version, conf, ids, with_imputed=with_imputed)
     run = _model_run(ws, chosen.model_version or model_version) if with_model else []
     if format == "yolo":
-        _write_yolo(ws, dest, chosen, what=what, link=False)
+        _write_yolo(ws, dest, chosen, what=what, link=False, zipped=zip)
     else:
         _export_other(ws, dest, chosen, format=format)
     if chosen.imputed:

@@ -128,6 +128,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop history
     """
+    from ..annotation.acceptance import ACCEPTANCE_KEYS
     from ..ledger import history, unfinished_round, where_it_stopped, write_history_csv
 
     ws = open_workspace(workspace)
@@ -135,15 +136,15 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
     if not records:
         console.print("no rounds yet: run `boxloop round` (or `boxloop train` and `boxloop evaluate`)")
         return
-    t = Table(title="rounds")
-    for col in ("round", "labeled images", "boxes", "model version", "mAP50", "mAP50-95", "accepted", "adjusted", "deleted", "added", "seconds"):
-        t.add_column(col, justify="right")
+    t = Table(title="rounds", caption="pre-labels back: accepted / adjusted / deleted / added boxes")
+    for col in ("round", "labeled\nimages", "boxes", "model", "mAP50", "mAP50-95", "pre-labels\nback", "seconds"):
+        t.add_column(col, justify="right", no_wrap=col != "model")
     for r in records:
         a = r.acceptance
         t.add_row(
             str(r.round), str(r.labeled_images), str(r.labeled_boxes), r.model_version or "-",
             "-" if r.map50 is None else f"{r.map50:.3f}", "-" if r.map50_95 is None else f"{r.map50_95:.3f}",
-            *(str(a.get(k, "-")) for k in ("accepted", "adjusted", "deleted", "added")),
+            " / ".join(str(int(a[k])) for k in ACCEPTANCE_KEYS) if a else "-",
             f"{sum(r.seconds.values()):.0f}",
         )
     console.print(t)

@@ -163,10 +163,14 @@ def parse_class_names(path: str | Path) -> list[str]:
     raise InputError(f"{path}: no class names found (expected `names:` as a list or a mapping)")
 
 
-def yolo_data_yaml(root: Path, names: Sequence[str], splits: dict[str, str]) -> str:
-    """An Ultralytics data.yaml for a dataset at ``root`` with ``splits`` {split: rel path}."""
+def yolo_data_yaml(root: Path | None, names: Sequence[str], splits: dict[str, str]) -> str:
+    """An Ultralytics data.yaml for a dataset at ``root`` (made absolute) with ``splits``
+    {split: path relative to it}. Without ``root`` (a zip, unpacked anywhere) it names no
+    ``path``: Ultralytics then reads the splits beside the data.yaml."""
+    import os
+
     import yaml
 
-    doc: dict[str, object] = {"path": str(root), **splits, "nc": len(names)}
+    doc: dict[str, object] = {**({} if root is None else {"path": os.path.abspath(root)}), **splits, "nc": len(names)}
     doc["names"] = {i: n for i, n in enumerate(names)}
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
