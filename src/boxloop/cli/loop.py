@@ -136,7 +136,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
     if not records:
         console.print("no rounds yet: run `boxloop round` (or `boxloop train` and `boxloop evaluate`)")
         return
-    t = Table(title="rounds", caption="pre-labels back: accepted / adjusted / deleted / added boxes")
+    t = Table(title="rounds", caption="pre-labels back: accepted/adjusted/deleted/added boxes")
     for col in ("round", "labeled\nimages", "boxes", "model", "mAP50", "mAP50-95", "pre-labels\nback", "seconds"):
         t.add_column(col, justify="right", no_wrap=col != "model")
     for r in records:
@@ -144,7 +144,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
         t.add_row(
             str(r.round), str(r.labeled_images), str(r.labeled_boxes), r.model_version or "-",
             "-" if r.map50 is None else f"{r.map50:.3f}", "-" if r.map50_95 is None else f"{r.map50_95:.3f}",
-            " / ".join(str(int(a[k])) for k in ACCEPTANCE_KEYS) if a else "-",
+            "/".join(str(int(a[k])) for k in ACCEPTANCE_KEYS) if a else "-",
             f"{sum(r.seconds.values()):.0f}",
         )
     console.print(t)
