@@ -538,6 +538,10 @@ def _is_image_list(text: str) -> bool:
     return bool(lines) and all(PurePosixPath(line).suffix.lower() in IMAGE_SUFFIXES for line in lines)
 
 
+def _known(ws: Workspace, item_id: str | None) -> str | None:
+    return item_id if item_id is not None and ws.store.has_item(item_id) else None
+
+
 def _labels_without_images(
     ws: Workspace, orphans: Sequence[Path | str], *, has_images: bool, report: IngestReport
 ) -> list[tuple[Item, Path | str, str]]:
@@ -557,20 +561,22 @@ def _labels_without_images(
         if has_images:
             report.problems.add(txt, f"label file with no image (no image named {stem}.* here)")
             continue
-        item_id = sent.item_for_label(PurePosixPath(str(txt)).name)
-        if item_id is None or not ws.store.has_item(item_id):
-            seen: dict[str, list[str]] = {}
-            for known, path in ws.store.items_by_stem(stem):
-                seen.setdefault(known, []).append(path)
-            named = closest_by_folders(seen, str(txt)) if len(seen) > 1 else set(seen)
-            if len(named) > 1:
-                report.problems.add(
-                    txt,
-                    f"{len(named)} images in the workspace are named {stem}.* and no folder in this path tells "
-                    "them apart: bring the labels back with their images (or, from Label Studio, as JSON)",
-                )
-                continue
-            item_id = named.pop() if named else None
+        name = PurePosixPath(str(txt)).name
+        seen: dict[str, list[str]] = {}
+        for known, path in ws.store.items_by_stem(stem):
+            seen.setdefault(known, []).append(path)
+        named = closest_by_folders(seen, str(txt)) if len(seen) > 1 else set(seen)
+        # a batch out now, the workspace's one image of that name, a batch back already (a re-run)
+        item_id = _known(ws, sent.item_for_label(name)) or (named.pop() if len(named) == 1 else None) or _known(
+            ws, sent.item_for_label(name, closed=True)
+        )
+        if item_id is None and named:
+            report.problems.add(
+                txt,
+                f"{len(named)} images in the workspace are named {stem}.* and no folder in this path tells "
+                "them apart: bring the labels back with their images (or, from Label Studio, as JSON)",
+            )
+            continue
         if item_id is None:
             report.problems.add(
                 txt, f"label file with no image: none named {stem}.* here, sent out, or in the workspace"
@@ -709,7 +715,7 @@ class _SentOut:
         store = self.ws.store
         if store.has_item(item.id) or store.frame_at(str(file), item.sha256) is not None:
             return None
-        target = self._sent.item(PurePosixPath(str(file)).name, open_only=True)
+        target = self._sent.item(PurePosixPath(str(file)).name)
         if target is None:
             return None
         original = store.get_item(target)
@@ -921,8 +927,8 @@ class _ImageFinder:
             return files[0], None, None
         if len(files) > 1:
             return None, None, f"ambiguous image {ref!r}: {len(files)} files named {name}"
-        sent = self.sent.item(name)  # the name a pre-labeled export gave it (frame_000012_<id>.jpg)
-        if sent is not None and self.ws.store.has_item(sent):
+        sent = _known(self.ws, self.sent.item(name))  # the name a batch out now was given (frame_000012_<id>.jpg)
+        if sent is not None:
             return None, sent, None
         seen: dict[str, list[str]] = {}
         for item_id, p in self.ws.store.items_by_stem(Path(name).stem):
@@ -931,6 +937,9 @@ class _ImageFinder:
         known = closest_by_folders(seen, ref) if len(seen) > 1 else set(seen)
         if len(known) == 1:
             return None, known.pop(), None
+        back = _known(self.ws, self.sent.item(name, closed=True))  # a batch back already: a re-run
+        if back is not None:
+            return None, back, None
         if known:
             return None, None, (f"ambiguous image {ref!r}: {len(known)} images named {name} in the workspace "
                                 "and no folder in the reference tells them apart")

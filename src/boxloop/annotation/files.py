@@ -57,34 +57,30 @@ def sent_item(names: Mapping[str, str | None], file_name: str) -> str | None:
 
 class SentNames:
     """What a file coming back names, by the names pre-labeled exports sent items out under:
-    open exports first, then those already back (so a re-run finds what the first run did)."""
+    those still open, or with ``closed=True`` those already back (a re-run of an import finds
+    what the first run did)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._tables: list[dict[str, str | None]] | None = None
-        self._stems: list[dict[str, str | None]] | None = None
+        self._names: dict[bool, dict[str, str | None]] = {}
+        self._stems: dict[bool, dict[str, str | None]] = {}
 
-    def _names(self) -> list[dict[str, str | None]]:
-        if self._tables is None:
-            self._tables = [sent_names(self.store), sent_names(self.store, status=None)]
-        return self._tables
+    def _table(self, closed: bool) -> dict[str, str | None]:
+        if closed not in self._names:
+            self._names[closed] = sent_names(self.store, status="done" if closed else "open")
+        return self._names[closed]
 
-    def item(self, file_name: str, *, open_only: bool = False) -> str | None:
+    def item(self, file_name: str, *, closed: bool = False) -> str | None:
         """The item an image file named ``file_name`` is (as sent, or renamed by the tool)."""
-        tables = self._names()[:1] if open_only else self._names()
-        return next((found for names in tables if (found := sent_item(names, file_name))), None)
+        return sent_item(self._table(closed), file_name)
 
-    def item_for_label(self, label_name: str) -> str | None:
+    def item_for_label(self, label_name: str, *, closed: bool = False) -> str | None:
         """The item a label file named for its image is: ``p1.txt`` for ``p1.jpg``, or for
         Roboflow's ``p1_jpg.rf.<hash>.jpg``."""
-        if self._stems is None:
-            self._stems = [_by_stem(names) for names in self._names()]
-        stem = PurePosixPath(label_name).stem
-        for names, stems in zip(self._names(), self._stems):
-            found = sent_item(names, label_name) or stems.get(stem)
-            if found:
-                return found
-        return None
+        names = self._table(closed)
+        if closed not in self._stems:
+            self._stems[closed] = _by_stem(names)
+        return sent_item(names, label_name) or self._stems[closed].get(PurePosixPath(label_name).stem)
 
 
 def _by_stem(names: Mapping[str, str | None]) -> dict[str, str | None]:
