@@ -566,10 +566,9 @@ def _labels_without_images(
         for known, path in ws.store.items_by_stem(stem):
             seen.setdefault(known, []).append(path)
         named = closest_by_folders(seen, str(txt)) if len(seen) > 1 else set(seen)
+        only = next(iter(named)) if len(named) == 1 else None
         # a batch out now, the workspace's one image of that name, a batch back already (a re-run)
-        item_id = _known(ws, sent.item_for_label(name)) or (named.pop() if len(named) == 1 else None) or _known(
-            ws, sent.item_for_label(name, closed=True)
-        )
+        item_id = _known(ws, sent.item_for_label(name)) or only or _known(ws, sent.item_for_label(name, closed=True))
         if item_id is None and named:
             report.problems.add(
                 txt,
