@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,7 @@ from _ls_server import free_port
 from boxloop.annotation.labelstudio import ITEM_KEY, TOOL, connect, pull, push
 from boxloop.errors import InputError, Problems, SyncError
 from boxloop.formats.labelstudio import parse_regions
+from boxloop.ingest import add_labels
 from boxloop.sources.images import read_image_info
 from boxloop.types import Detections, Item, Selection
 from boxloop.workspace import Workspace
@@ -163,6 +165,29 @@ def test_upload_storage_sends_the_files_once_and_pull_still_maps_them(
     got = ws.store.latest_labels([it.id])[it.id]
     np.testing.assert_allclose(
         got.xyxy[0], [0.1 * it.width, 0.2 * it.height, 0.4 * it.width, 0.6 * it.height], atol=0.01
+    )
+    # Label Studio's YOLO export names labels as it named the uploads (1a2b3c4d-<name>.txt), with
+    # no images: `add labels` of that zip finds the items by those names
+    it = items[1]
+    client.annotations.create(id=int(tasks[it.id]["id"]), result=[{
+        "from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": it.width,
+        "original_height": it.height, "value": {"x": 50.0, "y": 10.0, "width": 20.0, "height": 30.0,
+                                                "rotation": 0, "rectanglelabels": [ws.classes[1]]},
+    }])
+    exported = tmp_path / "ls-yolo.zip"
+    exported.write_bytes(b"".join(client.projects.exports.download_sync(id=pid, export_type="YOLO",
+                                                                        download_resources=False)))
+    with zipfile.ZipFile(exported) as z:
+        labels = [n for n in z.namelist() if n.startswith("labels/") and n.endswith(".txt")]
+        assert len(labels) == 2 and not any(n.startswith("images/") and not n.endswith("/") for n in z.namelist())
+        assert all(Path(n).stem != Path(i.uri).stem for n in labels for i in items)  # renamed by the upload
+    report = add_labels(ws, exported, format="yolo")
+    assert not report.problems, [str(x) for x in report.problems]
+    assert report.known == 2 and any("2 label file(s) came without their images" in n for n in report.notes)
+    got = ws.store.latest_labels([it.id])[it.id]
+    assert got.class_id.tolist() == [1]
+    np.testing.assert_allclose(
+        got.xyxy[0], [0.5 * it.width, 0.1 * it.height, 0.7 * it.width, 0.4 * it.height], atol=0.5
     )
 
 

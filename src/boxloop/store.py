@@ -306,6 +306,13 @@ class Store:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
 
+    def meta_items(self, prefix: str) -> dict[str, str]:
+        """Every meta key starting with ``prefix``, with its value."""
+        rows = self.conn.execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {r[0]: r[1] for r in rows}
+
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

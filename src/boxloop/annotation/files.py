@@ -13,6 +13,7 @@ import numpy as np
 from ..store import Store
 from ..types import Detections
 from .acceptance import acceptance, seconds_saved
+from .labelstudio import uploaded_names
 
 __all__ = ["TOOL", "SentNames", "record_prelabels", "sent_item", "sent_names", "settle_prelabels"]
 
@@ -56,9 +57,10 @@ def sent_item(names: Mapping[str, str | None], file_name: str) -> str | None:
 
 
 class SentNames:
-    """What a file coming back names, by the names pre-labeled exports sent items out under:
-    those still open, or with ``closed=True`` those already back (a re-run of an import finds
-    what the first run did)."""
+    """What a file coming back names, by the names items went out under: a pre-labeled
+    export's file names, those still open (with the names Label Studio gave the files `push`
+    uploaded), or with ``closed=True`` those already back (a re-run of an import finds what
+    the first run did)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -68,6 +70,10 @@ class SentNames:
     def _table(self, closed: bool) -> dict[str, str | None]:
         if closed not in self._names:
             self._names[closed] = sent_names(self.store, status="done" if closed else "open")
+            if not closed:
+                for name, item_id in uploaded_names(self.store).items():
+                    known = self._names[closed].get(name, item_id)
+                    self._names[closed][name] = item_id if known == item_id else None
         return self._names[closed]
 
     def item(self, file_name: str, *, closed: bool = False) -> str | None:

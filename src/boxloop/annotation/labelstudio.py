@@ -61,6 +61,7 @@ __all__ = [
     "resolve_token",
     "resolve_url",
     "upload_images",
+    "uploaded_names",
 ]
 
 log = logging.getLogger(__name__)
@@ -409,6 +410,16 @@ def upload_images(
             ref = call_api(url, f"upload {it.uri}", send)
             store.set_meta(f"{META_UPLOAD}.{project_id}.{it.id}", ref)
             out[it.id] = ref
+    return out
+
+
+def uploaded_names(store: Any) -> dict[str, str | None]:
+    """The file names Label Studio gave the images `push` uploaded (``1a2b3c4d-p1.jpg``, as
+    its YOLO and COCO exports name them) → their items (None where two items share one)."""
+    out: dict[str, str | None] = {}
+    for key, ref in store.meta_items(f"{META_UPLOAD}.").items():
+        item_id, name = key.rsplit(".", 1)[-1], ref.rsplit("/", 1)[-1]
+        out[name] = item_id if out.get(name, item_id) == item_id else None
     return out
 
 
