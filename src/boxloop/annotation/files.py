@@ -38,8 +38,9 @@ _ROBOFLOW_NAME = re.compile(r"^(?P<stem>.+)_(?P<ext>jpe?g|png|bmp|webp|tiff?)\.r
 
 
 def sent_names(store: Store, *, status: str | None = "open") -> dict[str, str | None]:
-    """The file names pre-labeled exports sent out (still open, or all with ``status=None``),
-    to the item each names (None where two exports gave one name to different items)."""
+    """The file names pre-labeled exports sent out, with tasks of ``status`` (``open``: not
+    back yet; ``done``: back; None: all), to the item each names (None where two exports gave
+    one name to different items)."""
     out: dict[str, str | None] = {}
     for task in store.tasks(TOOL, status=status):
         name, item_id = task["task_id"], task["item_id"]
