@@ -28,11 +28,12 @@ from .sources.archive import is_zip, label_file_in, unpack_zip
 from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
 from .sources.remote import is_remote, list_folder
 from .sources.video import VIDEO_SUFFIXES
-from .types import Detections, Item
+from .types import SPLITS, Detections, Item
 from .workspace import Workspace
 
 __all__ = [
     "LABEL_FORMATS",
+    "SPLIT_CHOICES",
     "IngestReport",
     "add_images",
     "add_labels",
@@ -351,15 +352,20 @@ def add_labels(
     classes_from: str | Path | None = None,
     add_classes: bool = False,
     images: str | Path | None = None,
+    split: str | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Import human labels (a new label version per image) and the images they belong to.
 
     Class ids are mapped to the project's classes **by name**; a name the project does not
-    have is an InputError naming both lists, unless ``add_classes``.
+    have is an InputError naming both lists, unless ``add_classes``. ``split`` puts the
+    labeled images in a split: ``train``, ``val`` or ``test`` for all of them, or ``folders``
+    for the split folder in each one's path (:class:`_Splits`).
     """
     if format not in LABEL_FORMATS:
         raise InputError(f"unknown label format {format!r}; known: {', '.join(LABEL_FORMATS)}")
+    if split is not None and split not in SPLIT_CHOICES:
+        raise InputError(f"unknown --split {split!r}; known: {', '.join(SPLIT_CHOICES)}")
     where: Path | str
     if is_remote(str(path)):
         where = str(path)  # a bucket prefix (YOLO, VOC) or one object (COCO, Label Studio, CVAT)
@@ -372,7 +378,8 @@ def add_labels(
         unpacked, note = _unpack(ws, where)
         where = unpacked if format in ("yolo", "voc") else label_file_in(unpacked, format, where)
     if format == "yolo":
-        report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, progress=progress)
+        splits = _Splits(split, where)
+        report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, splits=splits, progress=progress)
     else:
         report = IngestReport()
         video = None
@@ -383,10 +390,77 @@ def add_labels(
         roots: list[Path | str] = [unpacked or base]
         if images:
             roots = [str(images) if is_remote(str(images)) else absolute_path(images)]
-        _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, progress=progress)
+        splits = _Splits(split, roots[0])
+        _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, splits=splits,
+                     progress=progress)
     if unpacked is not None:
         report.notes.append(note)
     return report
+
+
+SPLIT_CHOICES = ("train", "val", "test", "folders")
+# folder names that say a split, as Ultralytics (images/train/), Roboflow (train/images/, valid/)
+# and CVAT (obj_train_data/ is no split) lay datasets out
+_SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                  "test": "test", "testing": "test"}
+
+
+class _Splits:
+    """The split ``add labels --split`` gives each image it labels: ``train``, ``val`` or
+    ``test`` for all, or ``folders``: the innermost ``train/``, ``val/`` (``valid/``) or
+    ``test/`` folder in the image's path under the import's root (Ultralytics'
+    ``images/test/``, Roboflow's ``test/images/``), so a dataset keeps the test split its
+    earlier numbers were measured on. The workspace's test split stays frozen: an import
+    that would add to an existing one is refused whole; an image already in it stays."""
+
+    def __init__(self, split: str | None, root: Path | str) -> None:
+        self.split = split
+        self.root = str(root).rstrip("/")
+        self.wanted: dict[str, str] = {}
+        self.without = 0
+
+    def _from_folders(self, path: Path | str) -> str | None:
+        text = str(path)
+        rel = text[len(self.root) + 1:] if text.startswith(self.root + "/") else text
+        if PurePosixPath(rel).is_absolute() or is_remote(rel):
+            return None  # not under the import's root: its folders say nothing
+        folders = [part.lower() for part in PurePosixPath(rel.replace("\\", "/")).parts[:-1]]
+        return next((_SPLIT_FOLDERS[f] for f in reversed(folders) if f in _SPLIT_FOLDERS), None)
+
+    def take(self, item_id: str, path: Path | str) -> None:
+        if self.split is None:
+            return
+        side = self._from_folders(path) if self.split == "folders" else self.split
+        if side is None:
+            self.without += 1
+        else:
+            self.wanted[item_id] = side
+
+    def apply(self, ws: Workspace, report: IngestReport) -> None:
+        """Set the splits (inside the import's transaction: a refusal keeps nothing)."""
+        if self.split is None:
+            return
+        store = ws.store
+        in_test = {it.id for it in store.items(split="test")}
+        adding = [i for i, side in self.wanted.items() if side == "test" and i not in in_test]
+        if adding and in_test:
+            raise InputError(
+                f"--split {self.split}: this import would add {len(adding)} image(s) to the workspace's test split, "
+                f"which is frozen ({len(in_test)} images; earlier mAP was measured on it). Nothing was imported: "
+                "bring the dataset with its test images into a new workspace, or import without --split "
+                "(its test images then join train/val)"
+            )
+        kept = sum(1 for i, side in self.wanted.items() if i in in_test and side != "test")
+        store.set_split(self.wanted)
+        counts = {side: sum(1 for v in self.wanted.values() if v == side) for side in SPLITS}
+        said = ", ".join(f"{n} {side}" for side, n in counts.items() if n) or "none"
+        note = f"splits (--split {self.split}): {said}"
+        if kept:
+            note += f"; {kept} already in the frozen test split stay there"
+        if self.without:
+            note += (f"; {self.without} labeled image(s) had no train/val/test folder in their path "
+                     "(`boxloop split` or the next round gives them one)")
+        report.notes.append(note)
 
 
 def _frames_of_this_workspace(ws: Workspace, records: list[ImageLabels], report: IngestReport) -> list[ImageLabels]:
@@ -532,10 +606,11 @@ def _yolo_labels(text: str, txt: Path | str, item: Item, n_classes: int, report:
     return None
 
 
-def _is_image_list(text: str) -> bool:
-    """A list of image paths (CVAT's and Darknet's train.txt), not labels."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return bool(lines) and all(PurePosixPath(line).suffix.lower() in IMAGE_SUFFIXES for line in lines)
+def _reads_as_labels(text: str) -> bool:
+    """Whether a .txt holds YOLO labels (or none): its first line starts with a class id. Image
+    lists (CVAT's train.txt) and notes (Roboflow's README.roboflow.txt) do not."""
+    first = next((line.split() for line in text.splitlines() if line.strip()), None)
+    return first is None or first[0].isdigit()
 
 
 def _known(ws: Workspace, item_id: str | None) -> str | None:
@@ -549,13 +624,16 @@ def _labels_without_images(
     text. Where the folder holds no image at all (CVAT's or Label Studio's YOLO export without
     images), they are labels for images the workspace has: named as a pre-labeled export sent
     each out (``frame_000012_<id>.jpg``), else by file stem (the folders in the label's path
-    choose among several). Beside images, a label file without its image is a problem. Image
-    lists (``train.txt``) are passed over."""
+    choose among several). Beside images, a label file without its image is a problem. Text
+    files that hold no labels (``train.txt``, a README) are passed over."""
     sent = SentNames(ws.store)
     found: list[tuple[Item, Path | str, str]] = []
+    other: list[str] = []
     for txt in orphans:
         text = _label_text(txt, report)
-        if text is None or _is_image_list(text):
+        if text is not None and not _reads_as_labels(text):
+            other.append(PurePosixPath(str(txt)).name)
+        if text is None or not _reads_as_labels(text):
             continue
         stem = PurePosixPath(str(txt)).stem
         if has_images:
@@ -586,6 +664,11 @@ def _labels_without_images(
         report.notes.append(
             f"{len(found)} label file(s) came without their images: each labels the workspace's image of its "
             "name (as a pre-labeled export sent it out, or its own)"
+        )
+    if other:
+        report.notes.append(
+            f"{len(other)} text file(s) that hold no labels passed over ({', '.join(other[:3])}"
+            f"{' ...' if len(other) > 3 else ''}): image lists, notes"
         )
     return found
 
@@ -631,6 +714,7 @@ def _add_yolo(
     *,
     classes_from: str | Path | None,
     add_classes: bool,
+    splits: _Splits,
     progress: Progress | None,
 ) -> IngestReport:
     report = IngestReport()
@@ -694,8 +778,10 @@ def _add_yolo(
             if labels is not None:
                 remapped = Detections(labels.xyxy, to_project[labels.class_id])
                 _store_label(ws, stored.id, remapped, f"yolo:{txt}", rnd, report)
+                splits.take(stored.id, img if img is not None else txt)  # type: ignore[arg-type]
             if progress:
                 progress(1)
+        splits.apply(ws, report)
     return report
 
 
@@ -954,6 +1040,7 @@ def _add_records(
     format: str,
     source: Path | str,
     add_classes: bool,
+    splits: _Splits,
     progress: Progress | None,
 ) -> None:
     finder = _ImageFinder(ws, roots)
@@ -1002,5 +1089,7 @@ def _add_records(
                 report.known += 1
             labels = Detections(rec.xyxy, np.array([mapping[n] for n in rec.class_names], np.int64))
             _store_label(ws, stored.id, labels, f"{format}:{rec.file_name}", rnd, report)
+            splits.take(stored.id, file if file is not None else rec.file_name)
             if progress:
                 progress(1)
+        splits.apply(ws, report)

@@ -96,6 +96,11 @@ def add_labels_cmd(
         str | None, typer.Option("--images", help="Folder (or bucket prefix, s3://...) to find the images a label file names; "
                                  "for CVAT for video, the video it annotates.")
     ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", metavar="SPLIT", help="Put the labeled images in a split: train, val, test, or "
+                                 "folders (each image's train/, val/ (valid/) or test/ folder, as Ultralytics and Roboflow "
+                                 "lay datasets out), to keep a dataset's own test split. Default: `boxloop split` decides.")
+    ] = None,
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -105,13 +110,15 @@ def add_labels_cmd(
     Example: boxloop add labels ~/Downloads/task_7-coco.zip --format coco
     Example: boxloop add labels annotations.xml --format cvat --images rowing.mp4   (CVAT for video)
     Example: boxloop add labels ~/Downloads/task_7-yolo.zip   (labels only: for the images a batch sent out)
+    Example: boxloop add labels ~/data/roboflow-export --split folders   (keep its train/valid/test)
     """
     from ..ingest import add_labels
 
     ws = open_workspace(workspace)
     with progress_bar("importing labels") as advance:
         report = add_labels(
-            ws, path, format=format, classes_from=classes_from, add_classes=add_classes, images=images, progress=advance
+            ws, path, format=format, classes_from=classes_from, add_classes=add_classes, images=images, split=split,
+            progress=advance,
         )
     _finish(report, strict)
 

@@ -1,0 +1,97 @@
+"""`add labels --split`: a dataset keeps the train/val/test split it came with (Roboflow's
+train/ valid/ test/, Ultralytics' images/train/ ...), and the workspace's frozen test split
+is never added to behind the user's back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from _console import flat
+from _images import write_image
+from boxloop.cli import app
+from boxloop.errors import InputError
+from boxloop.ingest import add_labels
+from boxloop.split import assign_splits
+from boxloop.workspace import Workspace
+
+GOOD = "0 0.5 0.5 0.2 0.2\n"
+
+
+def roboflow_export(root: Path, counts: dict[str, int], *, seed: int = 0) -> Path:
+    """Roboflow's YOLO layout: <split>/images, <split>/labels, data.yaml, two READMEs."""
+    k = seed
+    for split, n in counts.items():
+        for i in range(n):
+            write_image(root / split / "images" / f"{split}{i}_jpg.rf.{k:032x}.jpg", seed=k)
+            (root / split / "labels").mkdir(parents=True, exist_ok=True)
+            (root / split / "labels" / f"{split}{i}_jpg.rf.{k:032x}.txt").write_text(GOOD)
+            k += 1
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\n"
+                                    "nc: 2\nnames: ['cat', 'dog']\n")
+    (root / "README.roboflow.txt").write_text("\nThis dataset was exported via roboflow.com\n")
+    (root / "README.dataset.txt").write_text("# digits > 2026-12-07\n")
+    return root
+
+
+def splits(ws: Workspace) -> dict[str, int]:
+    return {s: len(ws.store.items(split=s)) for s in ("train", "val", "test")}
+
+
+def test_a_roboflow_export_keeps_its_train_valid_test(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    src = roboflow_export(tmp_path / "rf", {"train": 5, "valid": 2, "test": 3})
+    result = CliRunner().invoke(app, ["-w", str(ws.root), "add", "labels", str(src), "--split", "folders", "--strict"])
+    assert result.exit_code == 0, result.output  # the READMEs are no problem
+    said = flat(result.output)
+    assert flat("10 label version(s) added") in said and flat("splits (--split folders): 5 train, 2 val, 3 test") in said
+    assert splits(ws) == {"train": 5, "val": 2, "test": 3}
+    report = assign_splits(ws.store, val=0.2, test=0.1, seed=0)  # what `round` and `split` do next: nothing moves
+    assert report.test_frozen and splits(ws) == {"train": 5, "val": 2, "test": 3}
+
+
+def test_an_import_that_would_grow_a_frozen_test_split_is_refused_whole(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    add_labels(ws, roboflow_export(tmp_path / "first", {"train": 3, "test": 2}), format="yolo", split="folders")
+    before = (len(ws.store.items()), len(ws.store.latest_labels()), splits(ws))
+    second = roboflow_export(tmp_path / "second", {"train": 2, "test": 1}, seed=50)
+    with pytest.raises(InputError, match=r"add 1 image\(s\) to the workspace's test split, which is frozen \(2 images"):
+        add_labels(ws, second, format="yolo", split="folders")
+    assert (len(ws.store.items()), len(ws.store.latest_labels()), splits(ws)) == before  # nothing was imported
+    report = add_labels(ws, second, format="yolo", split="train")  # said where they go: all train
+    assert splits(ws) == {"train": 6, "val": 0, "test": 2} and "splits (--split train): 3 train" in report.notes[-1]
+    again = add_labels(ws, tmp_path / "first", format="yolo", split="train")  # test stays test
+    assert splits(ws) == {"train": 6, "val": 0, "test": 2}
+    assert "2 already in the frozen test split stay there" in again.notes[-1]
+
+
+def test_ultralytics_folders_and_images_without_a_split_folder(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    src = tmp_path / "ul"
+    for k, (split, stem) in enumerate([("train", "a"), ("train", "b"), ("val", "c"), ("test", "d"), (None, "e")]):
+        sub = [split] if split else []
+        write_image(src.joinpath("images", *sub, f"{stem}.jpg"), seed=k)
+        src.joinpath("labels", *sub).mkdir(parents=True, exist_ok=True)
+        src.joinpath("labels", *sub, f"{stem}.txt").write_text(GOOD)
+    (src / "classes.txt").write_text("cat\ndog\n")
+    (src / "train.txt").write_text("images/train/a.jpg\nimages/train/b.jpg\n")  # CVAT's image list
+    report = add_labels(ws, src, format="yolo", split="folders")
+    assert not report.problems and splits(ws) == {"train": 2, "val": 1, "test": 1}
+    assert any("1 labeled image(s) had no train/val/test folder in their path" in n for n in report.notes), report.notes
+
+
+def test_a_coco_file_put_in_the_test_split(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    for i in range(3):
+        write_image(tmp_path / "coco" / f"p{i}.jpg", size=(64, 48), seed=i)
+    coco = {"images": [{"id": i, "file_name": f"p{i}.jpg", "width": 64, "height": 48} for i in range(3)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 4, 10, 10]} for i in range(3)],
+            "categories": [{"id": 1, "name": "dog"}]}
+    (tmp_path / "coco" / "test.json").write_text(json.dumps(coco))
+    report = add_labels(ws, tmp_path / "coco" / "test.json", format="coco", split="test")
+    assert not report.problems and splits(ws) == {"train": 0, "val": 0, "test": 3}
+    with pytest.raises(InputError, match="unknown --split 'tests'; known: train, val, test, folders"):
+        add_labels(ws, tmp_path / "coco" / "test.json", format="coco", split="tests")
