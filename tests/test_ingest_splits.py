@@ -71,7 +71,7 @@ def test_an_import_that_would_grow_a_frozen_test_split_is_refused_whole(tmp_path
 def test_ultralytics_folders_and_images_without_a_split_folder(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
     src = tmp_path / "ul"
-    for k, (split, stem) in enumerate([("train", "a"), ("train", "b"), ("val", "c"), ("test", "d"), (None, "e")]):
+    for k, (split, stem) in enumerate([("train", "a"), ("train", "b"), ("val2017", "c"), ("test", "d"), (None, "e")]):
         sub = [split] if split else []
         write_image(src.joinpath("images", *sub, f"{stem}.jpg"), seed=k)
         src.joinpath("labels", *sub).mkdir(parents=True, exist_ok=True)

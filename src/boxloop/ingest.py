@@ -399,10 +399,9 @@ def add_labels(
 
 
 SPLIT_CHOICES = ("train", "val", "test", "folders")
-# folder names that say a split, as Ultralytics (images/train/), Roboflow (train/images/, valid/)
-# and CVAT (obj_train_data/ is no split) lay datasets out
-_SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                  "test": "test", "testing": "test"}
+# folder names that say a split, as Ultralytics (images/train/, coco's train2017/), Roboflow
+# (train/images/, valid/) and others lay datasets out
+_SPLIT_FOLDER = re.compile(r"^(?:(?P<train>train(?:ing)?)|(?P<val>val(?:id(?:ation)?)?)|(?P<test>test(?:ing)?))(?:[-_]?\d+)?$")
 
 
 class _Splits:
@@ -424,8 +423,11 @@ class _Splits:
         rel = text[len(self.root) + 1:] if text.startswith(self.root + "/") else text
         if PurePosixPath(rel).is_absolute() or is_remote(rel):
             return None  # not under the import's root: its folders say nothing
-        folders = [part.lower() for part in PurePosixPath(rel.replace("\\", "/")).parts[:-1]]
-        return next((_SPLIT_FOLDERS[f] for f in reversed(folders) if f in _SPLIT_FOLDERS), None)
+        for folder in reversed(PurePosixPath(rel.replace("\\", "/")).parts[:-1]):
+            m = _SPLIT_FOLDER.match(folder.lower())
+            if m:
+                return next(side for side, found in m.groupdict().items() if found)
+        return None
 
     def take(self, item_id: str, path: Path | str) -> None:
         if self.split is None:
