@@ -266,7 +266,7 @@ def test_a_text_file_named_jpg_is_reported_even_after_ultralytics_patched_pillow
 
 def test_labels_in_a_zip_as_an_annotation_tool_gives_them(ws: Workspace, tmp_path: Path) -> None:
     """A COCO zip (CVAT's layout) is read where it was unpacked, once; members that would land
-    outside the folder are skipped; a zip that is not one, or holds two label files, is named."""
+    outside the folder are skipped; a zip that is not one, or holds no label file, is named."""
     import json
     import zipfile
 
@@ -292,20 +292,17 @@ def test_labels_in_a_zip_as_an_annotation_tool_gives_them(ws: Workspace, tmp_pat
     again = add_labels(ws, archive, format="coco")
     assert (again.added, again.known, again.unchanged_labels) == (0, 1, 1)
 
-    two = tmp_path / "two.zip"
-    with zipfile.ZipFile(two, "w") as z:
-        z.writestr("a.json", json.dumps(coco))
-        z.writestr("b.json", json.dumps(coco))
-    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(two), "--format", "coco"])
-    assert result.exit_code == 1
-    assert ("two.zip: coco labels are read from one file and the archive holds 2 .json file(s) (a.json, b.json)"
-            in " ".join(result.output.split()))
+    none = tmp_path / "none.zip"
+    with zipfile.ZipFile(none, "w") as z:
+        z.writestr("notes.txt", "labels to follow")
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(none), "--format", "coco"])
+    assert result.exit_code == 1 and "none.zip: no coco label file (.json) in it" in " ".join(result.output.split())
     fake = tmp_path / "broken.zip"
     fake.write_text("not a zip")
     result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(fake), "--format", "yolo"])
     assert result.exit_code == 1 and "broken.zip: not a readable zip archive" in " ".join(result.output.split())
     left = sorted(p.name for p in (ws.root / "imports").iterdir())  # the broken one left no half folder
-    assert len(left) == 2 and left[0] == unpacked.name and left[1].startswith("two-")
+    assert len(left) == 2 and left[1] == unpacked.name and left[0].startswith("none-")
 
     pics = tmp_path / "pics.zip"  # the pool as a zip: a broken zip beside it loses nothing
     with zipfile.ZipFile(pics, "w") as z:

@@ -95,3 +95,36 @@ def test_a_coco_file_put_in_the_test_split(tmp_path: Path) -> None:
     assert not report.problems and splits(ws) == {"train": 0, "val": 0, "test": 3}
     with pytest.raises(InputError, match="unknown --split 'tests'; known: train, val, test, folders"):
         add_labels(ws, tmp_path / "coco" / "test.json", format="coco", split="tests")
+
+
+def test_a_roboflow_coco_zip_with_one_file_per_split(tmp_path: Path) -> None:
+    """Roboflow's COCO export: train/, valid/, test/, each with its images and its own
+    _annotations.coco.json; the zip as it is, every file read, each split kept."""
+    import zipfile
+
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    archive = tmp_path / "digits.v2i.coco.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        k = 0
+        for split, n in (("train", 3), ("valid", 1), ("test", 2)):
+            images = []
+            for i in range(n):
+                name = f"{split}{i}_jpg.rf.{k:032x}.jpg"
+                z.write(write_image(tmp_path / "src" / name, size=(64, 48), seed=k), f"{split}/{name}")
+                images.append({"id": i, "file_name": name, "width": 64, "height": 48})
+                k += 1
+            coco = {"images": images, "categories": [{"id": 0, "name": "digits"}, {"id": 1, "name": "cat"}],
+                    "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 4, 10, 10]}
+                                    for i in range(n)]}
+            z.writestr(f"{split}/_annotations.coco.json", json.dumps(coco))
+        z.writestr("README.roboflow.txt", "exported via roboflow.com")
+    report = add_labels(ws, archive, format="coco", split="folders")
+    assert not report.problems, [str(p) for p in report.problems]
+    assert (report.added, report.labeled) == (6, 6) and splits(ws) == {"train": 3, "val": 1, "test": 2}
+    assert any(n.startswith("read 3 coco files: test/_annotations.coco.json, train/") for n in report.notes)
+    unzipped = tmp_path / "unzipped"  # the same export unpacked by hand: the folder is read alike
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(unzipped)
+    other = Workspace.init(tmp_path / "ws2", classes=["cat", "dog"])
+    report = add_labels(other, unzipped, format="coco", split="folders")
+    assert not report.problems and splits(other) == {"train": 3, "val": 1, "test": 2}

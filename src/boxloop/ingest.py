@@ -24,7 +24,7 @@ from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
 from .sources import absolute_path
-from .sources.archive import is_zip, label_file_in, unpack_zip
+from .sources.archive import is_zip, label_files_in, unpack_zip
 from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
 from .sources.remote import is_remote, list_folder
 from .sources.video import VIDEO_SUFFIXES
@@ -376,7 +376,12 @@ def add_labels(
     unpacked = None
     if isinstance(where, Path) and is_zip(where):  # an annotation tool's export, or a corrected boxloop zip
         unpacked, note = _unpack(ws, where)
-        where = unpacked if format in ("yolo", "voc") else label_file_in(unpacked, format, where)
+        folder: Path | None = unpacked
+        files = [unpacked] if format in ("yolo", "voc") else label_files_in(unpacked, format, where)
+    else:
+        folder = where if isinstance(where, Path) and where.is_dir() and format not in ("yolo", "voc") else None
+        files = [where] if folder is None else label_files_in(folder, format, folder)  # type: ignore[list-item]
+    where = files[0] if len(files) == 1 else (folder or where)
     if format == "yolo":
         splits = _Splits(split, where)
         report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, splits=splits, progress=progress)
@@ -385,9 +390,15 @@ def add_labels(
         video = None
         if images and PurePosixPath(str(images)).suffix.lower() in VIDEO_SUFFIXES:  # what a CVAT for video file annotates
             video, images = PurePosixPath(str(images)).name, None
-        records, base = _parse_records(where, format, report.problems, video=video)
+        records: list[ImageLabels] = []
+        for file in files:  # one file, or one per split (Roboflow: train/_annotations.coco.json, valid/, test/)
+            found, base = _parse_records(file, format, report.problems, video=video)
+            records.extend(found)
+        if len(files) > 1:
+            report.notes.append(f"read {len(files)} {format} files: {', '.join(str(f.relative_to(folder)) for f in files[:4])}"  # type: ignore[arg-type,union-attr]
+                                f"{' ...' if len(files) > 4 else ''}")
         records = _frames_of_this_workspace(ws, records, report)
-        roots: list[Path | str] = [unpacked or base]
+        roots: list[Path | str] = [folder or base]
         if images:
             roots = [str(images) if is_remote(str(images)) else absolute_path(images)]
         splits = _Splits(split, roots[0])

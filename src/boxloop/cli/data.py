@@ -84,8 +84,9 @@ def add_images_cmd(
 def add_labels_cmd(
     path: Annotated[
         str,
-        typer.Argument(help="A YOLO/VOC folder, or a COCO / Label Studio JSON or CVAT XML file; local or in a bucket "
-                            "(s3://...); or a .zip of any of them, as an annotation tool exports it (unpacked under imports/)."),
+        typer.Argument(help="A YOLO/VOC folder, or a COCO / Label Studio JSON or CVAT XML file (or a folder of them, one "
+                            "per split as Roboflow exports COCO); local or in a bucket (s3://...); or a .zip of any of "
+                            "them, as an annotation tool exports it (unpacked under imports/)."),
     ],
     format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(LABEL_FORMATS)}.")] = "yolo",
     classes_from: Annotated[

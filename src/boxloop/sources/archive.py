@@ -54,15 +54,13 @@ def unpack_zip(archive: Path, into: Path) -> Path:
     return dest
 
 
-def label_file_in(folder: Path, format: str, archive: Path) -> Path:
-    """The one label file of ``format`` an unpacked archive holds (COCO's
-    ``annotations/instances_default.json``, CVAT's ``annotations.xml``, ...)."""
+def label_files_in(folder: Path, format: str, source: Path) -> list[Path]:
+    """The label files of ``format`` an unpacked archive (or a folder) holds: COCO's
+    ``annotations/instances_default.json``, CVAT's ``annotations.xml``, or one per split as
+    Roboflow exports them (``train/_annotations.coco.json``, ``valid/...``)."""
     suffixes = LABEL_FILE_SUFFIXES[format]
-    found = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
-    if len(found) == 1:
-        return found[0]
-    named = ", ".join(str(f.relative_to(folder)) for f in found[:10]) or "none"
-    raise InputError(
-        f"{archive}: {format} labels are read from one file and the archive holds "
-        f"{len(found)} {'/'.join(suffixes)} file(s) ({named}); give the one to read: {folder}/..."
-    )
+    found = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in suffixes
+                   and not any(part.startswith(".") or part == "__MACOSX" for part in f.relative_to(folder).parts))
+    if not found:
+        raise InputError(f"{source}: no {format} label file ({'/'.join(suffixes)}) in it")
+    return found
