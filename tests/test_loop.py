@@ -469,3 +469,16 @@ def test_work_done_before_the_first_round_is_round_0_of_the_ledger(tmp_path: Pat
     ws.store.add_model_version("fake-later", backend="fake", classes=ws.classes)  # made after round 1 began
     evaluate_model(ws, model="fake-later", backend=backend)
     assert [r.model_version for r in ledger.history(ws.store)] == ["fake-by-hand", "fake-r1"]
+
+
+def test_a_simulation_scores_every_strategy_on_the_datasets_own_test_folder(tmp_path: Path) -> None:
+    """A YOLO dataset laid out train/ + test/ (Roboflow, Ultralytics): its test images are the
+    frozen test split of every strategy, not a seeded draw."""
+    data = tmp_path / "data"
+    generate_images(data / "train", n=20, seed=0, size=(96, 64))
+    generate_images(data / "test", n=4, seed=9, size=(96, 64))
+    simulate(data, strategies=["random"], initial=6, budget=4, rounds=1, seeds=[0], out=tmp_path / "sim",
+             backend_factory=lambda classes: FakeBackend(classes))
+    own = {p.name for p in (data / "test" / "images").iterdir()}
+    ws = Workspace.open(tmp_path / "sim" / "random-s0")
+    assert {Path(it.uri).name for it in ws.store.items(split="test")} == own

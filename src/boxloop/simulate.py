@@ -60,7 +60,9 @@ class SimulationResult:
 
 
 def _truth_workspace(dataset: Path, out: Path) -> Workspace:
-    """The labeled dataset as a workspace: the given workspace, or a YOLO folder imported once."""
+    """The labeled dataset as a workspace: the given workspace, or a YOLO folder imported once,
+    keeping the split its folders say (a ``test/`` folder is the test split every strategy is
+    scored on)."""
     from .formats.yolo import parse_class_names
     from .ingest import add_labels, find_class_file
 
@@ -72,7 +74,7 @@ def _truth_workspace(dataset: Path, out: Path) -> Workspace:
     truth_dir = out / "truth"
     ws = Workspace.init(truth_dir, classes=parse_class_names(names_file))
     if not ws.store.latest_labels():
-        report = add_labels(ws, dataset, format="yolo")
+        report = add_labels(ws, dataset, format="yolo", split="folders")
         if report.problems:
             log.warning("%d problem(s) importing %s; first: %s", len(report.problems), dataset, next(iter(report.problems)))
     return ws

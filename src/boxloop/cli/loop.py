@@ -163,7 +163,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
 
 @app.command("simulate")
 def simulate_cmd(
-    dataset: Annotated[Path, typer.Argument(help="A fully labeled YOLO folder or boxloop workspace.")],
+    dataset: Annotated[Path, typer.Argument(help="A fully labeled YOLO folder (its test/ folder, if any, is the test split) or boxloop workspace.")],
     strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies; random is the baseline.")] = "random,least_confidence",
     initial: Annotated[int, typer.Option("--initial", help="Labeled images to start from.")] = 50,
     budget: Annotated[int, typer.Option("--budget", help="Images labeled per round.")] = 50,
