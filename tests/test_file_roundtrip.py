@@ -422,3 +422,27 @@ def test_an_exported_data_yaml_finds_its_images_wherever_it_is_read(tmp_path: Pa
     data = check_det_dataset(str(unpacked))
     assert Path(data["train"]) == unpacked.parent / "images" and len(list(Path(data["train"]).iterdir())) == 2
     assert yaml.safe_load((tmp_path / "labeled" / "data.yaml").read_text())["path"] == str(tmp_path / "labeled")
+
+
+def test_a_pool_uploaded_to_roboflow_by_hand_comes_back_as_the_same_images(tmp_path: Path) -> None:
+    """The pool never went out through boxloop: it was uploaded to Roboflow by hand, labeled
+    there, and exported re-encoded, stretched and renamed. Each copy is the workspace's image
+    of the name Roboflow renamed (once it shows the same picture), not a duplicate."""
+    from PIL import Image
+
+    ws, ids = photos_workspace(tmp_path, 3)
+    back = tmp_path / "rf" / "train"
+    for sub in ("images", "labels"):
+        (back / sub).mkdir(parents=True)
+    for stem in ("p0", "p1"):
+        renamed = f"{stem}_jpg.rf.{'9b1d3e7a' * 4}"
+        with Image.open(tmp_path / "photos" / f"{stem}.jpg") as im:
+            im.resize((640, 640)).save(back / "images" / f"{renamed}.jpg", quality=75)
+        (back / "labels" / f"{renamed}.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (tmp_path / "rf" / "data.yaml").write_text("names: [cat, dog]\n")
+    report = add_labels(ws, tmp_path / "rf", format="yolo", split="folders")
+    assert (report.added, report.known, report.labeled) == (0, 2, 2), report.summary()
+    assert any("2 image(s) came back re-encoded or renamed" in n for n in report.notes)
+    labels = ws.store.latest_labels()
+    np.testing.assert_allclose(labels[ids["p1"]].xyxy, [[80, 30, 120, 70]], atol=0.01)  # the original's pixels
+    assert len(ws.store.items()) == 3 and ws.store.get_item(ids["p0"]).split == "train"

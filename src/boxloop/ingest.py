@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from .annotation.acceptance import in_words
-from .annotation.files import SentNames, settle_prelabels
+from .annotation.files import SentNames, roboflow_original, settle_prelabels
 from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
@@ -801,7 +801,8 @@ def _add_yolo(
 class _SentOut:
     """Images a pre-labeled export sent out, known again when the annotation tool sends them
     back re-encoded (and renamed, as Roboflow's ``p1_jpg.rf.<hash>.jpg``): bytes the workspace
-    has never seen, under a name an open export used, showing the same picture."""
+    has never seen, under a name an open export used (or, renamed by Roboflow, the name of one
+    image the workspace has), showing the same picture."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
@@ -813,7 +814,8 @@ class _SentOut:
         store = self.ws.store
         if store.has_item(item.id) or store.frame_at(str(file), item.sha256) is not None:
             return None
-        target = self._sent.item(PurePosixPath(str(file)).name)
+        name = PurePosixPath(str(file)).name
+        target = self._sent.item(name) or self._renamed_from_the_pool(name)
         if target is None:
             return None
         original = store.get_item(target)
@@ -822,11 +824,21 @@ class _SentOut:
         self.matched += 1
         return original
 
+    def _renamed_from_the_pool(self, name: str) -> str | None:
+        """The workspace's one image of the name Roboflow renamed ``name`` from: the pool
+        uploaded to Roboflow by hand, labeled there and exported (re-encoded, maybe resized)."""
+        original = roboflow_original(name)
+        if original is None:
+            return None
+        found = {i for i, p in self.ws.store.items_by_stem(PurePosixPath(original).stem) if PurePosixPath(p).name == original}
+        return found.pop() if len(found) == 1 else None
+
     def say(self, report: IngestReport) -> None:
         if self.matched:
             report.notes.append(
                 f"{self.matched} image(s) came back re-encoded or renamed by the annotation tool (e.g. Roboflow's "
-                "name_jpg.rf.<hash>.jpg): each is the image that went out under that name, and took its labels"
+                "name_jpg.rf.<hash>.jpg): each is the workspace's image of that name, the same picture, and took "
+                "its labels"
             )
 
 

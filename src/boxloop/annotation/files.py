@@ -15,7 +15,7 @@ from ..types import Detections
 from .acceptance import acceptance, seconds_saved
 from .labelstudio import uploaded_names
 
-__all__ = ["TOOL", "SentNames", "record_prelabels", "sent_item", "sent_names", "settle_prelabels"]
+__all__ = ["TOOL", "SentNames", "record_prelabels", "roboflow_original", "sent_item", "sent_names", "settle_prelabels"]
 
 TOOL = "files"
 
@@ -53,8 +53,14 @@ def sent_item(names: Mapping[str, str | None], file_name: str) -> str | None:
     annotation tool renamed it (Roboflow: ``p1_jpg.rf.<hash>.jpg`` for ``p1.jpg``)."""
     if file_name in names:
         return names[file_name]
+    original = roboflow_original(file_name)
+    return names.get(original) if original else None
+
+
+def roboflow_original(file_name: str) -> str | None:
+    """The name Roboflow renamed a file from (``p1.jpg`` for ``p1_jpg.rf.<hash>.jpg``), or None."""
     m = _ROBOFLOW_NAME.match(file_name)
-    return names.get(f"{m['stem']}.{m['ext']}") if m else None
+    return f"{m['stem']}.{m['ext']}" if m else None
 
 
 class SentNames:
