@@ -374,14 +374,16 @@ def add_labels(
         if not where.exists():
             raise InputError(f"{where}: no such file or folder")
     unpacked = None
+    folder: Path | None = None  # where the label files are: an unpacked zip, or a folder given
     if isinstance(where, Path) and is_zip(where):  # an annotation tool's export, or a corrected boxloop zip
         unpacked, note = _unpack(ws, where)
-        folder: Path | None = unpacked
-        files = [unpacked] if format in ("yolo", "voc") else label_files_in(unpacked, format, where)
-    else:
-        folder = where if isinstance(where, Path) and where.is_dir() and format not in ("yolo", "voc") else None
-        files = [where] if folder is None else label_files_in(folder, format, folder)  # type: ignore[list-item]
-    where = files[0] if len(files) == 1 else (folder or where)
+        folder = unpacked
+    elif isinstance(where, Path) and where.is_dir():
+        folder = where
+    files: list[Path | str] = [where]
+    if folder is not None:  # YOLO and VOC read the folder; the others, each file in it (one per split)
+        files = [folder] if format in ("yolo", "voc") else list(label_files_in(folder, format, where))
+    where = files[0] if len(files) == 1 else folder or where
     if format == "yolo":
         splits = _Splits(split, where)
         report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, splits=splits, progress=progress)
@@ -395,8 +397,8 @@ def add_labels(
             found, base = _parse_records(file, format, report.problems, video=video)
             records.extend(found)
         if len(files) > 1:
-            report.notes.append(f"read {len(files)} {format} files: {', '.join(str(f.relative_to(folder)) for f in files[:4])}"  # type: ignore[arg-type,union-attr]
-                                f"{' ...' if len(files) > 4 else ''}")
+            named = ", ".join(PurePosixPath(str(f)).relative_to(str(folder)).as_posix() for f in files[:4])
+            report.notes.append(f"read {len(files)} {format} files: {named}{' ...' if len(files) > 4 else ''}")
         records = _frames_of_this_workspace(ws, records, report)
         roots: list[Path | str] = [folder or base]
         if images:
