@@ -28,12 +28,12 @@ from .sources.archive import is_zip, label_files_in, unpack_zip
 from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
 from .sources.remote import is_remote, list_folder
 from .sources.video import VIDEO_SUFFIXES
-from .types import SPLITS, Detections, Item
+from .split import SPLIT_CHOICES, SplitRequest
+from .types import Detections, Item
 from .workspace import Workspace
 
 __all__ = [
     "LABEL_FORMATS",
-    "SPLIT_CHOICES",
     "IngestReport",
     "add_images",
     "add_labels",
@@ -360,7 +360,7 @@ def add_labels(
     Class ids are mapped to the project's classes **by name**; a name the project does not
     have is an InputError naming both lists, unless ``add_classes``. ``split`` puts the
     labeled images in a split: ``train``, ``val`` or ``test`` for all of them, or ``folders``
-    for the split folder in each one's path (:class:`_Splits`).
+    for the split folder in each one's path (:class:`~boxloop.split.SplitRequest`).
     """
     if format not in LABEL_FORMATS:
         raise InputError(f"unknown label format {format!r}; known: {', '.join(LABEL_FORMATS)}")
@@ -385,7 +385,7 @@ def add_labels(
         files = [folder] if format in ("yolo", "voc") else list(label_files_in(folder, format, where))
     where = files[0] if len(files) == 1 else folder or where
     if format == "yolo":
-        splits = _Splits(split, where)
+        splits = SplitRequest(split, where)
         report = _add_yolo(ws, where, classes_from=classes_from, add_classes=add_classes, splits=splits, progress=progress)
     else:
         report = IngestReport()
@@ -403,79 +403,12 @@ def add_labels(
         roots: list[Path | str] = [folder or base]
         if images:
             roots = [str(images) if is_remote(str(images)) else absolute_path(images)]
-        splits = _Splits(split, roots[0])
+        splits = SplitRequest(split, roots[0])
         _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, splits=splits,
                      progress=progress)
     if unpacked is not None:
         report.notes.append(note)
     return report
-
-
-SPLIT_CHOICES = ("train", "val", "test", "folders")
-# folder names that say a split, as Ultralytics (images/train/, coco's train2017/), Roboflow
-# (train/images/, valid/) and others lay datasets out
-_SPLIT_FOLDER = re.compile(r"^(?:(?P<train>train(?:ing)?)|(?P<val>val(?:id(?:ation)?)?)|(?P<test>test(?:ing)?))(?:[-_]?\d+)?$")
-
-
-class _Splits:
-    """The split ``add labels --split`` gives each image it labels: ``train``, ``val`` or
-    ``test`` for all, or ``folders``: the innermost ``train/``, ``val/`` (``valid/``) or
-    ``test/`` folder in the image's path under the import's root (Ultralytics'
-    ``images/test/``, Roboflow's ``test/images/``), so a dataset keeps the test split its
-    earlier numbers were measured on. The workspace's test split stays frozen: an import
-    that would add to an existing one is refused whole; an image already in it stays."""
-
-    def __init__(self, split: str | None, root: Path | str) -> None:
-        self.split = split
-        self.root = str(root).rstrip("/")
-        self.wanted: dict[str, str] = {}
-        self.without = 0
-
-    def _from_folders(self, path: Path | str) -> str | None:
-        text = str(path)
-        rel = text[len(self.root) + 1:] if text.startswith(self.root + "/") else text
-        if PurePosixPath(rel).is_absolute() or is_remote(rel):
-            return None  # not under the import's root: its folders say nothing
-        for folder in reversed(PurePosixPath(rel.replace("\\", "/")).parts[:-1]):
-            m = _SPLIT_FOLDER.match(folder.lower())
-            if m:
-                return next(side for side, found in m.groupdict().items() if found)
-        return None
-
-    def take(self, item_id: str, path: Path | str) -> None:
-        if self.split is None:
-            return
-        side = self._from_folders(path) if self.split == "folders" else self.split
-        if side is None:
-            self.without += 1
-        else:
-            self.wanted[item_id] = side
-
-    def apply(self, ws: Workspace, report: IngestReport) -> None:
-        """Set the splits (inside the import's transaction: a refusal keeps nothing)."""
-        if self.split is None:
-            return
-        store = ws.store
-        in_test = {it.id for it in store.items(split="test")}
-        adding = [i for i, side in self.wanted.items() if side == "test" and i not in in_test]
-        if adding and in_test:
-            raise InputError(
-                f"--split {self.split}: this import would add {len(adding)} image(s) to the workspace's test split, "
-                f"which is frozen ({len(in_test)} images; earlier mAP was measured on it). Nothing was imported: "
-                "bring the dataset with its test images into a new workspace, or import without --split "
-                "(its test images then join train/val)"
-            )
-        kept = sum(1 for i, side in self.wanted.items() if i in in_test and side != "test")
-        store.set_split(self.wanted)
-        counts = {side: sum(1 for v in self.wanted.values() if v == side) for side in SPLITS}
-        said = ", ".join(f"{n} {side}" for side, n in counts.items() if n) or "none"
-        note = f"splits (--split {self.split}): {said}"
-        if kept:
-            note += f"; {kept} already in the frozen test split stay there"
-        if self.without:
-            note += (f"; {self.without} labeled image(s) had no train/val/test folder in their path "
-                     "(`boxloop split` or the next round gives them one)")
-        report.notes.append(note)
 
 
 def _frames_of_this_workspace(ws: Workspace, records: list[ImageLabels], report: IngestReport) -> list[ImageLabels]:
@@ -729,7 +662,7 @@ def _add_yolo(
     *,
     classes_from: str | Path | None,
     add_classes: bool,
-    splits: _Splits,
+    splits: SplitRequest,
     progress: Progress | None,
 ) -> IngestReport:
     report = IngestReport()
@@ -796,7 +729,7 @@ def _add_yolo(
                 splits.take(stored.id, img if img is not None else txt)  # type: ignore[arg-type]
             if progress:
                 progress(1)
-        splits.apply(ws, report)
+        report.notes.extend(splits.apply(ws.store))
     return report
 
 
@@ -1067,7 +1000,7 @@ def _add_records(
     format: str,
     source: Path | str,
     add_classes: bool,
-    splits: _Splits,
+    splits: SplitRequest,
     progress: Progress | None,
 ) -> None:
     finder = _ImageFinder(ws, roots)
@@ -1119,4 +1052,4 @@ def _add_records(
             splits.take(stored.id, file if file is not None else rec.file_name)
             if progress:
                 progress(1)
-        splits.apply(ws, report)
+        report.notes.extend(splits.apply(ws.store))

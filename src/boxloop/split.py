@@ -1,17 +1,21 @@
 """Train/val/test splits over labeled items. The test split is frozen once made; frames of
-one video (or frame sequence) always share a split side, so test never leaks into train."""
+one video (or frame sequence) always share a split side, so test never leaks into train.
+An import can keep the split a dataset came with (:class:`SplitRequest`)."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from .errors import InputError
 from .store import Store
+from .types import SPLITS
 
-__all__ = ["SplitReport", "assign_splits"]
+__all__ = ["SPLIT_CHOICES", "SplitReport", "SplitRequest", "assign_splits"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,70 @@ def assign_splits(store: Store, *, val: float = 0.2, test: float = 0.1, seed: in
     assigned = {s: sum(1 for v in assignments.values() if v == s) for s in ("train", "val", "test")}
     totals = {s: len(store.items(split=s)) for s in ("train", "val", "test")}
     return SplitReport(assigned, totals, test_frozen=test_exists)
+
+
+SPLIT_CHOICES = ("train", "val", "test", "folders")
+# folder names that say a split, as Ultralytics (images/train/, coco's train2017/), Roboflow
+# (train/images/, valid/) and others lay datasets out
+_SPLIT_FOLDER = re.compile(r"^(?:(?P<train>train(?:ing)?)|(?P<val>val(?:id(?:ation)?)?)|(?P<test>test(?:ing)?))(?:[-_]?\d+)?$")
+
+
+class SplitRequest:
+    """The split ``add labels --split`` gives each image it labels: ``train``, ``val`` or
+    ``test`` for all, or ``folders``: the innermost ``train/``, ``val/`` (``valid/``) or
+    ``test/`` folder in the image's path under the import's root (Ultralytics'
+    ``images/test/``, Roboflow's ``test/images/``), so a dataset keeps the test split its
+    earlier numbers were measured on. The workspace's test split stays frozen: an import
+    that would add to an existing one is refused whole; an image already in it stays."""
+
+    def __init__(self, split: str | None, root: Path | str) -> None:
+        self.split = split
+        self.root = str(root).rstrip("/")
+        self.wanted: dict[str, str] = {}
+        self.without = 0
+
+    def _from_folders(self, path: Path | str) -> str | None:
+        text = str(path)
+        rel = text[len(self.root) + 1:] if text.startswith(self.root + "/") else text
+        if PurePosixPath(rel).is_absolute() or "://" in rel:
+            return None  # not under the import's root: its folders say nothing
+        for folder in reversed(PurePosixPath(rel.replace("\\", "/")).parts[:-1]):
+            m = _SPLIT_FOLDER.match(folder.lower())
+            if m:
+                return next(side for side, found in m.groupdict().items() if found)
+        return None
+
+    def take(self, item_id: str, path: Path | str) -> None:
+        if self.split is None:
+            return
+        side = self._from_folders(path) if self.split == "folders" else self.split
+        if side is None:
+            self.without += 1
+        else:
+            self.wanted[item_id] = side
+
+    def apply(self, store: Store) -> list[str]:
+        """Set the splits (inside the import's transaction: a refusal keeps nothing); the note
+        that says what was set."""
+        if self.split is None:
+            return []
+        in_test = {it.id for it in store.items(split="test")}
+        adding = [i for i, side in self.wanted.items() if side == "test" and i not in in_test]
+        if adding and in_test:
+            raise InputError(
+                f"--split {self.split}: this import would add {len(adding)} image(s) to the workspace's test split, "
+                f"which is frozen ({len(in_test)} images; earlier mAP was measured on it). Nothing was imported: "
+                "bring the dataset with its test images into a new workspace, or import without --split "
+                "(its test images then join train/val)"
+            )
+        kept = sum(1 for i, side in self.wanted.items() if i in in_test and side != "test")
+        store.set_split(self.wanted)
+        counts = {side: sum(1 for v in self.wanted.values() if v == side) for side in SPLITS}
+        said = ", ".join(f"{n} {side}" for side, n in counts.items() if n) or "none"
+        note = f"splits (--split {self.split}): {said}"
+        if kept:
+            note += f"; {kept} already in the frozen test split stay there"
+        if self.without:
+            note += (f"; {self.without} labeled image(s) had no train/val/test folder in their path "
+                     "(`boxloop split` or the next round gives them one)")
+        return [note]
