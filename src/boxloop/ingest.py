@@ -400,7 +400,8 @@ def add_labels(
             named = ", ".join(PurePosixPath(str(f)).relative_to(str(folder)).as_posix() for f in files[:4])
             report.notes.append(f"read {len(files)} {format} files: {named}{' ...' if len(files) > 4 else ''}")
         records = _frames_of_this_workspace(ws, records, report)
-        roots: list[Path | str] = [folder or base]
+        # images are looked for under the zip, the folder of label files, or (VOC) beside Annotations/
+        roots: list[Path | str] = [unpacked or (base if format == "voc" else folder or base)]
         if images:
             roots = [str(images) if is_remote(str(images)) else absolute_path(images)]
         splits = SplitRequest(split, roots[0])
