@@ -128,3 +128,28 @@ def test_a_roboflow_coco_zip_with_one_file_per_split(tmp_path: Path) -> None:
     other = Workspace.init(tmp_path / "ws2", classes=["cat", "dog"])
     report = add_labels(other, unzipped, format="coco", split="folders")
     assert not report.problems and splits(other) == {"train": 3, "val": 1, "test": 2}
+
+
+def test_cvat_subsets_and_coco_file_names_say_the_split(tmp_path: Path) -> None:
+    """Without split folders, `--split folders` reads the subset CVAT writes on each image
+    (subset="Train" / "Test") and COCO's file names (instances_val2017.json)."""
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    for i in range(5):
+        write_image(tmp_path / "imgs" / f"p{i}.jpg", size=(64, 48), seed=i)
+    images = "".join(
+        f'<image id="{i}" name="p{i}.jpg" subset="{subset}" width="64" height="48">'
+        f'<box label="dog" occluded="0" xtl="4" ytl="4" xbr="20" ybr="20"></box></image>'
+        for i, subset in enumerate(["Train", "Train", "Test"])
+    )
+    (tmp_path / "annotations.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version><meta><task><labels>'
+        "<label><name>dog</name></label></labels></task></meta>" + images + "</annotations>"
+    )
+    report = add_labels(ws, tmp_path / "annotations.xml", format="cvat", images=tmp_path / "imgs", split="folders")
+    assert not report.problems and splits(ws) == {"train": 2, "val": 0, "test": 1}
+    coco = {"images": [{"id": i, "file_name": f"p{i}.jpg", "width": 64, "height": 48} for i in (3, 4)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 4, 10, 10]} for i in (3, 4)],
+            "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "instances_val2017.json").write_text(json.dumps(coco))
+    report = add_labels(ws, tmp_path / "instances_val2017.json", format="coco", images=tmp_path / "imgs", split="folders")
+    assert not report.problems and splits(ws) == {"train": 2, "val": 2, "test": 1}

@@ -395,7 +395,8 @@ def add_labels(
         records: list[ImageLabels] = []
         for file in files:  # one file, or one per split (Roboflow: train/_annotations.coco.json, valid/, test/)
             found, base = _parse_records(file, format, report.problems, video=video)
-            records.extend(found)
+            stem = PurePosixPath(str(file)).stem  # instances_val2017: a split for --split folders
+            records.extend(replace(r, extra={**r.extra, "label_file": stem}) for r in found)
         if len(files) > 1:
             named = ", ".join(PurePosixPath(str(f)).relative_to(str(folder)).as_posix() for f in files[:4])
             report.notes.append(f"read {len(files)} {format} files: {named}{' ...' if len(files) > 4 else ''}")
@@ -1050,7 +1051,8 @@ def _add_records(
                 report.known += 1
             labels = Detections(rec.xyxy, np.array([mapping[n] for n in rec.class_names], np.int64))
             _store_label(ws, stored.id, labels, f"{format}:{rec.file_name}", rnd, report)
-            splits.take(stored.id, file if file is not None else rec.file_name)
+            splits.take(stored.id, file if file is not None else rec.file_name,
+                        named=rec.extra.get("subset") or rec.extra.get("label_file"))
             if progress:
                 progress(1)
         report.notes.extend(splits.apply(ws.store))

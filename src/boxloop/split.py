@@ -92,9 +92,10 @@ class SplitRequest:
     """The split ``add labels --split`` gives each image it labels: ``train``, ``val`` or
     ``test`` for all, or ``folders``: the innermost ``train/``, ``val/`` (``valid/``) or
     ``test/`` folder in the image's path under the import's root (Ultralytics'
-    ``images/test/``, Roboflow's ``test/images/``), so a dataset keeps the test split its
-    earlier numbers were measured on. The workspace's test split stays frozen: an import
-    that would add to an existing one is refused whole; an image already in it stays."""
+    ``images/test/``, Roboflow's ``test/images/``), else the subset its label file names
+    (CVAT's ``subset="Test"``, COCO's ``instances_val2017.json``), so a dataset keeps the test
+    split its earlier numbers were measured on. The workspace's test split stays frozen: an
+    import that would add to an existing one is refused whole; an image already in it stays."""
 
     def __init__(self, split: str | None, root: Path | str) -> None:
         self.split = split
@@ -113,10 +114,12 @@ class SplitRequest:
                 return next(side for side, found in m.groupdict().items() if found)
         return None
 
-    def take(self, item_id: str, path: Path | str) -> None:
+    def take(self, item_id: str, path: Path | str, *, named: str | None = None) -> None:
+        """Note the split of an image labeled from ``path``; ``named``: a subset name or a
+        label file's stem that may say one."""
         if self.split is None:
             return
-        side = self._from_folders(path) if self.split == "folders" else self.split
+        side = (self._from_folders(path) or _split_named(named)) if self.split == "folders" else self.split
         if side is None:
             self.without += 1
         else:
@@ -147,3 +150,12 @@ class SplitRequest:
             note += (f"; {self.without} labeled image(s) had no train/val/test folder in their path "
                      "(`boxloop split` or the next round gives them one)")
         return [note]
+
+
+def _split_named(name: str | None) -> str | None:
+    """The split a word names: ``Train``, ``Validation``, ``instances_val2017`` -> train, val, val."""
+    for word in reversed(re.split(r"[_\-.\s]+", name or "")):
+        m = _SPLIT_FOLDER.match(word.lower())
+        if m:
+            return next(side for side, found in m.groupdict().items() if found)
+    return None
