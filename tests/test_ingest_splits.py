@@ -153,3 +153,25 @@ def test_cvat_subsets_and_coco_file_names_say_the_split(tmp_path: Path) -> None:
     (tmp_path / "instances_val2017.json").write_text(json.dumps(coco))
     report = add_labels(ws, tmp_path / "instances_val2017.json", format="coco", images=tmp_path / "imgs", split="folders")
     assert not report.problems and splits(ws) == {"train": 2, "val": 2, "test": 1}
+
+
+@pytest.mark.parametrize("format", ["coco", "cvat"])
+def test_splits_travel_through_an_export_and_back(tmp_path: Path, format: str) -> None:
+    """A labeled COCO export writes one file per split beside the whole (annotations_test.json),
+    a CVAT one each image's subset (Train / Validation / Test): another workspace that imports
+    it with --split folders has the same splits."""
+    from boxloop.export import export
+
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    add_labels(ws, roboflow_export(tmp_path / "rf", {"train": 4, "valid": 2, "test": 2}), format="yolo", split="folders")
+    out = export(ws, format=format, what="labeled", out=tmp_path / "out")
+    if format == "coco":
+        files = sorted(p.name for p in out.iterdir() if p.suffix == ".json")
+        assert files == ["annotations.json", "annotations_test.json", "annotations_train.json", "annotations_val.json"]
+        assert len(json.loads((out / "annotations_test.json").read_text())["images"]) == 2
+    other = Workspace.init(tmp_path / "other", classes=["cat", "dog"])
+    report = add_labels(other, out, format=format, split="folders")  # the folder as it is: every file read
+    assert not report.problems, [str(p) for p in report.problems]
+    assert report.labeled == 8 and splits(other) == splits(ws) == {"train": 4, "val": 2, "test": 2}
+    said = next(n for n in report.notes if n.startswith("splits (--split folders)"))
+    assert said == "splits (--split folders): 4 train, 2 val, 2 test"  # read twice (whole and per split), split once

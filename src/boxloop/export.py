@@ -34,6 +34,7 @@ __all__ = ["EXPORT_FORMATS", "EXPORT_WHAT", "export", "safe_names", "write_yolo_
 log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("yolo", "coco", "voc", "cvat", "labelstudio")
 EXPORT_WHAT = ("labeled", "prelabeled", "all")
+CVAT_SUBSETS = {"train": "Train", "val": "Validation", "test": "Test"}  # CVAT's own subset names
 DEFAULT_PRELABEL_CONF = 0.25
 
 
@@ -234,6 +235,7 @@ def _records(items: Sequence[Item], boxes: dict[str, Detections], names: dict[st
                 xyxy=d.xyxy,
                 class_names=tuple(classes[c] for c in d.class_id),
                 scores=d.confidence,
+                extra={"subset": CVAT_SUBSETS[it.split]} if it.split else {},
             )
         )
     return out
@@ -379,6 +381,10 @@ def _export_other(ws: Workspace, dest: Path, chosen: _Chosen, *, format: str) ->
 
             records = _records(items, boxes, names, classes, "images/")
             (tmp / "annotations.json").write_text(json.dumps(to_coco(records, classes)), encoding="utf-8")
+            for split in ("train", "val", "test"):  # and one file per split, as detectron2 and MMDetection train
+                part = [rec for it, rec in zip(items, records, strict=True) if it.split == split]
+                if part:
+                    (tmp / f"annotations_{split}.json").write_text(json.dumps(to_coco(part, classes)), encoding="utf-8")
         elif format == "voc":
             from .formats.voc import to_voc
 

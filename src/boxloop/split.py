@@ -101,7 +101,7 @@ class SplitRequest:
         self.split = split
         self.root = str(root).rstrip("/")
         self.wanted: dict[str, str] = {}
-        self.without = 0
+        self.without: set[str] = set()
 
     def _from_folders(self, path: Path | str) -> str | None:
         text = str(path)
@@ -121,7 +121,7 @@ class SplitRequest:
             return
         side = (self._from_folders(path) or _split_named(named)) if self.split == "folders" else self.split
         if side is None:
-            self.without += 1
+            self.without.add(item_id)
         else:
             self.wanted[item_id] = side
 
@@ -146,8 +146,9 @@ class SplitRequest:
         note = f"splits (--split {self.split}): {said}"
         if kept:
             note += f"; {kept} already in the frozen test split stay there"
-        if self.without:
-            note += (f"; {self.without} labeled image(s) had no train/val/test folder in their path "
+        without = self.without - set(self.wanted)  # an image read twice (a file per split and the whole) has one
+        if without:
+            note += (f"; {len(without)} labeled image(s) had no train/val/test folder in their path "
                      "(`boxloop split` or the next round gives them one)")
         return [note]
 

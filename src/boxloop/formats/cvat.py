@@ -298,7 +298,8 @@ def _coord(value: float) -> str:
 def to_cvat_images(records: Sequence[ImageLabels], classes: Sequence[str]) -> str:
     """Records → CVAT for images 1.1 XML that CVAT imports into a task with these labels.
 
-    Image ids are 0.. in record order. ``extra["occluded"]`` is written when present; scores
+    Image ids are 0.. in record order. ``extra["occluded"]`` and ``extra["subset"]`` (CVAT's
+    Train / Validation / Test) are written when present; scores
     have no place in the format and are not written. Raises ValueError for a record without a
     size or with a class not in ``classes``.
     """
@@ -326,6 +327,7 @@ def to_cvat_images(records: Sequence[ImageLabels], classes: Sequence[str]) -> st
             {
                 "id": str(image_id),
                 "name": rec.file_name,
+                **({"subset": str(rec.extra["subset"])} if rec.extra.get("subset") else {}),
                 "width": str(int(rec.width)),
                 "height": str(int(rec.height)),
             },
