@@ -155,11 +155,11 @@ def test_cvat_subsets_and_coco_file_names_say_the_split(tmp_path: Path) -> None:
     assert not report.problems and splits(ws) == {"train": 2, "val": 2, "test": 1}
 
 
-@pytest.mark.parametrize("format", ["coco", "cvat"])
+@pytest.mark.parametrize("format", ["coco", "cvat", "voc"])
 def test_splits_travel_through_an_export_and_back(tmp_path: Path, format: str) -> None:
     """A labeled COCO export writes one file per split beside the whole (annotations_test.json),
-    a CVAT one each image's subset (Train / Validation / Test): another workspace that imports
-    it with --split folders has the same splits."""
+    a CVAT one each image's subset (Train / Validation / Test), a VOC one ImageSets/Main/test.txt
+    ...: another workspace that imports it with --split folders has the same splits."""
     from boxloop.export import export
 
     ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])

@@ -397,6 +397,8 @@ def add_labels(
             found, base = _parse_records(file, format, report.problems, video=video)
             stem = PurePosixPath(str(file)).stem  # instances_val2017: a split for --split folders
             records.extend(replace(r, extra={**r.extra, "label_file": stem}) for r in found)
+        if format == "voc" and split == "folders":
+            records = _with_voc_image_sets(records, base)
         if len(files) > 1:
             named = ", ".join(PurePosixPath(str(f)).relative_to(str(folder)).as_posix() for f in files[:4])
             report.notes.append(f"read {len(files)} {format} files: {named}{' ...' if len(files) > 4 else ''}")
@@ -411,6 +413,21 @@ def add_labels(
     if unpacked is not None:
         report.notes.append(note)
     return report
+
+
+def _with_voc_image_sets(records: list[ImageLabels], base: Path | str) -> list[ImageLabels]:
+    """VOC records with the split their ``ImageSets/Main/train.txt`` (``val``, ``test``) names
+    them in, as ``extra["subset"]`` (what ``--split folders`` reads where no folder says it)."""
+    if not isinstance(base, Path) or not (base / "ImageSets" / "Main").is_dir():
+        return records
+    subset: dict[str, str] = {}
+    for listing in sorted((base / "ImageSets" / "Main").glob("*.txt")):
+        if listing.stem.lower() in ("train", "val", "test"):
+            for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.strip():
+                    subset.setdefault(line.split()[0], listing.stem.lower())
+    return [replace(r, extra={**r.extra, "subset": subset[PurePosixPath(r.file_name).stem]})
+            if PurePosixPath(r.file_name).stem in subset else r for r in records]
 
 
 def _frames_of_this_workspace(ws: Workspace, records: list[ImageLabels], report: IngestReport) -> list[ImageLabels]:

@@ -93,9 +93,10 @@ class SplitRequest:
     ``test`` for all, or ``folders``: the innermost ``train/``, ``val/`` (``valid/``) or
     ``test/`` folder in the image's path under the import's root (Ultralytics'
     ``images/test/``, Roboflow's ``test/images/``), else the subset its label file names
-    (CVAT's ``subset="Test"``, COCO's ``instances_val2017.json``), so a dataset keeps the test
-    split its earlier numbers were measured on. The workspace's test split stays frozen: an
-    import that would add to an existing one is refused whole; an image already in it stays."""
+    (CVAT's ``subset="Test"``, VOC's ``ImageSets/Main/test.txt``, COCO's
+    ``instances_val2017.json``), so a dataset keeps the test split its earlier numbers were
+    measured on. The workspace's test split stays frozen: an import that would add to an
+    existing one is refused whole; an image already in it stays."""
 
     def __init__(self, split: str | None, root: Path | str) -> None:
         self.split = split

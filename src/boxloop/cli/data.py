@@ -100,7 +100,8 @@ def add_labels_cmd(
     split: Annotated[
         str | None, typer.Option("--split", metavar="SPLIT", help="Put the labeled images in a split: train, val, test, or "
                                  "folders (each image's train/, val/ (valid/) or test/ folder, as Ultralytics and Roboflow "
-                                 "lay datasets out; else CVAT's subset, or a COCO file's name as instances_val2017.json), to keep a "
+                                 "lay datasets out; else CVAT's subset, VOC's ImageSets/Main lists, or a COCO file's name as "
+                                 "instances_val2017.json), to keep a "
                                  "dataset's own test split. Default: `boxloop split` decides.")
     ] = None,
     strict: StrictOpt = False,
