@@ -172,6 +172,7 @@ def test_splits_travel_through_an_export_and_back(tmp_path: Path, format: str) -
     other = Workspace.init(tmp_path / "other", classes=["cat", "dog"])
     report = add_labels(other, out, format=format, split="folders")  # the folder as it is: every file read
     assert not report.problems, [str(p) for p in report.problems]
-    assert report.labeled == 8 and splits(other) == splits(ws) == {"train": 4, "val": 2, "test": 2}
+    assert (report.labeled, report.unchanged_labels) == (8, 0)  # the whole file and its split's: one read
+    assert splits(other) == splits(ws) == {"train": 4, "val": 2, "test": 2}
     said = next(n for n in report.notes if n.startswith("splits (--split folders)"))
-    assert said == "splits (--split folders): 4 train, 2 val, 2 test"  # read twice (whole and per split), split once
+    assert said == "splits (--split folders): 4 train, 2 val, 2 test"

@@ -28,7 +28,7 @@ from .sources.archive import is_zip, label_files_in, unpack_zip
 from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
 from .sources.remote import is_remote, list_folder
 from .sources.video import VIDEO_SUFFIXES
-from .split import SPLIT_CHOICES, SplitRequest
+from .split import SPLIT_CHOICES, SplitRequest, split_named
 from .types import Detections, Item
 from .workspace import Workspace
 
@@ -402,6 +402,7 @@ def add_labels(
         if len(files) > 1:
             named = ", ".join(PurePosixPath(str(f)).relative_to(str(folder)).as_posix() for f in files[:4])
             report.notes.append(f"read {len(files)} {format} files: {named}{' ...' if len(files) > 4 else ''}")
+            records = _once_each(records)
         records = _frames_of_this_workspace(ws, records, report)
         # images are looked for under the zip, the folder of label files, or (VOC) beside Annotations/
         roots: list[Path | str] = [unpacked or (base if format == "voc" else folder or base)]
@@ -413,6 +414,22 @@ def add_labels(
     if unpacked is not None:
         report.notes.append(note)
     return report
+
+
+def _once_each(records: list[ImageLabels]) -> list[ImageLabels]:
+    """Records read from several files, an image that two of them label alike kept once (a
+    whole-dataset file beside one per split, as boxloop's COCO export writes): the one from the
+    file that names a split. Images labeled differently stay, each a label version."""
+    kept: dict[tuple, int] = {}
+    out: list[ImageLabels] = []
+    for rec in records:
+        key = (rec.file_name, rec.class_names, rec.xyxy.round(2).tobytes())
+        if key not in kept:
+            kept[key] = len(out)
+            out.append(rec)
+        elif split_named(rec.extra.get("label_file")) and not split_named(out[kept[key]].extra.get("label_file")):
+            out[kept[key]] = rec
+    return out
 
 
 def _with_voc_image_sets(records: list[ImageLabels], base: Path | str) -> list[ImageLabels]:

@@ -15,7 +15,7 @@ from .errors import InputError
 from .store import Store
 from .types import SPLITS
 
-__all__ = ["SPLIT_CHOICES", "SplitReport", "SplitRequest", "assign_splits"]
+__all__ = ["SPLIT_CHOICES", "SplitReport", "SplitRequest", "assign_splits", "split_named"]
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class SplitRequest:
         label file's stem that may say one."""
         if self.split is None:
             return
-        side = (self._from_folders(path) or _split_named(named)) if self.split == "folders" else self.split
+        side = (self._from_folders(path) or split_named(named)) if self.split == "folders" else self.split
         if side is None:
             self.without.add(item_id)
         else:
@@ -154,7 +154,7 @@ class SplitRequest:
         return [note]
 
 
-def _split_named(name: str | None) -> str | None:
+def split_named(name: str | None) -> str | None:
     """The split a word names: ``Train``, ``Validation``, ``instances_val2017`` -> train, val, val."""
     for word in reversed(re.split(r"[_\-.\s]+", name or "")):
         m = _SPLIT_FOLDER.match(word.lower())
