@@ -36,6 +36,7 @@ from ..formats.labelstudio import (
     parse_regions,
     why_text,
 )
+from ..store import Store
 from ..types import Detections, Item
 from ..workspace import Workspace
 from .acceptance import acceptance, seconds_saved, sum_acceptance
@@ -413,7 +414,7 @@ def upload_images(
     return out
 
 
-def uploaded_names(store: Any) -> dict[str, str | None]:
+def uploaded_names(store: Store) -> dict[str, str | None]:
     """The file names Label Studio gave the images `push` uploaded (``1a2b3c4d-p1.jpg``, as
     its YOLO and COCO exports name them) → their items (None where two items share one)."""
     out: dict[str, str | None] = {}
