@@ -594,7 +594,13 @@ def _reads_as_labels(text: str) -> bool:
     """Whether a .txt holds YOLO labels (or none): its first line starts with a class id. Image
     lists (CVAT's train.txt) and notes (Roboflow's README.roboflow.txt) do not."""
     first = next((line.split() for line in text.splitlines() if line.strip()), None)
-    return first is None or first[0].isdigit()
+    if first is None:
+        return True
+    try:  # a class id, even one a tool wrote as 0.0 (parsing then says what is wrong with it)
+        float(first[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _known(ws: Workspace, item_id: str | None) -> str | None:
