@@ -176,3 +176,14 @@ def test_splits_travel_through_an_export_and_back(tmp_path: Path, format: str) -
     assert splits(other) == splits(ws) == {"train": 4, "val": 2, "test": 2}
     said = next(n for n in report.notes if n.startswith("splits (--split folders)"))
     assert said == "splits (--split folders): 4 train, 2 val, 2 test"
+
+
+def test_a_dataset_without_a_test_folder_leaves_its_train_images_for_the_test_split(tmp_path: Path) -> None:
+    """coco128 keeps everything in images/train2017/: were all of it train, no test split could
+    ever be drawn; its train images stay free, its val images stay val."""
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    report = add_labels(ws, roboflow_export(tmp_path / "rf", {"train": 8, "valid": 2}), format="yolo", split="folders")
+    assert splits(ws) == {"train": 0, "val": 2, "test": 0}
+    assert "no test folder, so the 8 train image(s) are left for `boxloop split`" in report.notes[-1]
+    made = assign_splits(ws.store, val=0.2, test=0.25, seed=0)  # what the next round does
+    assert made.totals["test"] >= 2 and made.totals["val"] >= 2 and sum(made.totals.values()) == 10

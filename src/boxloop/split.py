@@ -95,8 +95,9 @@ class SplitRequest:
     ``images/test/``, Roboflow's ``test/images/``), else the subset its label file names
     (CVAT's ``subset="Test"``, VOC's ``ImageSets/Main/test.txt``, COCO's
     ``instances_val2017.json``), so a dataset keeps the test split its earlier numbers were
-    measured on. The workspace's test split stays frozen: an import that would add to an
-    existing one is refused whole; an image already in it stays."""
+    measured on. A dataset without a test folder leaves its train images unsplit, so a test
+    split can still be drawn from them. The workspace's test split stays frozen: an import
+    that would add to an existing one is refused whole; an image already in it stays."""
 
     def __init__(self, split: str | None, root: Path | str) -> None:
         self.split = split
@@ -140,11 +141,20 @@ class SplitRequest:
                 "bring the dataset with its test images into a new workspace, or import without --split "
                 "(its test images then join train/val)"
             )
+        held_back = 0
+        if self.split == "folders" and not in_test and "test" not in self.wanted.values():
+            # a dataset without a test/ folder: its train images stay free, so that a test split
+            # can still be drawn from them (`boxloop split`, or the next round)
+            held_back = sum(1 for side in self.wanted.values() if side == "train")
+            self.wanted = {i: side for i, side in self.wanted.items() if side != "train"}
         kept = sum(1 for i, side in self.wanted.items() if i in in_test and side != "test")
         store.set_split(self.wanted)
         counts = {side: sum(1 for v in self.wanted.values() if v == side) for side in SPLITS}
         said = ", ".join(f"{n} {side}" for side, n in counts.items() if n) or "none"
         note = f"splits (--split {self.split}): {said}"
+        if held_back:
+            note += (f"; no test folder, so the {held_back} train image(s) are left for `boxloop split` "
+                     "(or the next round) to draw the test split from")
         if kept:
             note += f"; {kept} already in the frozen test split stay there"
         without = self.without - set(self.wanted)  # an image read twice (a file per split and the whole) has one

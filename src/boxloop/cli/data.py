@@ -101,8 +101,8 @@ def add_labels_cmd(
         str | None, typer.Option("--split", metavar="SPLIT", help="Put the labeled images in a split: train, val, test, or "
                                  "folders (each image's train/, val/ (valid/) or test/ folder, as Ultralytics and Roboflow "
                                  "lay datasets out; else CVAT's subset, VOC's ImageSets/Main lists, or a COCO file's name as "
-                                 "instances_val2017.json), to keep a "
-                                 "dataset's own test split. Default: `boxloop split` decides.")
+                                 "instances_val2017.json), to keep a dataset's own test split (without one, its train "
+                                 "images are left for `boxloop split` to draw it from). Default: `boxloop split` decides.")
     ] = None,
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
