@@ -445,4 +445,4 @@ def test_a_pool_uploaded_to_roboflow_by_hand_comes_back_as_the_same_images(tmp_p
     assert any("2 image(s) came back re-encoded or renamed" in n for n in report.notes)
     labels = ws.store.latest_labels()
     np.testing.assert_allclose(labels[ids["p1"]].xyxy, [[80, 30, 120, 70]], atol=0.01)  # the original's pixels
-    assert len(ws.store.items()) == 3 and ws.store.get_item(ids["p0"]).split == "train"
+    assert len(ws.store.items()) == 3 and ws.store.get_item(ids["p0"]).split is None  # no test/: left for `split`
