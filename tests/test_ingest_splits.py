@@ -44,10 +44,14 @@ def splits(ws: Workspace) -> dict[str, int]:
 def test_a_roboflow_export_keeps_its_train_valid_test(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
     src = roboflow_export(tmp_path / "rf", {"train": 5, "valid": 2, "test": 3})
+    plain = add_labels(ws, src, format="yolo")  # without --split: told how to keep it
+    assert splits(ws) == {"train": 0, "val": 0, "test": 0}
+    assert ("these labels sit in split folders (5 in train, 2 in val, 3 in test): `--split folders` keeps that split"
+            in plain.notes[-1])
     result = CliRunner().invoke(app, ["-w", str(ws.root), "add", "labels", str(src), "--split", "folders", "--strict"])
     assert result.exit_code == 0, result.output  # the READMEs are no problem
     said = flat(result.output)
-    assert flat("10 label version(s) added") in said and flat("splits (--split folders): 5 train, 2 val, 3 test") in said
+    assert flat("10 unchanged") in said and flat("splits (--split folders): 5 train, 2 val, 3 test") in said
     assert splits(ws) == {"train": 5, "val": 2, "test": 3}
     report = assign_splits(ws.store, val=0.2, test=0.1, seed=0)  # what `round` and `split` do next: nothing moves
     assert report.test_frozen and splits(ws) == {"train": 5, "val": 2, "test": 3}

@@ -104,6 +104,7 @@ class SplitRequest:
         self.root = str(root).rstrip("/")
         self.wanted: dict[str, str] = {}
         self.without: set[str] = set()
+        self.in_folders: dict[str, str] = {}  # without --split: the split folders images sit in, to suggest it
 
     def _from_folders(self, path: Path | str) -> str | None:
         text = str(path)
@@ -120,6 +121,9 @@ class SplitRequest:
         """Note the split of an image labeled from ``path``; ``named``: a subset name or a
         label file's stem that may say one."""
         if self.split is None:
+            found = self._from_folders(path)
+            if found:
+                self.in_folders[item_id] = found
             return
         side = (self._from_folders(path) or split_named(named)) if self.split == "folders" else self.split
         if side is None:
@@ -131,7 +135,7 @@ class SplitRequest:
         """Set the splits (inside the import's transaction: a refusal keeps nothing); the note
         that says what was set."""
         if self.split is None:
-            return []
+            return self._suggestion(store)
         in_test = {it.id for it in store.items(split="test")}
         adding = [i for i, side in self.wanted.items() if side == "test" and i not in in_test]
         if adding and in_test:
@@ -162,6 +166,16 @@ class SplitRequest:
             note += (f"; {len(without)} labeled image(s) had no train/val/test folder in their path "
                      "(`boxloop split` or the next round gives them one)")
         return [note]
+
+
+    def _suggestion(self, store: Store) -> list[str]:
+        """A hint to keep the dataset's split, where its test folder could still be the test split."""
+        sides = list(self.in_folders.values())
+        if "test" not in sides or store.items(split="test"):
+            return []
+        said = ", ".join(f"{sides.count(side)} in {side}" for side in SPLITS if side in sides)
+        return [f"these labels sit in split folders ({said}): `--split folders` keeps that split, so the dataset's "
+                "test images stay its test split (run the import again with it; nothing is added twice)"]
 
 
 def split_named(name: str | None) -> str | None:
