@@ -111,11 +111,7 @@ class SplitRequest:
         rel = text[len(self.root) + 1:] if text.startswith(self.root + "/") else text
         if PurePosixPath(rel).is_absolute() or "://" in rel:
             return None  # not under the import's root: its folders say nothing
-        for folder in reversed(PurePosixPath(rel.replace("\\", "/")).parts[:-1]):
-            m = _SPLIT_FOLDER.match(folder.lower())
-            if m:
-                return next(side for side, found in m.groupdict().items() if found)
-        return None
+        return next(filter(None, map(_side, reversed(PurePosixPath(rel.replace("\\", "/")).parts[:-1]))), None)
 
     def take(self, item_id: str, path: Path | str, *, named: str | None = None) -> None:
         """Note the split of an image labeled from ``path``; ``named``: a subset name or a
@@ -167,7 +163,6 @@ class SplitRequest:
                      "(`boxloop split` or the next round gives them one)")
         return [note]
 
-
     def _suggestion(self, store: Store) -> list[str]:
         """A hint to keep the dataset's split, where its test folder could still be the test split."""
         sides = list(self.in_folders.values())
@@ -179,9 +174,12 @@ class SplitRequest:
 
 
 def split_named(name: str | None) -> str | None:
-    """The split a word names: ``Train``, ``Validation``, ``instances_val2017`` -> train, val, val."""
-    for word in reversed(re.split(r"[_\-.\s]+", name or "")):
-        m = _SPLIT_FOLDER.match(word.lower())
-        if m:
-            return next(side for side, found in m.groupdict().items() if found)
-    return None
+    """The split a name says, by its last word that is one: ``Train``, ``Validation``,
+    ``instances_val2017`` -> train, val, val."""
+    return next(filter(None, map(_side, reversed(re.split(r"[_\-.\s]+", name or "")))), None)
+
+
+def _side(word: str) -> str | None:
+    """train, val or test for a word that names one (``valid``, ``train2017``, ``Test``)."""
+    m = _SPLIT_FOLDER.match(word.lower())
+    return next(side for side, found in m.groupdict().items() if found) if m else None
