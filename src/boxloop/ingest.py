@@ -607,8 +607,18 @@ def _known(ws: Workspace, item_id: str | None) -> str | None:
     return item_id if item_id is not None and ws.store.has_item(item_id) else None
 
 
+def _workspace_named(ws: Workspace, ref: str, stem: str, name: str | None = None) -> set[str]:
+    """The items the workspace met under file stem ``stem`` (and file name ``name``, when
+    given); several told apart, where they can be, by the folders ``ref`` ends in."""
+    seen: dict[str, list[str]] = {}
+    for item_id, path in ws.store.items_by_stem(stem):
+        if name is None or PurePosixPath(path).name == name:
+            seen.setdefault(item_id, []).append(path)
+    return closest_by_folders(seen, ref) if len(seen) > 1 else set(seen)
+
+
 def _labels_without_images(
-    ws: Workspace, orphans: Sequence[Path | str], *, has_images: bool, report: IngestReport
+    ws: Workspace, orphans: Sequence[Path | str], *, has_images: bool, sent: SentNames, report: IngestReport
 ) -> list[tuple[Item, Path | str, str]]:
     """Label files with no image beside them, each with the workspace item it names and its
     text. Where the folder holds no image at all (CVAT's or Label Studio's YOLO export without
@@ -616,24 +626,20 @@ def _labels_without_images(
     each out (``frame_000012_<id>.jpg``), else by file stem (the folders in the label's path
     choose among several). Beside images, a label file without its image is a problem. Text
     files that hold no labels (``train.txt``, a README) are passed over."""
-    sent = SentNames(ws.store)
     found: list[tuple[Item, Path | str, str]] = []
     other: list[str] = []
     for txt in orphans:
         text = _label_text(txt, report)
-        if text is not None and not _reads_as_labels(text):
-            other.append(PurePosixPath(str(txt)).name)
-        if text is None or not _reads_as_labels(text):
+        if text is None:
             continue
-        stem = PurePosixPath(str(txt)).stem
+        name, stem = PurePosixPath(str(txt)).name, PurePosixPath(str(txt)).stem
+        if not _reads_as_labels(text):
+            other.append(name)
+            continue
         if has_images:
             report.problems.add(txt, f"label file with no image (no image named {stem}.* here)")
             continue
-        name = PurePosixPath(str(txt)).name
-        seen: dict[str, list[str]] = {}
-        for known, path in ws.store.items_by_stem(stem):
-            seen.setdefault(known, []).append(path)
-        named = closest_by_folders(seen, str(txt)) if len(seen) > 1 else set(seen)
+        named = _workspace_named(ws, str(txt), stem)
         only = next(iter(named)) if len(named) == 1 else None
         # a batch out now, the workspace's one image of that name, a batch back already (a re-run)
         item_id = _known(ws, sent.item_for_label(name)) or only or _known(ws, sent.item_for_label(name, closed=True))
@@ -725,7 +731,8 @@ def _add_yolo(
     parsed: list[tuple[Item, Path | str | None, Path | str | None, Detections | None]] = []
     with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
         indexed = _index_chunk([img for img, _ in pairs], pool)
-    sent_out = _SentOut(ws)
+    sent = SentNames(ws.store)
+    sent_out = _SentOut(ws, sent)
     for (img, txt), pre in zip(pairs, indexed):
         try:
             if isinstance(pre, InputError):
@@ -744,7 +751,7 @@ def _add_yolo(
             labels = None if text is None else _yolo_labels(text, txt, item, len(file_names), report)
         parsed.append((item, img, txt, labels))
     sent_out.say(report)
-    for item, txt, text in _labels_without_images(ws, orphans, has_images=bool(pairs), report=report):
+    for item, txt, text in _labels_without_images(ws, orphans, has_images=bool(pairs), sent=sent, report=report):
         parsed.append((item, None, txt, _yolo_labels(text, txt, item, len(file_names), report)))
     unlabeled = sum(1 for _, _, txt, _ in parsed if txt is None)
     if unlabeled:
@@ -781,9 +788,9 @@ class _SentOut:
     has never seen, under a name an open export used (or, renamed by Roboflow, the name of one
     image the workspace has), showing the same picture."""
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, sent: SentNames) -> None:
         self.ws = ws
-        self._sent = SentNames(ws.store)
+        self._sent = sent
         self.matched = 0
 
     def original(self, file: Path | str, item: Item) -> Item | None:
@@ -807,7 +814,7 @@ class _SentOut:
         original = roboflow_original(name)
         if original is None:
             return None
-        found = {i for i, p in self.ws.store.items_by_stem(PurePosixPath(original).stem) if PurePosixPath(p).name == original}
+        found = _workspace_named(self.ws, original, PurePosixPath(original).stem, original)
         return found.pop() if len(found) == 1 else None
 
     def say(self, report: IngestReport) -> None:
@@ -981,10 +988,10 @@ class _ImageFinder:
     sent it out under, or by its own file name. A reference
     that is itself a URI (``s3://...``) is taken as it is."""
 
-    def __init__(self, ws: Workspace, roots: Sequence[Path | str]) -> None:
+    def __init__(self, ws: Workspace, roots: Sequence[Path | str], sent: SentNames) -> None:
         self.ws = ws
         self.roots = roots
-        self.sent = SentNames(ws.store)
+        self.sent = sent
         self._by_name: dict[str, list[Path | str]] | None = None
         self._by_key: dict[str, str] = {}  # key relative to a bucket prefix -> URI
 
@@ -1031,11 +1038,7 @@ class _ImageFinder:
         sent = _known(self.ws, self.sent.item(name))  # the name a batch out now was given (frame_000012_<id>.jpg)
         if sent is not None:
             return None, sent, None
-        seen: dict[str, list[str]] = {}
-        for item_id, p in self.ws.store.items_by_stem(Path(name).stem):
-            if Path(p).name == name:
-                seen.setdefault(item_id, []).append(p)
-        known = closest_by_folders(seen, ref) if len(seen) > 1 else set(seen)
+        known = _workspace_named(self.ws, ref, Path(name).stem, name)
         if len(known) == 1:
             return None, known.pop(), None
         back = _known(self.ws, self.sent.item(name, closed=True))  # a batch back already: a re-run
@@ -1059,13 +1062,14 @@ def _add_records(
     splits: SplitRequest,
     progress: Progress | None,
 ) -> None:
-    finder = _ImageFinder(ws, roots)
-    sent_out = _SentOut(ws)
+    sent = SentNames(ws.store)
+    finder = _ImageFinder(ws, roots, sent)
+    sent_out = _SentOut(ws, sent)
     resolved: list[tuple[Item, Path | str | None, ImageLabels]] = []
     for rec in records:
         where = f"{format}:{rec.file_name}" if rec.line is None else f"{format}:{rec.file_name} (line {rec.line})"
-        pushed = rec.extra.get("item_id")  # a task `boxloop push` made names its item
-        if pushed is not None and ws.store.has_item(pushed):
+        pushed = _known(ws, rec.extra.get("item_id"))  # a task `boxloop push` made names its item
+        if pushed is not None:
             file, item_id, problem = None, pushed, None
         else:
             file, item_id, problem = finder.find(rec.file_name)

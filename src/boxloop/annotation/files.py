@@ -5,7 +5,7 @@ and count what the person did with the pre-labels, as a Label Studio pull does."
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -41,11 +41,7 @@ def sent_names(store: Store, *, status: str | None = "open") -> dict[str, str | 
     """The file names pre-labeled exports sent out, with tasks of ``status`` (``open``: not
     back yet; ``done``: back; None: all), to the item each names (None where two exports gave
     one name to different items)."""
-    out: dict[str, str | None] = {}
-    for task in store.tasks(TOOL, status=status):
-        name, item_id = task["task_id"], task["item_id"]
-        out[name] = item_id if out.get(name, item_id) == item_id else None
-    return out
+    return _by_key((task["task_id"], task["item_id"]) for task in store.tasks(TOOL, status=status))
 
 
 def sent_item(names: Mapping[str, str | None], file_name: str) -> str | None:
@@ -76,11 +72,8 @@ class SentNames:
 
     def _table(self, closed: bool) -> dict[str, str | None]:
         if closed not in self._names:
-            self._names[closed] = sent_names(self.store, status="done" if closed else "open")
-            if not closed:
-                for name, item_id in uploaded_names(self.store).items():
-                    known = self._names[closed].get(name, item_id)
-                    self._names[closed][name] = item_id if known == item_id else None
+            names = sent_names(self.store, status="done" if closed else "open")
+            self._names[closed] = names if closed else _by_key([*names.items(), *uploaded_names(self.store)])
         return self._names[closed]
 
     def item(self, file_name: str, *, closed: bool = False) -> str | None:
@@ -92,15 +85,15 @@ class SentNames:
         Roboflow's ``p1_jpg.rf.<hash>.jpg``."""
         names = self._table(closed)
         if closed not in self._stems:
-            self._stems[closed] = _by_stem(names)
+            self._stems[closed] = _by_key((PurePosixPath(name).stem, item_id) for name, item_id in names.items())
         return sent_item(names, label_name) or self._stems[closed].get(PurePosixPath(label_name).stem)
 
 
-def _by_stem(names: Mapping[str, str | None]) -> dict[str, str | None]:
+def _by_key(pairs: Iterable[tuple[str, str | None]]) -> dict[str, str | None]:
+    """key → the item it names; None where a key names two different items."""
     out: dict[str, str | None] = {}
-    for name, item_id in names.items():
-        stem = PurePosixPath(name).stem
-        out[stem] = item_id if out.get(stem, item_id) == item_id else None
+    for key, item_id in pairs:
+        out[key] = item_id if out.get(key, item_id) == item_id else None
     return out
 
 

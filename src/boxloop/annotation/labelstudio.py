@@ -414,14 +414,10 @@ def upload_images(
     return out
 
 
-def uploaded_names(store: Store) -> dict[str, str | None]:
-    """The file names Label Studio gave the images `push` uploaded (``1a2b3c4d-p1.jpg``, as
-    its YOLO and COCO exports name them) → their items (None where two items share one)."""
-    out: dict[str, str | None] = {}
-    for key, ref in store.meta_items(f"{META_UPLOAD}.").items():
-        item_id, name = key.rsplit(".", 1)[-1], ref.rsplit("/", 1)[-1]
-        out[name] = item_id if out.get(name, item_id) == item_id else None
-    return out
+def uploaded_names(store: Store) -> list[tuple[str, str]]:
+    """(file name, item) of every image `push` uploaded: the name Label Studio gave it
+    (``1a2b3c4d-p1.jpg``), as its YOLO and COCO exports name it."""
+    return [(ref.rsplit("/", 1)[-1], key.rsplit(".", 1)[-1]) for key, ref in store.meta_items(f"{META_UPLOAD}.").items()]
 
 
 def _ensure_local_storage(client: Any, url: str, project_id: int, dirs: Sequence[str]) -> None:
