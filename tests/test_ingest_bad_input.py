@@ -311,3 +311,55 @@ def test_labels_in_a_zip_as_an_annotation_tool_gives_them(ws: Workspace, tmp_pat
     images = add_images(ws, [fake, pics])
     assert images.added == 2 and messages(images) == [f"{fake}: not a readable zip archive: File is not a zip file"]
     assert any("unpacked pics.zip into" in n for n in images.notes)
+
+
+def _mac_copy_and_other_pictures(folder: Path) -> None:
+    """What a folder copied from a Mac or a phone holds beside its JPEGs: resource forks
+    (``._x.jpg``, ``__MACOSX/``), a Finder file, a thumbnail cache, HEIC and GIF pictures."""
+    fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    (folder / "__MACOSX").mkdir(parents=True)
+    (folder / "._a.jpg").write_bytes(fork)
+    (folder / "__MACOSX" / "._a.jpg").write_bytes(fork)
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    write_image(folder / ".thumbs" / "a.jpg", seed=9)
+    (folder / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(folder / "logo.gif")
+
+
+def test_hidden_files_are_skipped_and_pictures_not_read_are_named(ws: Workspace, tmp_path: Path) -> None:
+    src = tmp_path / "photos"
+    write_image(src / "a.jpg", seed=1)
+    write_image(src / "b.jpg", seed=2)
+    _mac_copy_and_other_pictures(src)
+    report = add_images(ws, [src])
+    assert (report.added, report.known) == (2, 0)  # the hidden thumbnail is not a pool image
+    problems = {Path(p.path).name: p.reason for p in report.problems}
+    assert set(problems) == {"IMG_0001.HEIC", "logo.gif"}  # no "not an image" for ._a.jpg
+    assert problems["IMG_0001.HEIC"].startswith("not read: boxloop does not read HEIC pictures")
+    assert "convert it to JPEG or PNG" in problems["logo.gif"]
+    # named one by one, or by a glob, they are named as well
+    again = add_images(ws, [src / "logo.gif", str(src / "*.HEIC")])
+    assert sorted(Path(p.path).name for p in again.problems) == ["IMG_0001.HEIC", "logo.gif"]
+    # a frame sequence skips them alike
+    seq = add_images(ws, [src], sequence=True)
+    assert sorted(Path(p.path).name for p in seq.problems) == ["IMG_0001.HEIC", "logo.gif"]
+    assert seq.added + seq.known == 2  # a.jpg and b.jpg, not the hidden thumbnail
+
+
+def test_labels_of_a_picture_not_read_are_left_out_with_it(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"a": GOOD})
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(src / "images" / "b.gif")
+    (src / "labels" / "b.txt").write_text(GOOD)
+    fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    (src / "images" / "._a.jpg").write_bytes(fork)
+    (src / "__MACOSX" / "labels").mkdir(parents=True)
+    (src / "__MACOSX" / "labels" / "._a.txt").write_bytes(fork)
+    report = add_labels(ws, src, format="yolo")
+    assert (report.added, report.labeled) == (1, 1)
+    (problem,) = report.problems  # one, on the picture; no orphan label, no resource fork
+    assert problem.path == str(src / "images" / "b.gif")
+    assert problem.reason.endswith(f"its labels ({src / 'labels' / 'b.txt'}) are left out with it")

@@ -25,7 +25,15 @@ from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
 from .sources import absolute_path
 from .sources.archive import is_zip, label_files_in, unpack_zip
-from .sources.images import IMAGE_SUFFIXES, expand_paths, natural_key, read_image_info
+from .sources.images import (
+    IMAGE_SUFFIXES,
+    NOT_READ_SUFFIXES,
+    expand_paths,
+    hidden,
+    natural_key,
+    not_read_reason,
+    read_image_info,
+)
 from .sources.remote import is_remote, list_folder
 from .sources.video import VIDEO_SUFFIXES
 from .split import SPLIT_CHOICES, SplitRequest, split_named
@@ -170,10 +178,12 @@ def add_images(
             if not folder.is_dir():
                 report.problems.add(folder, "--sequence needs a folder of frames")
                 continue
-            frames = sorted(
-                (f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()),
-                key=lambda f: natural_key(f.name),
-            )
+            listed = sorted((f for f in folder.iterdir() if not hidden(f, folder) and f.is_file()),
+                            key=lambda f: natural_key(f.name))
+            frames = [f for f in listed if f.suffix.lower() in IMAGE_SUFFIXES]
+            for f in listed:
+                if f.suffix.lower() in NOT_READ_SUFFIXES:
+                    report.problems.add(f, not_read_reason(f))
             key = str(folder)
         seq_id = "seq-" + hashlib.sha256(key.encode()).hexdigest()[:12]
         for index, f in zip(_frame_numbers(frames), frames):
@@ -238,11 +248,14 @@ def _frame_numbers(frames: Sequence[Path | str]) -> list[int]:
 def _expand_reporting(paths: Sequence[str | Path], problems: Problems) -> list[Path | str]:
     """Image files under ``paths`` (and video files, which the caller sets aside)."""
     files: list[Path | str] = []
+    not_read: list[Path] = []
     for p in paths:
         try:
-            files.extend(expand_paths([p], IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+            files.extend(expand_paths([p], IMAGE_SUFFIXES | VIDEO_SUFFIXES, not_read=not_read))
         except InputError as e:
             problems.add(p, str(e).removeprefix(f"{p}: "))
+    for f in dict.fromkeys(not_read):
+        problems.add(f, not_read_reason(f))
     return list(dict.fromkeys(files))
 
 
@@ -530,13 +543,14 @@ def _pair_yolo(
 ) -> tuple[list[tuple[Path | str, Path | str | None]], list[Path | str]]:
     """(image, label file or None) pairs under ``root`` (a folder or bucket prefix), by file
     stem: Ultralytics layout (``images/`` beside ``labels/``), side by side, or a stem
-    unique in the tree; and the label files with no image in the tree."""
-    tree = _tree(root, IMAGE_SUFFIXES | {".txt"})
+    unique in the tree; and the label files with no image in the tree. A picture boxloop
+    does not read (HEIC, GIF) is a problem, and its label file is left out with it."""
+    tree = _tree(root, IMAGE_SUFFIXES | NOT_READ_SUFFIXES | {".txt"})
     images, texts = [], []
     for rel in sorted(tree, key=lambda r: natural_key(str(tree[r]))):
-        if any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
             continue
-        if rel.suffix.lower() in IMAGE_SUFFIXES:
+        if rel.suffix.lower() in IMAGE_SUFFIXES | NOT_READ_SUFFIXES:
             images.append(rel)
         elif rel.name.lower() not in CLASS_FILES:
             texts.append(rel)
@@ -567,7 +581,12 @@ def _pair_yolo(
             problems.add(tree[txt], f"a second label file for {tree[img]} (first: {tree[paired[img]]})")
             continue
         paired[img] = txt
-    return [(tree[img], tree[paired[img]] if img in paired else None) for img in images], orphans
+    for img in images:
+        if img.suffix.lower() in NOT_READ_SUFFIXES:
+            problems.add(tree[img], not_read_reason(tree[img])
+                         + (f"; its labels ({tree[paired[img]]}) are left out with it" if img in paired else ""))
+    return [(tree[img], tree[paired[img]] if img in paired else None)
+            for img in images if img.suffix.lower() in IMAGE_SUFFIXES], orphans
 
 
 def _label_text(txt: Path | str, report: IngestReport) -> str | None:

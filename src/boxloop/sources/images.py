@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -19,16 +19,24 @@ from . import absolute_path
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "NOT_READ_SUFFIXES",
     "ImageInfo",
     "expand_paths",
     "file_sha256",
+    "hidden",
     "image_info_from_bytes",
     "load_image",
     "natural_key",
+    "not_read_reason",
     "read_image_info",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# pictures boxloop does not read (nor Ultralytics train on): a folder's files of these kinds
+# are named as left out, never passed over in silence (a phone's HEIC photos, a GIF)
+NOT_READ_SUFFIXES = frozenset(
+    {".gif", ".heic", ".heif", ".avif", ".jfif", ".jpe", ".jp2", ".dng", ".cr2", ".nef", ".arw"}
+)
 # EXIF orientations 5-8 turn the picture by 90 degrees: displayed width and height swap.
 _TRANSPOSED = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
@@ -58,13 +66,31 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def hidden(f: Path, root: Path) -> bool:
+    """Whether ``f`` is hidden below ``root``: a dot file or folder (``.DS_Store``, macOS's
+    ``._IMG_1.jpg`` resource forks, ``.ipynb_checkpoints/``) or a zip's ``__MACOSX/``."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in f.relative_to(root).parts)
+
+
+def not_read_reason(f: Path | str) -> str:
+    """Why a picture in one of :data:`NOT_READ_SUFFIXES` was left out, and what to do."""
+    kind = PurePosixPath(str(f)).suffix.lstrip(".").upper()
+    return (f"not read: boxloop does not read {kind} pictures (only "
+            f"{', '.join(sorted(x.lstrip('.') for x in IMAGE_SUFFIXES))}); convert it to JPEG or PNG")
+
+
 def expand_paths(
-    paths: Iterable[str | Path], suffixes: frozenset[str] = IMAGE_SUFFIXES
+    paths: Iterable[str | Path],
+    suffixes: frozenset[str] = IMAGE_SUFFIXES,
+    *,
+    not_read: list[Path] | None = None,
 ) -> Iterator[Path | str]:
     """Files under ``paths`` (folders recursively, globs, plain files) with one of
-    ``suffixes``, each once, in natural order per argument. A path that matches nothing
-    is an InputError naming it. URIs (``s3://bucket/prefix``, globs, objects) are listed
-    through fsspec and come back as ``str``."""
+    ``suffixes``, each once, in natural order per argument; hidden files under a folder are
+    skipped. A path that matches nothing is an InputError naming it. URIs
+    (``s3://bucket/prefix``, globs, objects) are listed through fsspec and come back as
+    ``str``. Local pictures in a format boxloop does not read (:data:`NOT_READ_SUFFIXES`)
+    are appended to ``not_read`` when it is given."""
     from .remote import expand_uri, is_remote
 
     seen: set[Path | str] = set()
@@ -77,14 +103,17 @@ def expand_paths(
             continue
         p = Path(p)
         if p.is_dir():
-            found = [f for f in p.rglob("*") if f.suffix.lower() in suffixes and f.is_file()]
+            listed = [f for f in p.rglob("*") if not hidden(f, p) and f.is_file()]
         elif p.is_file():
-            found = [p]
+            listed = [p]
         else:
-            found = [Path(g) for g in glob.glob(str(p), recursive=True)]
-            found = [f for f in found if f.is_file() and f.suffix.lower() in suffixes]
-            if not found:
-                raise InputError(f"{p}: no such file, folder or matching glob")
+            listed = [f for f in map(Path, glob.glob(str(p), recursive=True)) if f.is_file()]
+        found = [f for f in listed if f.suffix.lower() in suffixes or (f == p and f.suffix.lower() not in NOT_READ_SUFFIXES)]
+        others = [f for f in listed if f.suffix.lower() in NOT_READ_SUFFIXES and f not in found]
+        if not found and not others and not p.is_dir():
+            raise InputError(f"{p}: no such file, folder or matching glob")
+        if not_read is not None:
+            not_read.extend(absolute_path(f) for f in sorted(others, key=lambda f: natural_key(str(f))))
         for f in sorted(found, key=lambda f: natural_key(str(f))):
             f = absolute_path(f)
             if f not in seen:
