@@ -363,3 +363,32 @@ def test_labels_of_a_picture_not_read_are_left_out_with_it(ws: Workspace, tmp_pa
     (problem,) = report.problems  # one, on the picture; no orphan label, no resource fork
     assert problem.path == str(src / "images" / "b.gif")
     assert problem.reason.endswith(f"its labels ({src / 'labels' / 'b.txt'}) are left out with it")
+
+
+def test_a_16_bit_grey_image_is_read_as_training_reads_it(ws: Workspace, tmp_path: Path) -> None:
+    """An industrial or thermal camera's 16-bit grey PNG/TIFF: boxloop's decode (predict,
+    thumbnails, embeddings, the ML backend) sees what OpenCV gives Ultralytics' training,
+    not Pillow's conversion, which clips it to white."""
+    import base64
+    import io
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from boxloop.report.gallery import thumbnail_data_uri
+    from boxloop.server.images import decode_image
+    from boxloop.sources.images import load_image
+
+    ramp = np.linspace(0, 65535, 80 * 60).astype(np.uint16).reshape(60, 80)
+    for name in ("cam.png", "cam.tif"):
+        Image.fromarray(ramp).save(tmp_path / name)
+        assert Image.open(tmp_path / name).mode == "I;16"
+        seen = load_image(tmp_path / name)
+        assert seen.shape == (60, 80, 3) and seen.dtype == np.uint8
+        assert np.array_equal(seen, cv2.imread(str(tmp_path / name))[:, :, ::-1])
+        assert seen.min() == 0 and seen.max() == 255 and 120 < seen.mean() < 135  # a ramp, not white
+        assert np.array_equal(decode_image((tmp_path / name).read_bytes(), where=name), seen)
+    thumb = thumbnail_data_uri(str(tmp_path / "cam.png")).split(",", 1)[1]
+    assert np.asarray(Image.open(io.BytesIO(base64.b64decode(thumb)))).mean() < 200
+    assert add_images(ws, [tmp_path / "cam.png"]).added == 1

@@ -365,10 +365,11 @@ def decode_image(data: bytes, *, where: str) -> np.ndarray:
     """Image bytes → RGB uint8 HxWx3 as displayed (EXIF orientation applied)."""
     from PIL import Image, ImageOps
 
+    from ..sources.images import rgb8
+
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return rgb8(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         raise ImageUnavailable(f"image {where}: too many pixels to decode safely ({e})") from None
     except ImportError:

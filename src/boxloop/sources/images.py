@@ -11,11 +11,15 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from . import absolute_path
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -29,6 +33,7 @@ __all__ = [
     "natural_key",
     "not_read_reason",
     "read_image_info",
+    "rgb8",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -192,7 +197,19 @@ def load_image(uri: str | Path, *, data: bytes | None = None, sha256: str | None
         data = fetch(str(uri), sha256=sha256)
     try:
         with Image.open(io.BytesIO(data) if data is not None else uri) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return rgb8(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError, ImportError) as e:
         raise InputError(f"{uri}: cannot decode image: {e}") from e
+
+
+_WIDE_GREY = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
+
+def rgb8(im: Image.Image) -> np.ndarray:
+    """RGB uint8 pixels of a decoded image. A 16-bit grey image (an industrial or thermal
+    camera's PNG or TIFF) keeps its high byte, as OpenCV reads it for Ultralytics' training:
+    Pillow's own conversion clips it to white."""
+    if getattr(im, "mode", None) in _WIDE_GREY:
+        grey = (np.asarray(im).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
