@@ -6,6 +6,7 @@ One server per test session (the cold start is the slow part), one project per t
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ from _ls_server import free_port
 from boxloop.annotation.labelstudio import ITEM_KEY, TOOL, connect, pull, push
 from boxloop.errors import InputError, Problems, SyncError
 from boxloop.formats.labelstudio import parse_regions
-from boxloop.ingest import add_labels
+from boxloop.ingest import add_images, add_labels
 from boxloop.sources.images import read_image_info
 from boxloop.types import Detections, Item, Selection
 from boxloop.workspace import Workspace
@@ -189,6 +190,51 @@ def test_upload_storage_sends_the_files_once_and_pull_still_maps_them(
     np.testing.assert_allclose(
         got.xyxy[0], [0.5 * it.width, 0.1 * it.height, 0.7 * it.width, 0.4 * it.height], atol=0.5
     )
+
+
+def test_a_tiff_goes_up_as_png_and_under_local_files_is_named(
+    tmp_path, coco128, ls_media, ls_server, client, token_env
+):
+    """Label Studio refuses a .tif upload and browsers (but Safari) do not show TIFF: `upload`
+    sends a PNG of the picture, and its boxes come back in the item's pixels; `local-files`
+    pushes the task and says why it will not show."""
+    from PIL import Image
+
+    from boxloop.sources.images import load_image
+
+    ws = Workspace.init(tmp_path / "ws", classes=coco_classes(coco128))
+    made = ls_media / "made" / tmp_path.name
+    made.mkdir()
+    photo = sorted((ls_media / "coco128").iterdir())[0]
+    Image.open(photo).save(made / "scan.tif")
+    assert add_images(ws, [made / "scan.tif"]).added == 1
+    (it,) = ws.store.items()
+    save_selection(ws, [it], "", "sel-tif")
+    up = push(ws, url=ls_server.url, project=f"tif-up-{tmp_path.name}", storage="upload")
+    assert up.created == 1 and not up.problems, [str(p) for p in up.problems]
+    (task,) = project_tasks(client, up.project_id)
+    ref = task["data"]["image"]
+    assert ref.startswith("/data/upload/") and ref.endswith("-scan.png")
+    r = httpx.get(ls_server.url + ref, headers={"Authorization": f"Token {ls_server.token}"})
+    assert r.status_code == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")), load_image(it.uri))
+    client.annotations.create(id=int(task["id"]), result=[{
+        "from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": it.width,
+        "original_height": it.height, "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0,
+                                                "rotation": 0, "rectanglelabels": [ws.classes[0]]},
+    }])
+    pull(ws, url=ls_server.url, project=str(up.project_id))
+    np.testing.assert_allclose(ws.store.latest_labels([it.id])[it.id].xyxy[0],
+                               [0.1 * it.width, 0.2 * it.height, 0.4 * it.width, 0.6 * it.height], atol=0.01)
+    # under local-files the task is made, and the push says the annotator will not see it
+    ws2 = Workspace.init(tmp_path / "ws2", classes=coco_classes(coco128))
+    add_images(ws2, [made / "scan.tif"])
+    save_selection(ws2, ws2.store.items(), "", "sel-tif")
+    local = push(ws2, url=ls_server.url, project=f"tif-local-{tmp_path.name}")
+    assert local.created == 1
+    (note,) = local.problems
+    assert note.path == str(made / "scan.tif")
+    assert "browsers other than Safari do not show" in note.reason and 'storage = "upload"' in note.reason
 
 
 def test_push_again_adds_no_duplicates_and_a_newer_model_adds_predictions(

@@ -75,6 +75,29 @@ META_UPLOAD = "labelstudio.upload"  # .<project id>.<item id> → the uploaded f
 STORAGES = ("local-files", "upload", "cloud")
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 _BATCH = 500
+# pictures a browser shows (and Label Studio takes as uploads); a TIFF is neither
+_BROWSER_SHOWS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
+
+
+def _browser_shows(uri: str) -> bool:
+    return posixpath.splitext(urlparse(uri).path if _is_url(uri) else uri)[1].lower() in _BROWSER_SHOWS
+
+
+def _upload_body(it: Item) -> tuple[str, bytes]:
+    """The file name and bytes an image is uploaded as: the file itself, or, for one a
+    browser does not show (TIFF), a PNG of the picture as displayed (same size)."""
+    name = Path(it.uri).name
+    if _browser_shows(it.uri):
+        return name, Path(it.uri).read_bytes()
+    import io
+
+    from PIL import Image
+
+    from ..sources.images import load_image
+
+    buf = io.BytesIO()
+    Image.fromarray(load_image(it.uri)).save(buf, format="PNG")
+    return Path(name).stem + ".png", buf.getvalue()
 T = TypeVar("T")
 
 
@@ -387,15 +410,18 @@ def upload_images(
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         for it in todo:
             try:
-                body = Path(it.uri).read_bytes()
+                name, body = _upload_body(it)
             except OSError as e:
                 problems.add(it.uri, f"cannot read the image to upload it: {e.strerror or e}")
                 continue
+            except InputError as e:
+                problems.add(it.uri, f"cannot upload it: {str(e).removeprefix(f'{it.uri}: ')}")
+                continue
 
-            def send(it: Item = it, body: bytes = body) -> str:
+            def send(name: str = name, body: bytes = body) -> str:
                 r = http.post(
                     f"/api/projects/{project_id}/import", params={"commit_to_project": "false"},
-                    files={"file": (Path(it.uri).name, body)},
+                    files={"file": (name, body)},
                 )
                 r.raise_for_status()
                 ids = r.json().get("file_upload_ids") or []
@@ -580,6 +606,14 @@ def push(
     store.set_meta(META_PROJECT, str(proj.get("title") or title))
     report = PushReport(url=url, project_id=pid, project_title=str(proj.get("title") or title))
     _ensure_local_storage(client, url, pid, dirs)
+    if (storage or cfg.storage) != "upload":
+        for it in items:
+            if not _browser_shows(it.uri):
+                report.problems.add(
+                    it.uri, "browsers other than Safari do not show this format in Label Studio: "
+                    "convert it to PNG or JPEG, or push with [labelstudio] storage = \"upload\" "
+                    "(boxloop uploads a PNG of it)",
+                )
 
     remote = {
         str((t.get("data") or {}).get(ITEM_KEY)): t
