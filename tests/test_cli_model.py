@@ -68,9 +68,11 @@ def test_train_records_a_model_version_with_its_run_folder(project: dict) -> Non
 
 def test_predict_stores_boxes_probabilities_and_embeddings_once(project: dict) -> None:
     ws: Workspace = project["ws"]
+    outputs = []
     for _ in range(2):  # running twice replaces, never duplicates
         result = cli(ws, "predict", "--model", "m001", "--conf", "0.01")
         assert result.exit_code == 0, result.output
+        outputs.append(result)
         rows = ws.store.conn.execute("SELECT COUNT(*) FROM predictions WHERE model_version='m001'").fetchone()[0]
         assert rows == len(project["pool"])
     preds = ws.store.predictions("m001")
@@ -79,7 +81,11 @@ def test_predict_stores_boxes_probabilities_and_embeddings_once(project: dict) -
         assert d.confidence is not None and d.data["class_probs"].shape == (len(d), len(CLASSES))
         np.testing.assert_array_equal(d.data["class_probs"].argmax(axis=1), d.class_id)
     ids, emb = ws.store.embeddings("m001")
-    assert sorted(ids) == sorted(project["pool"]) and emb.shape == (len(ids), 480)
+    # the labeled training images are embedded too (picks are kept apart from them); not the test split
+    training = project["splits"]["train"] + project["splits"]["val"]
+    assert sorted(ids) == sorted(project["pool"] + training) and emb.shape == (len(ids), 480)
+    assert f"{len(training)} image(s) embedded with m001" in outputs[0].output  # the second run had none to embed
+    assert "embedded" not in result.output
 
 
 def test_an_image_that_fails_to_decode_is_reported_and_the_run_goes_on(project: dict) -> None:

@@ -18,6 +18,7 @@ from boxloop.cli import app
 from boxloop.errors import InputError
 from boxloop.ingest import add_images, add_labels
 from boxloop.loop import Oracle, RoundPlan, round_lock, run_round
+from boxloop.selection import load_pool
 from boxloop.simulate import labels_to_reach, run_folder, simulate
 from boxloop.synth import CLASSES, generate_images
 from boxloop.workspace import Workspace
@@ -482,3 +483,37 @@ def test_a_simulation_scores_every_strategy_on_the_datasets_own_test_folder(tmp_
     own = {p.name for p in (data / "test" / "images").iterdir()}
     ws = Workspace.open(tmp_path / "sim" / "random-s0")
     assert {Path(it.uri).name for it in ws.store.items(split="test")} == own
+
+
+def test_a_round_keeps_its_picks_apart_from_the_labeled_images(tmp_path: Path, digits: Path) -> None:
+    """Diversity and novelty compare the pool with the labeled training images, embedded by
+    the round's own model (each new model sees them anew); the test split's images, which
+    teach no model, are left out. Here the pool holds re-encoded copies of labeled images
+    beside new ones: novelty picks only new ones."""
+    from PIL import Image
+
+    ws = make_ws(tmp_path, digits)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for i, src in enumerate(sorted((digits / "labeled" / "images").iterdir())[:15]):
+        Image.open(src).save(copies / f"copy_{i}.jpg", quality=70)
+    add_images(ws, [copies])
+    copy_ids = {it.id for it in ws.store.items() if Path(it.uri).parent == copies}
+    assert len(copy_ids) == 15
+    rec = run_round(ws, RoundPlan(budget=5, strategy="novelty", backend=FakeBackend(CLASSES)))
+    labeled = set(ws.store.latest_labels())
+    tested = {it.id for it in ws.store.items(split="test")}
+    embedded, _ = ws.store.embeddings(rec.model_version, sorted(labeled))
+    assert labeled - tested <= set(embedded) and tested
+    pool, _ = load_pool(ws.store, rec.model_version, need={"embeddings"})
+    assert set(pool.labeled_ids) == labeled - tested  # evaluate embedded the test split: it covers nothing
+    sel = ws.store.selection()
+    assert len(sel.item_ids) == 5 and not set(sel.item_ids) & copy_ids
+    # the default strategy's diverse batches embed them too, with the next model
+    rec2 = run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES)))
+    assert ledger.step_results(ws.store, 2)["predict"]["result"]["labeled_embedded"] >= len(labeled - tested)
+    # the random baseline compares nothing: no labeled image is embedded for it
+    rec3 = run_round(ws, RoundPlan(budget=5, strategy="random", backend=FakeBackend(CLASSES)))
+    assert rec2.model_version != rec3.model_version
+    tested = {it.id for it in ws.store.items(split="test")}
+    assert set(ws.store.embeddings(rec3.model_version, sorted(ws.store.latest_labels()))[0]) <= tested

@@ -282,12 +282,15 @@ def _evaluate(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
 
 
 def _predict(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
-    from .modeling import predict
+    from .modeling import embed_labeled, predict
+    from .selection import compares_with_labeled
 
     report = predict(ws, model=version, scope="unlabeled", backend=plan.backend)
     out = {"items": report.items, "boxes": report.boxes, "problems": len(report.problems)}
-    strategy = plan.strategy or ws.config.select.strategy
-    if "consistency" in ws.config.select.presets.get(strategy, strategy):
+    strategy = ws.config.select.presets.get(plan.strategy or ws.config.select.strategy, plan.strategy or ws.config.select.strategy)
+    if compares_with_labeled(strategy, ws.config.select.diverse if plan.diverse is None else plan.diverse):
+        out["labeled_embedded"] = embed_labeled(ws, version, backend=plan.backend).items
+    if "consistency" in strategy:
         flipped = predict(ws, model=version, scope="unlabeled", backend=plan.backend, hflip=True)
         out["mirrored"] = flipped.items
     return out

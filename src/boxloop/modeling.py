@@ -39,6 +39,7 @@ __all__ = [
     "TrainOutcome",
     "add_predictions",
     "decode_file",
+    "embed_labeled",
     "epochs_for_steps",
     "evaluate_model",
     "export_model",
@@ -555,6 +556,25 @@ def predict(
     if hasattr(backend, "times"):
         report.ms_per_image.update(backend.times.ms_per_image())
     return report
+
+
+def labeled_to_embed(ws: Workspace, version: str) -> list[str]:
+    """The labeled training images (train, val, unsplit; not test) without an embedding from
+    ``version``: what the pool is compared with for diversity and novelty."""
+    tested = {it.id for it in ws.store.items(split="test")}
+    done = ws.store.done_item_ids(version, what="embeddings")
+    return sorted(i for i in ws.store.latest_labels() if i not in tested and i not in done)
+
+
+def embed_labeled(ws: Workspace, version: str, *, progress: Progress | None = None, **kwargs: Any) -> PredictReport:
+    """Embed the labeled training images with model ``version`` (those it has not embedded yet),
+    so that picks can be far from what is labeled (``--diverse``, ``novelty``, ``k_center``),
+    not only from each other; each new model sees them anew. ``kwargs`` go to :func:`predict`
+    (a ready ``backend``, ``engine``, ``device``, ...). The items keep their state."""
+    ids = labeled_to_embed(ws, version)
+    if not ids:
+        return PredictReport(version, kept="embeddings")
+    return predict(ws, model=version, ids=ids, keep="embeddings", progress=progress, **kwargs)
 
 
 class _ReadyBackend:

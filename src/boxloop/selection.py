@@ -41,6 +41,7 @@ __all__ = [
     "FLIP_SUFFIX",
     "ScoreReport",
     "SelectionReport",
+    "compares_with_labeled",
     "explain",
     "flipped_version",
     "load_pool",
@@ -132,7 +133,8 @@ def load_pool(
     labeled = store.latest_labels()
     tested = {it.id for it in store.items(split="test")}
     box_counts = np.array([len(d) for i, d in labeled.items() if i not in tested], np.int64)  # what training sees
-    labeled_ids, labeled_emb = store.embeddings(model_version, sorted(labeled))
+    # what training sees: the test split's images teach no model, so they cover nothing
+    labeled_ids, labeled_emb = store.embeddings(model_version, sorted(i for i in labeled if i not in tested))
     counts = np.zeros(num_classes, np.int64)
     for d in labeled.values():
         counts += np.bincount(d.class_id[(d.class_id >= 0) & (d.class_id < num_classes)], minlength=num_classes)
@@ -194,6 +196,17 @@ def _needs(strategy: Strategy, diverse: bool | None) -> set[str]:
     if strategy.selector in ("k_center", "diverse") or diverse:
         need.add("embeddings")
     return need
+
+
+def compares_with_labeled(strategy: str, diverse: bool) -> bool:
+    """Whether a selection keeps its picks apart from the labeled images (diverse or k-center
+    batches, the novelty scorer), so it needs their embeddings; the random baseline does not."""
+    parsed = parse_strategy(strategy, diverse=diverse)
+    if parsed.is_random_baseline:
+        return False
+    return parsed.selector in ("k_center", "diverse") or any(
+        "labeled_embeddings" in SCORERS[name].needs for name, _ in parsed.components
+    )
 
 
 def _rounded(value: Any) -> Any:

@@ -57,8 +57,9 @@ def embed_cmd(
 ) -> None:
     """Store image embeddings only: the predict pass, keeping no boxes.
 
-    Novelty and diversity compare the pool with the labeled images, which predict does not
-    embed; `embed --scope labeled` fills them in.
+    Novelty and diversity compare the pool with the labeled training images; `predict` embeds
+    them with the pool, `embed --scope labeled` does it for a model that predicted elsewhere
+    (imported predictions, another machine).
 
     Example: boxloop embed --scope labeled
     Example: boxloop embed --engine ray --ray-address auto

@@ -150,6 +150,17 @@ def predict_cmd(
             imgsz=imgsz, batch=batch, class_map=class_map, progress=advance, **on,  # type: ignore[arg-type]
         )
     console.print(report.summary())
+    if scope == "unlabeled" and ids is None:
+        from ..modeling import embed_labeled, labeled_to_embed
+
+        with progress_bar("embedding labeled images", total=len(labeled_to_embed(ws, report.version))) as advance:
+            embedded = embed_labeled(
+                ws, report.version, runtime=runtime, device=device, imgsz=imgsz, batch=batch, class_map=class_map,
+                progress=advance, engine=engine, ray_address=ray_address, ray_actors=ray_actors,
+            )
+        if embedded.items or embedded.problems:
+            console.print(f"{embedded.summary()} (labeled: picks are kept apart from them)")
+        report.problems.extend(embedded.problems)
     if hflip:
         with progress_bar("predicting mirrored images", total=total) as advance:
             flipped = predict(
