@@ -392,3 +392,18 @@ def test_a_16_bit_grey_image_is_read_as_training_reads_it(ws: Workspace, tmp_pat
     thumb = thumbnail_data_uri(str(tmp_path / "cam.png")).split(",", 1)[1]
     assert np.asarray(Image.open(io.BytesIO(base64.b64decode(thumb)))).mean() < 200
     assert add_images(ws, [tmp_path / "cam.png"]).added == 1
+
+
+def test_class_and_label_files_saved_by_windows_editors_read_as_written(ws: Workspace, tmp_path: Path) -> None:
+    """A BOM and CRLF line ends (Notepad and friends) are not part of a name or a number; a
+    class file that is not UTF-8 is a clear error naming it."""
+    src = yolo_folder(tmp_path / "src", {"a": "\ufeff0 0.5 0.5 0.2 0.2\r\n1\t0.3 0.3 0.1 0.1 \r\n"})
+    (src / "classes.txt").write_bytes("\ufeffcat\r\ndog\r\n".encode())
+    report = add_labels(ws, src, format="yolo")
+    assert not report.problems, messages(report)
+    (d,) = ws.store.latest_labels().values()
+    assert d.class_id.tolist() == [0, 1]
+    (src / "classes.txt").write_bytes("chat\nchien\xe9\n".encode("latin-1"))
+    result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(src)])
+    assert result.exit_code == 1
+    assert f"{src / 'classes.txt'}: cannot read class names: not UTF-8 text" in result.output.replace("\n", "")

@@ -139,9 +139,11 @@ def parse_class_names(path: str | Path) -> list[str]:
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the first name
     except OSError as e:
         raise InputError(f"{path}: cannot read class names: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: cannot read class names: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
     if path.suffix.lower() in (".txt", ".names"):
         return [line.strip() for line in text.splitlines() if line.strip()]
     try:
