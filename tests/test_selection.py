@@ -291,3 +291,21 @@ def test_images_with_evidence_are_ranked_first_and_only_the_rest_is_sampled():
 def test_a_trained_model_has_no_cold_start(store):
     sel = select(store, budget=3, strategy="least_confidence:1,flicker:2", seed=7, save=False).selection
     assert sel.config["cold_start"] is None
+
+
+def test_nothing_to_select_says_where_the_unlabeled_items_are(tmp_path) -> None:
+    """Every unlabeled item sent out to be labeled: the error says so and what brings them back."""
+    from _images import write_image
+    from boxloop.backends.fake import FakeBackend
+    from boxloop.errors import NothingToSelect
+    from boxloop.export import export_dataset
+    from boxloop.ingest import add_images
+    from boxloop.modeling import predict
+    from boxloop.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    add_images(ws, [write_image(tmp_path / "pool" / f"{i}.jpg", seed=i) for i in range(3)])
+    predict(ws, backend=FakeBackend(["cat", "dog"]), model="fake")
+    export_dataset(ws, what="prelabeled", zip=True, out=tmp_path / "out.zip")
+    with pytest.raises(NothingToSelect, match=r"3 are in review, sent out to be labeled \(`boxloop pull`"):
+        select(ws.store, budget=2, strategy="least_confidence", model_version="fake")

@@ -111,10 +111,8 @@ def load_pool(
     if waiting:
         notes.append(f"{waiting} unlabeled item(s) have no predictions yet; run `boxloop predict` to include them")
     if not items:
-        raise NothingToSelect(
-            f"nothing to select: no unlabeled item has predictions from model version "
-            f"{model_version!r} (labeled, in review, skipped or test items are left out)"
-        )
+        raise NothingToSelect(_nothing_to_select(store, model_version, tests=tests, waiting=waiting,
+                                                 skipped=sum(1 for it in candidates if it.id in excluded)))
     ids = [it.id for it in items]
     num_classes = len(store.classes())
     all_predictions = store.predictions(model_version)
@@ -187,6 +185,25 @@ def load_pool(
         widths=widths,
     )
     return pool, notes
+
+
+def _nothing_to_select(store: Store, model_version: str, *, tests: int, waiting: int, skipped: int) -> str:
+    """Why no item can be selected, and what would give some."""
+    why = []
+    if waiting:
+        why.append(f"{waiting} have no predictions yet (`boxloop predict`)")
+    in_review = store.count_by_state().get("in_review", 0)
+    if in_review:
+        why.append(f"{in_review} are in review, sent out to be labeled (`boxloop pull`, or `boxloop add labels` "
+                   "for what the annotation tool exported, brings them back)")
+    if skipped:
+        why.append(f"{skipped} were skipped by the annotator")
+    if tests:
+        why.append(f"{tests} belong to the frozen test split")
+    return (
+        f"nothing to select: no unlabeled item has predictions from model version {model_version!r}"
+        + (f"; of the unlabeled: {'; '.join(why)}" if why else "; the pool is empty (`boxloop add images PATH`)")
+    )
 
 
 def _needs(strategy: Strategy, diverse: bool | None) -> set[str]:

@@ -159,7 +159,7 @@ def predict_cmd(
                 progress=advance, engine=engine, ray_address=ray_address, ray_actors=ray_actors,
             )
         if embedded.items or embedded.problems:
-            console.print(f"{embedded.summary()} (labeled: picks are kept apart from them)")
+            console.print(f"labeled images (picks keep apart from them): {embedded.summary()}")
         report.problems.extend(embedded.problems)
     if hflip:
         with progress_bar("predicting mirrored images", total=total) as advance:
