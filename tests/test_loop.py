@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -52,6 +53,9 @@ def test_a_full_round_with_the_fake_backend_records_every_step(tmp_path: Path, d
     with open(ws.runs_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["round"] for r in rows] == ["1"] and rows[0]["model_version"] == "fake-r1"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (ws.runs_dir / "history.csv").stat().st_mode & 0o777 == 0o666 & ~umask  # as any file, not 0600
     rec2 = run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES)))
     assert rec2.round == 2
 

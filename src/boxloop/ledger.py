@@ -8,15 +8,15 @@ the ledger joins them into one :class:`RoundRecord` per round and keeps ``runs/h
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .annotation.acceptance import ACCEPTANCE_KEYS, in_words
+from .atomic import write_text_atomic
 from .store import Store
 from .types import RoundRecord
 from .workspace import Workspace
@@ -221,19 +221,15 @@ def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, f
 
 def write_history_csv(ws: Workspace) -> Path:
     """Write ``runs/history.csv`` (atomically) and return its path."""
-    path = ws.runs_dir / "history.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".history.", dir=path.parent, suffix=".csv")
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(HISTORY_COLUMNS)
-        for r in history(ws.store):
-            w.writerow([
-                r.round, r.labeled_images, r.labeled_boxes, r.model_version or "",
-                "" if r.map50 is None else f"{r.map50:.4f}",
-                "" if r.map50_95 is None else f"{r.map50_95:.4f}",
-                *(r.acceptance.get(k, "") for k in ACCEPTANCE_KEYS),
-                json.dumps(dict(r.per_class_ap)), json.dumps(dict(r.seconds)),
-            ])
-    os.replace(tmp, path)
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(HISTORY_COLUMNS)
+    for r in history(ws.store):
+        w.writerow([
+            r.round, r.labeled_images, r.labeled_boxes, r.model_version or "",
+            "" if r.map50 is None else f"{r.map50:.4f}",
+            "" if r.map50_95 is None else f"{r.map50_95:.4f}",
+            *(r.acceptance.get(k, "") for k in ACCEPTANCE_KEYS),
+            json.dumps(dict(r.per_class_ap)), json.dumps(dict(r.seconds)),
+        ])
+    return write_text_atomic(ws.runs_dir / "history.csv", buf.getvalue())

@@ -9,11 +9,10 @@ as the annotation tool.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import ledger
+from .atomic import write_text_atomic
 from .errors import InputError
 from .loop import Oracle, RoundPlan, run_round, sample_initial
 from .scoring import parse_strategy
@@ -409,11 +409,9 @@ def labels_to_reach(
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k) for k in columns})
-    os.replace(tmp, path)
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(columns))
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in columns})
+    return write_text_atomic(path, buf.getvalue())
