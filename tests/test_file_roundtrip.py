@@ -4,6 +4,7 @@ brought back with `boxloop add labels`; the acceptance counts are exactly what w
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -422,6 +423,12 @@ def test_an_exported_data_yaml_finds_its_images_wherever_it_is_read(tmp_path: Pa
     data = check_det_dataset(str(unpacked))
     assert Path(data["train"]) == unpacked.parent / "images" and len(list(Path(data["train"]).iterdir())) == 2
     assert yaml.safe_load((tmp_path / "labeled" / "data.yaml").read_text())["path"] == str(tmp_path / "labeled")
+    # others may read what is exported for them, as any file this user makes (not 0600 / 0700)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "batch.zip").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "labeled").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing left aside
 
 
 def test_a_pool_uploaded_to_roboflow_by_hand_comes_back_as_the_same_images(tmp_path: Path) -> None:

@@ -7,7 +7,13 @@ import os
 import uuid
 from pathlib import Path
 
-__all__ = ["write_text_atomic"]
+__all__ = ["temporary_beside", "write_text_atomic"]
+
+
+def temporary_beside(path: Path) -> Path:
+    """A name for a temporary file beside ``path``, for a writer that renames it into place;
+    opened with mode "x" it gets the usual permissions (mkstemp's are 0600)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -16,7 +22,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     permissions, not 0600. Raises the OSError; the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temporary_beside(path)
     try:
         with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import unicodedata
 import zipfile
@@ -21,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .atomic import temporary_beside
 from .errors import InputError
 from .formats import ImageLabels
 from .formats.labelstudio import IMPUTED_NOTE
@@ -62,7 +62,8 @@ def safe_names(items: Sequence[Item]) -> dict[str, str]:
 def _atomic_dir(dest: Path) -> Iterator[Path]:
     """Build a folder aside and move it to ``dest`` when complete (replacing an old one)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = temporary_beside(dest)
+    tmp.mkdir()  # not mkdtemp: the export is for others to read (0700 is not)
     try:
         yield tmp
     except BaseException:
@@ -301,16 +302,15 @@ def export_dataset(
     if not zip:
         return done
     archive = dest.with_suffix(".zip")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
-    os.close(fd)
+    tmp = temporary_beside(archive)  # not mkstemp: the zip is for others to read (0600 is not)
     try:
-        with zipfile.ZipFile(tmp_name, "w", zipfile.ZIP_DEFLATED) as z:
+        with zipfile.ZipFile(tmp, "x", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(dest.rglob("*")):
                 if f.is_file():
                     z.write(f, f.relative_to(dest).as_posix())
-        os.replace(tmp_name, archive)
+        os.replace(tmp, archive)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     shutil.rmtree(dest, ignore_errors=True)
     return replace(done, path=archive)

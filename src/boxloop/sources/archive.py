@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from ..atomic import temporary_beside
 from ..errors import InputError
 from .images import file_sha256
 
@@ -31,7 +31,8 @@ def unpack_zip(archive: Path, into: Path) -> Path:
     if dest.is_dir():
         return dest
     into.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=into))
+    tmp = temporary_beside(dest)
+    tmp.mkdir()  # the usual permissions, as the workspace's other folders (mkdtemp's are 0700)
     try:
         try:
             z = zipfile.ZipFile(archive)
