@@ -120,7 +120,8 @@ def full_ws(tmp_path: Path) -> Workspace:
             "d": {"rank": 2, "score": 0.456789, "selector": "diverse", "components": {  # as select saves it
                 "least_confidence": {"weight": 1.0, "score": 0.45, "percentile": 0.5, "details": {
                     "top_box": {"class_id": 0, "confidence": 0.55, "uncertainty": 0.45},
-                    "boxes": 1, "aggregation": "max"}}}},
+                    "boxes": 1, "aggregation": "max"}}},
+                  "suppressed_duplicates": ["f", "removed-since"], "suppressed_count": 2},
         },
         config={"alpha": 0.3},
     ))
@@ -202,6 +203,7 @@ def test_report_renders_in_chromium_with_images_boxes_and_no_requests(full_ws: W
         words = " ".join(page.locator('figure[data-item="d"] ul.why').inner_text().split())  # as --explain says it
         assert "most doubtful box is class 0 (0) at confidence 0.55" in words
         assert "picked by ranked batch-mode diversity (alpha 0.3)" in words
+        assert "2 near-duplicate(s) left out in its favour: f.jpg, removed-since" in words  # by file name
 
         assert opened.errors == []
         assert opened.external == []

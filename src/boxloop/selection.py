@@ -44,6 +44,7 @@ __all__ = [
     "compares_with_labeled",
     "explain",
     "flipped_version",
+    "item_names",
     "load_pool",
     "score",
     "select",
@@ -656,13 +657,24 @@ def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> s
         f"  model version {sel.model_version}, strategy {sel.strategy}, seed {sel.seed}, "
         f"{cfg.get('normalisation', 'percentile')} normalisation",
     ]
-    lines.extend("  " + line for line in why_lines(w, names, alpha=cfg.get("alpha")))
+    lines.extend("  " + line for line in why_lines(
+        w, names, alpha=cfg.get("alpha"), item_names=item_names(store, w.get("suppressed_duplicates", ()))
+    ))
     return "\n".join(lines)
 
 
-def why_lines(why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None) -> list[str]:
+def item_names(store: Store, ids: Iterable[str]) -> dict[str, str]:
+    """The file name of each of ``ids`` the workspace still holds (a why names items by id)."""
+    wanted = set(ids)
+    return {it.id: it.name for it in store.items() if it.id in wanted} if wanted else {}
+
+
+def why_lines(
+    why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None, item_names: Mapping[str, str] | None = None
+) -> list[str]:
     """One pick's why (as ``select`` saved it) in words: its score's terms, each scorer's
-    reason, how the selector took it. Shared by ``select --explain`` and the report's gallery."""
+    reason, how the selector took it. Shared by ``select --explain`` and the report's gallery.
+    ``item_names`` shows the near-duplicates it left out by file name (else by id)."""
     lines = []
     comps = why.get("components", {})
     if comps:
@@ -679,6 +691,6 @@ def why_lines(why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None
         lines.append("sampled uniformly: it shares the pool's lowest score with too many others to rank "
                      "(a cold start: the model has no evidence on them)")
     if why.get("suppressed_count"):
-        shown = ", ".join(why["suppressed_duplicates"])
+        shown = ", ".join((item_names or {}).get(i, i) for i in why["suppressed_duplicates"])
         lines.append(f"{why['suppressed_count']} near-duplicate(s) left out in its favour: {shown}")
     return lines

@@ -397,6 +397,7 @@ def _acceptance_section(records: Sequence[RoundRecord]) -> str:
 
 
 def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
+    from ..selection import item_names
     from .gallery import card
 
     if selection is None or not selection.item_ids:
@@ -411,8 +412,9 @@ def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
         items = store.items([i for i in ids if i in known])
     predictions = store.predictions(selection.model_version, [it.id for it in items]) if selection.model_version else {}
     classes = store.classes()
+    names = item_names(store, (d for it in items for d in selection.why.get(it.id, {}).get("suppressed_duplicates", ())))
     cards = [
-        card(it, rank=k + 1, selection=selection, detections=predictions.get(it.id), classes=classes)
+        card(it, rank=k + 1, selection=selection, detections=predictions.get(it.id), classes=classes, item_names=names)
         for k, it in enumerate(items)
     ]
     shown = f"the first {len(items)} of {len(selection.item_ids)}" if len(selection.item_ids) > len(items) else f"all {len(items)}"
