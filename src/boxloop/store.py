@@ -169,6 +169,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (model_version, item_id)
     )
     """,
+    """
+    -- whether an item has predictions of any model version (its state: pool or prelabeled)
+    -- without a scan of the table per item
+    CREATE INDEX predictions_item ON predictions (item_id)
+    """,
 ]
 
 
