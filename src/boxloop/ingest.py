@@ -178,7 +178,7 @@ def add_images(
             if not folder.is_dir():
                 report.problems.add(folder, "--sequence needs a folder of frames")
                 continue
-            listed = sorted((f for f in folder.iterdir() if not hidden(f, folder) and f.is_file()),
+            listed = sorted((f for f in folder.iterdir() if not hidden(f.relative_to(folder)) and f.is_file()),
                             key=lambda f: natural_key(f.name))
             frames = [f for f in listed if f.suffix.lower() in IMAGE_SUFFIXES]
             for f in listed:
@@ -548,7 +548,7 @@ def _pair_yolo(
     tree = _tree(root, IMAGE_SUFFIXES | NOT_READ_SUFFIXES | {".txt"})
     images, texts = [], []
     for rel in sorted(tree, key=lambda r: natural_key(str(tree[r]))):
-        if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
+        if hidden(rel):
             continue
         if rel.suffix.lower() in IMAGE_SUFFIXES | NOT_READ_SUFFIXES:
             images.append(rel)

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from ..atomic import temporary_beside
 from ..errors import InputError
-from .images import file_sha256
+from .images import file_sha256, hidden
 
 # a label file inside an archive, per format that reads one file
 LABEL_FILE_SUFFIXES = {"coco": (".json",), "labelstudio": (".json",), "cvat": (".xml",)}
@@ -61,7 +61,7 @@ def label_files_in(folder: Path, format: str, source: Path) -> list[Path]:
     Roboflow exports them (``train/_annotations.coco.json``, ``valid/...``)."""
     suffixes = LABEL_FILE_SUFFIXES[format]
     found = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in suffixes
-                   and not any(part.startswith(".") or part == "__MACOSX" for part in f.relative_to(folder).parts))
+                   and not hidden(f.relative_to(folder)))
     if not found:
         raise InputError(f"{source}: no {format} label file ({'/'.join(suffixes)}) in it")
     return found

@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,10 +71,11 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def hidden(f: Path, root: Path) -> bool:
-    """Whether ``f`` is hidden below ``root``: a dot file or folder (``.DS_Store``, macOS's
-    ``._IMG_1.jpg`` resource forks, ``.ipynb_checkpoints/``) or a zip's ``__MACOSX/``."""
-    return any(part.startswith(".") or part == "__MACOSX" for part in f.relative_to(root).parts)
+def hidden(rel: PurePath) -> bool:
+    """Whether a path (relative to the folder given) is hidden: in or at a dot file or folder
+    (``.DS_Store``, macOS's ``._IMG_1.jpg`` resource forks, ``.ipynb_checkpoints/``) or a
+    zip's ``__MACOSX/``."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in rel.parts)
 
 
 def not_read_reason(f: Path | str) -> str:
@@ -108,7 +109,7 @@ def expand_paths(
             continue
         p = Path(p)
         if p.is_dir():
-            listed = [f for f in p.rglob("*") if not hidden(f, p) and f.is_file()]
+            listed = [f for f in p.rglob("*") if not hidden(f.relative_to(p)) and f.is_file()]
         elif p.is_file():
             listed = [p]
         else:
