@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from _images import tree_snapshot, write_image
 from boxloop.cli import app
+from boxloop.errors import InputError
 from boxloop.ingest import add_images, add_labels
 from boxloop.workspace import Workspace
 
@@ -407,3 +408,29 @@ def test_class_and_label_files_saved_by_windows_editors_read_as_written(ws: Work
     result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(src)])
     assert result.exit_code == 1
     assert f"{src / 'classes.txt'}: cannot read class names: not UTF-8 text" in result.output.replace("\n", "")
+
+
+def test_an_image_past_pillows_pixel_limit_is_a_problem_not_a_crash(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A drone orthomosaic or a gigapixel scan (past Pillow's decompression-bomb limit) is a
+    problem that says what to do, and the batch goes on; one merely past the warning level is
+    read without a warning. The limit is lowered here so the test images stay small."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # error past 2000 pixels, warning past 1000
+    src = tmp_path / "survey"
+    write_image(src / "ortho.png", (64, 48), seed=1)  # 3072 pixels
+    write_image(src / "big.png", (40, 30), seed=2)  # 1200 pixels
+    write_image(src / "tile.png", (20, 20), seed=3)
+    report = add_images(ws, [src])
+    assert report.added == 2
+    (problem,) = report.problems
+    assert problem.path == str(src / "ortho.png")
+    assert problem.reason == "too large to decode safely (0.00307 megapixels): cut it into tiles (an orthomosaic, a scan) and add those"
+    from boxloop.sources.images import load_image
+
+    assert load_image(src / "big.png").shape == (30, 40, 3)
+    with pytest.raises(InputError, match="ortho.png: too large to decode safely"):
+        load_image(src / "ortho.png")
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]

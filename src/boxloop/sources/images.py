@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
@@ -154,10 +155,14 @@ def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = No
     if not data:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            fmt = im.format
-            orientation = _orientation(im)
+        with warnings.catch_warnings():  # Pillow warns past 89 MP; such an image is read all the same
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                fmt = im.format
+                orientation = _orientation(im)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: {_too_large(e)}") from e
     except (UnidentifiedImageError, ImportError) as e:
         # ImportError: once ultralytics is imported, its patched Image.open tries an optional
         # HEIF plugin (pi_heif) on any file Pillow cannot identify
@@ -172,6 +177,14 @@ def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = No
     if orientation in _TRANSPOSED:
         w, h = h, w
     return ImageInfo(path, sha256 or hashlib.sha256(data).hexdigest(), w, h, orientation)
+
+
+def _too_large(e: Exception) -> str:
+    """Why an image past Pillow's pixel limit is not read, and what to do."""
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    size = f" ({int(found.group(1)) / 1e6:.3g} megapixels)" if found else ""
+    return (f"too large to decode safely{size}: cut it into tiles (an orthomosaic, a scan) "
+            "and add those")
 
 
 def _orientation(im: object) -> int:
@@ -197,8 +210,12 @@ def load_image(uri: str | Path, *, data: bytes | None = None, sha256: str | None
     if data is None and is_remote(str(uri)):
         data = fetch(str(uri), sha256=sha256)
     try:
-        with Image.open(io.BytesIO(data) if data is not None else uri) as im:
-            return rgb8(ImageOps.exif_transpose(im))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data) if data is not None else uri) as im:
+                return rgb8(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{uri}: {_too_large(e)}") from e
     except (OSError, SyntaxError, ValueError, ImportError) as e:
         raise InputError(f"{uri}: cannot decode image: {e}") from e
 
