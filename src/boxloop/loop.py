@@ -287,7 +287,8 @@ def _predict(ws: Workspace, plan: RoundPlan, version: str) -> dict[str, Any]:
 
     report = predict(ws, model=version, scope="unlabeled", backend=plan.backend)
     out = {"items": report.items, "boxes": report.boxes, "problems": len(report.problems)}
-    strategy = ws.config.select.presets.get(plan.strategy or ws.config.select.strategy, plan.strategy or ws.config.select.strategy)
+    name = plan.strategy or ws.config.select.strategy
+    strategy = ws.config.select.presets.get(name, name)
     if compares_with_labeled(strategy, ws.config.select.diverse if plan.diverse is None else plan.diverse):
         out["labeled_embedded"] = embed_labeled(ws, version, backend=plan.backend).items
     if "consistency" in strategy:

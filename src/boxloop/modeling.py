@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_model",
     "export_model",
     "iter_predictions",
+    "labeled_to_embed",
     "next_version",
     "predict",
     "resolve_model",

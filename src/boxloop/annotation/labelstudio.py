@@ -77,27 +77,6 @@ TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 _BATCH = 500
 # pictures a browser shows (and Label Studio takes as uploads); a TIFF is neither
 _BROWSER_SHOWS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
-
-
-def _browser_shows(uri: str) -> bool:
-    return posixpath.splitext(urlparse(uri).path if _is_url(uri) else uri)[1].lower() in _BROWSER_SHOWS
-
-
-def _upload_body(it: Item) -> tuple[str, bytes]:
-    """The file name and bytes an image is uploaded as: the file itself, or, for one a
-    browser does not show (TIFF), a PNG of the picture as displayed (same size)."""
-    name = Path(it.uri).name
-    if _browser_shows(it.uri):
-        return name, Path(it.uri).read_bytes()
-    import io
-
-    from PIL import Image
-
-    from ..sources.images import load_image
-
-    buf = io.BytesIO()
-    Image.fromarray(load_image(it.uri)).save(buf, format="PNG")
-    return Path(name).stem + ".png", buf.getvalue()
 T = TypeVar("T")
 
 
@@ -384,6 +363,27 @@ def image_urls(
         dirs.add(os.path.join(root, parts[0]))
         urls[item_id] = "/data/local-files/?d=" + quote(posixpath.join(*parts))
     return urls, sorted(dirs)
+
+
+def _browser_shows(uri: str) -> bool:
+    return posixpath.splitext(urlparse(uri).path if _is_url(uri) else uri)[1].lower() in _BROWSER_SHOWS
+
+
+def _upload_body(it: Item) -> tuple[str, bytes]:
+    """The file name and bytes an image is uploaded as: the file itself, or, for one a
+    browser does not show (TIFF), a PNG of the picture as displayed (same size)."""
+    name = Path(it.uri).name
+    if _browser_shows(it.uri):
+        return name, Path(it.uri).read_bytes()
+    import io
+
+    from PIL import Image
+
+    from ..sources.images import load_image
+
+    buf = io.BytesIO()
+    Image.fromarray(load_image(it.uri)).save(buf, format="PNG")
+    return Path(name).stem + ".png", buf.getvalue()
 
 
 def upload_images(
