@@ -132,7 +132,7 @@ def load_pool(
     labeled = store.latest_labels()
     tested = {it.id for it in store.items(split="test")}
     box_counts = np.array([len(d) for i, d in labeled.items() if i not in tested], np.int64)  # what training sees
-    # what training sees: the test split's images teach no model, so they cover nothing
+    # the test split's images teach no model: picks need not keep away from them
     labeled_ids, labeled_emb = store.embeddings(model_version, sorted(i for i in labeled if i not in tested))
     counts = np.zeros(num_classes, np.int64)
     for d in labeled.values():
@@ -658,7 +658,7 @@ def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> s
         f"{cfg.get('normalisation', 'percentile')} normalisation",
     ]
     lines.extend("  " + line for line in why_lines(
-        w, names, alpha=cfg.get("alpha"), item_names=item_names(store, w.get("suppressed_duplicates", ()))
+        w, names, alpha=cfg.get("alpha"), file_names=item_names(store, w.get("suppressed_duplicates", ()))
     ))
     return "\n".join(lines)
 
@@ -670,11 +670,11 @@ def item_names(store: Store, ids: Iterable[str]) -> dict[str, str]:
 
 
 def why_lines(
-    why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None, item_names: Mapping[str, str] | None = None
+    why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None, file_names: Mapping[str, str] | None = None
 ) -> list[str]:
     """One pick's why (as ``select`` saved it) in words: its score's terms, each scorer's
     reason, how the selector took it. Shared by ``select --explain`` and the report's gallery.
-    ``item_names`` shows the near-duplicates it left out by file name (else by id)."""
+    ``file_names`` shows the near-duplicates it left out by file name (else by id)."""
     lines = []
     comps = why.get("components", {})
     if comps:
@@ -691,6 +691,6 @@ def why_lines(
         lines.append("sampled uniformly: it shares the pool's lowest score with too many others to rank "
                      "(a cold start: the model has no evidence on them)")
     if why.get("suppressed_count"):
-        shown = ", ".join((item_names or {}).get(i, i) for i in why["suppressed_duplicates"])
+        shown = ", ".join((file_names or {}).get(i, i) for i in why["suppressed_duplicates"])
         lines.append(f"{why['suppressed_count']} near-duplicate(s) left out in its favour: {shown}")
     return lines

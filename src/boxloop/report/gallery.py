@@ -67,7 +67,7 @@ def format_value(value: Any, *, depth: int = 0) -> str:
 
 
 def why_html(
-    why: Mapping[str, Any], classes: Sequence[str] = (), *, alpha: Any = None, item_names: Mapping[str, str] | None = None
+    why: Mapping[str, Any], classes: Sequence[str] = (), *, alpha: Any = None, file_names: Mapping[str, str] | None = None
 ) -> str:
     """The why of one pick: in words where ``select`` saved it (as ``select --explain`` says
     it), else a definition list of its keys and values (escaped)."""
@@ -77,7 +77,7 @@ def why_html(
         from ..selection import why_lines
 
         try:
-            lines = why_lines(why, classes, alpha=alpha, item_names=item_names)
+            lines = why_lines(why, classes, alpha=alpha, file_names=file_names)
         except (KeyError, TypeError, ValueError):  # a why saved by an older boxloop: shown as it is
             lines = []
         if lines:
@@ -141,10 +141,10 @@ def card(
     selection: Selection,
     detections: Detections | None,
     classes: Sequence[str],
-    item_names: Mapping[str, str] | None = None,
+    file_names: Mapping[str, str] | None = None,
 ) -> str:
     """One gallery card: thumbnail with boxes, name, selection score and the why
-    (``item_names``: file names of the items a why names)."""
+    (``file_names``: file names of the items a why names)."""
     score = selection.scores.get(item.id)
     score_txt = "—" if score is None else f"{float(score):.3f}"
     try:
@@ -167,6 +167,6 @@ def card(
         f'<span class="score" title="selection score">{score_txt}</span></div>'
         f'<div class="small muted">{item.width}×{item.height} · {n_boxes} predicted box'
         f'{"" if n_boxes == 1 else "es"} ≥ {MIN_CONFIDENCE}</div>'
-        f"{why_html(selection.why.get(item.id, {}), classes, alpha=selection.config.get('alpha'), item_names=item_names)}"
+        f"{why_html(selection.why.get(item.id, {}), classes, alpha=selection.config.get('alpha'), file_names=file_names)}"
         "</figcaption></figure>"
     )

@@ -414,7 +414,7 @@ def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
     classes = store.classes()
     names = item_names(store, (d for it in items for d in selection.why.get(it.id, {}).get("suppressed_duplicates", ())))
     cards = [
-        card(it, rank=k + 1, selection=selection, detections=predictions.get(it.id), classes=classes, item_names=names)
+        card(it, rank=k + 1, selection=selection, detections=predictions.get(it.id), classes=classes, file_names=names)
         for k, it in enumerate(items)
     ]
     shown = f"the first {len(items)} of {len(selection.item_ids)}" if len(selection.item_ids) > len(items) else f"all {len(items)}"
