@@ -562,9 +562,8 @@ def predict(
 def labeled_to_embed(ws: Workspace, version: str) -> list[str]:
     """The labeled training images (train, val, unsplit; not test) without an embedding from
     ``version``: what the pool is compared with for diversity and novelty."""
-    tested = {it.id for it in ws.store.items(split="test")}
     done = ws.store.done_item_ids(version, what="embeddings")
-    return sorted(i for i in ws.store.latest_labels() if i not in tested and i not in done)
+    return sorted(it.id for it in ws.store.items(state="labeled") if it.split != "test" and it.id not in done)
 
 
 def embed_labeled(ws: Workspace, version: str, *, progress: Progress | None = None, **kwargs: Any) -> PredictReport:

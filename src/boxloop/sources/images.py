@@ -10,6 +10,7 @@ import hashlib
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING
@@ -116,7 +117,7 @@ def expand_paths(
         else:
             listed = [f for f in map(Path, glob.glob(str(p), recursive=True)) if f.is_file()]
         found = [f for f in listed if f.suffix.lower() in suffixes or (f == p and f.suffix.lower() not in NOT_READ_SUFFIXES)]
-        others = [f for f in listed if f.suffix.lower() in NOT_READ_SUFFIXES and f not in found]
+        others = [f for f in listed if f.suffix.lower() in NOT_READ_SUFFIXES - suffixes]
         if not found and not others and not p.is_dir():
             raise InputError(f"{p}: no such file, folder or matching glob")
         if not_read is not None:
@@ -155,12 +156,10 @@ def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = No
     if not data:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():  # Pillow warns past 89 MP; such an image is read all the same
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-                fmt = im.format
-                orientation = _orientation(im)
+        with _opened(io.BytesIO(data)) as im:
+            w, h = im.size
+            fmt = im.format
+            orientation = _orientation(im)
     except Image.DecompressionBombError as e:
         raise InputError(f"{path}: {_too_large(e)}") from e
     except (UnidentifiedImageError, ImportError) as e:
@@ -177,6 +176,18 @@ def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = No
     if orientation in _TRANSPOSED:
         w, h = h, w
     return ImageInfo(path, sha256 or hashlib.sha256(data).hexdigest(), w, h, orientation)
+
+
+@contextmanager
+def _opened(source: object) -> Iterator[Image.Image]:
+    """``Image.open`` without Pillow's warning past 89 megapixels (such an image is read all
+    the same; past 179 Pillow raises, and the caller says why it is not read)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(source) as im:  # type: ignore[arg-type]
+            yield im
 
 
 def _too_large(e: Exception) -> str:
@@ -210,10 +221,8 @@ def load_image(uri: str | Path, *, data: bytes | None = None, sha256: str | None
     if data is None and is_remote(str(uri)):
         data = fetch(str(uri), sha256=sha256)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data) if data is not None else uri) as im:
-                return rgb8(ImageOps.exif_transpose(im))
+        with _opened(io.BytesIO(data) if data is not None else uri) as im:
+            return rgb8(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         raise InputError(f"{uri}: {_too_large(e)}") from e
     except (OSError, SyntaxError, ValueError, ImportError) as e:
