@@ -316,14 +316,14 @@ def test_labels_in_a_zip_as_an_annotation_tool_gives_them(ws: Workspace, tmp_pat
 
 def _mac_copy_and_other_pictures(folder: Path) -> None:
     """What a folder copied from a Mac or a phone holds beside its JPEGs: resource forks
-    (``._x.jpg``, ``__MACOSX/``), a Finder file, a thumbnail cache, HEIC and GIF pictures."""
+    (``._x.jpg``, ``__MACOSX/``), a Finder file, a thumbnail cache, a camera's raw file and a GIF."""
     fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
     (folder / "__MACOSX").mkdir(parents=True)
     (folder / "._a.jpg").write_bytes(fork)
     (folder / "__MACOSX" / "._a.jpg").write_bytes(fork)
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     write_image(folder / ".thumbs" / "a.jpg", seed=9)
-    (folder / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (folder / "IMG_0001.DNG").write_bytes(b"II*\x00\x08\x00\x00\x00")
     from PIL import Image
 
     Image.new("RGB", (32, 24), (200, 10, 10)).save(folder / "logo.gif")
@@ -337,15 +337,16 @@ def test_hidden_files_are_skipped_and_pictures_not_read_are_named(ws: Workspace,
     report = add_images(ws, [src])
     assert (report.added, report.known) == (2, 0)  # the hidden thumbnail is not a pool image
     problems = {Path(p.path).name: p.reason for p in report.problems}
-    assert set(problems) == {"IMG_0001.HEIC", "logo.gif"}  # no "not an image" for ._a.jpg
-    assert problems["IMG_0001.HEIC"].startswith("not read: boxloop does not read HEIC pictures")
-    assert "convert it to JPEG or PNG" in problems["logo.gif"]
+    assert set(problems) == {"IMG_0001.DNG", "logo.gif"}  # no "not an image" for ._a.jpg
+    assert problems["IMG_0001.DNG"].startswith("not read: boxloop does not read DNG pictures")
+    assert "export it as JPEG" in problems["IMG_0001.DNG"]
+    assert "convert it (or the frames you want labeled) to PNG" in problems["logo.gif"]
     # named one by one, or by a glob, they are named as well
-    again = add_images(ws, [src / "logo.gif", str(src / "*.HEIC")])
-    assert sorted(Path(p.path).name for p in again.problems) == ["IMG_0001.HEIC", "logo.gif"]
+    again = add_images(ws, [src / "logo.gif", str(src / "*.DNG")])
+    assert sorted(Path(p.path).name for p in again.problems) == ["IMG_0001.DNG", "logo.gif"]
     # a frame sequence skips them alike
     seq = add_images(ws, [src], sequence=True)
-    assert sorted(Path(p.path).name for p in seq.problems) == ["IMG_0001.HEIC", "logo.gif"]
+    assert sorted(Path(p.path).name for p in seq.problems) == ["IMG_0001.DNG", "logo.gif"]
     assert seq.added + seq.known == 2  # a.jpg and b.jpg, not the hidden thumbnail
 
 

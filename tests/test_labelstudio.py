@@ -192,12 +192,14 @@ def test_upload_storage_sends_the_files_once_and_pull_still_maps_them(
     )
 
 
-def test_a_tiff_goes_up_as_png_and_under_local_files_is_named(
+def test_pictures_label_studio_refuses_go_up_as_png_and_under_local_files_are_named(
     tmp_path, coco128, ls_media, ls_server, client, token_env
 ):
-    """Label Studio refuses a .tif upload and browsers (but Safari) do not show TIFF: `upload`
-    sends a PNG of the picture, and its boxes come back in the item's pixels; `local-files`
-    pushes the task and says why it will not show."""
+    """Label Studio refuses .tif and .heic uploads and browsers (but Safari) show neither:
+    `upload` sends a PNG of the picture (a phone's HEIC upright), a JPEG saved as .jfif goes up
+    as .jpg, and their boxes come back in the item's pixels; `local-files` pushes the tasks and
+    says which will not show."""
+    import pillow_heif
     from PIL import Image
 
     from boxloop.sources.images import load_image
@@ -207,34 +209,51 @@ def test_a_tiff_goes_up_as_png_and_under_local_files_is_named(
     made.mkdir()
     photo = sorted((ls_media / "coco128").iterdir())[0]
     Image.open(photo).save(made / "scan.tif")
-    assert add_images(ws, [made / "scan.tif"]).added == 1
-    (it,) = ws.store.items()
-    save_selection(ws, [it], "", "sel-tif")
-    up = push(ws, url=ls_server.url, project=f"tif-up-{tmp_path.name}", storage="upload")
-    assert up.created == 1 and not up.problems, [str(p) for p in up.problems]
-    (task,) = project_tasks(client, up.project_id)
-    ref = task["data"]["image"]
-    assert ref.startswith("/data/upload/") and ref.endswith("-scan.png")
-    r = httpx.get(ls_server.url + ref, headers={"Authorization": f"Token {ls_server.token}"})
-    assert r.status_code == 200
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")), load_image(it.uri))
-    client.annotations.create(id=int(task["id"]), result=[{
-        "from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": it.width,
-        "original_height": it.height, "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0,
-                                                "rotation": 0, "rectanglelabels": [ws.classes[0]]},
-    }])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # taken with the phone turned: shown turned a quarter clockwise
+    pillow_heif.from_pillow(Image.open(photo)).save(made / "IMG_0001.heic", quality=90, exif=exif.tobytes())
+    (made / "web.jfif").write_bytes(photo.read_bytes())
+    files = [made / "scan.tif", made / "IMG_0001.heic", made / "web.jfif"]
+    added = add_images(ws, files)
+    assert added.added == 3 and not added.problems, [str(p) for p in added.problems]
+    items = {Path(it.uri).name: it for it in ws.store.items()}
+    with Image.open(photo) as im:
+        assert (items["IMG_0001.heic"].width, items["IMG_0001.heic"].height) == (im.height, im.width)
+    save_selection(ws, list(items.values()), "", "sel-odd")
+    up = push(ws, url=ls_server.url, project=f"odd-up-{tmp_path.name}", storage="upload")
+    assert up.created == 3 and not up.problems, [str(p) for p in up.problems]
+    tasks = {t["data"][ITEM_KEY]: t for t in project_tasks(client, up.project_id)}
+    sent = {name: tasks[it.id]["data"]["image"] for name, it in items.items()}
+    assert sent["scan.tif"].endswith("-scan.png") and sent["IMG_0001.heic"].endswith("-IMG_0001.png")
+    assert sent["web.jfif"].endswith("-web.jpg")
+    for name, ref in sent.items():
+        assert ref.startswith("/data/upload/")
+        r = httpx.get(ls_server.url + ref, headers={"Authorization": f"Token {ls_server.token}"})
+        assert r.status_code == 200
+        if name == "web.jfif":
+            assert r.content == photo.read_bytes()
+        else:
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")),
+                                  load_image(items[name].uri))
+    for it in items.values():
+        client.annotations.create(id=int(tasks[it.id]["id"]), result=[{
+            "from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": it.width,
+            "original_height": it.height, "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0,
+                                                    "rotation": 0, "rectanglelabels": [ws.classes[0]]},
+        }])
     pull(ws, url=ls_server.url, project=str(up.project_id))
-    np.testing.assert_allclose(ws.store.latest_labels([it.id])[it.id].xyxy[0],
-                               [0.1 * it.width, 0.2 * it.height, 0.4 * it.width, 0.6 * it.height], atol=0.01)
-    # under local-files the task is made, and the push says the annotator will not see it
+    for it in items.values():
+        np.testing.assert_allclose(ws.store.latest_labels([it.id])[it.id].xyxy[0],
+                                   [0.1 * it.width, 0.2 * it.height, 0.4 * it.width, 0.6 * it.height], atol=0.01)
+    # under local-files the tasks are made, and the push says which the annotator will not see
     ws2 = Workspace.init(tmp_path / "ws2", classes=coco_classes(coco128))
-    add_images(ws2, [made / "scan.tif"])
-    save_selection(ws2, ws2.store.items(), "", "sel-tif")
-    local = push(ws2, url=ls_server.url, project=f"tif-local-{tmp_path.name}")
-    assert local.created == 1
-    (note,) = local.problems
-    assert note.path == str(made / "scan.tif")
-    assert "browsers other than Safari do not show" in note.reason and 'storage = "upload"' in note.reason
+    add_images(ws2, files)
+    save_selection(ws2, ws2.store.items(), "", "sel-odd")
+    local = push(ws2, url=ls_server.url, project=f"odd-local-{tmp_path.name}")
+    assert local.created == 3
+    assert sorted(p.path for p in local.problems) == sorted(str(f) for f in files[:2])
+    for note in local.problems:
+        assert "browsers other than Safari do not show" in note.reason and 'storage = "upload"' in note.reason
 
 
 def test_push_again_adds_no_duplicates_and_a_newer_model_adds_predictions(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import time
@@ -38,9 +39,16 @@ CVAT_SUBSETS = {"train": "Train", "val": "Validation", "test": "Test"}  # CVAT's
 DEFAULT_PRELABEL_CONF = 0.25
 
 
-def safe_names(items: Sequence[Item]) -> dict[str, str]:
+# JPEG files under another suffix (Windows saves web pictures as .jfif): exported as .jpg,
+# the suffix Ultralytics, annotation tools and browsers know
+_JPEG_ALIASES = frozenset({"jfif", "jpe"})
+
+
+def safe_names(items: Sequence[Item], readable: frozenset[str] | None = None) -> dict[str, str]:
     """A unique, portable file name per item: ASCII letters, digits, ``._-`` only, the
-    original stem kept where possible, the item id appended on a clash."""
+    original stem kept where possible, the item id appended on a clash. With ``readable``
+    (the suffixes the consumer reads, e.g. ``{".jpg", ...}``) a picture of another kind is
+    named ``.png``: :func:`_place_item` then writes a PNG of it."""
     out: dict[str, str] = {}
     taken: set[str] = set()
     for it in items:
@@ -48,11 +56,14 @@ def safe_names(items: Sequence[Item]) -> dict[str, str]:
         stem, dot, suffix = name.rpartition(".")
         if not dot:
             stem, suffix = name, "jpg"
+        suffix = "jpg" if suffix.lower() in _JPEG_ALIASES else suffix.lower()
+        if readable is not None and f".{suffix}" not in readable:
+            suffix = "png"
         ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
         clean = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._") or "image"
-        candidate = f"{clean}.{suffix.lower()}"
+        candidate = f"{clean}.{suffix}"
         if candidate.lower() in taken:
-            candidate = f"{clean}_{it.id[:8]}.{suffix.lower()}"
+            candidate = f"{clean}_{it.id[:8]}.{suffix}"
         taken.add(candidate.lower())
         out[it.id] = candidate
     return out
@@ -80,18 +91,26 @@ def _atomic_dir(dest: Path) -> Iterator[Path]:
 
 def _place_item(it: Item, dst: Path, *, link: bool) -> None:
     """Put an item's image at ``dst``: an image in a bucket (``s3://...``) is always a copy,
-    read through the content-hash cache; a local file as :func:`_place_image` puts it."""
+    read through the content-hash cache; a local file as :func:`_place_image` puts it. A
+    ``.png`` destination for a picture of another kind (a HEIC the trainer does not read) is a
+    PNG of it as displayed."""
     from .sources.remote import fetch, is_remote
 
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.suffix == ".png" and _suffix(it.uri) != ".png":
+        from PIL import Image
+
+        from .sources.images import load_image
+
+        Image.fromarray(load_image(it.uri, sha256=it.sha256)).save(dst, format="PNG", compress_level=1)
+        return
     if is_remote(it.uri):
-        dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(fetch(it.uri, sha256=it.sha256))
         return
     _place_image(it.uri, dst, link=link)
 
 
 def _place_image(src: str, dst: Path, *, link: bool) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
     if link:
         try:
             os.symlink(os.path.abspath(src), dst)
@@ -99,6 +118,10 @@ def _place_image(src: str, dst: Path, *, link: bool) -> None:
         except OSError:
             log.debug("symlink failed for %s, copying", src)
     shutil.copy2(src, dst)
+
+
+def _suffix(uri: str) -> str:
+    return posixpath.splitext(uri.split("?", 1)[0])[1].lower()
 
 
 @dataclass(frozen=True)
@@ -177,16 +200,21 @@ def write_yolo_dataset(
     model_version: str | None = None,
     conf: float = DEFAULT_PRELABEL_CONF,
     ids: Sequence[str] | None = None,
+    readable: frozenset[str] | None = None,
 ) -> Path:
     """Write an Ultralytics dataset (``images/<split>/``, ``labels/<split>/``, data.yaml)
     and return the data.yaml path; ``yolo train data=<it>`` accepts it unchanged.
 
     Labeled items without a split get train/val first. Images are symlinked with ``link``
-    (a training view) or copied (an export). Pre-labeled exports are flat (``images/``,
-    ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
+    (a training view) or copied (an export); a picture whose suffix is not in ``readable``
+    (what the trainer reads) is written as a PNG of it. Pre-labeled exports are flat
+    (``images/``, ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
-    return _write_yolo(ws, dest, _choose(ws, what, model_version, conf, ids), what=what, link=link, splits=splits)
+    chosen = _choose(ws, what, model_version, conf, ids)
+    if readable is not None:
+        chosen = replace(chosen, names=safe_names(chosen.items, readable))
+    return _write_yolo(ws, dest, chosen, what=what, link=link, splits=splits)
 
 
 def _write_yolo(

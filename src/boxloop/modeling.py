@@ -219,7 +219,7 @@ def train(
     ``epochs`` is given) trains about that many optimizer steps: the epochs follow the
     number of training images (``epochs_for_steps``); early stopping (``patience`` epochs
     without a better validation score) can still end it sooner."""
-    from .backends.ultralytics import resolve_model_arg, train_yolo
+    from .backends.ultralytics import readable_suffixes, resolve_model_arg, train_yolo
     from .export import write_yolo_dataset
     from .ingest import current_round
 
@@ -230,7 +230,9 @@ def train(
     version = next_version(ws)
     run_dir = ws.runs_dir / version
     run_dir.mkdir(parents=True, exist_ok=True)
-    data_yaml = write_yolo_dataset(ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"))
+    data_yaml = write_yolo_dataset(
+        ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), readable=readable_suffixes()
+    )
     train_n = len(list((run_dir / "dataset" / "images" / "train").glob("*")))
     val_dir = run_dir / "dataset" / "images" / "val"
     val_n = len(list(val_dir.glob("*"))) if val_dir.is_dir() else 0

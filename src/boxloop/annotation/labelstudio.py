@@ -75,8 +75,11 @@ META_UPLOAD = "labelstudio.upload"  # .<project id>.<item id> → the uploaded f
 STORAGES = ("local-files", "upload", "cloud")
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 _BATCH = 500
-# pictures a browser shows (and Label Studio takes as uploads); a TIFF is neither
-_BROWSER_SHOWS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
+# pictures Label Studio takes as uploads; a browser shows those, AVIF and JPEGs named .jfif
+# too, but neither TIFF, a phone's HEIC nor JPEG 2000 (Safari aside)
+_UPLOADS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
+_JPEG_ALIASES = frozenset({".jfif", ".jpe"})
+_BROWSER_SHOWS = _UPLOADS | _JPEG_ALIASES | {".avif"}
 T = TypeVar("T")
 
 
@@ -365,16 +368,22 @@ def image_urls(
     return urls, sorted(dirs)
 
 
+def _suffix(uri: str) -> str:
+    return posixpath.splitext(urlparse(uri).path if _is_url(uri) else uri)[1].lower()
+
+
 def _browser_shows(uri: str) -> bool:
-    return posixpath.splitext(urlparse(uri).path if _is_url(uri) else uri)[1].lower() in _BROWSER_SHOWS
+    return _suffix(uri) in _BROWSER_SHOWS
 
 
 def _upload_body(it: Item) -> tuple[str, bytes]:
-    """The file name and bytes an image is uploaded as: the file itself, or, for one a
-    browser does not show (TIFF), a PNG of the picture as displayed (same size)."""
+    """The file name and bytes an image is uploaded as: the file itself (a JPEG named .jfif
+    as .jpg), or, for a kind Label Studio refuses (TIFF, HEIC, AVIF, JPEG 2000), a PNG of the
+    picture as displayed (same size)."""
     name = Path(it.uri).name
-    if _browser_shows(it.uri):
-        return name, Path(it.uri).read_bytes()
+    suffix = _suffix(it.uri)
+    if suffix in _UPLOADS | _JPEG_ALIASES:
+        return Path(name).stem + ".jpg" if suffix in _JPEG_ALIASES else name, Path(it.uri).read_bytes()
     import io
 
     from PIL import Image

@@ -300,6 +300,14 @@ def use_all_cores() -> None:
         torch.set_num_threads(n)
 
 
+def readable_suffixes() -> frozenset[str]:
+    """The image suffixes this Ultralytics trains on (``.jpg``, ...; HEIC and AVIF in recent versions):
+    boxloop's training view hands it a PNG of any other picture."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    return frozenset(f".{s.lower()}" for s in IMG_FORMATS)
+
+
 def resolve_model_arg(model: str | Path) -> tuple[str, bool]:
     """(what to hand Ultralytics, whether it is a yaml). A weights file must exist locally:
     boxloop never lets Ultralytics download a checkpoint by name."""

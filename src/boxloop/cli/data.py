@@ -67,7 +67,7 @@ def add_images_cmd(
     strict: StrictOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Add images to the pool (jpg, png, bmp, webp, tif); exact duplicates are kept once.
+    """Add images to the pool (jpg, png, bmp, webp, tif, a phone's heic, avif, jp2); exact duplicates are kept once.
 
     Example: boxloop add images ~/photos/batch1 "~/photos/extra/*.jpg"
     Example: boxloop add images s3://my-bucket/frames/2024-05/

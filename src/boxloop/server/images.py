@@ -365,10 +365,10 @@ def decode_image(data: bytes, *, where: str) -> np.ndarray:
     """Image bytes → RGB uint8 HxWx3 as displayed (EXIF orientation applied)."""
     from PIL import Image, ImageOps
 
-    from ..sources.images import rgb8
+    from ..sources.images import opened, rgb8
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with opened(io.BytesIO(data)) as im:
             return rgb8(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         raise ImageUnavailable(f"image {where}: too many pixels to decode safely ({e})") from None

@@ -27,7 +27,10 @@ __all__ = ["MEDIA_DIR", "AdoptReport", "adopt_tasks"]
 
 log = logging.getLogger(__name__)
 MEDIA_DIR = Path("media") / "labelstudio"
-_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
+_SUFFIX = {
+    "JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif",
+    "GIF": ".gif", "HEIF": ".heic", "AVIF": ".avif", "JPEG2000": ".jp2",
+}
 
 
 @dataclass
@@ -40,11 +43,11 @@ class AdoptReport:
 
 def _keep(ws: Workspace, raw: bytes) -> Path:
     """The image bytes as a file in the workspace's media folder, named by content."""
-    from PIL import Image
+    from ..sources.images import opened
 
     digest = hashlib.sha256(raw).hexdigest()
     try:
-        with Image.open(io.BytesIO(raw)) as im:
+        with opened(io.BytesIO(raw)) as im:
             suffix = _SUFFIX.get(str(im.format), ".img")
     except (OSError, ImportError, SyntaxError, ValueError):  # ImportError: Ultralytics' patched open
         raise ImageUnavailable("Label Studio's answer is not an image") from None

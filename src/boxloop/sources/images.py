@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import re
 import warnings
 from collections.abc import Iterable, Iterator
@@ -34,16 +35,33 @@ __all__ = [
     "load_image",
     "natural_key",
     "not_read_reason",
+    "opened",
     "read_image_info",
     "rgb8",
 ]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-# pictures boxloop does not read (nor Ultralytics train on): a folder's files of these kinds
-# are named as left out, never passed over in silence (a phone's HEIC photos, a GIF)
-NOT_READ_SUFFIXES = frozenset(
-    {".gif", ".heic", ".heif", ".avif", ".jfif", ".jpe", ".jp2", ".dng", ".cr2", ".nef", ".arw"}
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# a phone's photos: HEIC/HEIF through pi-heif (a dependency; pillow-heif serves as well)
+_HEIF_SUFFIXES = frozenset({".heic", ".heif"})
+_HEIF_READ = _installed("pi_heif") or _installed("pillow_heif")
+_AVIF_READ = _installed("PIL._avif")  # Pillow 11.3 and newer decode AVIF themselves
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2"}
+    | (_HEIF_SUFFIXES if _HEIF_READ else set())
+    | ({".avif"} if _AVIF_READ else set())
 )
+# pictures boxloop does not read (a GIF, a camera's raw file; HEIC or AVIF where their decoder
+# is missing): a folder's files of these kinds are named as left out, never passed over in silence
+NOT_READ_SUFFIXES = frozenset(
+    {".gif", ".heic", ".heif", ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2"}
+) - IMAGE_SUFFIXES
 # EXIF orientations 5-8 turn the picture by 90 degrees: displayed width and height swap.
 _TRANSPOSED = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
@@ -82,9 +100,17 @@ def hidden(rel: PurePath) -> bool:
 
 def not_read_reason(f: Path | str) -> str:
     """Why a picture in one of :data:`NOT_READ_SUFFIXES` was left out, and what to do."""
-    kind = PurePosixPath(str(f)).suffix.lstrip(".").upper()
-    return (f"not read: boxloop does not read {kind} pictures (only "
-            f"{', '.join(sorted(x.lstrip('.') for x in IMAGE_SUFFIXES))}); convert it to JPEG or PNG")
+    suffix = PurePosixPath(str(f)).suffix.lower()
+    kind = suffix.lstrip(".").upper()
+    if suffix in _HEIF_SUFFIXES:
+        how = "install pi-heif (pip install pi-heif), or convert it to JPEG"
+    elif suffix == ".avif":
+        how = "install Pillow 11.3 or newer (pip install -U pillow), or convert it to JPEG or PNG"
+    elif suffix == ".gif":
+        how = "convert it (or the frames you want labeled) to PNG"
+    else:
+        how = "a camera's raw file: export it as JPEG (or TIFF)"
+    return f"not read: boxloop does not read {kind} pictures here; {how}"
 
 
 def expand_paths(
@@ -156,7 +182,7 @@ def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = No
     if not data:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        with _opened(io.BytesIO(data)) as im:
+        with opened(io.BytesIO(data)) as im:
             w, h = im.size
             fmt = im.format
             orientation = _orientation(im)
@@ -179,15 +205,44 @@ def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = No
 
 
 @contextmanager
-def _opened(source: object) -> Iterator[Image.Image]:
-    """``Image.open`` without Pillow's warning past 89 megapixels (such an image is read all
+def opened(source: object) -> Iterator[Image.Image]:
+    """``Image.open`` that also reads a phone's HEIC/HEIF (teaching Pillow the format the first
+    time one is met), without Pillow's warning past 89 megapixels (such an image is read all
     the same; past 179 Pillow raises, and the caller says why it is not read)."""
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(source) as im:  # type: ignore[arg-type]
+        try:
+            im = Image.open(source)  # type: ignore[arg-type]
+        except Image.UnidentifiedImageError:
+            if not _add_heif_opener():
+                raise
+            if hasattr(source, "seek"):
+                source.seek(0)
+            im = Image.open(source)  # type: ignore[arg-type]
+        with im:
             yield im
+
+
+_heif_opener = False
+
+
+def _add_heif_opener() -> bool:
+    """Register a HEIF decoder with Pillow, once (a 50 ms import, paid only when an image is
+    not otherwise identified): whether one was newly registered."""
+    global _heif_opener
+    if _heif_opener:
+        return False
+    for module in ("pi_heif", "pillow_heif"):
+        try:
+            register = importlib.import_module(module).register_heif_opener
+        except ImportError:
+            continue
+        register()
+        _heif_opener = True
+        return True
+    return False
 
 
 def _too_large(e: Exception) -> str:
@@ -221,7 +276,7 @@ def load_image(uri: str | Path, *, data: bytes | None = None, sha256: str | None
     if data is None and is_remote(str(uri)):
         data = fetch(str(uri), sha256=sha256)
     try:
-        with _opened(io.BytesIO(data) if data is not None else uri) as im:
+        with opened(io.BytesIO(data) if data is not None else uri) as im:
             return rgb8(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         raise InputError(f"{uri}: {_too_large(e)}") from e
