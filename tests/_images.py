@@ -1,11 +1,11 @@
-"""Tiny image files for tests, written with Pillow."""
+"""Tiny image files for tests, written with Pillow, and copies as annotation tools make them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def write_image(path: Path, size: tuple[int, int] = (64, 48), *, seed: int = 0, orientation: int | None = None) -> Path:
@@ -30,3 +30,22 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
         for f in sorted(root.rglob("*"))
         if f.is_file()
     }
+
+
+def fitted_copy(path: Path, out: Path, *, size: tuple[int, int], edge: str, quality: int = 40) -> tuple[float, int, int]:
+    """Roboflow's "Fit (black | white | reflect edges) in WxH": the photo scaled keeping its
+    aspect ratio, centred, the edges padded; returns the scale and the left and top edges."""
+    with Image.open(path) as im:
+        rgb = ImageOps.exif_transpose(im).convert("RGB")
+    w, h = size
+    s = min(w / rgb.width, h / rgb.height)
+    inner = rgb.resize((round(rgb.width * s), round(rgb.height * s)))
+    dx, dy = (w - inner.width) // 2, (h - inner.height) // 2
+    if edge == "reflect":
+        pad = ((dy, h - inner.height - dy), (dx, w - inner.width - dx), (0, 0))
+        canvas = Image.fromarray(np.pad(np.asarray(inner), pad, mode="reflect"))
+    else:
+        canvas = Image.new("RGB", size, {"black": (0, 0, 0), "white": (255, 255, 255)}[edge])
+        canvas.paste(inner, (dx, dy))
+    canvas.save(out, "JPEG", quality=quality)
+    return s, dx, dy

@@ -12,7 +12,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from _console import flat
-from _images import write_image
+from _images import fitted_copy, write_image
 from boxloop.cli import app
 from boxloop.export import export
 from boxloop.ingest import add_images, add_labels
@@ -453,3 +453,71 @@ def test_a_pool_uploaded_to_roboflow_by_hand_comes_back_as_the_same_images(tmp_p
     labels = ws.store.latest_labels()
     np.testing.assert_allclose(labels[ids["p1"]].xyxy, [[80, 30, 120, 70]], atol=0.01)  # the original's pixels
     assert len(ws.store.items()) == 3 and ws.store.get_item(ids["p0"]).split is None  # no test/: left for `split`
+
+
+def test_copies_roboflow_fitted_in_with_black_edges_give_their_boxes_back_in_the_photos_pixels(
+    tmp_path: Path, coco128: Path
+) -> None:
+    """Roboflow's "Fit (black edges) in 640x640": each photo scaled keeping its aspect ratio,
+    centred, padded with black. YOLO labels are relative to the padded copy, COCO boxes are its
+    pixels: both land where they were drawn on the photo; a box drawn on the black edge is
+    named and left out, the photo's other boxes kept."""
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    photos = [p for p in sorted((coco128 / "images").rglob("*.jpg")) if _aspect(p) > 1.2][:2]
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i, photo in enumerate(photos):
+        (pool / f"p{i}.jpg").write_bytes(photo.read_bytes())
+    add_images(ws, [pool])
+    items = {Path(it.uri).stem: it for it in ws.store.items()}
+    drawn = {stem: np.array([[0.1 * it.width, 0.2 * it.height, 0.5 * it.width, 0.9 * it.height]])
+             for stem, it in items.items()}
+
+    rf = tmp_path / "rf" / "train"
+    for sub in ("images", "labels"):
+        (rf / sub).mkdir(parents=True)
+    coco_images, coco_boxes = [], []
+    for k, stem in enumerate(items):
+        renamed = f"{stem}_jpg.rf.{'5e6f7a8b' * 4}"
+        s, dx, dy = fitted_copy(pool / f"{stem}.jpg", rf / "images" / f"{renamed}.jpg", size=(640, 640), edge="black")
+        x1, y1, x2, y2 = (drawn[stem][0] * s + [dx, dy, dx, dy]).tolist()
+        lines = [f"1 {(x1 + x2) / 1280:.6f} {(y1 + y2) / 1280:.6f} {(x2 - x1) / 640:.6f} {(y2 - y1) / 640:.6f}"]
+        if stem == "p1":
+            assert dy >= 40
+            lines.append(f"0 0.5 {dy / 2 / 640:.6f} 0.1 {dy / 2 / 640:.6f}")  # on the black edge above the photo
+        (rf / "labels" / f"{renamed}.txt").write_text("\n".join(lines) + "\n")
+        coco_images.append({"id": k, "file_name": f"{renamed}.jpg", "width": 640, "height": 640})
+        coco_boxes.append({"id": k, "image_id": k, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    (tmp_path / "rf" / "data.yaml").write_text("names: [cat, dog]\n")
+    report = add_labels(ws, tmp_path / "rf", format="yolo")
+    assert (report.added, report.known, report.labeled) == (0, 2, 2), report.summary()
+    (problem,) = report.problems
+    assert problem.path.endswith("p1_jpg.rf.5e6f7a8b5e6f7a8b5e6f7a8b5e6f7a8b.txt")
+    assert "1 box(es) lie on the padded edge of this copy, outside the picture: left out" in problem.reason
+    assert any("2 fitted in with padded edges" in n for n in report.notes), report.notes
+    labels = ws.store.latest_labels()
+    for stem, it in items.items():
+        assert labels[it.id].class_id.tolist() == [1]
+        np.testing.assert_allclose(labels[it.id].xyxy, drawn[stem], atol=1.5)
+
+    # the same copies as Roboflow's COCO export
+    (rf / "_annotations.coco.json").write_text(json.dumps({
+        "images": coco_images, "categories": [{"id": 0, "name": "animals"}, {"id": 1, "name": "cat"}],
+        "annotations": coco_boxes,
+    }))
+    for f in (rf / "images").iterdir():
+        f.rename(rf / f.name)
+    report = add_labels(ws, rf / "_annotations.coco.json", format="coco")
+    assert (report.added, report.known, report.labeled) == (0, 2, 2) and not report.problems, report.summary()
+    labels = ws.store.latest_labels()
+    for stem, it in items.items():
+        assert labels[it.id].class_id.tolist() == [0]
+        np.testing.assert_allclose(labels[it.id].xyxy, drawn[stem], atol=1.5)
+    assert len(ws.store.items()) == 2
+
+
+def _aspect(photo: Path) -> float:
+    from PIL import Image
+
+    with Image.open(photo) as im:
+        return im.width / im.height

@@ -20,6 +20,7 @@ import numpy as np
 
 from .annotation.acceptance import in_words
 from .annotation.files import SentNames, roboflow_original, settle_prelabels
+from .copies import Placement, placement
 from .errors import InputError, Problems
 from .formats import ImageLabels
 from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
@@ -762,12 +763,16 @@ def _add_yolo(
             if txt is not None:
                 report.problems.add(txt, "skipped: its image is unreadable")
             continue
-        # YOLO's labels are relative: a resized copy's read in its original's size are the same
-        item = sent_out.original(img, item) or item
+        copy = sent_out.original(img, item)
         labels = None
         if txt is not None:
             text = _label_text(txt, report)
             labels = None if text is None else _yolo_labels(text, txt, item, len(file_names), report)
+        if copy is not None:  # an annotation tool's copy: its boxes, in its pixels, moved to the original's
+            if labels is not None:
+                xyxy, keep = sent_out.boxes(labels.xyxy, copy, txt, report)  # type: ignore[arg-type]
+                labels = Detections(xyxy[keep], labels.class_id[keep])
+            item = copy[0]
         parsed.append((item, img, txt, labels))
     sent_out.say(report)
     for item, txt, text in _labels_without_images(ws, orphans, has_images=bool(pairs), sent=sent, report=report):
@@ -811,9 +816,11 @@ class _SentOut:
         self.ws = ws
         self._sent = sent
         self.matched = 0
+        self.padded = 0
 
-    def original(self, file: Path | str, item: Item) -> Item | None:
-        """The item ``file`` (indexed as ``item``) is a copy of, or None."""
+    def original(self, file: Path | str, item: Item) -> tuple[Item, Placement] | None:
+        """The item ``file`` (indexed as ``item``) is a copy of, and where the copy shows it;
+        or None."""
         store = self.ws.store
         if store.has_item(item.id) or store.frame_at(str(file), item.sha256) is not None:
             return None
@@ -822,10 +829,24 @@ class _SentOut:
         if target is None:
             return None
         original = store.get_item(target)
-        if not looks_alike(file, original):
+        where = placement(file, original)
+        if where is None:
             return None
         self.matched += 1
-        return original
+        self.padded += where.padded
+        return original, where
+
+    def boxes(
+        self, xyxy: np.ndarray, copy: tuple[Item, Placement], source: Path | str, report: IngestReport
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes drawn on a copy, in its original's pixels, and which of them to keep: one drawn
+        wholly on a fitted copy's padded edge is left out, named as a problem."""
+        original, where = copy
+        out, keep = where.to_original(xyxy, original.width, original.height)
+        if not keep.all():
+            report.problems.add(source, f"{int((~keep).sum())} box(es) lie on the padded edge of this copy, "
+                                        "outside the picture: left out")
+        return out, keep
 
     def _renamed_from_the_pool(self, name: str) -> str | None:
         """The workspace's one image of the name Roboflow renamed ``name`` from: the pool
@@ -842,43 +863,8 @@ class _SentOut:
                 f"{self.matched} image(s) came back re-encoded or renamed by the annotation tool (e.g. Roboflow's "
                 "name_jpg.rf.<hash>.jpg): each is the workspace's image of that name, the same picture, and took "
                 "its labels"
+                + (f" ({self.padded} fitted in with padded edges: their boxes moved off the padding)" if self.padded else "")
             )
-
-
-def looks_alike(
-    copy: Path | str, item: Item, *, side: int = 16, max_difference: float = 0.03, max_shape_difference: float = 0.15
-) -> bool:
-    """Whether an image file shows what ``item`` shows, re-encoded or resized (even stretched),
-    or with its contrast or brightness adjusted (Roboflow's "auto-adjust contrast"): both shrunk
-    to ``side`` x ``side`` grey levels, their mean absolute difference is at most
-    ``max_difference`` of the range; or, where both have contrast to speak of (grey standard
-    deviation >= 0.05), the same with each standardized (mean 0, deviation 1) is at most
-    ``max_shape_difference``. A file that cannot be read, or the item's, is no match.
-
-    Measured on coco128's 128 photos and 200 generated digit frames (a third blank), each
-    stretched to 640x640 at JPEG quality 30: every plain copy matches; with contrast stretched
-    (2% cut) 127 of 128 photos and 135 of 200 frames, brightened by a fifth all photos and 145
-    frames (the raw difference alone: 54 and 3 photos, 10 and 7 frames). Of the different pairs, none of coco128's 8128 matches
-    (closest 0.059 raw, 0.299 standardized); of the frames' 19900, 18 do, all by the raw
-    difference: blank displays that look the same."""
-    from PIL import Image
-
-    from .sources.images import load_image
-
-    def thumb(uri: Path | str, sha256: str | None = None) -> np.ndarray:
-        rgb = load_image(uri, sha256=sha256)
-        return np.asarray(Image.fromarray(rgb).convert("L").resize((side, side), Image.BILINEAR), np.float32) / 255.0
-
-    try:
-        a, b = thumb(copy), thumb(item.uri, item.sha256)
-    except (InputError, OSError):
-        return False
-    if float(np.abs(a - b).mean()) <= max_difference:
-        return True
-    if min(float(a.std()), float(b.std())) < 0.05:  # flat pictures: standardizing would blow up noise
-        return False
-    shape = np.abs((a - a.mean()) / a.std() - (b - b.mean()) / b.std())
-    return float(shape.mean()) <= max_shape_difference
 
 
 def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, rnd: int, report: IngestReport) -> None:
@@ -1108,11 +1094,13 @@ def _add_records(
                 rec.line,
             )
             continue
-        original = sent_out.original(file, item) if file is not None else None
-        if original is not None:  # a re-encoded copy: its boxes, in its pixels, scaled to the original's
-            scale = np.array([original.width / item.width, original.height / item.height] * 2, np.float64)
-            rec = replace(rec, xyxy=rec.xyxy * scale, width=original.width, height=original.height)
-            item = original
+        copy = sent_out.original(file, item) if file is not None else None
+        if copy is not None:  # an annotation tool's copy: its boxes, in its pixels, moved to the original's
+            xyxy, keep = sent_out.boxes(rec.xyxy, copy, where, report)
+            rec = replace(rec, xyxy=xyxy[keep], class_names=tuple(n for n, k in zip(rec.class_names, keep) if k),
+                          scores=None if rec.scores is None else rec.scores[keep],
+                          width=copy[0].width, height=copy[0].height)
+            item = copy[0]
         resolved.append((item, file, rec))
     sent_out.say(report)
     mapping = _map_names(
