@@ -39,16 +39,18 @@ CVAT_SUBSETS = {"train": "Train", "val": "Validation", "test": "Test"}  # CVAT's
 DEFAULT_PRELABEL_CONF = 0.25
 
 
-# JPEG files under another suffix (Windows saves web pictures as .jfif): exported as .jpg,
-# the suffix Ultralytics, annotation tools and browsers know
+# the picture kinds an export hands over as they are: what other tools (annotation tools in a
+# browser, OpenCV-based trainers) read. A phone's HEIC, an AVIF or a JPEG 2000 goes out as a
+# JPEG of the picture as displayed; a JPEG saved as .jfif (Windows) as .jpg, its bytes unchanged.
+OTHER_TOOLS_READ = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 _JPEG_ALIASES = frozenset({"jfif", "jpe"})
 
 
-def safe_names(items: Sequence[Item], readable: frozenset[str] | None = None) -> dict[str, str]:
+def safe_names(items: Sequence[Item], readable: frozenset[str] = OTHER_TOOLS_READ) -> dict[str, str]:
     """A unique, portable file name per item: ASCII letters, digits, ``._-`` only, the
-    original stem kept where possible, the item id appended on a clash. With ``readable``
-    (the suffixes the consumer reads, e.g. ``{".jpg", ...}``) a picture of another kind is
-    named ``.png``: :func:`_place_item` then writes a PNG of it."""
+    original stem kept where possible, the item id appended on a clash. A picture whose kind
+    is not ``readable`` (the suffixes the reader takes) is named ``.jpg``: :func:`_place_item`
+    then writes a JPEG of it."""
     out: dict[str, str] = {}
     taken: set[str] = set()
     for it in items:
@@ -57,8 +59,8 @@ def safe_names(items: Sequence[Item], readable: frozenset[str] | None = None) ->
         if not dot:
             stem, suffix = name, "jpg"
         suffix = "jpg" if suffix.lower() in _JPEG_ALIASES else suffix.lower()
-        if readable is not None and f".{suffix}" not in readable:
-            suffix = "png"
+        if f".{suffix}" not in readable:
+            suffix = "jpg"
         ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
         clean = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._") or "image"
         candidate = f"{clean}.{suffix}"
@@ -92,17 +94,16 @@ def _atomic_dir(dest: Path) -> Iterator[Path]:
 def _place_item(it: Item, dst: Path, *, link: bool) -> None:
     """Put an item's image at ``dst``: an image in a bucket (``s3://...``) is always a copy,
     read through the content-hash cache; a local file as :func:`_place_image` puts it. A
-    ``.png`` destination for a picture of another kind (a HEIC the trainer does not read) is a
-    PNG of it as displayed."""
+    ``.jpg`` destination for a picture of another kind (a HEIC) is a JPEG of it as displayed."""
     from .sources.remote import fetch, is_remote
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.suffix == ".png" and _suffix(it.uri) != ".png":
+    if dst.suffix == ".jpg" and _suffix(it.uri).lstrip(".") not in {"jpg", "jpeg", *_JPEG_ALIASES}:
         from PIL import Image
 
         from .sources.images import load_image
 
-        Image.fromarray(load_image(it.uri, sha256=it.sha256)).save(dst, format="PNG", compress_level=1)
+        Image.fromarray(load_image(it.uri, sha256=it.sha256)).save(dst, format="JPEG", quality=95)
         return
     if is_remote(it.uri):
         dst.write_bytes(fetch(it.uri, sha256=it.sha256))
@@ -207,8 +208,9 @@ def write_yolo_dataset(
 
     Labeled items without a split get train/val first. Images are symlinked with ``link``
     (a training view) or copied (an export); a picture whose suffix is not in ``readable``
-    (what the trainer reads) is written as a PNG of it. Pre-labeled exports are flat
-    (``images/``, ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
+    (what the trainer reads; by default what other tools read) is written as a JPEG of it.
+    Pre-labeled exports are flat (``images/``, ``labels/``, ``classmap.yaml``): the zip people
+    upload to an annotator."""
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
     chosen = _choose(ws, what, model_version, conf, ids)

@@ -302,7 +302,7 @@ def use_all_cores() -> None:
 
 def readable_suffixes() -> frozenset[str]:
     """The image suffixes this Ultralytics trains on (``.jpg``, ...; HEIC and AVIF in recent versions):
-    boxloop's training view hands it a PNG of any other picture."""
+    boxloop's training view hands it a JPEG of any other picture."""
     from ultralytics.data.utils import IMG_FORMATS
 
     return frozenset(f".{s.lower()}" for s in IMG_FORMATS)
