@@ -4,6 +4,7 @@ batched, numpy/OpenCV NMS) against Ultralytics' own ``model.predict`` loop, on C
     .venv/bin/python bench/predict.py                        # 200 LCD images, imgsz 320
     .venv/bin/python bench/predict.py --weights best.pt      # your model instead of a quick one
     .venv/bin/python bench/predict.py --n 50 --imgsz 256     # quicker
+    .venv/bin/python bench/predict.py --n 60 --size 4032x3024   # phone-size photos (12 MP JPEGs)
 
 Same images, same imgsz, confidence threshold 0.01 (active learning keeps many low boxes),
 every box of every image consumed. Baselines:
@@ -65,10 +66,10 @@ def _ultralytics(weights: Path, files: list[str], *, imgsz: int, conf: float, tu
     return time.perf_counter() - t, boxes
 
 
-def _boxloop(backend, files: list[str], *, conf: float, batch: int) -> tuple[float, int, dict[str, float]]:  # type: ignore[no-untyped-def]
+def _boxloop(backend, files: list[str], *, size: tuple[int, int], conf: float, batch: int) -> tuple[float, int, dict[str, float]]:  # type: ignore[no-untyped-def]
     from boxloop.modeling import iter_predictions
 
-    sources = [(f, None) for f in files]
+    sources = [(f, size) for f in files]  # as `boxloop predict` passes them: each item's recorded size
     for _ in iter_predictions(backend, sources[:4], conf=conf, iou=0.6, batch=batch):
         pass
     backend.times.reset()
@@ -91,29 +92,35 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--weights", type=Path, default=None, help="a trained .pt (default: train a quick one)")
     ap.add_argument("--epochs", type=int, default=5, help="epochs for the quick model")
+    ap.add_argument("--size", default="320x240", help="generated image size WxH (the quick model trains on 320x240)")
     args = ap.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
 
     with tempfile.TemporaryDirectory(prefix="boxloop-bench-predict-") as tmp:
         tmp_path = Path(tmp)
         os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
-        files = _images(tmp_path / "data", args.n, (320, 240))
+        files = _images(tmp_path / "data", args.n, (width, height))
         from boxloop.synth import train_quick_model
 
         if args.weights is None:
             print(f"training yolov8n.yaml for {args.epochs} epoch(s) at {args.imgsz} (pass --weights to skip)...", flush=True)
-        weights = args.weights or train_quick_model(tmp_path / "data", tmp_path / "run", imgsz=args.imgsz, epochs=args.epochs)
+            train_data = tmp_path / "data"
+            if (width, height) != (320, 240):
+                train_data = tmp_path / "train"
+                _images(train_data, 200, (320, 240))
+        weights = args.weights or train_quick_model(train_data, tmp_path / "run", imgsz=args.imgsz, epochs=args.epochs)
 
         from boxloop.backends.onnx import export_onnx
         from boxloop.backends.ultralytics import _names_list, load_torch_model, rect_shape
 
         _, names, _ = load_torch_model(weights)
-        shape = rect_shape(args.imgsz, 320, 240)  # what `boxloop predict` picks for a pool of 320x240 images
+        shape = rect_shape(args.imgsz, width, height)  # what `boxloop predict` picks for a pool of such images
         onnx_file = export_onnx(weights, imgsz=shape, out=tmp_path / "model.onnx")
         from boxloop.backends.ultralytics import load_backend
 
         onnx_be = load_backend(onnx_file, classes=_names_list(names), batch=args.batch)
         print(
-            f"{args.n} images 320x240, imgsz {args.imgsz} (input {shape[0]}x{shape[1]} for boxloop and Ultralytics' "
+            f"{args.n} images {width}x{height} (JPEG), imgsz {args.imgsz} (input {shape[0]}x{shape[1]} for boxloop and Ultralytics' "
             f"rect letterbox), conf {args.conf}, {os.cpu_count()} CPU cores"
         )
 
@@ -121,18 +128,18 @@ def main() -> None:
         print(f"ultralytics default (model.predict, stream): {args.n / ul_s:7.1f} images/s  ({ul_boxes} boxes)")
         tuned_s, tuned_boxes = _ultralytics(weights, files, imgsz=args.imgsz, conf=args.conf, tuned=True)
         print(f"ultralytics tuned (all cores, batch {args.batch}):    {args.n / tuned_s:7.1f} images/s  ({tuned_boxes} boxes)")
-        bl_s, bl_boxes, stages = _boxloop(onnx_be, files, conf=args.conf, batch=args.batch)
+        bl_s, bl_boxes, stages = _boxloop(onnx_be, files, size=(width, height), conf=args.conf, batch=args.batch)
         print(f"boxloop predict (onnx runtime):              {args.n / bl_s:7.1f} images/s  ({bl_boxes} boxes)")
         print("  ms per image by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
         torch_be = load_backend(weights, classes=_names_list(names), imgsz=shape)
-        pt_s, pt_boxes, pt_stages = _boxloop(torch_be, files, conf=args.conf, batch=args.batch)
+        pt_s, pt_boxes, pt_stages = _boxloop(torch_be, files, size=(width, height), conf=args.conf, batch=args.batch)
         print(f"boxloop predict (torch runtime, cpu):        {args.n / pt_s:7.1f} images/s  ({pt_boxes} boxes)")
         print("  ms per image by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in pt_stages.items()))
         import torch
 
         if torch.cuda.is_available():
             gpu_be = load_backend(weights, classes=_names_list(names), imgsz=shape, device="0")
-            g_s, _, g_stages = _boxloop(gpu_be, files, conf=args.conf, batch=32)
+            g_s, _, g_stages = _boxloop(gpu_be, files, size=(width, height), conf=args.conf, batch=32)
             print(f"boxloop predict (torch runtime, {torch.cuda.get_device_name(0)}): {args.n / g_s:7.1f} images/s")
             print("  ms per image by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in g_stages.items()))
         print(f"ratio vs ultralytics tuned: {tuned_s / bl_s:.2f}")

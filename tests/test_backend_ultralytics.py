@@ -175,3 +175,36 @@ def test_embedding_layers_are_the_ends_of_the_backbone_stages(tmp_path_factory) 
     ultralytics_offline(Path(tmp_path_factory.getbasetemp()) / "ultralytics-config")
     model, _, _ = load_torch_model("yolov8n.yaml", nc=3)
     assert embedding_layers(model) == [2, 4, 6, 9]  # stride 4, 8, 16, 32 (9 = SPPF)
+
+
+def test_a_large_jpeg_is_decoded_reduced_and_its_boxes_land_in_its_own_pixels(backend, trained, tmp_path: Path) -> None:
+    """A photo many times the network input (a phone's 12 MP for a 640 input) is decoded at a
+    quarter of its size (libjpeg scales while decoding), also one held sideways by EXIF: its
+    boxes come back in the photo's displayed pixels, where a full decode puts them."""
+    from PIL import Image
+
+    from boxloop.modeling import decode_reduced, iter_predictions
+
+    files, sizes = [], []
+    for i, (p, _, _) in enumerate(read_yolo_split(trained[1], "test")[:10]):
+        with Image.open(p) as im:
+            big = im.convert("RGB").resize((im.width * 6, im.height * 6), Image.BICUBIC)  # 960x720
+        exif = Image.Exif()
+        exif[0x0112] = 6 if i % 2 else 1  # every other one shown turned a quarter
+        big.save(tmp_path / f"big{i}.jpg", quality=95, exif=exif.tobytes())
+        files.append(str(tmp_path / f"big{i}.jpg"))
+        sizes.append((720, 960) if i % 2 else (960, 720))
+    image, scale = decode_reduced(files[1], size=sizes[1], fit=backend.imgsz)
+    assert image.shape == (240, 180, 3) and scale == (4.0, 4.0)  # a quarter, upright
+    full = {i: p.detections for i, p, _ in iter_predictions(backend, [(f, None) for f in files], conf=0.25, iou=0.6)}
+    reduced = {i: p.detections for i, p, _ in iter_predictions(backend, list(zip(files, sizes)), conf=0.25, iou=0.6)}
+    confident = 0
+    for i, d in full.items():
+        w, h = sizes[i]
+        r = reduced[i]
+        assert (r.xyxy[:, [0, 2]] <= w).all() and (r.xyxy[:, [1, 3]] <= h).all()
+        for box, cls in zip(d.xyxy[d.confidence >= 0.4], d.class_id[d.confidence >= 0.4], strict=True):
+            confident += 1
+            same = r.class_id == cls
+            assert same.any() and box_iou(box[None], r.xyxy[same]).max() > 0.8, (i, box, r.xyxy)
+    assert confident >= 4

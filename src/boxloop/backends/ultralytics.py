@@ -57,6 +57,9 @@ class Letterboxed:
     gain: float
     pad: tuple[int, int]  # left, top
     shape: tuple[int, int]  # original (height, width)
+    # the original's pixels per pixel of the image letterboxed (x, y): a JPEG decoded at a
+    # reduced size (1/2, 1/4, 1/8) for a network input that small
+    scale: tuple[float, float] = (1.0, 1.0)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -131,7 +134,8 @@ def decode_output(
     xywh, s, c = xywh[picked], s[picked], c[picked]
     xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
     left, top = boxed.pad
-    xyxy = (xyxy - np.array([left, top, left, top])) / boxed.gain
+    sx, sy = boxed.scale
+    xyxy = (xyxy - np.array([left, top, left, top])) / boxed.gain * np.array([sx, sy, sx, sy])
     h, w = boxed.shape
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
