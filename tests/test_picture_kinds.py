@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from _tiny_data import CLASSES, draw_image, ultralytics_offline
 from boxloop.ingest import add_images, add_labels
@@ -162,7 +163,9 @@ def test_labels_for_a_heic_sent_out_as_jpeg_come_back_to_it(tmp_path: Path, with
 @pytest.mark.slow
 def test_a_model_trains_on_every_kind(tmp_path: Path) -> None:
     """Real Ultralytics training (1 epoch, 64 px): it finds every picture of the view, none
-    corrupt, whichever kind it came as."""
+    corrupt, whichever kind it came as; a HEIC or AVIF reaches it as a JPEG (Ultralytics reads
+    them slowly, through Pillow, if at all), and pictures at least twice the training size as
+    training copies under shrunk/."""
     ultralytics_offline(tmp_path / "ultralytics")
     from ultralytics.data.utils import load_dataset_cache_file
 
@@ -177,7 +180,13 @@ def test_a_model_trains_on_every_kind(tmp_path: Path) -> None:
         pictures = list((view / "images" / split).iterdir())
         found, missing, _empty, corrupt, total = load_dataset_cache_file(view / "labels" / f"{split}.cache")["results"]
         assert (found, missing, corrupt, total) == (len(pictures), 0, 0, len(pictures)), split
-    assert {p.suffix for p in (view / "images").glob("*/*")} >= {".heic", ".avif", ".jpg"}
+    placed = list((view / "images").glob("*/*"))
+    assert {p.suffix for p in placed} == {".jpg", ".jp2", ".png"}
+    # 160x120 pictures for a 64-pixel input: each a copy at half size, upright, kind as named
+    for p in placed:
+        assert p.resolve().parent == ws.root / "shrunk", p
+        with Image.open(p) as im:
+            assert im.size == (80, 60) and im.format == {".jpg": "JPEG", ".jp2": "JPEG2000", ".png": "PNG"}[p.suffix]
 
 
 def test_without_a_heif_decoder_a_heic_is_named_with_what_to_install(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import shutil
 import time
 import unicodedata
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -112,6 +112,7 @@ def _place_item(it: Item, dst: Path, *, link: bool) -> None:
 
 
 def _place_image(src: str, dst: Path, *, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
     if link:
         try:
             os.symlink(os.path.abspath(src), dst)
@@ -202,6 +203,7 @@ def write_yolo_dataset(
     conf: float = DEFAULT_PRELABEL_CONF,
     ids: Sequence[str] | None = None,
     readable: frozenset[str] | None = None,
+    shrink_to: int | None = None,
 ) -> Path:
     """Write an Ultralytics dataset (``images/<split>/``, ``labels/<split>/``, data.yaml)
     and return the data.yaml path; ``yolo train data=<it>`` accepts it unchanged.
@@ -209,21 +211,30 @@ def write_yolo_dataset(
     Labeled items without a split get train/val first. Images are symlinked with ``link``
     (a training view) or copied (an export); a picture whose suffix is not in ``readable``
     (what the trainer reads; by default what other tools read) is written as a JPEG of it.
-    Pre-labeled exports are flat (``images/``, ``labels/``, ``classmap.yaml``): the zip people
-    upload to an annotator."""
+    With ``shrink_to`` (the training size) a picture twice that or more is a training copy
+    (:func:`boxloop.shrink.shrunk_copies`). Pre-labeled exports are flat (``images/``,
+    ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
     chosen = _choose(ws, what, model_version, conf, ids)
     if readable is not None:
         chosen = replace(chosen, names=safe_names(chosen.items, readable))
-    return _write_yolo(ws, dest, chosen, what=what, link=link, splits=splits)
+    sources: dict[str, Path] = {}
+    if shrink_to:
+        from .shrink import shrunk_copies
+
+        kept = [it for it in chosen.items if what != "labeled" or (it.split or "train") in splits]
+        sources = shrunk_copies(ws, kept, chosen.names, shrink_to)
+    return _write_yolo(ws, dest, chosen, what=what, link=link, splits=splits, sources=sources)
 
 
 def _write_yolo(
     ws: Workspace, dest: Path, chosen: _Chosen, *, what: str, link: bool, splits: Sequence[str] = ("train", "val", "test"),
-    zipped: bool = False,
+    zipped: bool = False, sources: Mapping[str, Path] | None = None,
 ) -> Path:
+    """``sources``: item id → the file to place instead of its own picture (a training copy)."""
     items, boxes, names = chosen.items, chosen.boxes, chosen.names
+    sources = sources or {}
     classes = ws.classes
     by_split: dict[str, int] = {}
     with _atomic_dir(dest) as tmp:
@@ -232,7 +243,10 @@ def _write_yolo(
             if what == "labeled" and sub not in splits:
                 continue
             by_split[sub] = by_split.get(sub, 0) + 1
-            _place_item(it, tmp / "images" / sub / names[it.id], link=link)
+            if it.id in sources:
+                _place_image(str(sources[it.id]), tmp / "images" / sub / names[it.id], link=link)
+            else:
+                _place_item(it, tmp / "images" / sub / names[it.id], link=link)
             if it.id in boxes:
                 text = format_yolo_labels(boxes[it.id], width=it.width, height=it.height)
                 label = (tmp / "labels" / sub / names[it.id]).with_suffix(".txt")

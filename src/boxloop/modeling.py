@@ -231,8 +231,10 @@ def train(
     version = next_version(ws)
     run_dir = ws.runs_dir / version
     run_dir.mkdir(parents=True, exist_ok=True)
+    imgsz = int(imgsz or cfg.imgsz)
     data_yaml = write_yolo_dataset(
-        ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), readable=readable_suffixes()
+        ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), readable=readable_suffixes(),
+        shrink_to=imgsz,
     )
     train_n = len(list((run_dir / "dataset" / "images" / "train").glob("*")))
     val_dir = run_dir / "dataset" / "images" / "val"
@@ -240,7 +242,7 @@ def train(
     settings = {
         "model": str(model),
         "epochs": int(epochs or cfg.epochs),
-        "imgsz": int(imgsz or cfg.imgsz),
+        "imgsz": imgsz,
         "batch": int(batch or cfg.batch),
         "device": str(device or cfg.device),
         "patience": int(patience or cfg.patience),

@@ -305,11 +305,12 @@ def use_all_cores() -> None:
 
 
 def readable_suffixes() -> frozenset[str]:
-    """The image suffixes this Ultralytics trains on (``.jpg``, ...; HEIC and AVIF in recent versions):
-    boxloop's training view hands it a JPEG of any other picture."""
+    """The image suffixes boxloop hands this Ultralytics to train on as they are: those it
+    reads (``.jpg``, ...), but a HEIC or AVIF, which it decodes slowly through Pillow where
+    recent versions read them at all. Any other picture goes to it as a JPEG of it."""
     from ultralytics.data.utils import IMG_FORMATS
 
-    return frozenset(f".{s.lower()}" for s in IMG_FORMATS)
+    return frozenset(f".{s.lower()}" for s in IMG_FORMATS) - {".heic", ".heif", ".avif"}
 
 
 def resolve_model_arg(model: str | Path) -> tuple[str, bool]:

@@ -1,0 +1,87 @@
+"""Training copies of large photos: the trainer gets a picture at least twice the training size
+as a copy at 1/2, 1/4 or 1/8 of it (upright, the kind its name says), made once and reused by
+later rounds; the labels do not change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from _images import write_image
+from boxloop.export import write_yolo_dataset
+from boxloop.ingest import add_images
+from boxloop.shrink import shrunk_copies
+from boxloop.sources.images import load_image
+from boxloop.types import Detections
+from boxloop.workspace import Workspace
+
+
+def smooth(path: Path, size: tuple[int, int], *, orientation: int | None = None) -> Path:
+    """A picture with large soft shapes (resizing it changes little but its size)."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // w, y * 255 // h, ((x // 97 + y // 61) % 2) * 200], axis=2).astype(np.uint8)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, quality=95, exif=exif.tobytes())
+    return path
+
+
+def blocks(rgb: np.ndarray, n: int) -> np.ndarray:
+    h, w = (rgb.shape[0] // n) * n, (rgb.shape[1] // n) * n
+    return rgb[:h, :w].astype(float).reshape(h // n, n, w // n, n, 3).mean(axis=(1, 3))
+
+
+def test_large_pictures_reach_the_trainer_as_copies_reused_by_later_rounds(tmp_path: Path) -> None:
+    src = tmp_path / "photos"
+    src.mkdir()
+    smooth(src / "phone.jpg", (1280, 960), orientation=6)  # held sideways: shown 960x1280
+    smooth(src / "scan.png", (1000, 700))
+    write_image(src / "small.jpg", size=(200, 150), seed=3)
+    ws = Workspace.init(tmp_path / "ws", classes=["cat"])
+    add_images(ws, [src])
+    items = {Path(it.uri).name: it for it in ws.store.items()}
+    for it in items.values():
+        ws.store.add_label(it.id, Detections([[10, 20, 110, 120]], [0]), source="test")
+    ws.store.set_split({it.id: "train" for it in items.values()})
+
+    data = write_yolo_dataset(ws, tmp_path / "view1", splits=("train",), shrink_to=160)
+    placed = {p.name: p for p in (data.parent / "images" / "train").iterdir()}
+    assert sorted(placed) == ["phone.jpg", "scan.png", "small.jpg"]
+    assert placed["small.jpg"].resolve() == Path(items["small.jpg"].uri).resolve()  # under twice 160: as it is
+    expected = {"phone.jpg": ((120, 160), "JPEG"), "scan.png": ((250, 175), "PNG")}  # 1/8 upright; 1/4
+    for name, (size, kind) in expected.items():
+        copy = placed[name].resolve()
+        assert copy.parent == ws.root / "shrunk"
+        with Image.open(copy) as im:
+            assert (im.size, im.format) == (size, kind), name
+            got = np.asarray(im.convert("RGB"))
+        shown = load_image(items[name].uri)
+        scale = shown.shape[0] // got.shape[0]
+        assert np.abs(blocks(got, 10) - blocks(shown, 10 * scale)).mean() < 3.0, name
+    # the labels are the same relative boxes as without copies
+    plain = write_yolo_dataset(ws, tmp_path / "plain", splits=("train",))
+    for name in placed:
+        stem = Path(name).stem
+        assert (data.parent / "labels" / "train" / f"{stem}.txt").read_text() == \
+               (plain.parent / "labels" / "train" / f"{stem}.txt").read_text()
+    # a later round reuses the copies
+    stamps = {p.name: p.stat().st_mtime_ns for p in (ws.root / "shrunk").iterdir()}
+    assert len(stamps) == 2
+    write_yolo_dataset(ws, tmp_path / "view2", splits=("train",), shrink_to=160)
+    assert {p.name: p.stat().st_mtime_ns for p in (ws.root / "shrunk").iterdir()} == stamps
+
+
+def test_a_picture_that_cannot_be_copied_goes_to_the_trainer_as_it_is(tmp_path: Path) -> None:
+    src = tmp_path / "photos"
+    src.mkdir()
+    smooth(src / "big.jpg", (800, 600))
+    ws = Workspace.init(tmp_path / "ws", classes=["cat"])
+    add_images(ws, [src])
+    (it,) = ws.store.items()
+    (src / "big.jpg").write_bytes(b"gone bad")  # changed on disk since it was added
+    assert shrunk_copies(ws, [it], {it.id: "big.jpg"}, 160) == {}
+    assert not list((ws.root / "shrunk").iterdir())  # no half-written copy
