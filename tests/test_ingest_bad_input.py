@@ -390,7 +390,7 @@ def test_a_16_bit_grey_image_is_read_as_training_reads_it(ws: Workspace, tmp_pat
         assert seen.shape == (60, 80, 3) and seen.dtype == np.uint8
         assert np.array_equal(seen, cv2.imread(str(tmp_path / name))[:, :, ::-1])
         assert seen.min() == 0 and seen.max() == 255 and 120 < seen.mean() < 135  # a ramp, not white
-        assert np.array_equal(decode_image((tmp_path / name).read_bytes(), where=name), seen)
+        assert np.array_equal(decode_image((tmp_path / name).read_bytes(), where=name).image, seen)
     thumb = thumbnail_data_uri(str(tmp_path / "cam.png")).split(",", 1)[1]
     assert np.asarray(Image.open(io.BytesIO(base64.b64decode(thumb)))).mean() < 200
     assert add_images(ws, [tmp_path / "cam.png"]).added == 1

@@ -126,8 +126,8 @@ def test_the_token_goes_to_label_studio_only():
         return httpx.Response(200, content=png())
 
     f = fetcher(handler)
-    assert f.load("/data/local-files/?d=coco128/a.png").shape == (48, 64, 3)
-    assert f.load(CDN + "a.png").shape == (48, 64, 3)
+    assert f.load("/data/local-files/?d=coco128/a.png").image.shape == (48, 64, 3)
+    assert f.load(CDN + "a.png").image.shape == (48, 64, 3)
     assert seen[0].headers["authorization"] == f"Token {TOKEN}" and seen[0].url.host == "ls.test"
     assert "authorization" not in seen[1].headers and seen[1].url.host == "cdn.test"
 
@@ -153,7 +153,7 @@ def test_a_redirect_to_allowed_storage_is_followed_without_the_token():
             return httpx.Response(303, headers={"location": CDN + "signed.png?X-Amz-Signature=secret"})
         return httpx.Response(200, content=png())
 
-    assert fetcher(handler).load("s3://other/a.png", task_id=3).shape == (48, 64, 3)
+    assert fetcher(handler).load("s3://other/a.png", task_id=3).image.shape == (48, 64, 3)
     assert [r.url.host for r in seen] == ["ls.test", "cdn.test"]
     assert "authorization" in seen[0].headers and "authorization" not in seen[1].headers
 
@@ -598,3 +598,65 @@ def test_serve_command_help_and_bad_options(tmp_path, monkeypatch):
     assert res.exit_code == 1 and "--public-url" in res.output
     res = runner.invoke(app, ["-w", str(tmp_path / "ws"), "serve"])
     assert res.exit_code == 1 and "no Label Studio URL" in res.output
+
+
+class PhotoHarness(Harness):
+    """A Harness whose Label Studio serves one photo for every image URL."""
+
+    def __init__(self, root: Path, *, photo: bytes, **kwargs) -> None:
+        self.photo = photo
+        super().__init__(root, **kwargs)
+
+    def serve(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, content=self.photo)
+
+
+class CentreBackend:
+    """Finds one cat over the middle half of whatever image it gets, at a network input of
+    64x64; records the images' sizes."""
+
+    classes = CLASSES
+    imgsz = (64, 64)
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def predict(self, images, *, conf: float = 0.01, iou: float = 0.6):
+        from boxloop.backends.base import Prediction
+
+        out = []
+        for im in images:
+            h, w = im.shape[:2]
+            self.seen.append((w, h))
+            probs = np.array([[0.9, 0.05, 0.05]], np.float32)
+            out.append(Prediction(Detections([[w / 4, h / 4, 3 * w / 4, 3 * h / 4]], [0], [0.9], {"class_probs": probs})))
+        return out
+
+
+def test_a_large_jpeg_is_decoded_at_a_fraction_and_its_boxes_given_in_its_own_pixels(tmp_path):
+    """A phone's photo (here 1024x768, held sideways) for a 64-pixel network input: the model
+    gets it at 1/8 (libjpeg scales while decoding), whether the workspace has the file or Label
+    Studio serves it; the regions are in percent of the photo as shown, its original size."""
+    big = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((768, 1024, 3), 120, np.uint8)).save(big, quality=90, exif=exif.tobytes())
+    backend = CentreBackend()
+    h = PhotoHarness(tmp_path / "ws", backend=backend, photo=big.read_bytes())
+    try:
+        h.ws.store.add_item(Item("phone", str(big), 768, 1024, "shaphone"))
+        pushed = {"id": 1, "data": {"image": "/data/local-files/?d=x/phone.jpg", "boxloop_item": "phone"}}
+        served = {"id": 2, "data": {"image": "/data/upload/3/phone.jpg"}}
+        r = h.client().post("/predict", json=predict_body([pushed, served]))
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+        assert backend.seen == [(96, 128), (96, 128)]  # an eighth, upright; never 768x1024
+        assert [q.url.path for q in h.requests] == ["/data/upload/3/phone.jpg"]  # the pushed one read from its file
+        for entry in r.json()["results"]:
+            (region,) = entry["result"]
+            assert (region["original_width"], region["original_height"]) == (768, 1024)
+            v = region["value"]
+            assert (v["x"], v["y"], v["width"], v["height"]) == pytest.approx((25.0, 25.0, 50.0, 50.0))
+    finally:
+        h.runner.release.set()
+        h.service.close()

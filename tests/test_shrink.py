@@ -85,3 +85,15 @@ def test_a_picture_that_cannot_be_copied_goes_to_the_trainer_as_it_is(tmp_path: 
     (src / "big.jpg").write_bytes(b"gone bad")  # changed on disk since it was added
     assert shrunk_copies(ws, [it], {it.id: "big.jpg"}, 160) == {}
     assert not list((ws.root / "shrunk").iterdir())  # no half-written copy
+
+
+def test_a_jpeg_decoded_for_a_thumbnail_comes_out_reduced_upright_and_no_smaller_than_asked(tmp_path: Path) -> None:
+    photo = smooth(tmp_path / "phone.jpg", (1280, 960), orientation=6)
+    full = load_image(photo)
+    assert full.shape == (1280, 960, 3)
+    small = load_image(photo, at_least=200)
+    assert small.shape == (320, 240, 3)  # a quarter: 1/8 would be under 200 on its short side
+    assert np.abs(blocks(small, 8) - blocks(full, 32)).mean() < 3.0
+    png = tmp_path / "scan.png"
+    Image.fromarray(full).save(png)
+    assert load_image(png, at_least=200).shape == (1280, 960, 3)  # only JPEG decodes reduced

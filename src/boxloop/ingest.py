@@ -829,7 +829,7 @@ class _SentOut:
         if target is None:
             return None
         original = store.get_item(target)
-        where = placement(file, original)
+        where = placement(file, original, copy_size=(item.width, item.height))
         if where is None:
             return None
         self.matched += 1

@@ -31,7 +31,7 @@ def thumbnail_data_uri(uri: str, *, size: int = THUMB_SIZE, quality: int = 82) -
 
     from ..sources.images import load_image
 
-    im = Image.fromarray(load_image(uri))
+    im = Image.fromarray(load_image(uri, at_least=size))
     im.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=quality, optimize=True)

@@ -39,6 +39,7 @@ __all__ = [
     "ImageFetcher",
     "ImageRefused",
     "ImageUnavailable",
+    "Shown",
     "decode_image",
     "parse_allowed",
 ]
@@ -356,20 +357,40 @@ class ImageFetcher:
             return self._fetch_fsspec(plan)
         return self._fetch_http(plan)
 
-    def load(self, ref: str, *, task_id: int | None = None) -> np.ndarray:
-        """The image ``ref`` names, decoded as displayed (EXIF orientation applied), RGB uint8."""
-        return decode_image(self.fetch(ref, task_id=task_id), where=_shown(ref))
+    def load(self, ref: str, *, task_id: int | None = None, at_least: int | None = None) -> Shown:
+        """The image ``ref`` names, decoded as displayed (EXIF orientation applied), RGB uint8
+        (with ``at_least``, a JPEG maybe at a fraction of its size: :func:`decode_image`)."""
+        return decode_image(self.fetch(ref, task_id=task_id), where=_shown(ref), at_least=at_least)
 
 
-def decode_image(data: bytes, *, where: str) -> np.ndarray:
-    """Image bytes → RGB uint8 HxWx3 as displayed (EXIF orientation applied)."""
+@dataclass(frozen=True)
+class Shown:
+    """A decoded picture and its size as displayed (w, h): ``image`` may be smaller (a JPEG
+    decoded at 1/2, 1/4 or 1/8 for a small network input)."""
+
+    image: np.ndarray
+    size: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """The picture's pixels per pixel of ``image`` (x, y)."""
+        return self.size[0] / self.image.shape[1], self.size[1] / self.image.shape[0]
+
+
+def decode_image(data: bytes, *, where: str, at_least: int | None = None) -> Shown:
+    """Image bytes → RGB uint8 HxWx3 as displayed (EXIF orientation applied), and its size;
+    with ``at_least`` (pixels), a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size, both
+    sides still at least that."""
     from PIL import Image, ImageOps
 
-    from ..sources.images import opened, rgb8
+    from ..sources.images import opened, rgb8, shown_size
 
     try:
         with opened(io.BytesIO(data)) as im:
-            return rgb8(ImageOps.exif_transpose(im))
+            size = shown_size(im)
+            if at_least and im.format == "JPEG":
+                im.draft("RGB", (at_least, at_least))
+            return Shown(rgb8(ImageOps.exif_transpose(im)), size)
     except Image.DecompressionBombError as e:
         raise ImageUnavailable(f"image {where}: too many pixels to decode safely ({e})") from None
     except ImportError:
