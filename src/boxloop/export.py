@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
 import re
 import shutil
 import time
@@ -26,6 +25,7 @@ from .errors import InputError
 from .formats import ImageLabels
 from .formats.labelstudio import IMPUTED_NOTE
 from .formats.yolo import format_yolo_labels, yolo_data_yaml
+from .sources.images import JPEG_SUFFIXES, suffix_of
 from .split import assign_splits
 from .types import Detections, Item
 from .workspace import Workspace
@@ -43,7 +43,6 @@ DEFAULT_PRELABEL_CONF = 0.25
 # browser, OpenCV-based trainers) read. A phone's HEIC, an AVIF or a JPEG 2000 goes out as a
 # JPEG of the picture as displayed; a JPEG saved as .jfif (Windows) as .jpg, its bytes unchanged.
 OTHER_TOOLS_READ = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-_JPEG_ALIASES = frozenset({"jfif", "jpe"})
 
 
 def safe_names(items: Sequence[Item], readable: frozenset[str] = OTHER_TOOLS_READ) -> dict[str, str]:
@@ -58,7 +57,9 @@ def safe_names(items: Sequence[Item], readable: frozenset[str] = OTHER_TOOLS_REA
         stem, dot, suffix = name.rpartition(".")
         if not dot:
             stem, suffix = name, "jpg"
-        suffix = "jpg" if suffix.lower() in _JPEG_ALIASES else suffix.lower()
+        suffix = suffix.lower()
+        if f".{suffix}" in JPEG_SUFFIXES - {".jpeg"}:  # a .jfif or .jpe is named .jpg; .jpeg stays
+            suffix = "jpg"
         if f".{suffix}" not in readable:
             suffix = "jpg"
         ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
@@ -98,7 +99,7 @@ def _place_item(it: Item, dst: Path, *, link: bool) -> None:
     from .sources.remote import fetch, is_remote
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.suffix == ".jpg" and _suffix(it.uri).lstrip(".") not in {"jpg", "jpeg", *_JPEG_ALIASES}:
+    if dst.suffix == ".jpg" and suffix_of(it.uri) not in JPEG_SUFFIXES:
         from PIL import Image
 
         from .sources.images import load_image
@@ -120,10 +121,6 @@ def _place_image(src: str, dst: Path, *, link: bool) -> None:
         except OSError:
             log.debug("symlink failed for %s, copying", src)
     shutil.copy2(src, dst)
-
-
-def _suffix(uri: str) -> str:
-    return posixpath.splitext(uri.split("?", 1)[0])[1].lower()
 
 
 @dataclass(frozen=True)

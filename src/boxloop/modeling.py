@@ -286,11 +286,6 @@ def decode_file(uri: str, *, size: tuple[int, int] | None = None, sha256: str | 
     return decode_reduced(uri, size=size, sha256=sha256)[0]
 
 
-# JPEG decodes at 1/2, 1/4 or 1/8 of its size in a fraction of the time (libjpeg scales while
-# decoding): a 12-megapixel phone photo for a 640-pixel network input needs only a quarter
-_REDUCED_JPEG = {".jpg", ".jpeg", ".jfif", ".jpe"}
-
-
 def reduction(size: tuple[int, int] | None, fit: tuple[int, int] | None) -> int:
     """The largest JPEG reduction (8, 4, 2 or 1) that keeps an image of ``size`` (w, h) at least
     as large as its letterbox into ``fit`` (h, w): what the network sees is then resized down
@@ -309,10 +304,11 @@ def decode_reduced(
     image and the original's pixels per pixel of it (x, y)."""
     import cv2
 
-    from .sources.images import load_image
+    from .sources.images import JPEG_SUFFIXES, load_image, suffix_of
     from .sources.remote import fetch, is_remote
 
-    f = reduction(size, fit) if _suffix(uri) in _REDUCED_JPEG else 1
+    # libjpeg scales while it decodes: a 12-MP photo for a 640-pixel input needs a quarter
+    f = reduction(size, fit) if suffix_of(uri) in JPEG_SUFFIXES else 1
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[f]
     expect = None if size is None else (-(-size[0] // f), -(-size[1] // f))  # libjpeg rounds up
@@ -334,10 +330,6 @@ def decode_reduced(
     elif "://" not in uri:
         raise InputError(f"{uri}: image file not found")
     return load_image(uri), (1.0, 1.0)
-
-
-def _suffix(uri: str) -> str:
-    return Path(uri.split("?", 1)[0]).suffix.lower()
 
 
 def iter_predictions(

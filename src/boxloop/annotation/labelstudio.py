@@ -36,6 +36,7 @@ from ..formats.labelstudio import (
     parse_regions,
     why_text,
 )
+from ..sources.images import JPEG_SUFFIXES, suffix_of
 from ..store import Store
 from ..types import Detections, Item
 from ..workspace import Workspace
@@ -78,8 +79,7 @@ _BATCH = 500
 # pictures Label Studio takes as uploads; a browser shows those, AVIF and JPEGs named .jfif
 # too, but neither TIFF, a phone's HEIC nor JPEG 2000 (Safari aside)
 _UPLOADS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
-_JPEG_ALIASES = frozenset({".jfif", ".jpe"})
-_BROWSER_SHOWS = _UPLOADS | _JPEG_ALIASES | {".avif"}
+_BROWSER_SHOWS = _UPLOADS | JPEG_SUFFIXES | {".avif"}
 T = TypeVar("T")
 
 
@@ -368,12 +368,8 @@ def image_urls(
     return urls, sorted(dirs)
 
 
-def _suffix(uri: str) -> str:
-    return posixpath.splitext(urlparse(uri).path if _is_url(uri) else uri)[1].lower()
-
-
 def _browser_shows(uri: str) -> bool:
-    return _suffix(uri) in _BROWSER_SHOWS
+    return suffix_of(uri) in _BROWSER_SHOWS
 
 
 def _upload_body(it: Item) -> tuple[str, bytes]:
@@ -381,9 +377,9 @@ def _upload_body(it: Item) -> tuple[str, bytes]:
     as .jpg), or, for a kind Label Studio refuses (TIFF, HEIC, AVIF, JPEG 2000), a PNG of the
     picture as displayed (same size)."""
     name = Path(it.uri).name
-    suffix = _suffix(it.uri)
-    if suffix in _UPLOADS | _JPEG_ALIASES:
-        return Path(name).stem + ".jpg" if suffix in _JPEG_ALIASES else name, Path(it.uri).read_bytes()
+    suffix = suffix_of(it.uri)
+    if suffix in _UPLOADS | JPEG_SUFFIXES:
+        return name if suffix in _UPLOADS else Path(name).stem + ".jpg", Path(it.uri).read_bytes()
     import io
 
     from PIL import Image

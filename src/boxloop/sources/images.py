@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "JPEG_SUFFIXES",
     "NOT_READ_SUFFIXES",
     "ImageInfo",
     "expand_paths",
@@ -39,6 +40,7 @@ __all__ = [
     "read_image_info",
     "rgb8",
     "shown_size",
+    "suffix_of",
 ]
 
 
@@ -49,12 +51,14 @@ def _installed(module: str) -> bool:
         return False
 
 
+# JPEG under each name it is saved with (Windows saves web pictures as .jfif)
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".jpe"})
 # a phone's photos: HEIC/HEIF through pi-heif (a dependency; pillow-heif serves as well)
 _HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 _HEIF_READ = _installed("pi_heif") or _installed("pillow_heif")
 _AVIF_READ = _installed("PIL._avif")  # Pillow 11.3 and newer decode AVIF themselves
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2"}
+    JPEG_SUFFIXES | {".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2"}
     | (_HEIF_SUFFIXES if _HEIF_READ else set())
     | ({".avif"} if _AVIF_READ else set())
 )
@@ -90,6 +94,16 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def suffix_of(uri: str | Path) -> str:
+    """The lower-case suffix of a file path or a URI's path (``.jpg``), its query left out."""
+    text = str(uri)
+    if "://" in text:
+        from urllib.parse import urlparse
+
+        text = urlparse(text).path
+    return PurePosixPath(text.replace("\\", "/")).suffix.lower()
 
 
 def hidden(rel: PurePath) -> bool:
