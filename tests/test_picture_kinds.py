@@ -169,7 +169,7 @@ def test_a_model_trains_on_every_kind(tmp_path: Path) -> None:
     ultralytics_offline(tmp_path / "ultralytics")
     from ultralytics.data.utils import load_dataset_cache_file
 
-    from boxloop.modeling import train
+    from boxloop.modeling import predict, train
 
     src = mixed_yolo_folder(tmp_path / "src", 10, seed=1)
     ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
@@ -187,6 +187,46 @@ def test_a_model_trains_on_every_kind(tmp_path: Path) -> None:
         assert p.resolve().parent == ws.root / "shrunk", p
         with Image.open(p) as im:
             assert im.size == (80, 60) and im.format == {".jpg": "JPEG", ".jp2": "JPEG2000", ".png": "PNG"}[p.suffix]
+    # predict keeps a copy of each HEIC and AVIF it decodes (training's, where it made one)
+    for p in (ws.root / "shrunk").iterdir():
+        p.unlink()
+    report = predict(ws, model=outcome.version, scope="labeled", imgsz=64, rect=False)
+    assert report.items == 10 and not report.problems
+    slow = {it.sha256[:24] for it in ws.store.items() if Path(it.uri).suffix in (".heic", ".avif")}
+    assert len(slow) == 4
+    assert {p.name.split("-")[0] for p in (ws.root / "shrunk").iterdir()} == slow
+    assert {p.name.split("-")[1] for p in (ws.root / "shrunk").iterdir()} == {"80x60.jpg"}
+
+
+def test_a_large_heic_is_decoded_once_then_read_from_its_kept_copy(tmp_path: Path, monkeypatch) -> None:
+    """A phone's HEIC cannot be decoded at a fraction of its size (a 12-MP one takes 0.7 s):
+    for a small network input, `predict` keeps a JPEG copy at 1/2, 1/4 or 1/8 under shrunk/ and
+    reads that from then on, the same pixels the first time as every later time."""
+    import boxloop.sources.images as images
+    from boxloop.modeling import decode_reduced
+
+    img, _ = draw_image(np.random.default_rng(2), size=(400, 300))
+    photo = write_picture(tmp_path / "IMG_0002.heic", img)
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    add_images(ws, [photo])
+    (it,) = ws.store.items()
+    copies = ws.root / "shrunk"
+    first, scale = decode_reduced(it.uri, size=(400, 300), sha256=it.sha256, fit=(64, 64), copies=copies)
+    assert first.shape == (75, 100, 3) and scale == (4.0, 4.0)  # 64 / 400: a quarter is the least still larger
+    (kept,) = copies.iterdir()
+    assert kept.suffix == ".jpg" and kept.name.startswith(it.sha256[:24])
+    assert np.abs(blocks(first, 5) - blocks(img, 20)).mean() < 4.0
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("the HEIC was decoded again")
+
+    monkeypatch.setattr(images, "load_image", no_decode)
+    again, _ = decode_reduced(it.uri, size=(400, 300), sha256=it.sha256, fit=(64, 64), copies=copies)
+    assert np.array_equal(again, first)
+    # without a place to keep copies (Ray's workers), or for a JPEG, nothing is kept
+    monkeypatch.undo()
+    whole, scale = decode_reduced(it.uri, size=(400, 300), sha256=it.sha256, fit=(64, 64))
+    assert whole.shape == (300, 400, 3) and scale == (1.0, 1.0)
 
 
 def test_without_a_heif_decoder_a_heic_is_named_with_what_to_install(tmp_path: Path) -> None:

@@ -298,17 +298,28 @@ def reduction(size: tuple[int, int] | None, fit: tuple[int, int] | None) -> int:
 
 def decode_reduced(
     uri: str, *, size: tuple[int, int] | None = None, sha256: str | None = None, fit: tuple[int, int] | None = None,
+    copies: Path | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """:func:`decode_file`, a JPEG reduced while it is decoded where a network input ``fit``
-    (h, w) is that much smaller than its recorded ``size`` (:func:`reduction`); returns the
-    image and the original's pixels per pixel of it (x, y)."""
+    (h, w) is that much smaller than its recorded ``size`` (:func:`reduction`); a picture of
+    a kind slow to decode (HEIC), with ``copies`` (a workspace's shrunk/) and ``sha256``,
+    read from its kept copy (:func:`boxloop.shrink.slow_copy`). Returns the image and the
+    original's pixels per pixel of it (x, y)."""
     import cv2
 
     from .sources.images import JPEG_SUFFIXES, load_image, suffix_of
     from .sources.remote import fetch, is_remote
 
+    kind = suffix_of(uri)
+    if copies is not None and size is not None and sha256:
+        from .shrink import SLOW_KINDS, slow_copy
+
+        f = reduction(size, fit)
+        if kind in SLOW_KINDS and f > 1:
+            rgb = slow_copy(copies, uri, size, sha256, f)
+            return rgb, (size[0] / rgb.shape[1], size[1] / rgb.shape[0])
     # libjpeg scales while it decodes: a 12-MP photo for a 640-pixel input needs a quarter
-    f = reduction(size, fit) if suffix_of(uri) in JPEG_SUFFIXES else 1
+    f = reduction(size, fit) if kind in JPEG_SUFFIXES else 1
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[f]
     expect = None if size is None else (-(-size[0] // f), -(-size[1] // f))  # libjpeg rounds up
@@ -342,12 +353,14 @@ def iter_predictions(
     workers: int = 2,
     times: dict[str, float] | None = None,
     hflip: bool = False,
+    copies: Path | None = None,
 ) -> Iterator[tuple[int, Any, str | None]]:
     """Run ``backend`` over image files or URIs, each ``(uri, (width, height) or None[,
     sha256])``: decoding (and letterboxing, for backends that
     have ``prepare``) happens in worker threads while the model runs batches. Yields
     ``(index, Prediction, None)`` in order, or ``(index, None, reason)`` for an image that
-    could not be read; one bad image never stops the rest."""
+    could not be read; one bad image never stops the rest. ``copies``: where a large HEIC's
+    copy is kept between rounds (:func:`decode_reduced`)."""
     prepare = getattr(backend, "prepare", None)
     run = getattr(backend, "run", None) if prepare is not None else None
     decode_seconds = [0.0]
@@ -359,7 +372,9 @@ def iter_predictions(
 
     def load(src: tuple[Any, ...]) -> Any:
         t = time.perf_counter()
-        image, scale = decode_reduced(src[0], size=src[1], sha256=src[2] if len(src) > 2 else None, fit=fit)
+        image, scale = decode_reduced(
+            src[0], size=src[1], sha256=src[2] if len(src) > 2 else None, fit=fit, copies=copies if fit else None
+        )
         if hflip:
             image = np.ascontiguousarray(image[:, ::-1])
         with lock:
@@ -571,9 +586,13 @@ def predict(
 
     sources = [(it.uri, (it.width, it.height), it.sha256) for it in items]
     remote = any(is_remote(it.uri) for it in items)
+    from .shrink import SHRUNK_DIR
+
     job = PredictJob(
         _ReadyBackend(backend) if given_backend or eng.name == "local" else _ship(eng, backend, batch, class_map),
         conf=conf, iou=iou, batch=batch, hflip=hflip, workers=8 if remote else 2,
+        # a large HEIC's copy is kept in the workspace; Ray's workers may not share its disk
+        copies=str(ws.root / SHRUNK_DIR) if eng.name == "local" else None,
     )
     done: set[str] = set()
     for i, pred, problem in eng.predict(

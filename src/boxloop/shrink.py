@@ -4,7 +4,9 @@ training size (Ultralytics resizes every image to it anyway), made once and kept
 and size under the workspace's ``shrunk/``. A phone's 12-megapixel JPEG, decoded every epoch,
 costs the trainer ~0.1 s; its copy ~5 ms, and a JPEG is reduced while it is decoded
 (:func:`boxloop.modeling.decode_reduced`), as `predict` decodes it: training and prediction
-see a photo alike. YOLO labels are relative to the picture, so they do not change."""
+see a photo alike. YOLO labels are relative to the picture, so they do not change. A large
+picture of a kind slow to decode (a phone's HEIC) is also read by `predict` from such a copy
+from the second time on (:func:`slow_copy`)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,20 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from .atomic import temporary_beside
 from .errors import InputError
 from .types import Item
 from .workspace import Workspace
 
-__all__ = ["SHRUNK_DIR", "shrunk_copies"]
+__all__ = ["SHRUNK_DIR", "SLOW_KINDS", "copy_path", "shrunk_copies", "slow_copy"]
 
 log = logging.getLogger(__name__)
 SHRUNK_DIR = "shrunk"
+# kinds that decode slowly and cannot be reduced while decoding: `predict` keeps a JPEG copy of
+# a large one under shrunk/ (the training copy of it, where training made one first)
+SLOW_KINDS = frozenset({".heic", ".heif", ".avif"})
 
 
 def shrunk_copies(
@@ -42,8 +49,7 @@ def shrunk_copies(
 
     def copy(it: Item) -> tuple[str, Path | None]:
         f = reduction((it.width, it.height), (imgsz, imgsz))
-        suffix = PurePosixPath(names[it.id]).suffix.lower()
-        path = folder / f"{it.sha256[:24]}-{-(-it.width // f)}x{-(-it.height // f)}{suffix}"
+        path = copy_path(folder, it.sha256, (it.width, it.height), f, PurePosixPath(names[it.id]).suffix.lower())
         if path.is_file():
             return it.id, path
         try:
@@ -62,9 +68,39 @@ def shrunk_copies(
     return out
 
 
+def copy_path(folder: Path, sha256: str, size: tuple[int, int], f: int, suffix: str) -> Path:
+    """Where the copy at 1/``f`` of a picture (content ``sha256``, ``size`` (w, h) as shown)
+    is kept, in the kind ``suffix`` names: training and prediction share it."""
+    return folder / f"{sha256[:24]}-{-(-size[0] // f)}x{-(-size[1] // f)}{suffix}"
+
+
+def slow_copy(folder: Path, uri: str, size: tuple[int, int], sha256: str, f: int) -> np.ndarray:
+    """A picture of a kind slow to decode (a phone's HEIC: 0.7 s for 12 MP, against 0.04 s
+    for a JPEG reduced while decoded) at 1/``f``, as RGB: read from its JPEG copy under
+    ``folder``, or decoded whole, shrunk and kept there for the next round (a copy that cannot
+    be written is only not kept)."""
+    import cv2
+
+    from .sources.images import load_image
+
+    path = copy_path(folder, sha256, size, f, ".jpg")
+    want = (-(-size[0] // f), -(-size[1] // f))
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if bgr is not None and (bgr.shape[1], bgr.shape[0]) == want:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    data = _encode(cv2.resize(load_image(uri, sha256=sha256), want, interpolation=cv2.INTER_AREA), ".jpg")
+    try:
+        folder.mkdir(exist_ok=True)
+        _save(data, path)
+    except OSError as e:
+        log.debug("%s: copy not kept (%s)", uri, e)
+    # the copy as it will be read next time: this round's predictions are the next round's
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 def _write(it: Item, imgsz: int, f: int, path: Path) -> None:
     """Decode ``it`` at 1/``f`` (a JPEG while decoding, any other picture whole, then shrunk
-    by area) and write it, in the kind ``path`` names, through a temporary file."""
+    by area) and write it, in the kind ``path`` names."""
     import cv2
 
     from .modeling import decode_reduced
@@ -73,14 +109,26 @@ def _write(it: Item, imgsz: int, f: int, path: Path) -> None:
     rgb, _ = decode_reduced(it.uri, size=(it.width, it.height), sha256=it.sha256, fit=(imgsz, imgsz))
     if (rgb.shape[1], rgb.shape[0]) != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    _save(_encode(rgb, path.suffix), path)
+
+
+def _encode(rgb: np.ndarray, suffix: str) -> bytes:
+    """An RGB picture as the bytes of the kind ``suffix`` names (a JPEG at quality 95)."""
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise ValueError(f"OpenCV cannot write {path.suffix}")
+        raise ValueError(f"OpenCV cannot write {suffix}")
+    return buf.tobytes()
+
+
+def _save(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it."""
     tmp = temporary_beside(path)
     try:
         with open(tmp, "xb") as out:
-            out.write(buf.tobytes())
+            out.write(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ batches), as ``boxloop predict`` always has."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ def run_predict_job(
 
     yield from iter_predictions(
         backend, sources, conf=job.conf, iou=job.iou, batch=job.batch, workers=job.workers, times=times,
-        hflip=job.hflip,
+        hflip=job.hflip, copies=Path(job.copies) if job.copies else None,
     )
 
 
