@@ -660,3 +660,37 @@ def test_a_large_jpeg_is_decoded_at_a_fraction_and_its_boxes_given_in_its_own_pi
     finally:
         h.runner.release.set()
         h.service.close()
+
+
+def test_a_large_heic_of_the_workspace_is_decoded_once_then_read_from_its_kept_copy(tmp_path, monkeypatch):
+    """A phone's HEIC cannot be decoded at a fraction of its size: the first /predict of a
+    pushed one decodes it whole and keeps a copy at 1/8 under shrunk/, the next reads that."""
+    import pillow_heif
+
+    import boxloop.sources.images as images
+    from boxloop.ingest import add_images
+
+    backend = CentreBackend()
+    h = Harness(tmp_path / "ws", backend=backend)
+    try:
+        photo = tmp_path / "IMG_0001.heic"
+        pillow_heif.from_pillow(Image.new("RGB", (1024, 768), (90, 120, 150))).save(photo, quality=80)
+        add_images(h.ws, [photo])
+        (item,) = h.ws.store.items()
+        task = {"id": 1, "data": {"image": "/data/local-files/?d=x/IMG_0001.heic", "boxloop_item": item.id}}
+        first = h.client().post("/predict", json=predict_body([task]))
+        assert first.status_code == 200 and "errors" not in first.json(), first.text
+        assert backend.seen == [(128, 96)] and not h.requests
+        (kept,) = (h.ws.root / "shrunk").iterdir()
+        assert kept.name == f"{item.sha256[:24]}-128x96.jpg"
+
+        def no_decode(*args, **kwargs):
+            raise AssertionError("the HEIC was decoded again")
+
+        monkeypatch.setattr(images, "load_image", no_decode)
+        again = h.client().post("/predict", json=predict_body([task]))
+        assert again.status_code == 200 and again.json()["results"] == first.json()["results"]
+        assert backend.seen == [(128, 96), (128, 96)]
+    finally:
+        h.runner.release.set()
+        h.service.close()

@@ -303,6 +303,7 @@ class Service:
         reads it (its file, or its bucket through boxloop's image cache): an item id names
         only images the workspace already holds, never a URL from the task."""
         from ..modeling import decode_reduced
+        from ..shrink import SHRUNK_DIR
 
         try:
             with self._lock:
@@ -311,7 +312,8 @@ class Service:
             return None
         if "://" not in item.uri and not Path(item.uri).is_file():
             return None
-        image, _ = decode_reduced(item.uri, size=(item.width, item.height), fit=fit)
+        image, _ = decode_reduced(item.uri, size=(item.width, item.height), sha256=item.sha256, fit=fit,
+                                  copies=self.ws.root / SHRUNK_DIR)
         return Shown(image, (item.width, item.height))
 
     def webhook(self, body: Mapping[str, Any]) -> dict[str, Any]:
