@@ -248,3 +248,57 @@ def test_without_a_heif_decoder_a_heic_is_named_with_what_to_install(tmp_path: P
     assert added == "0"
     assert reason == ("not read: boxloop does not read HEIC pictures here; install pi-heif "
                       "(pip install pi-heif), or convert it to JPEG")
+
+
+def test_heic_photos_decoded_at_once_in_a_fresh_process_are_all_read(tmp_path: Path) -> None:
+    """`predict` decodes in threads (and indexing a bucket in 16): in a new process Pillow
+    learns HEIF when the first photo it cannot identify comes, and every thread that met one
+    meanwhile reads its photo too."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(16):
+        write_picture(folder / f"IMG_{i:04d}.heic", draw_image(rng, size=(64, 48))[0])
+    code = (
+        "import sys, threading\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from boxloop.sources.images import load_image\n"
+        "start = threading.Barrier(16)\n"
+        "def one(f):\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        return load_image(f).shape == (48, 64, 3)\n"
+        "    except Exception as e:\n"
+        "        return repr(e)\n"
+        f"files = sorted(__import__('glob').glob({str(folder / '*.heic')!r}))\n"
+        "with ThreadPoolExecutor(16) as pool:\n"
+        "    print(*pool.map(one, files), sep='\\n')\n"
+    )
+    for _ in range(3):  # a fresh process each time: the first photos race the registration
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.split() == ["True"] * 16, out
+
+
+def test_a_heic_that_failed_just_before_another_thread_taught_pillow_heif_is_read(tmp_path: Path, monkeypatch) -> None:
+    """The race behind the test above, made certain: this thread's open fails (Pillow did not
+    know HEIF yet), another thread registers HEIF before this one asks; this one reads too."""
+    import PIL.Image
+
+    import boxloop.sources.images as images
+
+    photo = write_picture(tmp_path / "IMG_0003.heic", draw_image(np.random.default_rng(6), size=(64, 48))[0])
+    images._add_heif_opener()  # "the other thread": HEIF is registered, and known to be
+    real_open, calls = PIL.Image.open, []
+
+    def open_before_registration(source, *args, **kwargs):
+        calls.append(source)
+        if len(calls) == 1:
+            raise PIL.Image.UnidentifiedImageError(f"cannot identify image file {source!r}")
+        return real_open(source, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", open_before_registration)
+    assert images.load_image(photo).shape == (48, 64, 3)
+    assert len(calls) == 2

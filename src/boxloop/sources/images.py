@@ -9,6 +9,7 @@ import glob
 import hashlib
 import importlib.util
 import re
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -241,23 +242,25 @@ def opened(source: object) -> Iterator[Image.Image]:
 
 
 _heif_opener = False
+_heif_lock = threading.Lock()
 
 
 def _add_heif_opener() -> bool:
     """Register a HEIF decoder with Pillow, once (a 50 ms import, paid only when an image is
-    not otherwise identified): whether one was newly registered."""
+    not otherwise identified): whether one is registered, by this call or an earlier one (a
+    thread whose photo failed just before another thread registered it tries again too)."""
     global _heif_opener
-    if _heif_opener:
-        return False
-    for module in ("pi_heif", "pillow_heif"):
-        try:
-            register = importlib.import_module(module).register_heif_opener
-        except ImportError:
-            continue
-        register()
-        _heif_opener = True
-        return True
-    return False
+    with _heif_lock:
+        if not _heif_opener:
+            for module in ("pi_heif", "pillow_heif"):
+                try:
+                    register = importlib.import_module(module).register_heif_opener
+                except ImportError:
+                    continue
+                register()
+                _heif_opener = True
+                break
+        return _heif_opener
 
 
 def _too_large(e: Exception) -> str:
