@@ -97,3 +97,38 @@ def test_a_jpeg_decoded_for_a_thumbnail_comes_out_reduced_upright_and_no_smaller
     png = tmp_path / "scan.png"
     Image.fromarray(full).save(png)
     assert load_image(png, at_least=200).shape == (1280, 960, 3)  # only JPEG decodes reduced
+
+
+def test_a_large_png_is_predicted_from_the_copy_training_made_of_it(tmp_path: Path, monkeypatch) -> None:
+    """A PNG cannot be decoded at a fraction of its size: the copy training keeps of it (a PNG
+    too) is what `predict` reads, and the first predict of one no round trained on makes it."""
+    import boxloop.sources.images as images
+    from boxloop.modeling import decode_reduced
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    smooth(src / "scan.png", (1000, 700))
+    smooth(src / "other.png", (1000, 700), orientation=None)
+    Image.open(src / "other.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(src / "other.png")
+    ws = Workspace.init(tmp_path / "ws", classes=["cat"])
+    add_images(ws, [src])
+    items = {Path(it.uri).name: it for it in ws.store.items()}
+    scan, other = items["scan.png"], items["other.png"]
+    ws.store.add_label(scan.id, Detections([[10, 20, 110, 120]], [0]), source="test")
+    ws.store.set_split({scan.id: "train"})
+    write_yolo_dataset(ws, tmp_path / "view", splits=("train",), shrink_to=160)
+    (kept,) = (ws.root / "shrunk").iterdir()
+    assert kept.name == f"{scan.sha256[:24]}-250x175.png"
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("the PNG was decoded again")
+
+    monkeypatch.setattr(images, "load_image", no_decode)
+    got, scale = decode_reduced(scan.uri, size=(1000, 700), sha256=scan.sha256, fit=(160, 160), copies=ws.root / "shrunk")
+    assert scale == (4.0, 4.0)
+    with Image.open(kept) as im:
+        assert np.array_equal(got, np.asarray(im.convert("RGB")))
+    monkeypatch.undo()
+    first, _ = decode_reduced(other.uri, size=(1000, 700), sha256=other.sha256, fit=(160, 160), copies=ws.root / "shrunk")
+    assert first.shape == (175, 250, 3)
+    assert (ws.root / "shrunk" / f"{other.sha256[:24]}-250x175.png").is_file()

@@ -301,9 +301,9 @@ def decode_reduced(
     copies: Path | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """:func:`decode_file`, a JPEG reduced while it is decoded where a network input ``fit``
-    (h, w) is that much smaller than its recorded ``size`` (:func:`reduction`); a picture of
-    a kind slow to decode (HEIC), with ``copies`` (a workspace's shrunk/) and ``sha256``,
-    read from its kept copy (:func:`boxloop.shrink.slow_copy`). Returns the image and the
+    (h, w) is that much smaller than its recorded ``size`` (:func:`reduction`); any other large
+    picture (HEIC, PNG, TIFF, ...), with ``copies`` (a workspace's shrunk/) and ``sha256``,
+    read from its kept copy (:func:`boxloop.shrink.kept_copy`). Returns the image and the
     original's pixels per pixel of it (x, y)."""
     import cv2
 
@@ -312,11 +312,11 @@ def decode_reduced(
 
     kind = suffix_of(uri)
     if copies is not None and size is not None and sha256:
-        from .shrink import SLOW_KINDS, slow_copy
+        from .shrink import KEPT_KINDS, kept_copy
 
         f = reduction(size, fit)
-        if kind in SLOW_KINDS and f > 1:
-            rgb = slow_copy(copies, uri, size, sha256, f)
+        if kind in KEPT_KINDS and f > 1:
+            rgb = kept_copy(copies, uri, size, sha256, f)
             return rgb, (size[0] / rgb.shape[1], size[1] / rgb.shape[0])
     # libjpeg scales while it decodes: a 12-MP photo for a 640-pixel input needs a quarter
     f = reduction(size, fit) if kind in JPEG_SUFFIXES else 1
@@ -359,8 +359,8 @@ def iter_predictions(
     sha256])``: decoding (and letterboxing, for backends that
     have ``prepare``) happens in worker threads while the model runs batches. Yields
     ``(index, Prediction, None)`` in order, or ``(index, None, reason)`` for an image that
-    could not be read; one bad image never stops the rest. ``copies``: where a large HEIC's
-    copy is kept between rounds (:func:`decode_reduced`)."""
+    could not be read; one bad image never stops the rest. ``copies``: where a large HEIC's or
+    PNG's copy is kept between rounds (:func:`decode_reduced`)."""
     prepare = getattr(backend, "prepare", None)
     run = getattr(backend, "run", None) if prepare is not None else None
     decode_seconds = [0.0]
@@ -591,7 +591,7 @@ def predict(
     job = PredictJob(
         _ReadyBackend(backend) if given_backend or eng.name == "local" else _ship(eng, backend, batch, class_map),
         conf=conf, iou=iou, batch=batch, hflip=hflip, workers=8 if remote else 2,
-        # a large HEIC's copy is kept in the workspace; Ray's workers may not share its disk
+        # a large HEIC's or PNG's copy is kept in the workspace; Ray's workers may not share its disk
         copies=str(ws.root / SHRUNK_DIR) if eng.name == "local" else None,
     )
     done: set[str] = set()

@@ -5,8 +5,8 @@ and size under the workspace's ``shrunk/``. A phone's 12-megapixel JPEG, decoded
 costs the trainer ~0.1 s; its copy ~5 ms, and a JPEG is reduced while it is decoded
 (:func:`boxloop.modeling.decode_reduced`), as `predict` decodes it: training and prediction
 see a photo alike. YOLO labels are relative to the picture, so they do not change. A large
-picture of a kind slow to decode (a phone's HEIC) is also read by `predict` from such a copy
-from the second time on (:func:`slow_copy`)."""
+picture of a kind that cannot be decoded reduced (a phone's HEIC, a PNG, a TIFF) is also read by
+`predict` from such a copy from the second time on (:func:`kept_copy`)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,16 @@ from .errors import InputError
 from .types import Item
 from .workspace import Workspace
 
-__all__ = ["SHRUNK_DIR", "SLOW_KINDS", "copy_path", "shrunk_copies", "slow_copy"]
+__all__ = ["KEPT_KINDS", "SHRUNK_DIR", "copy_path", "kept_copy", "shrunk_copies"]
 
 log = logging.getLogger(__name__)
 SHRUNK_DIR = "shrunk"
-# kinds that decode slowly and cannot be reduced while decoding: `predict` keeps a JPEG copy of
-# a large one under shrunk/ (the training copy of it, where training made one first)
-SLOW_KINDS = frozenset({".heic", ".heif", ".avif"})
+# kinds that cannot be decoded at a fraction of their size (12 MP: a PNG 0.3 s, a TIFF 0.2 s, a
+# JPEG 2000 1.3 s, a HEIC 0.7 s, against 0.04 s for a JPEG reduced while decoded): `predict`
+# keeps a copy of a large one under shrunk/, in the kind training names it (a HEIC or AVIF as
+# a JPEG, the others as they are), so the two share it
+KEPT_KINDS = {".png": ".png", ".tif": ".tif", ".tiff": ".tiff", ".webp": ".webp", ".jp2": ".jp2",
+              ".heic": ".jpg", ".heif": ".jpg", ".avif": ".jpg"}
 
 
 def shrunk_copies(
@@ -74,21 +77,26 @@ def copy_path(folder: Path, sha256: str, size: tuple[int, int], f: int, suffix: 
     return folder / f"{sha256[:24]}-{-(-size[0] // f)}x{-(-size[1] // f)}{suffix}"
 
 
-def slow_copy(folder: Path, uri: str, size: tuple[int, int], sha256: str, f: int) -> np.ndarray:
-    """A picture of a kind slow to decode (a phone's HEIC: 0.7 s for 12 MP, against 0.04 s
-    for a JPEG reduced while decoded) at 1/``f``, as RGB: read from its JPEG copy under
-    ``folder``, or decoded whole, shrunk and kept there for the next round (a copy that cannot
-    be written is only not kept)."""
+def kept_copy(folder: Path, uri: str, size: tuple[int, int], sha256: str, f: int) -> np.ndarray:
+    """A picture of one of :data:`KEPT_KINDS` at 1/``f``, as RGB: read from its copy under
+    ``folder``, or decoded whole, shrunk by area and kept there for the next round (a copy that
+    cannot be written is only not kept). The first time gives the pixels of the copy as well."""
     import cv2
 
-    from .sources.images import load_image
+    from .sources.images import load_image, suffix_of
 
-    path = copy_path(folder, sha256, size, f, ".jpg")
+    kind = KEPT_KINDS[suffix_of(uri)]
+    path = copy_path(folder, sha256, size, f, kind)
     want = (-(-size[0] // f), -(-size[1] // f))
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
     if bgr is not None and (bgr.shape[1], bgr.shape[0]) == want:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    data = _encode(cv2.resize(load_image(uri, sha256=sha256), want, interpolation=cv2.INTER_AREA), ".jpg")
+    small = cv2.resize(load_image(uri, sha256=sha256), want, interpolation=cv2.INTER_AREA)
+    try:
+        data = _encode(small, kind)
+    except ValueError as e:  # an OpenCV built without that writer
+        log.debug("%s: copy not kept (%s)", uri, e)
+        return small
     try:
         folder.mkdir(exist_ok=True)
         _save(data, path)

@@ -45,7 +45,7 @@ class PredictJob:
     batch: int = 8
     hflip: bool = False
     workers: int = 2
-    copies: str | None = None  # a workspace's shrunk/: large HEICs' copies kept between rounds
+    copies: str | None = None  # a workspace's shrunk/: large HEICs' and PNGs' copies kept between rounds
 
 
 class Engine(Protocol):
