@@ -132,3 +132,23 @@ def test_a_large_png_is_predicted_from_the_copy_training_made_of_it(tmp_path: Pa
     first, _ = decode_reduced(other.uri, size=(1000, 700), sha256=other.sha256, fit=(160, 160), copies=ws.root / "shrunk")
     assert first.shape == (175, 250, 3)
     assert (ws.root / "shrunk" / f"{other.sha256[:24]}-250x175.png").is_file()
+
+
+def test_a_picture_gone_since_it_was_added_is_not_predicted_from_its_copy(tmp_path: Path) -> None:
+    import pytest
+
+    from boxloop.errors import InputError
+    from boxloop.modeling import decode_reduced
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    smooth(src / "scan.png", (1000, 700))
+    ws = Workspace.init(tmp_path / "ws", classes=["cat"])
+    add_images(ws, [src])
+    (it,) = ws.store.items()
+    copies = ws.root / "shrunk"
+    decode_reduced(it.uri, size=(1000, 700), sha256=it.sha256, fit=(160, 160), copies=copies)
+    assert len(list(copies.iterdir())) == 1
+    (src / "scan.png").unlink()
+    with pytest.raises(InputError, match="scan.png: image file not found"):
+        decode_reduced(it.uri, size=(1000, 700), sha256=it.sha256, fit=(160, 160), copies=copies)

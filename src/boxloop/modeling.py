@@ -316,6 +316,8 @@ def decode_reduced(
 
         f = reduction(size, fit)
         if kind in KEPT_KINDS and f > 1:
+            if "://" not in uri and not Path(uri).is_file():  # gone since added: its copy is no stand-in
+                raise InputError(f"{uri}: image file not found")
             rgb = kept_copy(copies, uri, size, sha256, f)
             return rgb, (size[0] / rgb.shape[1], size[1] / rgb.shape[0])
     # libjpeg scales while it decodes: a 12-MP photo for a 640-pixel input needs a quarter
