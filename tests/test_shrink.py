@@ -14,7 +14,7 @@ from boxloop.export import write_yolo_dataset
 from boxloop.ingest import add_images
 from boxloop.shrink import shrunk_copies
 from boxloop.sources.images import load_image
-from boxloop.types import Detections
+from boxloop.types import Detections, Item
 from boxloop.workspace import Workspace
 
 
@@ -28,6 +28,17 @@ def smooth(path: Path, size: tuple[int, int], *, orientation: int | None = None)
         exif[0x0112] = orientation
     Image.fromarray(rgb).save(path, quality=95, exif=exif.tobytes())
     return path
+
+
+def one_picture(tmp_path: Path, name: str, size: tuple[int, int]) -> tuple[Workspace, Item, Path]:
+    """A workspace holding one smooth picture ``name`` of ``size`` (its file, under photos/)."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    smooth(src / name, size)
+    ws = Workspace.init(tmp_path / "ws", classes=["cat"])
+    add_images(ws, [src])
+    (it,) = ws.store.items()
+    return ws, it, src / name
 
 
 def blocks(rgb: np.ndarray, n: int) -> np.ndarray:
@@ -76,13 +87,8 @@ def test_large_pictures_reach_the_trainer_as_copies_reused_by_later_rounds(tmp_p
 
 
 def test_a_picture_that_cannot_be_copied_goes_to_the_trainer_as_it_is(tmp_path: Path) -> None:
-    src = tmp_path / "photos"
-    src.mkdir()
-    smooth(src / "big.jpg", (800, 600))
-    ws = Workspace.init(tmp_path / "ws", classes=["cat"])
-    add_images(ws, [src])
-    (it,) = ws.store.items()
-    (src / "big.jpg").write_bytes(b"gone bad")  # changed on disk since it was added
+    ws, it, path = one_picture(tmp_path, "big.jpg", (800, 600))
+    path.write_bytes(b"gone bad")  # changed on disk since it was added
     assert shrunk_copies(ws, [it], {it.id: "big.jpg"}, 160) == {}
     assert not list((ws.root / "shrunk").iterdir())  # no half-written copy
 
@@ -140,15 +146,10 @@ def test_a_picture_gone_since_it_was_added_is_not_predicted_from_its_copy(tmp_pa
     from boxloop.errors import InputError
     from boxloop.modeling import decode_reduced
 
-    src = tmp_path / "photos"
-    src.mkdir()
-    smooth(src / "scan.png", (1000, 700))
-    ws = Workspace.init(tmp_path / "ws", classes=["cat"])
-    add_images(ws, [src])
-    (it,) = ws.store.items()
+    ws, it, path = one_picture(tmp_path, "scan.png", (1000, 700))
     copies = ws.root / "shrunk"
     decode_reduced(it.uri, size=(1000, 700), sha256=it.sha256, fit=(160, 160), copies=copies)
     assert len(list(copies.iterdir())) == 1
-    (src / "scan.png").unlink()
+    path.unlink()
     with pytest.raises(InputError, match="scan.png: image file not found"):
         decode_reduced(it.uri, size=(1000, 700), sha256=it.sha256, fit=(160, 160), copies=copies)
