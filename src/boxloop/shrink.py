@@ -44,14 +44,15 @@ def shrunk_copies(
     that cannot be made leaves its item to the trainer as it is."""
     from .modeling import reduction
 
-    wanted = [it for it in items if reduction((it.width, it.height), (imgsz, imgsz)) > 1]
+    factor = {it.id: reduction((it.width, it.height), (imgsz, imgsz)) for it in items}
+    wanted = [it for it in items if factor[it.id] > 1]
     if not wanted:
         return {}
     folder = ws.root / SHRUNK_DIR
     folder.mkdir(exist_ok=True)
 
     def copy(it: Item) -> tuple[str, Path | None]:
-        f = reduction((it.width, it.height), (imgsz, imgsz))
+        f = factor[it.id]
         path = copy_path(folder, it.sha256, (it.width, it.height), f, PurePosixPath(names[it.id]).suffix.lower())
         if path.is_file():
             return it.id, path

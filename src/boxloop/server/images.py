@@ -381,16 +381,14 @@ def decode_image(data: bytes, *, where: str, at_least: int | None = None) -> Sho
     """Image bytes → RGB uint8 HxWx3 as displayed (EXIF orientation applied), and its size;
     with ``at_least`` (pixels), a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size, both
     sides still at least that."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    from ..sources.images import opened, rgb8, shown_size
+    from ..sources.images import as_shown, opened, shown_size
 
     try:
         with opened(io.BytesIO(data)) as im:
-            size = shown_size(im)
-            if at_least and im.format == "JPEG":
-                im.draft("RGB", (at_least, at_least))
-            return Shown(rgb8(ImageOps.exif_transpose(im)), size)
+            size = shown_size(im)  # before as_shown: a reduced JPEG's size is no longer the picture's
+            return Shown(as_shown(im, at_least=at_least), size)
     except Image.DecompressionBombError as e:
         raise ImageUnavailable(f"image {where}: too many pixels to decode safely ({e})") from None
     except ImportError:

@@ -30,6 +30,7 @@ __all__ = [
     "JPEG_SUFFIXES",
     "NOT_READ_SUFFIXES",
     "ImageInfo",
+    "as_shown",
     "expand_paths",
     "file_sha256",
     "hidden",
@@ -298,7 +299,7 @@ def load_image(
     the time)."""
     import io
 
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     from .remote import fetch, is_remote
 
@@ -306,13 +307,22 @@ def load_image(
         data = fetch(str(uri), sha256=sha256)
     try:
         with opened(io.BytesIO(data) if data is not None else uri) as im:
-            if at_least and im.format == "JPEG":
-                im.draft("RGB", (at_least, at_least))
-            return rgb8(ImageOps.exif_transpose(im))
+            return as_shown(im, at_least=at_least)
     except Image.DecompressionBombError as e:
         raise InputError(f"{uri}: {_too_large(e)}") from e
     except (OSError, SyntaxError, ValueError, ImportError) as e:
         raise InputError(f"{uri}: cannot decode image: {e}") from e
+
+
+def as_shown(im: Image.Image, *, at_least: int | None = None) -> np.ndarray:
+    """An opened image's pixels as displayed (EXIF orientation applied), RGB uint8 (:func:`rgb8`).
+    With ``at_least`` (pixels), a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size, both
+    sides still at least that (libjpeg scales while decoding)."""
+    from PIL import ImageOps
+
+    if at_least and im.format == "JPEG":
+        im.draft("RGB", (at_least, at_least))
+    return rgb8(ImageOps.exif_transpose(im))
 
 
 _WIDE_GREY = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
