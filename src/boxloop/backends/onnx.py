@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError
-from .ultralytics import YoloRuntime, usable_cores
+from .ultralytics import DETECT_HEADS, YoloRuntime, not_a_detector, usable_cores
 
 __all__ = ["OnnxBackend", "export_onnx", "onnx_path_for"]
 
@@ -171,6 +171,14 @@ class OnnxBackend(YoloRuntime):
             self.imgsz = (int(shape[2]), int(shape[3]))
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.batch = max(1, int(self.fixed_batch or batch))
+        task, head = meta.get("task"), meta.get("head")  # Ultralytics writes them (head since 8.4)
+        if (task and task != "detect") or (head and head not in DETECT_HEADS):
+            raise not_a_detector(path, [head] if head else [], task)
+        if meta.get("end2end") == "True":
+            raise InputError(
+                f"{path}: exported end to end (its 300 best boxes, one class each: no class probabilities "
+                "to score uncertainty with); export the .pt again with `boxloop export-model`"
+            )
         outputs = [o.name for o in self.session.get_outputs()]
         self._outputs = [outputs[0]] + (["embedding"] if "embedding" in outputs else [])
         names = _parse_names(meta.get("names"))

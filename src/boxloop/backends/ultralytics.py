@@ -341,6 +341,42 @@ def _names_list(names: Any) -> list[str]:
     return [str(n) for n in names]
 
 
+# heads that are YOLO detectors of axis-aligned boxes (YOLOv5u, v8, v9, 11, 26; v10's)
+DETECT_HEADS = frozenset({"Detect", "v10Detect"})
+# what a user calls the models whose heads are not, by a class in the head's ancestry
+_HEAD_KINDS = {
+    "Segment": "a segmentation", "Pose": "a pose", "OBB": "an oriented-box", "Classify": "a classification",
+    "RTDETRDecoder": "an RT-DETR", "WorldDetect": "a YOLO-World", "YOLOEDetect": "a YOLOE",
+}
+
+
+def require_detector(model: Any, source: str | Path) -> None:
+    """Refuse, before any training or predicting, a model whose head is not a YOLO detection
+    head: a segmentation model fails after its first epoch, an oriented-box one would draw
+    its rotated boxes as axis-aligned ones, and RT-DETR's decoder gives no class
+    probabilities to score. The error names the file and the kind of model."""
+    layers = getattr(model, "model", None)
+    head = layers[-1] if layers is not None and len(layers) else model
+    if type(head).__name__ not in DETECT_HEADS:
+        raise not_a_detector(source, [c.__name__ for c in type(head).__mro__])
+
+
+def not_a_detector(source: str | Path, head: Sequence[str], task: str | None = None) -> InputError:
+    """The error for a model whose head (its class name first, then its ancestry) is no YOLO
+    detection head, or whose ``task`` (ONNX metadata) is not ``detect``."""
+    kind = next((k for cls, k in _HEAD_KINDS.items() for name in head if cls in name), None)
+    name = head[0] if head else "?"
+    what = (
+        f"{kind} model ({name} head)" if kind
+        else f"a {task} model" if task and task != "detect"
+        else f"not a detection model (its last layer is {name})"
+    )
+    return InputError(
+        f"{source}: {what}; boxloop trains and reads YOLO detectors of axis-aligned boxes "
+        "(YOLOv5u, v8, v9, v10, 11, 26): give one of their yamls (yolo11n.yaml) or detection weights (.pt)"
+    )
+
+
 def load_torch_model(weights: str | Path, *, nc: int | None = None, device: str = "cpu") -> tuple[Any, list[str], int]:
     """(fused eval DetectionModel, its class names, its training imgsz) from a .pt file or a
     model yaml (a fresh model with ``nc`` classes). Errors name the file."""
@@ -370,9 +406,8 @@ def load_torch_model(weights: str | Path, *, nc: int | None = None, device: str 
         names = _names_list(getattr(model, "names", None) or [str(i) for i in range(getattr(model, "nc", 0))])
         targs = getattr(model, "args", {}) or {}
         imgsz = int(targs.get("imgsz", 640)) if isinstance(targs.get("imgsz", 640), (int, float)) else 640
+    require_detector(model, weights)
     head = model.model[-1]
-    if not hasattr(head, "nc") or not hasattr(head, "reg_max"):
-        raise BackendError(f"{weights}: not a detection model (its last layer is {type(head).__name__})")
     if getattr(head, "one2one_cv2", None) is not None:
         # NMS-free heads (YOLO26, YOLOv10) keep top classes only: use the one-to-many branch
         head.end2end = False
@@ -585,6 +620,7 @@ def train_yolo(
         yolo = YOLO(arg, task="detect")
     except Exception as e:  # a bad .pt surfaces as many exception types
         raise BackendError(f"{model}: cannot load weights (corrupt or not an Ultralytics checkpoint): {e}") from e
+    require_detector(yolo.model, model)
 
     def threads(_trainer: Any) -> None:
         if str(device) == "cpu":
