@@ -131,6 +131,38 @@ def test_weights_with_other_class_names_are_an_error_listing_both(trained) -> No
     assert be.classes == ["cat", "dog", "bird"]
 
 
+def test_weights_with_more_classes_predict_only_the_projects(trained, backend, caplog) -> None:
+    """A COCO model in a project of cars and people: the classes the project shares by name
+    are predicted, the others are left out (no box of theirs, no share of the probabilities)
+    and named in a warning; before, every one of them had to be mapped."""
+    import logging
+
+    from boxloop.backends.ultralytics import load_backend
+
+    images = [_rgb(p) for p, _, _ in read_yolo_split(trained[1], "val")]
+    with caplog.at_level(logging.WARNING, logger="boxloop.backends.ultralytics"):
+        some = load_backend(trained[0], classes=["disc", "square"], imgsz=IMGSZ)
+    assert "1 of its 3 classes are not the project's and are not predicted (bar)" in caplog.text
+    full = backend.predict(images, conf=0.05)
+    part = some.predict(images, conf=0.05)
+    kept = bars = 0
+    for f, p in zip(full, part, strict=True):
+        a, b = f.detections, p.detections
+        assert b.data["class_probs"].shape[1] == 2
+        np.testing.assert_allclose(b.data["class_probs"].sum(axis=1), 1.0, atol=1e-5)
+        ious = box_iou(a.xyxy, b.xyxy) if len(a) and len(b) else np.zeros((len(a), len(b)))
+        for i in np.flatnonzero(a.confidence > 0.5):
+            name = CLASSES[a.class_id[i]]
+            same = np.flatnonzero(ious[i] > 0.95)
+            if name == "bar":  # a confident bar is not drawn as a confident disc or square
+                bars += 1
+                assert not (b.confidence[same] > 0.5).any()
+            else:  # a confident disc or square is drawn as it was
+                kept += 1
+                assert any(["disc", "square"][b.class_id[j]] == name and abs(b.confidence[j] - a.confidence[i]) < 1e-4 for j in same)
+    assert kept and bars
+
+
 def test_missing_weights_name_the_file_and_never_download(tmp_path: Path) -> None:
     from boxloop.backends.ultralytics import load_backend
 

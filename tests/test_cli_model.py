@@ -259,6 +259,22 @@ def test_add_predictions_from_yolo_txt_with_a_bad_line(project: dict, tmp_path: 
     assert ws.store.model_version("mmdet-1")["backend"] == "import:yolo"
 
 
+def test_add_predictions_leave_out_boxes_of_classes_the_project_lacks(tmp_path: Path) -> None:
+    """Another detector's YOLO txt with a classes.txt of more classes than the project's:
+    the project's are kept by name, the others' boxes are left out."""
+    ws = Workspace.init(tmp_path / "ws", classes=["square", "disc"])
+    pool = add_pool(ws, tmp_path / "pool", n=1)
+    folder = tmp_path / "coco-detector"
+    folder.mkdir()
+    (folder / "classes.txt").write_text("person\ndisc\nsquare\n")
+    (folder / "pool_000.txt").write_text("0 0.5 0.5 0.2 0.2 0.9\n1 0.3 0.3 0.1 0.1 0.8\n2 0.7 0.7 0.1 0.1 0.7\n")
+    result = cli(ws, "add", "predictions", str(folder), "--model-version", "coco-1")
+    assert result.exit_code == 0, result.output
+    d = ws.store.predictions("coco-1")[pool[0]]
+    assert [ws.classes[c] for c in d.class_id] == ["disc", "square"]
+    np.testing.assert_allclose(d.confidence, [0.8, 0.7], atol=1e-6)
+
+
 def test_add_predictions_for_video_frames_find_each_frame_by_its_folder(tmp_path: Path) -> None:
     """Every video's frames share names (frame_000012.jpg): predictions written in a tree like
     the frames' own (one folder per video) land on their frame; a flat folder says what is wrong."""

@@ -798,7 +798,7 @@ def _project_ids(names: Sequence[str], ws: Workspace, class_map: Mapping[str, st
     from .backends.ultralytics import class_matrix
 
     m = class_matrix(names, ws.classes, class_map, source=source)
-    return np.arange(len(names)) if m is None else m.argmax(axis=1)
+    return np.arange(len(names)) if m is None else np.where(m.any(axis=1), m.argmax(axis=1), -1)
 
 
 def _read_yolo_predictions(
@@ -825,7 +825,9 @@ def _read_yolo_predictions(
             n_classes=len(names), source=str(f), with_confidence=True,
         )
         problems.extend(probs)
-        out[item.id] = Detections(d.xyxy, to_project[d.class_id], d.confidence)
+        ids = to_project[d.class_id]
+        kept = ids >= 0  # boxes of classes the project does not have are left out
+        out[item.id] = Detections(d.xyxy[kept], ids[kept], None if d.confidence is None else d.confidence[kept])
     return out
 
 
@@ -877,6 +879,8 @@ def _read_coco_results(
         if k is None or not 0 <= k < len(names):
             problems.add(where, f"unknown category_id {cat}")
             continue
+        if to_project[k] < 0:
+            continue  # a class the project does not have (class_matrix warned)
         rows.setdefault(item_id, []).append(([x, y, x + w, y + h], int(to_project[k]), score))  # type: ignore[arg-type]
     return {
         i: Detections(np.array([b for b, _, _ in r], np.float32), np.array([c for _, c, _ in r]),

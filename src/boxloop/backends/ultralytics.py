@@ -108,10 +108,15 @@ def decode_output(
     (its best class score) and ``data["class_probs"]`` (the score vector normalised to 1).
 
     ``classes_matrix`` (model classes × project classes) maps the score vector into the
-    project's classes; the box's class is the argmax of the mapped vector."""
+    project's classes; the box's class is the argmax of the mapped vector. Model classes
+    with a row of zeros (not the project's) are left out before anything else: no box of
+    theirs, no share of any box's probabilities."""
     import cv2
 
     scores = raw[4:].T  # (A, nc)
+    if classes_matrix is not None and not classes_matrix.any(axis=1).all():
+        used = classes_matrix.any(axis=1)  # the model's classes the project has
+        scores, classes_matrix = scores[:, used], classes_matrix[used]
     best = scores.max(axis=1)
     keep = np.flatnonzero(best > conf)
     n_out = scores.shape[1] if classes_matrix is None else classes_matrix.shape[1]
@@ -169,28 +174,42 @@ def class_matrix(
     *, source: str = "the weights",
 ) -> np.ndarray | None:
     """The (model × project) 0/1 matrix sending each model class to its project class by
-    name (after ``class_map``); None when the two lists are the same. A model class with no
-    project counterpart is an error listing both lists."""
+    name (after ``class_map``); None when the two lists are the same. A model class the
+    project lacks gets a row of zeros, so its boxes are not predicted (a COCO model in a
+    project of cars and people finds cars and people), and a warning names it; when no
+    model class is the project's it is an error listing both lists."""
     class_map = dict(class_map or {})
     unknown_keys = sorted(set(class_map) - set(model_classes))
     if unknown_keys:
         raise InputError(
             f"--class-map names {', '.join(unknown_keys)}, not classes of {source}: {list(model_classes)}"
         )
+    unknown_values = sorted(set(class_map.values()) - set(project_classes))
+    if unknown_values:
+        raise InputError(
+            f"--class-map maps onto {', '.join(unknown_values)}, not classes of the project: {list(project_classes)}"
+        )
     mapped = [class_map.get(n, n) for n in model_classes]
     if list(mapped) == list(project_classes):
         return None
     index = {n: i for i, n in enumerate(project_classes)}
-    missing = [n for n in mapped if n not in index]
-    if missing:
+    missing = [n for n in model_classes if class_map.get(n, n) not in index]
+    if len(missing) == len(model_classes):
         raise BackendError(
             f"class names of {source} differ from the project's: model {list(model_classes)} vs "
-            f"project {list(project_classes)} ({', '.join(missing)} not in the project); "
-            "map them with --class-map old=new"
+            f"project {list(project_classes)} (none in common); map them with --class-map old=new"
+        )
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        log.warning(
+            "%s: %d of its %d classes are not the project's and are not predicted (%s); "
+            "--class-map old=new maps one onto a project class",
+            source, len(missing), len(model_classes), shown,
         )
     m = np.zeros((len(model_classes), len(project_classes)), np.float32)
     for i, n in enumerate(mapped):
-        m[i, index[n]] = 1.0
+        if n in index:
+            m[i, index[n]] = 1.0
     return m
 
 

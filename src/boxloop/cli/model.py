@@ -31,7 +31,7 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 (de
 ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Network input size (default: the size it was trained at).")]
 ClassMapOpt = Annotated[
     list[str] | None,
-    typer.Option("--class-map", help="Map a class name of the weights to the project's: old=new (repeatable)."),
+    typer.Option("--class-map", help="Map a class name of the weights to the project's: old=new (repeatable); classes neither named alike nor mapped are not predicted."),
 ]
 ItemsOpt = Annotated[str | None, typer.Option("--items", help="Comma-separated item ids instead of --scope.")]
 PredictBatchOpt = Annotated[int | None, typer.Option("--batch", help="Images per network call.")]
