@@ -423,3 +423,46 @@ def test_train_for_a_number_of_steps_picks_the_epochs_from_the_label_count(tmp_p
     meta = ws.store.model_version("m001")["meta"]
     assert (meta["steps"], meta["epochs"], meta["train_images"]) == (5, 2, 24)
     assert len((ws.runs_dir / "m001" / "results.csv").read_text().strip().splitlines()) == 1 + 2  # a row per epoch
+
+
+def test_an_interrupted_training_goes_on_from_its_last_epoch_when_run_again(tmp_path: Path) -> None:
+    """Training cut off after epoch 2 of 4 (Ctrl-C, a lost SSH session, a preempted machine):
+    `train` again with the same labels and settings resumes that run at epoch 3 under the
+    same version; after a label changes, a new run starts from scratch beside it."""
+    from boxloop import modeling
+    from boxloop.ingest import add_labels
+    from boxloop.runs import INPUTS_FILE, interrupted_run, training
+
+    ultralytics_offline(tmp_path / "ultralytics-config")
+    make_yolo_dataset(tmp_path / "data", n_train=12, n_val=4, n_test=0, seed=6)
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    fill_workspace(ws, tmp_path / "data")
+    settings = {"model": "yolov8n.yaml", "epochs": 4, "imgsz": 64, "batch": 4}
+    seen: list[int] = []
+
+    def cut_after_two(epoch: int, _total: int) -> None:
+        seen.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        modeling.train(ws, on_epoch=cut_after_two, **settings)
+    assert ws.store.model_versions() == [] and (ws.runs_dir / "m001" / "weights" / "last.pt").is_file()
+    inputs = json.loads((ws.runs_dir / "m001" / INPUTS_FILE).read_text())
+    with training(ws.runs_dir / "m001"):  # as while another process trains it: not taken for interrupted
+        assert interrupted_run(ws.runs_dir, registered=(), fingerprint=inputs["fingerprint"]) is None
+    assert interrupted_run(ws.runs_dir, registered=(), fingerprint=inputs["fingerprint"]) == ws.runs_dir / "m001"
+    done = modeling.train(ws, on_epoch=lambda e, _t: seen.append(e), **settings)
+    assert done.version == "m001" and seen == [1, 2, 3, 4]
+    assert ws.store.model_version("m001")["meta"]["resumed_after_epoch"] == 2
+    assert len((ws.runs_dir / "m001" / "results.csv").read_text().strip().splitlines()) == 1 + 4
+    assert sorted(p.name for p in ws.runs_dir.iterdir()) == ["m001"]
+
+    # other labels: a new run, not the old one resumed
+    with pytest.raises(KeyboardInterrupt):
+        modeling.train(ws, on_epoch=cut_after_two, **settings)  # m002 cut off
+    extra = tmp_path / "more"
+    make_yolo_dataset(extra, n_train=2, n_val=0, n_test=0, seed=7)
+    add_labels(ws, extra, format="yolo", split="train")
+    fresh = modeling.train(ws, on_epoch=None, **settings)
+    assert fresh.version == "m003" and "resumed_after_epoch" not in ws.store.model_version("m003")["meta"]

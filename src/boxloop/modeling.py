@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import threading
 import time
 from collections import deque
@@ -220,9 +221,15 @@ def train(
     ``epochs`` is given) trains about that many optimizer steps: the epochs follow the
     number of training images (``epochs_for_steps``); early stopping (``patience`` epochs
     without a better validation score) can still end it sooner."""
-    from .backends.ultralytics import readable_suffixes, resolve_model_arg, train_yolo
+    from .backends.ultralytics import (
+        readable_suffixes,
+        resolve_model_arg,
+        resumable_epoch,
+        train_yolo,
+    )
     from .export import write_yolo_dataset
     from .ingest import current_round
+    from .runs import interrupted_run, run_fingerprint, training, write_run_inputs
 
     cfg = ws.config.train
     model = model or cfg.model
@@ -251,10 +258,27 @@ def train(
     steps = steps if steps is not None else (None if epochs else cfg.steps or None)
     if steps is not None:
         settings["epochs"] = epochs_for_steps(steps, train_n, settings["batch"], extra.get("nbs", ULTRALYTICS_NBS))
-    t0 = time.perf_counter()
-    result = train_yolo(
-        data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra, on_epoch=on_epoch, **settings  # type: ignore[arg-type]
+    fingerprint = run_fingerprint(
+        run_dir / "dataset", classes=ws.classes, settings={**settings, "extra": extra, "workers": cfg.workers}
     )
+    registered = {v["id"] for v in ws.store.model_versions()}
+    earlier = interrupted_run(ws.runs_dir, registered=registered | {version}, fingerprint=fingerprint)
+    resumed_at = resumable_epoch(earlier / "weights" / "last.pt") if earlier is not None else None
+    if earlier is not None and resumed_at is not None:
+        # the same labels and settings as a run that was cut off: go on with it
+        shutil.rmtree(run_dir)
+        version, run_dir = earlier.name, earlier
+        data_yaml = run_dir / "dataset" / "data.yaml"
+        log.warning("resuming %s, interrupted after epoch %d of %d", version, resumed_at, settings["epochs"])
+    else:
+        resumed_at = None
+        write_run_inputs(run_dir, fingerprint, settings)
+    t0 = time.perf_counter()
+    with training(run_dir):
+        result = train_yolo(
+            data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra, on_epoch=on_epoch,
+            resume=resumed_at is not None, **settings,  # type: ignore[arg-type]
+        )
     seconds = time.perf_counter() - t0
     ws.store.add_model_version(
         version,
@@ -270,6 +294,7 @@ def train(
             "train_images": train_n,
             "val_images": val_n,
             "seconds": round(seconds, 2),
+            **({"resumed_after_epoch": resumed_at} if resumed_at is not None else {}),
         },
     )
     log.info("trained %s in %.0fs: %s", version, seconds, result.weights)

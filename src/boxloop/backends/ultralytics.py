@@ -25,6 +25,7 @@ from ..types import Detections
 from .base import Prediction, TrainResult
 
 __all__ = [
+    "DETECT_HEADS",
     "Letterboxed",
     "UltralyticsBackend",
     "YoloRuntime",
@@ -32,8 +33,11 @@ __all__ = [
     "decode_output",
     "letterbox",
     "load_backend",
+    "not_a_detector",
     "parse_class_map",
+    "require_detector",
     "resolve_model_arg",
+    "resumable_epoch",
     "train_yolo",
 ]
 
@@ -610,6 +614,22 @@ def _without_integrations(add: Callable[[Any], None]) -> Callable[[Any], None]:
 
 
 
+def resumable_epoch(last: Path) -> int | None:
+    """The last epoch an interrupted run saved in ``last.pt`` (1-based), or None where
+    training can not go on from it: a run that finished (Ultralytics strips the optimizer
+    and marks the epoch -1) or a file that is not a training checkpoint."""
+    import torch
+
+    try:
+        ckpt = torch.load(str(last), map_location="cpu", weights_only=False)
+    except Exception:  # a checkpoint cut off mid-write: start again
+        return None
+    epoch = ckpt.get("epoch", -1) if isinstance(ckpt, Mapping) else -1
+    if not isinstance(epoch, int) or epoch < 0 or ckpt.get("optimizer") is None:
+        return None
+    return epoch + 1
+
+
 def train_yolo(
     data_yaml: str | Path,
     *,
@@ -624,10 +644,15 @@ def train_yolo(
     seed: int = 0,
     extra: Mapping[str, Any] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train Ultralytics YOLO on a data.yaml into ``run_dir`` (weights/best.pt, last.pt,
-    results.csv, args.yaml), offline: no plots (fonts), no downloads, all CPU cores."""
+    results.csv, args.yaml), offline: no plots (fonts), no downloads, all CPU cores.
+    ``resume`` goes on from ``run_dir/weights/last.pt`` (a run that was interrupted; see
+    :func:`resumable_epoch`) with the settings it was started with."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    if resume:
+        model = Path(run_dir).absolute() / "weights" / "last.pt"
     arg, is_yaml = resolve_model_arg(model)
     if epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {epochs}")
@@ -645,12 +670,18 @@ def train_yolo(
         if str(device) == "cpu":
             use_all_cores()
 
+    trained = [0]  # the last epoch trained: the final validation reports one more, not trained
+
+    def epoch_trained(trainer: Any) -> None:
+        trained[0] = int(trainer.epoch) + 1
+
     def epoch_end(trainer: Any) -> None:
-        if on_epoch is not None:
-            on_epoch(int(trainer.epoch) + 1, int(trainer.epochs))
+        if on_epoch is not None and int(trainer.epoch) + 1 == trained[0]:
+            on_epoch(trained[0], int(trainer.epochs))
 
     yolo.add_callback("on_pretrain_routine_end", threads)
     yolo.add_callback("on_train_epoch_start", threads)
+    yolo.add_callback("on_train_epoch_end", epoch_trained)
     yolo.add_callback("on_fit_epoch_end", epoch_end)
     run_dir = Path(run_dir).absolute()
     args: dict[str, Any] = {
@@ -670,6 +701,10 @@ def train_yolo(
         "amp": str(device) != "cpu",
     }
     args.update(dict(extra or {}))
+    if resume:  # the checkpoint keeps what it was started with; only these may change
+        args = {k: args[k] for k in ("data", "device", "workers", "patience", "plots")} | {
+            "resume": str(arg), "save_dir": str(run_dir),  # the run's folder now, were the workspace moved
+        }
     log.info("training %s on %s for %d epoch(s) into %s", model, data_yaml, epochs, run_dir)
     import ultralytics.engine.trainer as trainer_module
 

@@ -85,6 +85,8 @@ def train_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train a detector on every human label (train/val splits) and record a model version.
+    Run again after an interruption, with the same labels and settings, it goes on from the
+    last epoch saved.
 
     Example: boxloop train --model yolov8n.yaml --epochs 30 --imgsz 320
     """
@@ -94,9 +96,15 @@ def train_cmd(
     ws = open_workspace(workspace)
     by_steps = steps is not None or (epochs is None and ws.config.train.steps > 0)
     with progress_bar("training (epochs)", total=None if by_steps else epochs or ws.config.train.epochs) as advance:
+        done = [0]  # a resumed run reports its first epoch as, say, 3
+
+        def on_epoch(epoch: int, _total: int) -> None:
+            advance(epoch - done[0])
+            done[0] = epoch
+
         outcome = train(
             ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
-            allow_missing_classes=allow_missing_classes, on_epoch=lambda _e, _n: advance(1),
+            allow_missing_classes=allow_missing_classes, on_epoch=on_epoch,
         )
     console.print(
         f"model version [bold]{outcome.version}[/bold]: {outcome.train_images} train / "
