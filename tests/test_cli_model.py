@@ -109,8 +109,12 @@ def test_evaluate_on_the_test_split_is_stored_per_version(project: dict, tmp_pat
     assert stored is not None and stored["map50"] == pytest.approx(payload["map50"])
     assert stored["images"] == len(project["splits"]["test"])
     assert payload["map50"] > 0.5 and set(payload["per_class_ap"]) == set(CLASSES)
+    # the buckets go by the boxes at the 128-px input (160x120 images: scale 0.8)
+    assert payload["size_unit"] == "network input pixels (long side 128)"
+    assert sum(v["labels"] for v in payload["by_size"].values()) == payload["labels"]
     table = cli(ws, "evaluate", "--model", "m001")
     assert table.exit_code == 0 and "mAP50" in table.output and "square" in table.output
+    assert flat("by object size, in network input pixels (long side") in flat(table.output)
     assert ws.store.evaluation("m001", "test") is not None
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from _tiny_data import CLASSES, read_yolo_split, trained_tiny_model
 from boxloop.errors import InputError
-from boxloop.evaluate import box_iou, coco_metrics, precision_recall
+from boxloop.evaluate import box_iou, coco_metrics, precision_recall, size_advice
 from boxloop.types import Detections
 
 
@@ -81,6 +81,36 @@ def test_precision_and_recall_at_the_working_threshold() -> None:
 def test_box_iou_by_hand() -> None:
     iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]]))
     np.testing.assert_allclose(iou, [[50 / 150, 0.0]])
+
+
+def test_ap_by_object_size_as_the_network_sees_it() -> None:
+    """A 40-px box in a 640x480 image is medium in the image's pixels but small at a
+    320-px network input (20 px): the buckets go by what the model sees when told imgsz."""
+    gt = {
+        "a": labels((0, 100, 100, 140, 140), (0, 200, 200, 400, 400)),  # 40 px and 200 px boxes
+        "b": labels((0, 10, 10, 50, 50)),
+    }
+    pred = {  # the big box found, both 40-px ones missed
+        "a": preds((0, 200, 200, 400, 400, 0.9), (0, 500, 300, 540, 340, 0.8)),
+        "b": preds((0, 300, 300, 340, 340, 0.7)),
+    }
+    sizes = {"a": (640, 480), "b": (640, 480)}
+    in_image = coco_metrics(gt, pred, classes=["x"], sizes=sizes)
+    at_input = coco_metrics(gt, pred, classes=["x"], sizes=sizes, input_side=320)
+    assert in_image["size_unit"] == "image pixels"
+    assert in_image["by_size"]["small"] == {"map50_95": None, "labels": 0}
+    assert in_image["by_size"]["medium"] == {"map50_95": 0.0, "labels": 2}
+    assert in_image["by_size"]["large"] == {"map50_95": pytest.approx(1.0), "labels": 1}
+    assert at_input["size_unit"] == "network input pixels (long side 320)"
+    assert at_input["by_size"]["small"] == {"map50_95": 0.0, "labels": 2}
+    assert at_input["by_size"]["large"] == {"map50_95": pytest.approx(1.0), "labels": 1}  # 100 px at the input
+    assert at_input["map50_95"] == in_image["map50_95"]  # sizes change the buckets, not the mAP
+    advice = size_advice(at_input)
+    assert advice is not None and "2 of 3 boxes are under 32 px a side at the network input" in advice
+    assert "--imgsz" in advice
+    assert size_advice(in_image) is None  # no small boxes in the image's own pixels
+    nothing = coco_metrics(gt, {}, classes=["x"], sizes=sizes, input_side=320)
+    assert size_advice(nothing) is None  # a model that finds nothing says nothing about sizes
 
 
 def test_nothing_to_evaluate_is_a_clear_error() -> None:

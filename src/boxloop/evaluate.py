@@ -17,11 +17,13 @@ import numpy as np
 from .errors import InputError
 from .types import Detections
 
-__all__ = ["WORKING_CONF", "box_iou", "coco_metrics", "precision_recall"]
+__all__ = ["WORKING_CONF", "box_iou", "coco_metrics", "precision_recall", "size_advice"]
 
 log = logging.getLogger(__name__)
 WORKING_CONF = 0.25  # the threshold a person would see pre-labels at
 MAX_DETS = 300  # boxes per image counted by mAP (Ultralytics' max_det)
+# COCO's object sizes by area (pycocotools' areaRng after "all"): small < 32², medium < 96²
+_SIZES = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, 1e10))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -85,19 +87,25 @@ def _coco(images: list[dict], anns: list[dict], n_classes: int):  # type: ignore
     return c
 
 
-def _annotations(boxes: Mapping[str, Detections], image_ids: Mapping[str, int], *, scores: bool) -> list[dict]:
+def _annotations(
+    boxes: Mapping[str, Detections], image_ids: Mapping[str, int], *, scores: bool,
+    scale: Mapping[str, float] | None = None,
+) -> list[dict]:
+    """COCO annotations; ``area`` (what the size buckets go by) in pixels times ``scale``
+    squared (the network input's pixels per image pixel) where a scale is given."""
     anns: list[dict] = []
     for item_id, d in boxes.items():
         if item_id not in image_ids:
             continue
         xywh = np.concatenate([d.xyxy[:, :2], d.xyxy[:, 2:] - d.xyxy[:, :2]], axis=1).astype(float)
+        s2 = (scale or {}).get(item_id, 1.0) ** 2
         for k in range(len(d)):
             ann: dict[str, Any] = {
                 "id": len(anns) + 1,  # pycocotools treats id 0 as "unmatched": start at 1
                 "image_id": image_ids[item_id],
                 "category_id": int(d.class_id[k]) + 1,
                 "bbox": xywh[k].tolist(),
-                "area": float(xywh[k, 2] * xywh[k, 3]),
+                "area": float(xywh[k, 2] * xywh[k, 3] * s2),
                 "iscrowd": 0,
             }
             if scores:
@@ -114,10 +122,15 @@ def coco_metrics(
     sizes: Mapping[str, tuple[int, int]] | None = None,
     conf: float = WORKING_CONF,
     max_dets: int = MAX_DETS,
+    input_side: int | None = None,
 ) -> dict[str, Any]:
     """mAP@0.5, mAP@0.5:0.95 (mean over classes that have labels), per-class AP, and
     precision/recall at ``conf``, for labels ``gt`` and predictions ``pred`` keyed by item id.
     Items in ``gt`` without a prediction count as predicted empty; ``sizes`` are (w, h).
+
+    ``by_size``: mAP50-95 and label count of small (< 32 px a side), medium (< 96) and large
+    boxes, COCO's buckets, measured as the network sees them where ``input_side`` (the long
+    side an image is resized to, imgsz) and ``sizes`` are given, else in image pixels.
 
     >>> box = Detections(np.array([[0, 0, 10, 10]]), np.array([0]), np.array([0.9]))
     >>> coco_metrics({"a": box}, {"a": box}, classes=["x"])["map50"]
@@ -139,8 +152,13 @@ def coco_metrics(
             h = int(np.ceil(boxes[:, 3].max())) + 1 if len(boxes) else 1
         images.append({"id": i, "width": int(w), "height": int(h)})
     n_classes = len(classes)
-    gt_coco = _coco(images, _annotations(gt, ids, scores=False), n_classes)
-    dt_coco = _coco(images, _annotations(pred, ids, scores=True), n_classes)
+    scale = (
+        {item_id: input_side / max(w, h) for item_id, (w, h) in sizes.items() if max(w, h) > 0}
+        if input_side and sizes else None
+    )
+    gt_anns = _annotations(gt, ids, scores=False, scale=scale)
+    gt_coco = _coco(images, gt_anns, n_classes)
+    dt_coco = _coco(images, _annotations(pred, ids, scores=True, scale=scale), n_classes)
 
     from pycocotools.cocoeval import COCOeval
 
@@ -164,6 +182,12 @@ def coco_metrics(
         ap50[name] = per_iou[0]
         ap[name] = float(np.mean(per_iou))
     present = [c for c in classes if ap[c] is not None]
+    areas = np.array([a["area"] for a in gt_anns])
+    by_size: dict[str, dict[str, Any]] = {}
+    for a, (name, lo, hi) in enumerate(_SIZES, start=1):  # pycocotools' area ranges 1-3
+        p = precision[:, :, :, a, -1]
+        n = int(((areas >= lo) & (areas <= hi)).sum())  # bounds inclusive, as pycocotools
+        by_size[name] = {"map50_95": float(np.mean(p[p > -1])) if n and (p > -1).any() else None, "labels": n}
     pr = precision_recall(gt, pred, conf=conf)
     return {
         "map50": float(np.mean([ap50[c] for c in present])) if present else 0.0,
@@ -171,6 +195,8 @@ def coco_metrics(
         "per_class_ap": {c: ap[c] for c in classes},
         "per_class_ap50": {c: ap50[c] for c in classes},
         "per_class_labels": {c: int(n_gt[k]) for k, c in enumerate(classes)},
+        "by_size": by_size,
+        "size_unit": f"network input pixels (long side {input_side})" if scale else "image pixels",
         "conf": float(conf),
         "precision": float(pr["precision"]),
         "recall": float(pr["recall"]),
@@ -182,3 +208,21 @@ def coco_metrics(
         "predictions": int(sum(len(pred[i]) for i in gt if i in pred)),
         "implementation": "pycocotools",
     }
+
+
+def size_advice(metrics: Mapping[str, Any]) -> str | None:
+    """What to try when small boxes are a good share of the labels and score far below the
+    rest: a larger network input, where the boxes were measured at it."""
+    sizes = metrics.get("by_size") or {}
+    small = sizes.get("small") or {}
+    total = sum(v["labels"] for v in sizes.values())
+    others = [v["map50_95"] for k, v in sizes.items() if k != "small" and v["map50_95"] is not None]
+    if not total or small.get("map50_95") is None or not others or small["labels"] < 0.2 * total:
+        return None
+    if max(others) <= 0 or small["map50_95"] >= 0.5 * max(others):
+        return None  # a model that finds nothing yet says nothing about sizes
+    where = "at the network input" if "network input" in str(metrics.get("size_unit")) else "in the images"
+    return (
+        f"{small['labels']} of {total} boxes are under 32 px a side {where} and score "
+        f"{small['map50_95']:.3f} against {max(others):.3f}: a larger --imgsz (train and predict) shows them bigger"
+    )

@@ -464,6 +464,7 @@ class PredictReport:
     engine: str = "local"
     kept: str = "all"
     skipped: int = 0  # already done by this model version (``missing``)
+    input_side: int | None = None  # the network input's long side (imgsz)
 
     def summary(self) -> str:
         rate = self.items / self.seconds if self.seconds > 0 else 0.0
@@ -590,7 +591,10 @@ def predict(
         version = flipped_version(version)
     if keep == "embeddings" and hflip:
         raise InputError("embeddings of mirrored images are not kept; drop --hflip")
-    report = PredictReport(version, engine=eng.name, kept=keep)
+    size = getattr(backend, "imgsz", None)
+    report = PredictReport(
+        version, engine=eng.name, kept=keep, input_side=int(max(size)) if isinstance(size, (tuple, list)) else None
+    )
     if missing:
         done_ids = ws.store.done_item_ids(version, what="predictions" if keep == "all" else "embeddings")
         report.skipped = sum(1 for it in items if it.id in done_ids)
@@ -716,6 +720,7 @@ def evaluate_model(
             f"no labeled images in the {split} split; make one with `boxloop split --test 0.1` first"
         )
     resolved = resolve_model(ws, model) if backend is None else None
+    input_side: int | None = None
     if resolved is not None and resolved.path is None:
         version = resolved.version
         preds = store.predictions(version, [it.id for it in items])
@@ -725,10 +730,11 @@ def evaluate_model(
             device=device, imgsz=imgsz, class_map=class_map, backend=backend, progress=progress,
         )
         version = report.version
+        input_side = report.input_side
         preds = store.predictions(version, [it.id for it in items])
     metrics = coco_metrics(
         labels, preds, classes=ws.classes, sizes={it.id: (it.width, it.height) for it in items},
-        conf=WORKING_CONF if conf is None else conf,
+        conf=WORKING_CONF if conf is None else conf, input_side=input_side,
     )
     metrics["split"] = split
     store.put_evaluation(version, split, metrics)

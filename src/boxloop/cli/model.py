@@ -200,6 +200,7 @@ def evaluate_cmd(
     """
     import json
 
+    from ..evaluate import size_advice
     from ..modeling import evaluate_model
 
     ws = open_workspace(workspace)
@@ -222,6 +223,17 @@ def evaluate_cmd(
             "-" if ap50 is None else f"{ap50:.3f}", "-" if ap is None else f"{ap:.3f}",
         )
     console.print(table)
+    sizes = metrics.get("by_size") or {}
+    if any(v["labels"] for v in sizes.values()):
+        console.print(
+            f"by object size, in {metrics['size_unit']}: " + "  ".join(
+                f"{name} {'-' if v['map50_95'] is None else format(v['map50_95'], '.3f')} ({v['labels']} boxes)"
+                for name, v in sizes.items()
+            ) + "   (mAP50-95; small < 32 px a side, medium < 96)"
+        )
+        hint = size_advice(metrics)
+        if hint:
+            console.print(f"[yellow]{hint}[/yellow]")
 
 
 @app.command("export-model")
