@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..scoring import SCORERS, SELECTORS, ScoreOptions
 from ..scoring.pool import AGGREGATIONS
-from ._app import WorkspaceOpt, app, console, open_workspace
+from ._app import WorkspaceOpt, app, console, open_workspace, progress_bar
 
 ModelVersionOpt = Annotated[
     str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
@@ -109,3 +109,68 @@ def select_cmd(
     if out is not None:
         console.print(f"to-label list: [bold]{escape(str(write_selection_csv(ws.store, sel, out)))}[/bold]")
     console.print(f"saved selection [bold]{escape(sel.id)}[/bold]; see why: boxloop select --explain ITEM_ID")
+
+
+@app.command("audit")
+def audit_cmd(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="A model version or weights file (default: the newest trained).")
+    ] = None,
+    conf: Annotated[float, typer.Option("--conf", help="How confident a model box must be to count against a label.")] = 0.5,
+    loose_iou: Annotated[float, typer.Option("--loose-iou", help="A box of the right class under this IoU is loose.")] = 0.7,
+    include_trained: Annotated[
+        bool, typer.Option("--include-trained", help="Also audit the labels the model trained on (it tends to agree with them).")
+    ] = False,
+    top: Annotated[int, typer.Option("--top", "-n", help="Images to list (and to --zip).")] = 20,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write every suspect to this CSV.")] = None,
+    zip_: Annotated[
+        bool, typer.Option("--zip", help="Also export the listed images with their labels as a YOLO zip, to re-check in any tool.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Find likely label mistakes: the labeled images a model disagrees with most (an object
+    no label covers, a class the model reads otherwise, a loose box, a box on nothing),
+    most suspect first. Audits the labels the model did not train on: the val and test
+    splits, and labels made after its training began (a batch just pulled).
+
+    Example: boxloop audit --top 30 --out audit.csv --zip
+    """
+    from ..audit import audit, write_audit_csv
+
+    if top < 1:
+        raise typer.BadParameter("--top must be at least 1")
+    ws = open_workspace(workspace)
+    with progress_bar("predicting labeled images") as advance:
+        report = audit(
+            ws, model=model, conf=conf, loose_iou=loose_iou, include_trained=include_trained, progress=advance,
+        )
+    left_out = (
+        f"; {report.trained_on} left out, the model trained on their labels (--include-trained)"
+        if report.trained_on else ""
+    )
+    console.print(
+        f"audited {report.audited} labeled image(s) against [bold]{report.model_version}[/bold]{left_out}"
+    )
+    if not report.images:
+        console.print("no disagreement at this --conf: the labels agree with the model")
+        return
+    counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().items() if n)
+    console.print(f"{len(report.images)} image(s) with suspects ({counts}); the {min(top, len(report.images))} most suspect:")
+    uris = {it.id: it.uri for it in ws.store.items([i for i, _, _ in report.images[:top]])}
+    table = Table("rank", "image", "score", "suspects")
+    for rank, (item_id, score, suspects) in enumerate(report.images[:top], 1):
+        words = "; ".join(s.describe(ws.classes) for s in suspects[:3]) + (
+            f"; and {len(suspects) - 3} more" if len(suspects) > 3 else ""
+        )
+        table.add_row(str(rank), escape(Path(uris[item_id]).name), f"{score:.2f}", escape(words))
+    console.print(table)
+    if out is not None:
+        console.print(f"suspects: [bold]{escape(str(write_audit_csv(ws, report, out)))}[/bold]")
+    if zip_:
+        from ..export import export
+
+        path = export(ws, what="labeled", zip=True, ids=[i for i, _, _ in report.images[:top]])
+        console.print(
+            f"to re-check: [bold]{escape(str(path))}[/bold]; bring the corrections back with "
+            "`boxloop add labels ZIP` (a new label version; the old one is kept)"
+        )

@@ -1,0 +1,251 @@
+"""Label audit: the labeled images whose human labels a model disagrees with most, ranked,
+each disagreement named, so a person re-checks a few images instead of every one.
+
+People correcting pre-labels make the mistakes pre-labels invite: an object nobody drew
+because the model did not draw it, a box accepted with the wrong class, a box left loose. A
+model's confident predictions point at them:
+
+- ``missed``: the model finds an object at ``conf`` or more where no label lies (IoU < 0.5
+  with every label): maybe an object nobody drew;
+- ``class``: a label the model covers with a confident box of another class, giving the
+  label's class little probability: maybe the wrong class;
+- ``loose``: a label the model covers confidently with the same class, but at IoU under
+  ``loose_iou``: maybe a box drawn loosely or cut short;
+- ``unsupported``: a label the model finds nothing like (no box of its class at IoU 0.5 above
+  ``support``): maybe a box drawn on nothing, or an object the model cannot see yet. Weighed
+  at half, as models miss hard objects more often than people draw on nothing.
+
+A model agrees with the labels it was trained on, errors included, so by default only labels
+it did not train on are audited: the val and test splits, and labels made or changed after
+its training began (the batch just pulled, which the model pre-labeled). Weights from
+elsewhere (a COCO checkpoint) trained on none of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .evaluate import box_iou
+from .types import Detections
+from .workspace import Workspace
+
+__all__ = ["AUDIT_KINDS", "AuditReport", "Suspect", "audit", "find_suspects", "write_audit_csv"]
+
+log = logging.getLogger(__name__)
+AUDIT_KINDS = ("missed", "class", "loose", "unsupported")
+MATCH_IOU = 0.5  # a prediction covers a label at this IoU or more
+_UNSUPPORTED_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """One disagreement between an image's labels and a model. ``xyxy`` is the box concerned
+    (the model's for ``missed``, the label's otherwise), in image pixels; ``score`` in [0, 1]
+    ranks it."""
+
+    kind: str
+    xyxy: tuple[float, float, float, float]
+    label_class: int | None
+    model_class: int | None
+    confidence: float  # the model's box's; for ``unsupported`` the best support found
+    iou: float | None
+    score: float
+
+    def describe(self, classes: Sequence[str]) -> str:
+        label = classes[self.label_class] if self.label_class is not None else None
+        model = classes[self.model_class] if self.model_class is not None else None
+        if self.kind == "missed":
+            return f"missed {model}? the model finds one at {self.confidence:.2f} where no label is"
+        if self.kind == "class":
+            return f"class: labeled {label}, the model reads {model} at {self.confidence:.2f}"
+        if self.kind == "loose":
+            return f"loose {label}? IoU {self.iou:.2f} with the model's box at {self.confidence:.2f}"
+        return f"unsupported {label}: the model finds nothing like it (best {self.confidence:.2f})"
+
+
+def find_suspects(
+    labels: Detections,
+    pred: Detections,
+    *,
+    conf: float = 0.5,
+    loose_iou: float = 0.7,
+    support: float = 0.1,
+    unlikely: float = 0.2,
+) -> list[Suspect]:
+    """An image's disagreements, most suspect first (see the module's doc for each kind).
+    ``unlikely``: the most probability a confident box of another class may give the
+    label's class for a ``class`` suspect."""
+    if pred.confidence is None:
+        raise InputError("predictions to audit against need confidences")
+    h_cls = np.asarray(labels.class_id, np.int64)
+    p_cls = np.asarray(pred.class_id, np.int64)
+    p_conf = np.asarray(pred.confidence, np.float64)
+    probs = pred.data.get("class_probs") if pred.data else None
+    ious = box_iou(labels.xyxy, pred.xyxy) if len(labels) and len(pred) else np.zeros((len(labels), len(pred)))
+    out: list[Suspect] = []
+    h_taken = np.zeros(len(labels), bool)
+    p_taken = np.zeros(len(pred), bool)
+
+    def box(xyxy: np.ndarray) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in xyxy)  # type: ignore[return-value]
+
+    # same class first, best IoU first; then what is left across classes
+    for same_class in (True, False):
+        pairs = [
+            (ious[i, j], i, j) for i, j in zip(*np.nonzero(ious >= MATCH_IOU), strict=True)
+            if (h_cls[i] == p_cls[j]) == same_class and p_conf[j] >= min(conf, support)
+        ]
+        for iou, i, j in sorted(pairs, key=lambda t: (-t[0], -p_conf[t[2]])):
+            if h_taken[i] or p_taken[j]:
+                continue
+            h_taken[i] = p_taken[j] = True
+            if p_conf[j] < conf:
+                continue
+            if same_class and iou < loose_iou:
+                out.append(Suspect(
+                    "loose", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), float(iou),
+                    float(p_conf[j] * (1.0 - iou)),
+                ))
+            elif not same_class:
+                p_label = float(probs[j, h_cls[i]]) if probs is not None and h_cls[i] < probs.shape[1] else 0.0
+                if p_label <= unlikely:
+                    out.append(Suspect(
+                        "class", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), float(iou),
+                        float(p_conf[j] * (1.0 - p_label)),
+                    ))
+    for i in np.flatnonzero(~h_taken):
+        same = (p_cls == h_cls[i]) & (ious[i] >= MATCH_IOU) if len(pred) else np.zeros(0, bool)
+        best = float(p_conf[same].max()) if same.any() else 0.0
+        if best < support:
+            out.append(Suspect(
+                "unsupported", box(labels.xyxy[i]), int(h_cls[i]), None, best, None,
+                _UNSUPPORTED_WEIGHT * (1.0 - best),
+            ))
+    for j in np.flatnonzero(~p_taken & (p_conf >= conf)):
+        if len(labels) and (ious[:, j] >= MATCH_IOU).any():
+            continue  # a second box on a labeled object: the model's duplicate, not a missed object
+        out.append(Suspect("missed", box(pred.xyxy[j]), None, int(p_cls[j]), float(p_conf[j]), None, float(p_conf[j])))
+    return sorted(out, key=lambda s: -s.score)
+
+
+@dataclass
+class AuditReport:
+    """What an audit found: ``images`` are (item id, score, suspects), most suspect first."""
+
+    model_version: str
+    audited: int = 0
+    trained_on: int = 0  # labeled items left out: the model trained on their labels
+    images: list[tuple[str, float, list[Suspect]]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(AUDIT_KINDS, 0)
+        for _, _, suspects in self.images:
+            for s in suspects:
+                out[s.kind] += 1
+        return out
+
+
+def _training_start(version: Mapping[str, Any]) -> float | None:
+    """When a boxloop-trained version's training began (its labels were read then); None for
+    weights from elsewhere, which trained on none of the workspace's labels."""
+    meta = version.get("meta") or {}
+    if "train_images" not in meta:
+        return None
+    return float(version["created_at"]) - float(meta.get("seconds") or 0.0)
+
+
+def audit(
+    ws: Workspace,
+    *,
+    model: str | Path | None = None,
+    conf: float = 0.5,
+    loose_iou: float = 0.7,
+    include_trained: bool = False,
+    progress: Any = None,
+    **predict_options: Any,
+) -> AuditReport:
+    """Audit the workspace's human labels against a model version (the newest by default),
+    predicting the labeled images it has not predicted yet; see the module's doc."""
+    from .modeling import predict, resolve_model
+
+    if not 0.0 < conf < 1.0:
+        raise InputError(f"--conf must be within (0, 1), got {conf}")
+    if not 0.0 < loose_iou <= 1.0:
+        raise InputError(f"--loose-iou must be within (0, 1], got {loose_iou}")
+    store = ws.store
+    labels = store.latest_labels()
+    if not labels:
+        raise InputError("no labeled images to audit; `boxloop add labels PATH` or `boxloop pull` first")
+    resolved = resolve_model(ws, model)
+    version_row = next((v for v in store.model_versions() if v["id"] == resolved.version), {})
+    start = _training_start(version_row) if version_row else None
+    items = {it.id: it for it in store.items(ids=list(labels))}
+    audited = list(items)
+    trained_on: list[str] = []
+    if start is not None and not include_trained:
+        then = store.latest_labels(list(items), as_of=start)
+        trained_on = [
+            i for i in audited
+            if items[i].split == "train" and i in then and then[i].equals(labels[i])
+        ]
+        audited = [i for i in audited if i not in set(trained_on)]
+    report = AuditReport(resolved.version, audited=len(audited), trained_on=len(trained_on))
+    if not audited:
+        return report
+    preds = store.predictions(resolved.version, audited)
+    missing = [i for i in audited if i not in preds]
+    if missing:
+        if resolved.path is None:
+            raise InputError(
+                f"model version {resolved.version} has no weights and no predictions for {len(missing)} "
+                "labeled image(s) to audit"
+            )
+        done = predict(ws, model=model, ids=missing, progress=progress, **predict_options)
+        for problem in done.problems:
+            log.warning("%s", problem)
+        preds = store.predictions(resolved.version, audited)
+    for item_id in audited:
+        pred = preds.get(item_id)
+        if pred is None:
+            continue  # an image that could not be read (predict named it)
+        suspects = find_suspects(labels[item_id], pred, conf=conf, loose_iou=loose_iou)
+        if suspects:
+            report.images.append((item_id, suspects[0].score, suspects))
+    report.images.sort(key=lambda t: (-t[1], t[0]))
+    return report
+
+
+def write_audit_csv(ws: Workspace, report: AuditReport, path: str | Path) -> Path:
+    """One row per suspect, images in the order to re-check them: rank, item id, image,
+    image score, kind, label class, model class, confidence, IoU, box (x1, y1, x2, y2 in the
+    image's pixels), and the suspect in words; written aside and renamed."""
+    import csv
+    import io
+
+    from .atomic import write_text_atomic
+
+    classes = ws.classes
+    uris = {it.id: it.uri for it in ws.store.items([i for i, _, _ in report.images])}
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([
+        "rank", "item_id", "uri", "image_score", "kind", "label_class", "model_class", "confidence", "iou",
+        "x1", "y1", "x2", "y2", "why",
+    ])
+    for rank, (item_id, score, suspects) in enumerate(report.images, 1):
+        for s in suspects:
+            w.writerow([
+                rank, item_id, uris[item_id], f"{score:.4f}", s.kind,
+                "" if s.label_class is None else classes[s.label_class],
+                "" if s.model_class is None else classes[s.model_class],
+                f"{s.confidence:.4f}", "" if s.iou is None else f"{s.iou:.4f}",
+                *(f"{v:.1f}" for v in s.xyxy), s.describe(classes),
+            ])
+    return write_text_atomic(path, buf.getvalue())

@@ -1,0 +1,170 @@
+"""The label audit: each kind of disagreement by hand, then label mistakes planted in a
+workspace found by a really trained model, through the library and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _console import flat
+from _tiny_data import (
+    CLASSES,
+    fill_workspace,
+    make_yolo_dataset,
+    read_yolo_split,
+    trained_tiny_model,
+)
+from boxloop.audit import audit, find_suspects
+from boxloop.cli import app
+from boxloop.errors import InputError
+from boxloop.types import Detections
+from boxloop.workspace import Workspace
+
+runner = CliRunner()
+
+
+def labels(*rows: tuple[int, float, float, float, float]) -> Detections:
+    return Detections(np.array([r[1:] for r in rows], np.float32).reshape(-1, 4), np.array([r[0] for r in rows]))
+
+
+def preds(*rows: tuple[int, float, float, float, float, float], probs: list[list[float]] | None = None) -> Detections:
+    d = Detections(
+        np.array([r[1:5] for r in rows], np.float32).reshape(-1, 4),
+        np.array([r[0] for r in rows]),
+        np.array([r[5] for r in rows], np.float32),
+    )
+    if probs is not None:
+        d = Detections(d.xyxy, d.class_id, d.confidence, {"class_probs": np.array(probs, np.float32)})
+    return d
+
+
+def test_each_kind_of_disagreement_by_hand() -> None:
+    h = labels((0, 0, 0, 10, 10), (1, 20, 0, 30, 10), (0, 40, 0, 60, 20), (2, 80, 80, 90, 90))
+    p = preds(
+        (0, 0, 0, 10, 10, 0.9),      # agrees
+        (0, 20, 0, 30, 10, 0.8),     # labeled 1, read as 0: class
+        (0, 40, 0, 54, 20, 0.7),     # same class, IoU 0.7 - 0.0: loose at 0.75
+        (1, 100, 0, 110, 10, 0.95),  # no label here: missed
+        (0, 1, 0, 11, 10, 0.6),      # a duplicate on a labeled object: not missed
+        (2, 200, 200, 210, 210, 0.3),  # below conf: nothing
+        probs=[[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]],
+    )
+    found = find_suspects(h, p, conf=0.5, loose_iou=0.75)
+    kinds = {s.kind: s for s in found}
+    assert sorted(kinds) == ["class", "loose", "missed", "unsupported"] and len(found) == 4
+    assert kinds["missed"].xyxy == (100, 0, 110, 10) and kinds["missed"].score == pytest.approx(0.95)
+    assert (kinds["class"].label_class, kinds["class"].model_class) == (1, 0)
+    assert kinds["class"].score == pytest.approx(0.8 * 0.9)
+    assert kinds["loose"].iou == pytest.approx(0.7) and kinds["loose"].score == pytest.approx(0.7 * 0.3)
+    assert kinds["unsupported"].label_class == 2 and kinds["unsupported"].score == pytest.approx(0.5)
+    assert [s.kind for s in found] == ["missed", "class", "unsupported", "loose"]  # most suspect first
+    assert "labeled 1, the model reads 0 at 0.80" in kinds["class"].describe(["0", "1", "2"])
+    # a class the model gives real probability to is not a class suspect
+    unsure = preds((0, 20, 0, 30, 10, 0.8), probs=[[0.6, 0.4, 0.0]])
+    assert find_suspects(labels((1, 20, 0, 30, 10)), unsure, conf=0.5) == []
+    # a label the model sees weakly (below conf, above support) is neither supported against nor suspect
+    assert find_suspects(labels((0, 0, 0, 10, 10)), preds((0, 0, 0, 10, 10, 0.2)), conf=0.5) == []
+    assert find_suspects(labels(), preds(), conf=0.5) == []
+
+
+def _plant_mistakes(ws: Workspace, ids: list[str], root: Path) -> dict[str, str]:
+    """Four label mistakes, one per image, of the kinds people make correcting pre-labels."""
+    rows = {i: (xyxy, cls) for i, (_, xyxy, cls) in zip(ids, read_yolo_split(root, "val") + read_yolo_split(root, "test"), strict=True)}
+    planted: dict[str, str] = {}
+    for item_id, (xyxy, cls) in rows.items():
+        kind = ("missed", "class", "loose", "unsupported")[len(planted)]
+        xyxy, cls = xyxy.copy(), cls.copy()
+        if kind == "missed":
+            if len(cls) < 2:
+                continue
+            xyxy, cls = xyxy[1:], cls[1:]  # an object nobody drew
+        elif kind == "class":
+            cls[0] = (cls[0] + 1) % len(CLASSES)
+        elif kind == "loose":
+            w = xyxy[0, 2] - xyxy[0, 0]
+            xyxy[0, 2] += 0.5 * w  # drawn past the object's right edge: IoU 0.67
+        else:
+            if ((xyxy[:, 0] < 30) & (xyxy[:, 2] > 2) & (xyxy[:, 1] < 25) & (xyxy[:, 3] > 2)).any():
+                continue  # the corner holds an object: another image
+            xyxy = np.vstack([xyxy, [[2, 2, 30, 25]]])  # a box on nothing
+            cls = np.append(cls, 0)
+        ws.store.add_label(item_id, Detections(xyxy.astype(np.float32), cls), source="person")
+        planted[item_id] = kind
+        if len(planted) == 4:
+            break
+    assert len(planted) == 4
+    return planted
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path, dict[str, str]]:
+    weights, root = trained_tiny_model(tmp_path_factory, imgsz=128)
+    ws = Workspace.init(tmp_path_factory.mktemp("audit") / "ws", classes=CLASSES)
+    ids = fill_workspace(ws, root, splits=("val", "test"))
+    return ws, weights, _plant_mistakes(ws, ids["val"] + ids["test"], root)
+
+
+def test_planted_label_mistakes_rank_first_and_are_named(planted) -> None:
+    """A model from elsewhere (trained on none of these labels) against 28 labeled images,
+    four of them with a mistake planted: those four are the four most suspect, each named."""
+    ws, weights, mistakes = planted
+    report = audit(ws, model=str(weights), imgsz=128, conf=0.3)  # a tiny model is less sure than most
+    assert report.audited == 28 and report.trained_on == 0
+    top = report.images[:4]
+    assert {item_id for item_id, _, _ in top} == set(mistakes), (mistakes, [(i, round(s, 2), [x.kind for x in xs]) for i, s, xs in report.images[:8]])
+    for item_id, _, suspects in top:
+        assert suspects[0].kind == mistakes[item_id]
+
+
+def test_the_audit_cli_lists_writes_the_csv_and_the_zip_to_recheck(planted, tmp_path: Path) -> None:
+    ws, weights, mistakes = planted
+    result = runner.invoke(app, [
+        "audit", "--model", str(weights), "--conf", "0.3", "--top", "4", "--out", str(tmp_path / "audit.csv"), "--zip", "-w", str(ws.root),
+    ])
+    assert result.exit_code == 0, result.output
+    out = flat(result.output)
+    assert flat("audited 28 labeled image(s) against") in out and "missed" in out and flat("the model reads") in out
+    with open(tmp_path / "audit.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["item_id"] for r in rows if r["rank"] in ("1", "2", "3", "4")} == set(mistakes)
+    assert {r["kind"] for r in rows} >= {"missed", "class", "loose", "unsupported"}
+    zips = sorted((ws.root / "exports").glob("*.zip"))
+    assert zips, result.output
+    with zipfile.ZipFile(zips[-1]) as z:
+        images = [n for n in z.namelist() if n.startswith("images/") and not n.endswith("/")]
+        labels_ = [n for n in z.namelist() if n.startswith("labels/") and n.endswith(".txt")]
+    assert len(images) == 4 and len(labels_) == 4
+
+
+def test_labels_the_model_trained_on_are_left_out_until_they_change(tmp_path: Path, tmp_path_factory) -> None:
+    """A workspace model trained on the train split agrees with those labels, mistakes and
+    all: they are left out (and counted) unless asked for, and a label changed after the
+    training is audited again."""
+    from _tiny_data import TRAIN_ARGS, ultralytics_offline
+    from boxloop import modeling
+
+    ultralytics_offline(tmp_path / "ultralytics-config")
+    make_yolo_dataset(tmp_path / "data", n_train=8, n_val=4, n_test=0, seed=11)
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    ids = fill_workspace(ws, tmp_path / "data", splits=("train", "val"))
+    modeling.train(ws, model="yolov8n.yaml", epochs=1, imgsz=64, batch=4, extra=TRAIN_ARGS)
+    report = audit(ws, conf=0.01)
+    assert (report.audited, report.trained_on) == (4, 8)
+    assert audit(ws, conf=0.01, include_trained=True).audited == 12
+    first = ids["train"][0]
+    old = ws.store.latest_labels([first])[first]
+    ws.store.add_label(first, Detections(old.xyxy[:1], old.class_id[:1]) if len(old) > 1 else
+                       Detections(np.vstack([old.xyxy, [[0, 0, 5, 5]]]).astype(np.float32), np.append(old.class_id, 0)),
+                       source="person")
+    assert audit(ws, conf=0.01).audited == 5
+
+
+def test_an_audit_with_nothing_labeled_says_what_to_do(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    with pytest.raises(InputError, match="no labeled images to audit"):
+        audit(ws)
