@@ -5,7 +5,7 @@ does without it). Prints how many images each has to open to find half, 80% and 
 planted mistakes, the false alarms among audit's first picks, and as the last line
 ``ratio: X`` = images opened in a random order / in audit's order, to find 80%.
 
-    .venv/bin/python bench/audit.py                          # trains a yolov8n first (~8 min on 2 cores)
+    .venv/bin/python bench/audit.py                          # trains a yolov8n first (~13 min on 2 cores; kept in bench/out/audit)
     .venv/bin/python bench/audit.py --weights your.pt        # a digits model you have
 
 Generated LCD digits (320x240): a model trained on 200 of them (or --weights), audited on
@@ -23,6 +23,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -89,11 +90,12 @@ def opened_to_find(order: list[str], planted: set[str], fraction: float) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, default=None, help="a digits model (default: train one)")
-    ap.add_argument("--epochs", type=int, default=25, help="epochs of the model trained without --weights")
+    ap.add_argument("--epochs", type=int, default=60, help="epochs of the model trained without --weights")
     ap.add_argument("--n", type=int, default=150, help="labeled images audited")
     ap.add_argument("--share", type=float, default=0.15, help="share of them given a mistake")
     ap.add_argument("--conf", type=float, default=0.5, help="audit's --conf")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("bench/out/audit"), help="keeps the model it trains, for reruns")
     args = ap.parse_args()
 
     from boxloop.audit import audit
@@ -107,19 +109,26 @@ def main() -> None:
         tmp_path = Path(tmp)
         os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
         weights = args.weights
-        if weights is None:
+        kept = args.out / f"model-s{args.seed}-e{args.epochs}.pt"
+        if weights is None and kept.is_file():
+            weights = kept
+            print(f"the model trained before: {kept}")
+        elif weights is None:
             print(f"training yolov8n.yaml for {args.epochs} epochs on 200 generated images at 320...", flush=True)
             generate_images(tmp_path / "train", n=200, seed=args.seed, size=(320, 240))
             t = time.perf_counter()
-            weights = train_quick_model(tmp_path / "train", tmp_path / "run", imgsz=320, epochs=args.epochs)
+            trained = train_quick_model(tmp_path / "train", tmp_path / "run", imgsz=320, epochs=args.epochs)
             print(f"  {time.perf_counter() - t:.0f} s", flush=True)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(trained, kept)
+            weights = kept
         batch = generate_images(tmp_path / "batch", n=args.n, seed=args.seed, size=(320, 240), start=200)
         ws = Workspace.init(tmp_path / "ws", classes=[str(d) for d in range(10)])
         add_labels(ws, batch, format="yolo")
         ids = sorted(it.id for it in ws.store.items())
         planted = plant(ws, ids, args.share, args.seed)
         t = time.perf_counter()
-        report = audit(ws, model=str(weights), conf=args.conf, imgsz=320)
+        report = audit(ws, model=str(weights), conf=args.conf, imgsz=320, )
         seconds = time.perf_counter() - t
         ranked = [item_id for item_id, _, _ in report.images]
         order = ranked + [i for i in ids if i not in set(ranked)]  # then the rest, as a person would

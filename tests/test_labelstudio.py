@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from _console import flat
 from _images import write_image
 from _ls_server import free_port
 from boxloop.annotation.labelstudio import ITEM_KEY, TOOL, connect, pull, push
@@ -537,7 +538,8 @@ def test_pull_killed_midway_then_run_again_loses_and_duplicates_nothing(
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
     assert f"{n - killed_at} newly labeled" in out and f"{killed_at} unchanged" in out
-    assert "next: boxloop round (trains on them" in out
+    assert flat("next: boxloop audit (the model that pre-labeled them") in flat(out)
+    assert flat("then boxloop round (trains on them") in flat(out)
     assert ls_server.token not in out  # debug logging included
     per_item = dict(db.execute("SELECT item_id, COUNT(*) FROM labels GROUP BY item_id").fetchall())
     assert per_item == {it.id: 1 for it in items}

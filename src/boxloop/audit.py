@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 AUDIT_KINDS = ("missed", "class", "loose", "unsupported")
 MATCH_IOU = 0.5  # a prediction covers a label at this IoU or more
 _UNSUPPORTED_WEIGHT = 0.5
+_SUPPORT = 0.1  # a label with a same-class box above this is supported
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,46 @@ class Suspect:
         return f"unsupported {label}: the model finds nothing like it (best {self.confidence:.2f})"
 
 
+@dataclass(frozen=True)
+class _Match:
+    """How one image's labels and predictions pair up (indices into each)."""
+
+    same: list[tuple[int, int, float]]  # (label, prediction, IoU): the same class, the prediction above support
+    cross: list[tuple[int, int, float]]  # the same across classes, for what the first pass left
+    bare: list[tuple[int, float]]  # (label, best same-class confidence): no prediction took it
+    extra: list[int]  # predictions at conf or more that no label lies under (IoU < 0.5 with every label)
+
+
+def _match(labels: Detections, pred: Detections, *, conf: float, support: float) -> _Match:
+    h_cls = np.asarray(labels.class_id, np.int64)
+    p_cls = np.asarray(pred.class_id, np.int64)
+    p_conf = np.asarray(pred.confidence, np.float64)
+    ious = box_iou(labels.xyxy, pred.xyxy) if len(labels) and len(pred) else np.zeros((len(labels), len(pred)))
+    h_taken = np.zeros(len(labels), bool)
+    p_taken = np.zeros(len(pred), bool)
+    found: dict[bool, list[tuple[int, int, float]]] = {True: [], False: []}
+    # same class first, best IoU first; then what is left across classes
+    for same_class in (True, False):
+        pairs = [
+            (float(ious[i, j]), int(i), int(j)) for i, j in zip(*np.nonzero(ious >= MATCH_IOU), strict=True)
+            if (h_cls[i] == p_cls[j]) == same_class and p_conf[j] >= min(conf, support)
+        ]
+        for iou, i, j in sorted(pairs, key=lambda t: (-t[0], -p_conf[t[2]])):
+            if not (h_taken[i] or p_taken[j]):
+                h_taken[i] = p_taken[j] = True
+                found[same_class].append((i, j, iou))
+    bare = []
+    for i in np.flatnonzero(~h_taken):
+        same = (p_cls == h_cls[i]) & (ious[i] >= MATCH_IOU) if len(pred) else np.zeros(0, bool)
+        bare.append((int(i), float(p_conf[same].max()) if same.any() else 0.0))
+    # a second box on a labeled object is the model's duplicate, not a missed object
+    extra = [
+        int(j) for j in np.flatnonzero(~p_taken & (p_conf >= conf))
+        if not (len(labels) and (ious[:, j] >= MATCH_IOU).any())
+    ]
+    return _Match(found[True], found[False], bare, extra)
+
+
 def find_suspects(
     labels: Detections,
     pred: Detections,
@@ -81,57 +122,38 @@ def find_suspects(
 ) -> list[Suspect]:
     """An image's disagreements, most suspect first (see the module's doc for each kind).
     ``unlikely``: the most probability a confident box of another class may give the
-    label's class for a ``class`` suspect."""
+    label's class for a ``class`` suspect. The scores are the model's own numbers:
+    ``missed`` its confidence, ``class`` its confidence times the probability it leaves the
+    label's class, ``loose`` its confidence times (1 - IoU), ``unsupported`` 0.5 (1 - its
+    best support)."""
     if pred.confidence is None:
         raise InputError("predictions to audit against need confidences")
     h_cls = np.asarray(labels.class_id, np.int64)
     p_cls = np.asarray(pred.class_id, np.int64)
     p_conf = np.asarray(pred.confidence, np.float64)
     probs = pred.data.get("class_probs") if pred.data else None
-    ious = box_iou(labels.xyxy, pred.xyxy) if len(labels) and len(pred) else np.zeros((len(labels), len(pred)))
+    m = _match(labels, pred, conf=conf, support=support)
     out: list[Suspect] = []
-    h_taken = np.zeros(len(labels), bool)
-    p_taken = np.zeros(len(pred), bool)
 
     def box(xyxy: np.ndarray) -> tuple[float, float, float, float]:
         return tuple(float(v) for v in xyxy)  # type: ignore[return-value]
 
-    # same class first, best IoU first; then what is left across classes
-    for same_class in (True, False):
-        pairs = [
-            (ious[i, j], i, j) for i, j in zip(*np.nonzero(ious >= MATCH_IOU), strict=True)
-            if (h_cls[i] == p_cls[j]) == same_class and p_conf[j] >= min(conf, support)
-        ]
-        for iou, i, j in sorted(pairs, key=lambda t: (-t[0], -p_conf[t[2]])):
-            if h_taken[i] or p_taken[j]:
-                continue
-            h_taken[i] = p_taken[j] = True
-            if p_conf[j] < conf:
-                continue
-            if same_class and iou < loose_iou:
-                out.append(Suspect(
-                    "loose", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), float(iou),
-                    float(p_conf[j] * (1.0 - iou)),
-                ))
-            elif not same_class:
-                p_label = float(probs[j, h_cls[i]]) if probs is not None and h_cls[i] < probs.shape[1] else 0.0
-                if p_label <= unlikely:
-                    out.append(Suspect(
-                        "class", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), float(iou),
-                        float(p_conf[j] * (1.0 - p_label)),
-                    ))
-    for i in np.flatnonzero(~h_taken):
-        same = (p_cls == h_cls[i]) & (ious[i] >= MATCH_IOU) if len(pred) else np.zeros(0, bool)
-        best = float(p_conf[same].max()) if same.any() else 0.0
+    for i, j, iou in m.same:
+        if p_conf[j] >= conf and iou < loose_iou:
+            score = p_conf[j] * (1.0 - iou)
+            out.append(Suspect("loose", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), iou, float(score)))
+    for i, j, iou in m.cross:
+        p_label = float(probs[j, h_cls[i]]) if probs is not None and h_cls[i] < probs.shape[1] else 0.0
+        if p_conf[j] >= conf and p_label <= unlikely:
+            score = p_conf[j] * (1.0 - p_label)
+            out.append(Suspect("class", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), iou, float(score)))
+    for i, best in m.bare:
         if best < support:
-            out.append(Suspect(
-                "unsupported", box(labels.xyxy[i]), int(h_cls[i]), None, best, None,
-                _UNSUPPORTED_WEIGHT * (1.0 - best),
-            ))
-    for j in np.flatnonzero(~p_taken & (p_conf >= conf)):
-        if len(labels) and (ious[:, j] >= MATCH_IOU).any():
-            continue  # a second box on a labeled object: the model's duplicate, not a missed object
-        out.append(Suspect("missed", box(pred.xyxy[j]), None, int(p_cls[j]), float(p_conf[j]), None, float(p_conf[j])))
+            score = _UNSUPPORTED_WEIGHT * (1.0 - best)
+            out.append(Suspect("unsupported", box(labels.xyxy[i]), int(h_cls[i]), None, best, None, float(score)))
+    for j in m.extra:
+        score = float(p_conf[j])
+        out.append(Suspect("missed", box(pred.xyxy[j]), None, int(p_cls[j]), float(p_conf[j]), None, float(score)))
     return sorted(out, key=lambda s: -s.score)
 
 
@@ -211,11 +233,8 @@ def audit(
         for problem in done.problems:
             log.warning("%s", problem)
         preds = store.predictions(resolved.version, audited)
-    for item_id in audited:
-        pred = preds.get(item_id)
-        if pred is None:
-            continue  # an image that could not be read (predict named it)
-        suspects = find_suspects(labels[item_id], pred, conf=conf, loose_iou=loose_iou)
+    for item_id in [i for i in audited if i in preds]:  # one that could not be read: predict named it
+        suspects = find_suspects(labels[item_id], preds[item_id], conf=conf, loose_iou=loose_iou, support=_SUPPORT)
         if suspects:
             report.images.append((item_id, suspects[0].score, suspects))
     report.images.sort(key=lambda t: (-t[1], t[0]))

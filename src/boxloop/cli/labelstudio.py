@@ -117,7 +117,10 @@ def pull_cmd(
             report = pull(ws, project=project, url=url, token=token, add_classes=add_classes)
     console.print(report.summary())
     if report.labeled or report.updated:
-        console.print("next: boxloop round (trains on them, then picks the next batch)")
+        console.print(
+            "next: boxloop audit (the model that pre-labeled them finds likely mistakes among them), "
+            "then boxloop round (trains on them, then picks the next batch)"
+        )
     elif report.open:
         console.print(f"next: label the {report.open} open task(s) in Label Studio, then pull again")
     report_problems(report.problems, strict=strict, title="note(s)")
