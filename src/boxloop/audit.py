@@ -217,7 +217,8 @@ def audit(
             i for i in audited
             if items[i].split == "train" and i in then and then[i].equals(labels[i])
         ]
-        audited = [i for i in audited if i not in set(trained_on)]
+        left_out = set(trained_on)
+        audited = [i for i in audited if i not in left_out]
     report = AuditReport(resolved.version, audited=len(audited), trained_on=len(trained_on))
     if not audited:
         return report
