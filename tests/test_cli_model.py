@@ -452,6 +452,9 @@ def test_an_interrupted_training_goes_on_from_its_last_epoch_when_run_again(tmp_
     with pytest.raises(KeyboardInterrupt):
         modeling.train(ws, on_epoch=cut_after_two, **settings)
     assert ws.store.model_versions() == [] and (ws.runs_dir / "m001" / "weights" / "last.pt").is_file()
+    status = flat(cli(ws, "status").output)
+    assert flat("training runs cut off: m001 (boxloop train with the same labels and settings goes on") in status
+    assert "disk:runs" in status
     inputs = json.loads((ws.runs_dir / "m001" / INPUTS_FILE).read_text())
     with training(ws.runs_dir / "m001"):  # as while another process trains it: not taken for interrupted
         assert interrupted_run(ws.runs_dir, registered=(), fingerprint=inputs["fingerprint"]) is None
@@ -461,6 +464,7 @@ def test_an_interrupted_training_goes_on_from_its_last_epoch_when_run_again(tmp_
     assert ws.store.model_version("m001")["meta"]["resumed_after_epoch"] == 2
     assert len((ws.runs_dir / "m001" / "results.csv").read_text().strip().splitlines()) == 1 + 4
     assert sorted(p.name for p in ws.runs_dir.iterdir()) == ["m001"]
+    assert "cutoff" not in flat(cli(ws, "status").output)
 
     # other labels: a new run, not the old one resumed
     with pytest.raises(KeyboardInterrupt):

@@ -184,3 +184,19 @@ def test_frames_of_one_video_never_straddle_test_and_train() -> None:
 def test_split_rejects_bad_fractions() -> None:
     with pytest.raises(InputError, match="leaves nothing to train on"):
         assign_splits(Store.memory(), val=0.6, test=0.5)
+
+
+def test_disk_use_counts_each_folder_once_and_follows_no_link(tmp_path: Path) -> None:
+    """A run's dataset view links the images it trains on: they are not counted again."""
+    from boxloop.status import disk_usage
+
+    ws = Workspace.init(tmp_path / "ws", classes=["a"])
+    (ws.root / "shrunk").mkdir()
+    (ws.root / "shrunk" / "copy.jpg").write_bytes(b"x" * 3000)
+    view = ws.runs_dir / "m001" / "dataset" / "images"
+    view.mkdir(parents=True)
+    (view / "linked.jpg").symlink_to(ws.root / "shrunk" / "copy.jpg")
+    (ws.runs_dir / "m001" / "best.pt").write_bytes(b"w" * 500)
+    used = disk_usage(ws)
+    assert used["shrunk"] == 3000 and used["runs"] == 500 and used["boxloop.db"] > 0
+    assert "exports" not in used or used["exports"] == 0

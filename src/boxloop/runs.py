@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["INPUTS_FILE", "interrupted_run", "run_fingerprint", "training", "write_run_inputs"]
+__all__ = ["INPUTS_FILE", "interrupted_run", "run_fingerprint", "training", "unfinished_runs", "write_run_inputs"]
 
 INPUTS_FILE = "run_inputs.json"
 _LOCK_FILE = ".training.lock"
@@ -84,17 +84,23 @@ def write_run_inputs(run_dir: Path, fingerprint: str, settings: Mapping[str, Any
     )
 
 
+def unfinished_runs(runs_dir: Path, *, registered: Collection[str]) -> list[str]:
+    """Run folders (newest first) that no model version names: cut off, or training now."""
+    if not runs_dir.is_dir():
+        return []
+    runs = [p for p in runs_dir.iterdir() if p.is_dir() and p.name not in registered and (p / INPUTS_FILE).is_file()]
+    return [p.name for p in sorted(runs, key=_number, reverse=True)]
+
+
+def _number(run: Path) -> int:
+    return int(run.name[1:]) if run.name[1:].isdigit() else -1
+
+
 def interrupted_run(runs_dir: Path, *, registered: Collection[str], fingerprint: str) -> Path | None:
     """The newest run folder not registered as a model version that was started with this
     fingerprint, saved a checkpoint (``weights/last.pt``) and is not training in another
     process; None when there is none."""
-    if not runs_dir.is_dir():
-        return None
-    candidates = sorted(
-        (p for p in runs_dir.iterdir() if p.is_dir() and p.name not in registered and (p / INPUTS_FILE).is_file()),
-        key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else -1, reverse=True,
-    )
-    for run in candidates:
+    for run in (runs_dir / name for name in unfinished_runs(runs_dir, registered=registered)):
         try:
             saved = json.loads((run / INPUTS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 from .ingest import current_round
 from .workspace import Workspace
 
-__all__ = ["next_step", "workspace_status"]
+__all__ = ["disk_usage", "next_step", "workspace_status"]
+
+# the workspace's folders boxloop writes, in the order status lists them
+DISK_FOLDERS = ("runs", "shrunk", "exports", "frames", "imports", "media")
+
+
+def _bytes_under(root: Path) -> int:
+    """Bytes of the files under ``root``, links not followed (a run's dataset view links the
+    images it trains on: they are counted where they are)."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_symlink():
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            else:
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    total += e.stat(follow_symlinks=False).st_size
+    return total
+
+
+def disk_usage(ws: Workspace) -> dict[str, int]:
+    """Bytes each of the workspace's folders (and its database) take; absent ones left out."""
+    out = {name: _bytes_under(ws.root / name) for name in DISK_FOLDERS if (ws.root / name).is_dir()}
+    db = [ws.root / n for n in ("boxloop.db", "boxloop.db-wal", "boxloop.db-shm")]
+    out["boxloop.db"] = sum(p.stat().st_size for p in db if p.is_file())
+    return out
 
 
 def workspace_status(ws: Workspace) -> dict[str, Any]:
-    """Counts by item state, by split (labeled items), boxes per class, model versions, and
-    pre-label acceptance per round (what people did with the boxes boxloop drew)."""
+    """Counts by item state, by split (labeled items), boxes per class, model versions,
+    pre-label acceptance per round (what people did with the boxes boxloop drew), disk use by
+    folder, and training runs that were cut off (a run folder no model version names)."""
+    from .runs import unfinished_runs
+
     store = ws.store
     classes = store.classes()
     counts = store.box_counts()
@@ -27,6 +65,8 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "boxes_per_class": {name: counts.get(i, 0) for i, name in enumerate(classes)},
         "model_versions": [v["id"] for v in store.model_versions()],
         "acceptance": store.acceptance_by_round(),
+        "disk": disk_usage(ws),
+        "unfinished_runs": unfinished_runs(ws.runs_dir, registered={v["id"] for v in store.model_versions()}),
     }
 
 

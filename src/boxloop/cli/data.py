@@ -255,7 +255,8 @@ def export_cmd(
 
 @app.command("status")
 def status_cmd(workspace: WorkspaceOpt = None) -> None:
-    """Items by state and split, boxes per class, model versions.
+    """Items by state and split, boxes per class, model versions, training runs cut off, and
+    the disk each of the workspace's folders takes.
 
     Example: boxloop status
     """
@@ -295,4 +296,20 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
         console.print(t)
     if st["model_versions"]:
         console.print("model versions: " + ", ".join(st["model_versions"]))
+    if st["unfinished_runs"]:
+        console.print(
+            f"training runs cut off: {', '.join(st['unfinished_runs'])} (boxloop train with the same labels and "
+            "settings goes on with one; delete its folder under runs/ to drop it)"
+        )
+    console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in st["disk"].items() if n)
+                  + " (shrunk/ holds copies, safe to delete)" * bool(st["disk"].get("shrunk")))
     console.print(f"next: {escape(next_step(ws, st))}")
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
