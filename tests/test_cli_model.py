@@ -458,6 +458,7 @@ def test_an_interrupted_training_goes_on_from_its_last_epoch_when_run_again(tmp_
     inputs = json.loads((ws.runs_dir / "m001" / INPUTS_FILE).read_text())
     with training(ws.runs_dir / "m001"):  # as while another process trains it: not taken for interrupted
         assert interrupted_run(ws.runs_dir, registered=(), fingerprint=inputs["fingerprint"]) is None
+        assert "trainingnow:m001" in flat(cli(ws, "status").output)
     assert interrupted_run(ws.runs_dir, registered=(), fingerprint=inputs["fingerprint"]) == ws.runs_dir / "m001"
     done = modeling.train(ws, on_epoch=lambda e, _t: seen.append(e), **settings)
     assert done.version == "m001" and seen == [1, 2, 3, 4]

@@ -19,9 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text_atomic
 from .errors import InputError
 
-__all__ = ["INPUTS_FILE", "interrupted_run", "run_fingerprint", "training", "unfinished_runs", "write_run_inputs"]
+__all__ = [
+    "INPUTS_FILE", "interrupted_run", "run_fingerprint", "training", "training_now", "unfinished_runs", "write_run_inputs",
+]
 
 INPUTS_FILE = "run_inputs.json"
 _LOCK_FILE = ".training.lock"
@@ -42,7 +45,8 @@ def training(run_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _training_elsewhere(run_dir: Path) -> bool:
+def training_now(run_dir: Path) -> bool:
+    """Whether a process (this one included) holds the run's training lock."""
     lock = run_dir / _LOCK_FILE
     if not lock.is_file():
         return False
@@ -78,9 +82,9 @@ def run_fingerprint(dataset_dir: Path, *, classes: Sequence[str], settings: Mapp
 
 
 def write_run_inputs(run_dir: Path, fingerprint: str, settings: Mapping[str, Any]) -> None:
-    (run_dir / INPUTS_FILE).write_text(
+    write_text_atomic(
+        run_dir / INPUTS_FILE,
         json.dumps({"fingerprint": fingerprint, "settings": dict(settings)}, indent=2, default=str) + "\n",
-        encoding="utf-8",
     )
 
 
@@ -107,7 +111,7 @@ def interrupted_run(runs_dir: Path, *, registered: Collection[str], fingerprint:
             continue
         if (
             saved.get("fingerprint") == fingerprint and (run / "weights" / "last.pt").is_file()
-            and not _training_elsewhere(run)
+            and not training_now(run)
         ):
             return run
     return None

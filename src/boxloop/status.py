@@ -49,7 +49,7 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     """Counts by item state, by split (labeled items), boxes per class, model versions,
     pre-label acceptance per round (what people did with the boxes boxloop drew), disk use by
     folder, and training runs that were cut off (a run folder no model version names)."""
-    from .runs import unfinished_runs
+    from .runs import training_now, unfinished_runs
 
     store = ws.store
     classes = store.classes()
@@ -66,7 +66,10 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "model_versions": [v["id"] for v in store.model_versions()],
         "acceptance": store.acceptance_by_round(),
         "disk": disk_usage(ws),
-        "unfinished_runs": unfinished_runs(ws.runs_dir, registered={v["id"] for v in store.model_versions()}),
+        "unfinished_runs": {
+            name: "training now" if training_now(ws.runs_dir / name) else "cut off"
+            for name in unfinished_runs(ws.runs_dir, registered={v["id"] for v in store.model_versions()})
+        },
     }
 
 

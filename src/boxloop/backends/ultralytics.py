@@ -622,7 +622,8 @@ def resumable_epoch(last: Path) -> int | None:
 
     try:
         ckpt = torch.load(str(last), map_location="cpu", weights_only=False)
-    except Exception:  # a checkpoint cut off mid-write: start again
+    except Exception as e:  # torch raises many types for a checkpoint cut off mid-write
+        log.warning("%s: cannot read it to go on from (%s); training starts again", last, e)
         return None
     epoch = ckpt.get("epoch", -1) if isinstance(ckpt, Mapping) else -1
     if not isinstance(epoch, int) or epoch < 0 or ckpt.get("optimizer") is None:

@@ -296,9 +296,13 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
         console.print(t)
     if st["model_versions"]:
         console.print("model versions: " + ", ".join(st["model_versions"]))
-    if st["unfinished_runs"]:
+    now = [name for name, state in st["unfinished_runs"].items() if state == "training now"]
+    cut = [name for name, state in st["unfinished_runs"].items() if state == "cut off"]
+    if now:
+        console.print(f"training now: {', '.join(now)}")
+    if cut:
         console.print(
-            f"training runs cut off: {', '.join(st['unfinished_runs'])} (boxloop train with the same labels and "
+            f"training runs cut off: {', '.join(cut)} (boxloop train with the same labels and "
             "settings goes on with one; delete its folder under runs/ to drop it)"
         )
     console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in st["disk"].items() if n)
