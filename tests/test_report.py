@@ -139,6 +139,11 @@ def full_ws(tmp_path: Path) -> Workspace:
             t = ledger.start_step(store, rnd, "pull")
             ledger.finish_step(store, rnd, "pull", t, {"acceptance": acceptance})
         ledger.finish_round(store, rnd)
+    store.put_evaluation("mv1", "test", {  # as evaluate stores it, by object size at the network input
+        "map50_95": 0.38, "size_unit": "network input pixels (long side 320)",
+        "by_size": {"small": {"map50_95": 0.05, "labels": 4}, "medium": {"map50_95": 0.4, "labels": 5},
+                    "large": {"map50_95": None, "labels": 0}},
+    })
     return ws
 
 
@@ -166,7 +171,12 @@ def test_report_renders_in_chromium_with_images_boxes_and_no_requests(full_ws: W
         # own curve, two simulation charts, per-class, acceptance, embedding map
         assert page.locator("#curves svg.chart").count() == 3
         assert page.locator("#curves svg.chart polygon.band").count() == 4  # 2 strategies × 2 metrics
-        assert page.locator("#per-class svg.chart rect.bar").count() == 2  # class "2" has no AP: n/a
+        assert page.locator("#per-class svg.chart").first.locator("rect.bar").count() == 2  # class "2": n/a
+        sizes = page.locator("#per-class .by-size")
+        assert sizes.locator("rect.bar").count() == 2  # no large box: n/a
+        assert "small (4 boxes)" in sizes.inner_text()
+        assert "AP50-95 by object size, in network input pixels (long side 320)" in html
+        assert "a larger --imgsz" in page.locator("#per-class").inner_text()  # 4 of 9 boxes small, 0.05 vs 0.4
         assert "n/a" in page.locator("#per-class").inner_text()
         assert "round 2" in page.locator("#per-class").inner_text()
         assert page.locator("#acceptance svg.chart rect.bar").count() == 4

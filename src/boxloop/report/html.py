@@ -81,7 +81,7 @@ def render_report(ws: Workspace, *, simulation_csv: Path | None = None) -> str:
         body.append(_nav())
         body.append(_rounds_section(records))
         body.append(_curves_section(records, simulation))
-        body.append(_per_class_section(records))
+        body.append(_per_class_section(records, ws))
         body.append(_acceptance_section(records))
         body.append(_gallery_section(ws, selection))
         body.append(_embedding_section(ws, selection))
@@ -359,7 +359,7 @@ def _simulation_part(simulation: Simulation) -> str:
     return "".join(parts)
 
 
-def _per_class_section(records: Sequence[RoundRecord]) -> str:
+def _per_class_section(records: Sequence[RoundRecord], ws: Workspace) -> str:
     latest = next((r for r in reversed(records) if r.per_class_ap), None)
     if latest is None:
         return _section("per-class", "Per-class AP", _empty("no per-class AP yet", "boxloop round"))
@@ -368,11 +368,27 @@ def _per_class_section(records: Sequence[RoundRecord]) -> str:
         value = None if ap is None else float(ap)
         rows.append((str(name), value if value is None or math.isfinite(value) else None))
     svg = hbar_chart(rows, title=f"AP50-95 per class, round {latest.round}", max_value=1.0)
-    return _section(
-        "per-class", "Per-class AP", svg,
-        note=f"round {latest.round}, model {escape(latest.model_version or '—')}, AP50-95 on the test split; "
-        "n/a = no such class in the test split.",
+    note = (
+        f"round {latest.round}, model {escape(latest.model_version or '—')}, AP50-95 on the test split; "
+        "n/a = no such class in the test split."
     )
+    evaluation = ws.store.evaluation(latest.model_version, "test") if latest.model_version else None
+    sizes = (evaluation or {}).get("by_size") or {}
+    if any(v.get("labels") for v in sizes.values()):
+        from ..evaluate import size_advice
+
+        size_rows = [
+            (f"{name} ({v['labels']} boxes)", None if v.get("map50_95") is None else float(v["map50_95"]))
+            for name, v in sizes.items()
+        ]
+        svg += '<div class="by-size">' + hbar_chart(
+            size_rows, title=f"AP50-95 by object size, in {evaluation.get('size_unit', 'image pixels')}", max_value=1.0,
+        ) + "</div>"
+        note += " By size: small under 32 px a side, medium under 96, large above (COCO's)."
+        advice = size_advice(evaluation)
+        if advice:
+            note += " " + escape(advice) + "."
+    return _section("per-class", "Per-class AP", svg, note=note)
 
 
 def _acceptance_section(records: Sequence[RoundRecord]) -> str:
