@@ -256,6 +256,38 @@ def test_report_without_rounds_names_the_commands_that_fill_it(tmp_path: Path, b
         opened.page.close()
 
 
+def test_report_shows_an_audit_on_its_images(full_ws: Workspace, tmp_path: Path, browser: Any) -> None:
+    """`boxloop report --audit audit.csv`: each suspect image with its labels and the suspects
+    dashed in red, in the audit's order; an item removed since is left out, a bad CSV is named."""
+    from boxloop.audit import AuditReport, Suspect, write_audit_csv
+    from boxloop.errors import InputError
+
+    report = AuditReport("mv1", audited=2, images=[
+        ("b", 0.9, [Suspect("missed", (20.0, 5.0, 40.0, 20.0), None, 1, 0.9, None, 0.9),
+                    Suspect("class", (10.0, 10.0, 50.0, 40.0), 2, 0, 0.8, 0.9, 0.72)]),
+        ("a", 0.3, [Suspect("loose", (4.0, 4.0, 30.0, 30.0), 0, 0, 0.6, 0.5, 0.3)]),
+    ])
+    csv_path = write_audit_csv(full_ws, report, tmp_path / "audit.csv")
+    out = build_report(full_ws, out=tmp_path / "with-audit.html", audit_csv=csv_path)
+    opened = Opened(browser, out)
+    try:
+        page = opened.page
+        cards = page.locator("#audit figure.card")
+        assert cards.count() == 2
+        assert cards.nth(0).get_attribute("data-item") == "b" and cards.nth(1).get_attribute("data-item") == "a"
+        assert cards.nth(0).locator("rect.suspect").count() == 2
+        assert cards.nth(0).locator("svg.boxes rect.box").count() == 1  # b's one label
+        assert "the model reads 0 at 0.80" in cards.nth(0).inner_text()
+        assert page.locator('nav a[href="#audit"]').count() == 1
+        assert all(i["complete"] and i["w"] > 0 for i in opened.images())
+        assert opened.errors == [] and opened.external == []
+    finally:
+        page.close()
+    (tmp_path / "bad.csv").write_text("rank,item_id\n1,a\n")
+    with pytest.raises(InputError, match=r"bad\.csv: not an audit CSV"):
+        build_report(full_ws, audit_csv=tmp_path / "bad.csv")
+
+
 # -- writing and the command line --------------------------------------------------------------
 def test_report_overwrites_atomically_leaving_no_temp_files(full_ws: Workspace, tmp_path: Path) -> None:
     out = tmp_path / "r" / "report.html"

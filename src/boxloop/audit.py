@@ -36,7 +36,7 @@ from .evaluate import box_iou
 from .types import Detections
 from .workspace import Workspace
 
-__all__ = ["AUDIT_KINDS", "AuditReport", "Suspect", "audit", "find_suspects", "write_audit_csv"]
+__all__ = ["AUDIT_KINDS", "AuditReport", "Suspect", "audit", "find_suspects", "read_audit_csv", "write_audit_csv"]
 
 log = logging.getLogger(__name__)
 AUDIT_KINDS = ("missed", "class", "loose", "unsupported")
@@ -269,3 +269,30 @@ def write_audit_csv(ws: Workspace, report: AuditReport, path: str | Path) -> Pat
                 *(f"{v:.1f}" for v in s.xyxy), s.describe(classes),
             ])
     return write_text_atomic(path, buf.getvalue())
+
+
+def read_audit_csv(path: str | Path) -> list[tuple[str, float, list[dict[str, str]]]]:
+    """A CSV ``write_audit_csv`` wrote, back as (item id, image score, its rows), in rank
+    order; a row it cannot read is an error naming the file and line."""
+    import csv
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the audit CSV: {e.strerror or e}") from e
+    reader = csv.DictReader(text.splitlines())
+    need = {"rank", "item_id", "image_score", "kind", "x1", "y1", "x2", "y2", "why"}
+    if not need <= set(reader.fieldnames or ()):
+        raise InputError(f"{path}: not an audit CSV (boxloop audit --out): it lacks {', '.join(sorted(need - set(reader.fieldnames or ())))}")
+    images: dict[str, tuple[int, float, list[dict[str, str]]]] = {}
+    for line, row in enumerate(reader, start=2):
+        try:
+            rank, score = int(row["rank"]), float(row["image_score"])
+            [float(row[k]) for k in ("x1", "y1", "x2", "y2")]
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}:{line}: not an audit row: {e}") from e
+        if row["kind"] not in AUDIT_KINDS:
+            raise InputError(f"{path}:{line}: unknown kind {row['kind']!r}; known: {', '.join(AUDIT_KINDS)}")
+        images.setdefault(row["item_id"], (rank, score, []))[2].append(row)
+    return [(item_id, score, rows) for item_id, (_, score, rows) in sorted(images.items(), key=lambda kv: kv[1][0])]

@@ -170,3 +170,46 @@ def card(
         f"{why_html(selection.why.get(item.id, {}), classes, alpha=selection.config.get('alpha'), file_names=file_names)}"
         "</figcaption></figure>"
     )
+
+
+SUSPECT_COLOR = "#e4002b"
+
+
+def suspect_card(
+    item: Item, *, rank: int, score: float, labels: Detections | None, rows: Sequence[Mapping[str, str]],
+    classes: Sequence[str],
+) -> str:
+    """One card of the audit: the thumbnail with the person's boxes in their class colours and
+    each suspect's box dashed in red (the model's box for a missed object, the label's
+    otherwise), then the suspects in words."""
+    try:
+        src = thumbnail_data_uri(item.uri)
+    except InputError as e:
+        log.warning("audit: %s", e)
+        picture = f'<div class="thumb missing">image not readable<br><span class="small">{escape(item.uri)}</span></div>'
+    else:
+        boxes, _ = _boxes_svg(item, labels, classes)
+        w, h = max(1, item.width), max(1, item.height)
+        marks = "".join(
+            f'<g><title>{escape(r["why"])}</title><rect class="suspect" x="{float(r["x1"]):.1f}" y="{float(r["y1"]):.1f}" '
+            f'width="{max(0.0, float(r["x2"]) - float(r["x1"])):.1f}" height="{max(0.0, float(r["y2"]) - float(r["y1"])):.1f}" '
+            f'fill="none" stroke="{SUSPECT_COLOR}" stroke-width="3" stroke-dasharray="6 4" '
+            'vector-effect="non-scaling-stroke"/></g>'
+            for r in rows
+        )
+        picture = (
+            f'<div class="thumb" style="aspect-ratio: {w} / {h}">'
+            f'<img src="{src}" alt="{escape(item.name)}" loading="eager">{boxes}'
+            f'<svg class="boxes suspects" viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
+            f'xmlns="http://www.w3.org/2000/svg">{marks}</svg></div>'
+        )
+    words = "".join(f'<li data-kind="{escape(r["kind"])}">{escape(r["why"])}</li>' for r in rows)
+    n = 0 if labels is None else len(labels)
+    return (
+        f'<figure class="card" data-item="{escape(item.id)}">{picture}'
+        f'<figcaption><div class="card-head"><span class="rank">#{rank}</span> '
+        f'<span class="name" title="{escape(item.uri)}">{escape(item.name)}</span>'
+        f'<span class="score" title="audit score">{score:.2f}</span></div>'
+        f'<div class="small muted">{item.width}×{item.height} · {n} labeled box{"" if n == 1 else "es"}</div>'
+        f'<ul class="suspects small">{words}</ul></figcaption></figure>'
+    )
