@@ -70,6 +70,11 @@ def test_each_kind_of_disagreement_by_hand() -> None:
     # a label the model sees weakly (below conf, above support) is neither supported against nor suspect
     assert find_suspects(labels((0, 0, 0, 10, 10)), preds((0, 0, 0, 10, 10, 0.2)), conf=0.5) == []
     assert find_suspects(labels(), preds(), conf=0.5) == []
+    # a label drawn far off its object (IoU 0.33 with the model's confident box of its class):
+    # one loose box, not a missed object plus a box on nothing
+    off = find_suspects(labels((0, 0, 0, 20, 10)), preds((0, 10, 0, 30, 10, 0.9)), conf=0.5)
+    assert [(s.kind, round(s.iou, 2)) for s in off] == [("loose", 0.33)]
+    assert off[0].xyxy == (0, 0, 20, 10) and off[0].score == pytest.approx(0.9 * (1 - 1 / 3))
 
 
 def _plant_mistakes(ws: Workspace, ids: list[str], root: Path) -> dict[str, str]:

@@ -10,7 +10,8 @@ model's confident predictions point at them:
 - ``class``: a label the model covers with a confident box of another class, giving the
   label's class little probability: maybe the wrong class;
 - ``loose``: a label the model covers confidently with the same class, but at IoU under
-  ``loose_iou``: maybe a box drawn loosely or cut short;
+  ``loose_iou`` (or under 0.5, beside a confident box of its class that no label lies under):
+  maybe a box drawn loosely, cut short or off the object;
 - ``unsupported``: a label the model finds nothing like (no box of its class at IoU 0.5 above
   ``support``): maybe a box drawn on nothing, or an object the model cannot see yet. Weighed
   at half, as models miss hard objects more often than people draw on nothing.
@@ -43,6 +44,7 @@ AUDIT_KINDS = ("missed", "class", "loose", "unsupported")
 MATCH_IOU = 0.5  # a prediction covers a label at this IoU or more
 _UNSUPPORTED_WEIGHT = 0.5
 _SUPPORT = 0.1  # a label with a same-class box above this is supported
+_FAR_IOU = 0.1  # a confident box this near an unmatched label of its class marks the label loose
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class _Match:
     cross: list[tuple[int, int, float]]  # the same across classes, for what the first pass left
     bare: list[tuple[int, float]]  # (label, best same-class confidence): no prediction took it
     extra: list[int]  # predictions at conf or more that no label lies under (IoU < 0.5 with every label)
+    ious: np.ndarray  # (labels, predictions)
 
 
 def _match(labels: Detections, pred: Detections, *, conf: float, support: float) -> _Match:
@@ -108,7 +111,7 @@ def _match(labels: Detections, pred: Detections, *, conf: float, support: float)
         int(j) for j in np.flatnonzero(~p_taken & (p_conf >= conf))
         if not (len(labels) and (ious[:, j] >= MATCH_IOU).any())
     ]
-    return _Match(found[True], found[False], bare, extra)
+    return _Match(found[True], found[False], bare, extra, ious)
 
 
 def find_suspects(
@@ -147,13 +150,31 @@ def find_suspects(
         if p_conf[j] >= conf and p_label <= unlikely:
             score = p_conf[j] * (1.0 - p_label)
             out.append(Suspect("class", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), iou, float(score)))
+    # a label no box matched, beside a confident box of its class that no label lies under:
+    # one box drawn far off (loose), not a missed object and a box on nothing
+    far: dict[int, tuple[int, float]] = {}
     for i, best in m.bare:
-        if best < support:
+        near = [
+            (float(m.ious[i, j]), j) for j in m.extra
+            if p_cls[j] == h_cls[i] and m.ious[i, j] >= _FAR_IOU and j not in {k for k, _ in far.values()}
+        ]
+        if best < support and near:
+            iou, j = max(near)
+            far[i] = (j, iou)
+    for i, (j, iou) in far.items():
+        out.append(Suspect(
+            "loose", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), iou,
+            float(p_conf[j] * (1.0 - iou)),
+        ))
+    for i, best in m.bare:
+        if best < support and i not in far:
             score = _UNSUPPORTED_WEIGHT * (1.0 - best)
             out.append(Suspect("unsupported", box(labels.xyxy[i]), int(h_cls[i]), None, best, None, float(score)))
+    taken = {j for j, _ in far.values()}
     for j in m.extra:
-        score = float(p_conf[j])
-        out.append(Suspect("missed", box(pred.xyxy[j]), None, int(p_cls[j]), float(p_conf[j]), None, float(score)))
+        if j not in taken:
+            score = float(p_conf[j])
+            out.append(Suspect("missed", box(pred.xyxy[j]), None, int(p_cls[j]), float(p_conf[j]), None, float(score)))
     return sorted(out, key=lambda s: -s.score)
 
 
