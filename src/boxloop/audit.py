@@ -153,14 +153,16 @@ def find_suspects(
     # a label no box matched, beside a confident box of its class that no label lies under:
     # one box drawn far off (loose), not a missed object and a box on nothing
     far: dict[int, tuple[int, float]] = {}
+    taken: set[int] = set()
     for i, best in m.bare:
         near = [
             (float(m.ious[i, j]), j) for j in m.extra
-            if p_cls[j] == h_cls[i] and m.ious[i, j] >= _FAR_IOU and j not in {k for k, _ in far.values()}
+            if p_cls[j] == h_cls[i] and m.ious[i, j] >= _FAR_IOU and j not in taken
         ]
         if best < support and near:
             iou, j = max(near)
             far[i] = (j, iou)
+            taken.add(j)
     for i, (j, iou) in far.items():
         out.append(Suspect(
             "loose", box(labels.xyxy[i]), int(h_cls[i]), int(p_cls[j]), float(p_conf[j]), iou,
@@ -170,7 +172,6 @@ def find_suspects(
         if best < support and i not in far:
             score = _UNSUPPORTED_WEIGHT * (1.0 - best)
             out.append(Suspect("unsupported", box(labels.xyxy[i]), int(h_cls[i]), None, best, None, float(score)))
-    taken = {j for j, _ in far.values()}
     for j in m.extra:
         if j not in taken:
             score = float(p_conf[j])

@@ -10,7 +10,7 @@ from typing import Any
 from .ingest import current_round
 from .workspace import Workspace
 
-__all__ = ["disk_usage", "next_step", "workspace_status"]
+__all__ = ["disk_usage", "next_step", "training_runs", "workspace_status"]
 
 # the workspace's folders boxloop writes, in the order status lists them
 DISK_FOLDERS = ("runs", "shrunk", "exports", "frames", "imports", "media")
@@ -46,11 +46,8 @@ def disk_usage(ws: Workspace) -> dict[str, int]:
 
 
 def workspace_status(ws: Workspace) -> dict[str, Any]:
-    """Counts by item state, by split (labeled items), boxes per class, model versions,
-    pre-label acceptance per round (what people did with the boxes boxloop drew), disk use by
-    folder, and training runs that were cut off (a run folder no model version names)."""
-    from .runs import training_now, unfinished_runs
-
+    """Counts by item state, by split (labeled items), boxes per class, model versions, and
+    pre-label acceptance per round (what people did with the boxes boxloop drew)."""
     store = ws.store
     classes = store.classes()
     counts = store.box_counts()
@@ -65,11 +62,18 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "boxes_per_class": {name: counts.get(i, 0) for i, name in enumerate(classes)},
         "model_versions": [v["id"] for v in store.model_versions()],
         "acceptance": store.acceptance_by_round(),
-        "disk": disk_usage(ws),
-        "unfinished_runs": {
-            name: "training now" if training_now(ws.runs_dir / name) else "cut off"
-            for name in unfinished_runs(ws.runs_dir, registered={v["id"] for v in store.model_versions()})
-        },
+    }
+
+
+def training_runs(ws: Workspace) -> dict[str, str]:
+    """Run folders no model version names (newest first): "training now" where a process
+    holds the run's lock, else "cut off"."""
+    from .runs import training_now, unfinished_runs
+
+    registered = {v["id"] for v in ws.store.model_versions()}
+    return {
+        name: "training now" if training_now(ws.runs_dir / name) else "cut off"
+        for name in unfinished_runs(ws.runs_dir, registered=registered)
     }
 
 

@@ -260,7 +260,7 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop status
     """
-    from ..status import next_step, workspace_status
+    from ..status import disk_usage, next_step, training_runs, workspace_status
 
     ws = open_workspace(workspace)
     st = workspace_status(ws)
@@ -296,8 +296,9 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
         console.print(t)
     if st["model_versions"]:
         console.print("model versions: " + ", ".join(st["model_versions"]))
-    now = [name for name, state in st["unfinished_runs"].items() if state == "training now"]
-    cut = [name for name, state in st["unfinished_runs"].items() if state == "cut off"]
+    runs = training_runs(ws)  # the disk and the runs only here: the report does not show them
+    now = [name for name, state in runs.items() if state == "training now"]
+    cut = [name for name, state in runs.items() if state == "cut off"]
     if now:
         console.print(f"training now: {', '.join(now)}")
     if cut:
@@ -305,8 +306,9 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
             f"training runs cut off: {', '.join(cut)} (boxloop train with the same labels and "
             "settings goes on with one; delete its folder under runs/ to drop it)"
         )
-    console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in st["disk"].items() if n)
-                  + " (shrunk/ holds copies, safe to delete)" * bool(st["disk"].get("shrunk")))
+    disk = disk_usage(ws)
+    tail = " (shrunk/ holds copies, safe to delete)" if disk.get("shrunk") else ""
+    console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in disk.items() if n) + tail)
     console.print(f"next: {escape(next_step(ws, st))}")
 
 

@@ -421,6 +421,17 @@ def _acceptance_section(records: Sequence[RoundRecord]) -> str:
     )
 
 
+def _items_present(store: Any, ids: Sequence[str], section: str) -> list[Any]:
+    """The items of ``ids`` in order, leaving out any removed since they were named (a
+    selection or an audit naming one must not sink the report)."""
+    try:
+        return store.items(list(ids))  # type: ignore[no-any-return]
+    except InputError as e:
+        log.warning("%s: %s", section, e)
+        known = {it.id for it in store.items()}
+        return store.items([i for i in ids if i in known])  # type: ignore[no-any-return]
+
+
 def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
     from ..selection import item_names
     from .gallery import card
@@ -428,13 +439,7 @@ def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
     if selection is None or not selection.item_ids:
         return _section("gallery", "Current selection", _empty("no selection yet", "boxloop select --budget N"))
     store = ws.store
-    ids = list(selection.item_ids[:GALLERY_LIMIT])
-    try:
-        items = store.items(ids)
-    except InputError as e:  # a selection naming an item since removed must not sink the report
-        log.warning("gallery: %s", e)
-        known = {it.id for it in store.items()}
-        items = store.items([i for i in ids if i in known])
+    items = _items_present(store, selection.item_ids[:GALLERY_LIMIT], "gallery")
     predictions = store.predictions(selection.model_version, [it.id for it in items]) if selection.model_version else {}
     classes = store.classes()
     names = item_names(store, (d for it in items for d in selection.why.get(it.id, {}).get("suppressed_duplicates", ())))
@@ -457,8 +462,7 @@ def _audit_section(ws: Workspace, audited: Sequence[tuple[str, float, list[dict[
     if not audited:
         return _section("audit", "Likely label mistakes", _empty("the audit found no disagreement", "boxloop audit --conf 0.3"))
     store = ws.store
-    wanted = {i for i, _, _ in audited}
-    known = {it.id: it for it in store.items() if it.id in wanted}  # an item removed since is left out
+    known = {it.id: it for it in _items_present(store, [i for i, _, _ in audited], "audit")}
     shown = [(i, s, rows) for i, s, rows in audited if i in known][:GALLERY_LIMIT]
     labels = store.latest_labels([i for i, _, _ in shown])
     classes = store.classes()
