@@ -173,3 +173,37 @@ def test_an_audit_with_nothing_labeled_says_what_to_do(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
     with pytest.raises(InputError, match="no labeled images to audit"):
         audit(ws)
+
+
+@pytest.mark.slow
+def test_audit_push_labelstudio_then_pull_brings_the_review_back(planted, ls_server, client, token_env, monkeypatch) -> None:
+    """`boxloop audit --push labelstudio` then `boxloop pull`, as a user runs them, against a
+    real Label Studio: the planted mistakes go to a review project, their labels drawn; a
+    reviewer fixes the most suspect one and confirms the next, and pull says so."""
+    from boxloop.annotation.labelstudio import ITEM_KEY
+
+    ws, weights, mistakes = planted
+    monkeypatch.setenv("BOXLOOP_LABELSTUDIO_STORAGE", "upload")  # the images lie outside the server's document root
+    title = f"review-{ws.root.parent.name}"
+    result = runner.invoke(app, [
+        "audit", "--model", str(weights), "--conf", "0.3", "--top", "4", "--push", "labelstudio", "--project", title,
+        "--url", ls_server.url, "-w", str(ws.root),
+    ])
+    assert result.exit_code == 0, result.output
+    assert flat(f"review project '{title}'") in flat(result.output) and flat("4 new review task(s)") in flat(result.output)
+    (project,) = [p for p in client.projects.list() if p.title == title]
+    tasks = sorted((t.dict() for t in client.tasks.list(project=project.id, fields="all", page_size=100)),
+                   key=lambda t: t["data"]["boxloop_rank"])
+    assert {t["data"][ITEM_KEY] for t in tasks} == set(mistakes)
+    first, second = tasks[0], tasks[1]
+    before = ws.store.latest_labels([first["data"][ITEM_KEY]])[first["data"][ITEM_KEY]]
+    n_versions = len(ws.store.label_versions(first["data"][ITEM_KEY]))
+    labels_shown = first["predictions"][0]["result"][: len(before)]  # the labels, before any model box
+    client.annotations.create(id=first["id"], result=labels_shown[1:] if len(before) > 1 else [])
+    client.annotations.create(id=second["id"], result=second["predictions"][0]["result"])
+    pulled = runner.invoke(app, ["pull", "--url", ls_server.url, "-w", str(ws.root)])
+    assert pulled.exit_code == 0, pulled.output
+    assert flat("1 corrected on review, 1 confirmed as they were") in flat(pulled.output)
+    assert flat("next: boxloop round (trains on the corrected labels") in flat(pulled.output)
+    fixed = ws.store.label_versions(first["data"][ITEM_KEY])
+    assert len(fixed) == n_versions + 1 and fixed[-1]["labels"].equals(before[1:], atol=0.05)

@@ -117,11 +117,16 @@ class _LabelStudioAnnotator:
 
     def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
         from .annotation.labelstudio import pull
+        from .annotation.review import META_REVIEW_PROJECT
 
         report = pull(ws)
         open_ids = {t["item_id"] for t in ws.store.tasks("labelstudio", status="open")}
         left = [i for i in selection.item_ids if i in open_ids]
         out = {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))}
+        review = ws.store.get_meta(META_REVIEW_PROJECT)
+        if review:  # labels corrected on review meanwhile go into the next training too
+            r = pull(ws, project=review)
+            out.update(corrected=r.corrected, confirmed=r.confirmed)
         return {**out, "acceptance": report.acceptance, "done": not left, "waiting_for": len(left)}
 
 

@@ -522,6 +522,11 @@ class Store:
             out = {i: out[i] for i in ids if i in out}
         return out
 
+    def label_version(self, item_id: str) -> int | None:
+        """The number of an item's newest human label version; None while it has none."""
+        row = self.conn.execute("SELECT MAX(version) FROM labels WHERE item_id=?", (item_id,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def label_versions(self, item_id: str) -> list[dict[str, Any]]:
         """Every human label version of an item, oldest first."""
         rows = self.conn.execute(

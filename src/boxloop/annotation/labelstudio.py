@@ -45,8 +45,10 @@ from .acceptance import acceptance, seconds_saved, sum_acceptance
 __all__ = [
     "ITEM_KEY",
     "PRELABEL_CONF",
+    "REVIEW_KEY",
     "STORAGES",
     "TOOL",
+    "LabelStudioProject",
     "PullReport",
     "PushReport",
     "api_client",
@@ -54,14 +56,19 @@ __all__ = [
     "connect",
     "find_project",
     "image_urls",
+    "import_tasks",
     "list_tasks",
+    "open_project",
     "plain_json",
     "predictions_meta",
     "project_config",
+    "project_title",
     "pull",
     "push",
     "resolve_token",
     "resolve_url",
+    "task_images",
+    "tasks_by_item",
     "upload_images",
     "uploaded_names",
 ]
@@ -72,6 +79,7 @@ TOOL = "labelstudio"
 PRELABEL_CONF = 0.25
 META_URL = "labelstudio.url"
 META_PROJECT = "labelstudio.project"
+REVIEW_KEY = "boxloop_review"  # task data of a review task: the label version under review
 META_UPLOAD = "labelstudio.upload"  # .<project id>.<item id> → the uploaded file's /data/upload/... reference
 STORAGES = ("local-files", "upload", "cloud")
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
@@ -126,12 +134,16 @@ class PullReport:
     skipped: int = 0
     back_to_pool: int = 0
     reopened: int = 0
+    corrected: int = 0  # review tasks whose labels a person changed (a new version)
+    confirmed: int = 0  # review tasks submitted as they were
     acceptance: dict[str, float] = field(default_factory=dict)
     problems: Problems = field(default_factory=Problems)
 
     def summary(self) -> str:
         parts = [f"{self.labeled} newly labeled", f"{self.updated} updated", f"{self.unchanged} unchanged",
                  f"{self.open} still open"]
+        if self.corrected or self.confirmed:
+            parts[:2] = [f"{self.corrected} corrected on review", f"{self.confirmed} confirmed as they were"]
         if self.skipped:
             parts.append(f"{self.skipped} skipped")
         if self.back_to_pool:
@@ -253,11 +265,13 @@ def connect(ws: Workspace, *, url: str, token: str | None = None) -> dict[str, s
 
 
 # -- projects ----------------------------------------------------------------------------
-def _project_title(ws: Workspace, project: str | None) -> str:
+def project_title(ws: Workspace, project: str | None) -> str:
     return project or ws.config.labelstudio.project or ws.store.get_meta(META_PROJECT) or ws.config.name
 
 
-def find_project(client: Any, url: str, title: str, *, create_with: str | None) -> dict[str, Any]:
+def find_project(
+    client: Any, url: str, title: str, *, create_with: str | None, description: str | None = None
+) -> dict[str, Any]:
     """The project titled ``title`` (or with that id); created with ``create_with`` as its
     labeling config when missing and ``create_with`` is given."""
     if title.isdigit():
@@ -290,7 +304,7 @@ def find_project(client: Any, url: str, title: str, *, create_with: str | None) 
             client.projects.create,
             title=title,
             label_config=create_with,
-            description="Created by boxloop: images picked by active learning, pre-labeled. "
+            description=description or "Created by boxloop: images picked by active learning, pre-labeled. "
             "Sort by prediction score to label in the order that teaches the model most.",
         )
     )
@@ -531,6 +545,89 @@ def list_tasks(client: Any, url: str, project_id: int, *, fields: str | None = N
     return [plain_json(t) for t in call_api(url, "list tasks", lambda: list(client.tasks.list(**kwargs)))]
 
 
+@dataclass(frozen=True)
+class LabelStudioProject:
+    """A Label Studio project opened for a push: the client, the project and its labeling
+    config (``allowed``: the class ids it labels)."""
+
+    url: str
+    token: str
+    client: Any
+    id: int
+    title: str
+    lc: LabelConfig
+    allowed: frozenset[int]
+
+
+def open_project(
+    ws: Workspace, *, title: str, url: str | None, token: str | None, classes: Sequence[str], create: bool,
+    description: str | None = None,
+) -> LabelStudioProject:
+    """Connect and find the project titled ``title`` (created with boxloop's labeling config
+    when ``create`` and missing); its labels must be classes boxloop knows."""
+    url = resolve_url(ws, url)
+    token = resolve_token(token)
+    client = api_client(url, token)
+    proj = find_project(client, url, title, create_with=label_config(classes) if create else None,
+                        description=description)
+    lc = project_config(proj, classes, url)
+    return LabelStudioProject(
+        url=url, token=token, client=client, id=int(proj["id"]), title=str(proj.get("title") or title), lc=lc,
+        allowed=frozenset(classes.index(n) for n in lc.labels),
+    )
+
+
+def tasks_by_item(lp: LabelStudioProject) -> dict[str, dict[str, Any]]:
+    """The project's tasks boxloop made (all fields), by the item each names."""
+    return {
+        str((t.get("data") or {}).get(ITEM_KEY)): t
+        for t in list_tasks(lp.client, lp.url, lp.id, fields="all")
+        if (t.get("data") or {}).get(ITEM_KEY)
+    }
+
+
+def task_images(
+    ws: Workspace,
+    lp: LabelStudioProject,
+    items: Sequence[Item],
+    urls: Mapping[str, str],
+    dirs: Sequence[str],
+    *,
+    remote: Mapping[str, Mapping[str, Any]],
+    storage: str,
+    problems: Problems,
+) -> dict[str, str]:
+    """Each item's image reference for a task (``urls`` and ``dirs`` from :func:`image_urls`):
+    the local-files storages added, local files uploaded under ``upload`` (a task already
+    there keeps the image it was made with), pictures a browser cannot show named."""
+    out = dict(urls)
+    _ensure_local_storage(lp.client, lp.url, lp.id, dirs)
+    if storage != "upload":
+        for it in items:
+            if not _browser_shows(it.uri):
+                problems.add(
+                    it.uri, "browsers other than Safari do not show this format in Label Studio: "
+                    "convert it to PNG or JPEG, or push with [labelstudio] storage = \"upload\" "
+                    "(boxloop uploads a PNG of it)",
+                )
+        return out
+    local = [it for it in items if it.id not in out and it.id not in remote]
+    out.update(upload_images(ws, url=lp.url, token=lp.token, project_id=lp.id, items=local, problems=problems))
+    for it in items:
+        if it.id in remote:
+            out.setdefault(it.id, str((remote[it.id].get("data") or {}).get(lp.lc.image_key) or ""))
+    return out
+
+
+def import_tasks(lp: LabelStudioProject, tasks: Sequence[Mapping[str, Any]]) -> int:
+    """Import tasks into the project in batches; returns how many."""
+    for start in range(0, len(tasks), _BATCH):
+        batch = list(tasks[start : start + _BATCH])
+        call_api(lp.url, f"import {len(batch)} task(s)", lp.client.projects.import_tasks, id=lp.id, request=batch,
+                 return_task_ids=True)
+    return len(tasks)
+
+
 # -- push --------------------------------------------------------------------------------
 def _prelabels(
     item: Item,
@@ -596,42 +693,16 @@ def push(
     imputed: Mapping[str, Detections] = {}
     if with_imputed and mv:
         imputed = store.imputed(mv, sel.item_ids)
-    urls, dirs = image_urls(
-        items, storage=storage or cfg.storage, document_root=document_root or cfg.document_root or None
-    )
+    storage = storage or cfg.storage
+    urls, dirs = image_urls(items, storage=storage, document_root=document_root or cfg.document_root or None)
 
-    url = resolve_url(ws, url)
-    token = resolve_token(token)
-    client = api_client(url, token)
-    title = _project_title(ws, project)
-    proj = find_project(client, url, title, create_with=label_config(classes))
-    pid = int(proj["id"])
-    lc = project_config(proj, classes, url)
-    allowed = {classes.index(n) for n in lc.labels}
-    store.set_meta(META_PROJECT, str(proj.get("title") or title))
-    report = PushReport(url=url, project_id=pid, project_title=str(proj.get("title") or title))
-    _ensure_local_storage(client, url, pid, dirs)
-    if (storage or cfg.storage) != "upload":
-        for it in items:
-            if not _browser_shows(it.uri):
-                report.problems.add(
-                    it.uri, "browsers other than Safari do not show this format in Label Studio: "
-                    "convert it to PNG or JPEG, or push with [labelstudio] storage = \"upload\" "
-                    "(boxloop uploads a PNG of it)",
-                )
-
-    remote = {
-        str((t.get("data") or {}).get(ITEM_KEY)): t
-        for t in list_tasks(client, url, pid, fields="all")
-        if (t.get("data") or {}).get(ITEM_KEY)
-    }
+    lp = open_project(ws, title=project_title(ws, project), url=url, token=token, classes=classes, create=True)
+    url, client, pid, lc, allowed = lp.url, lp.client, lp.id, lp.lc, lp.allowed
+    store.set_meta(META_PROJECT, lp.title)
+    report = PushReport(url=url, project_id=pid, project_title=lp.title)
+    remote = tasks_by_item(lp)
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
-    if (storage or cfg.storage) == "upload":
-        local = [it for it in items if it.id not in urls and it.id not in remote]
-        urls.update(upload_images(ws, url=url, token=token, project_id=pid, items=local, problems=report.problems))
-        for it in items:  # a task already there keeps the image it was made with
-            if it.id in remote:
-                urls.setdefault(it.id, str((remote[it.id].get("data") or {}).get(lc.image_key) or ""))
+    urls = task_images(ws, lp, items, urls, dirs, remote=remote, storage=storage, problems=report.problems)
     new_tasks: list[dict[str, Any]] = []
     for rank, it in enumerate(items):
         boxes, notes = _prelabels(it, preds, imputed, conf=conf, allowed=allowed, report=report)
@@ -667,20 +738,12 @@ def push(
             task.pop("predictions", None)
         new_tasks.append(task)
         report.boxes += len(boxes)
-    for start in range(0, len(new_tasks), _BATCH):
-        batch = new_tasks[start : start + _BATCH]
-        call_api(url, f"import {len(batch)} task(s)", client.projects.import_tasks, id=pid, request=batch,
-              return_task_ids=True)
-        report.created += len(batch)
+    report.created += import_tasks(lp, new_tasks)
     if mv:
         call_api(url, "set the project's model version", client.projects.update, id=pid, model_version=mv)
 
     # record what Label Studio now holds, read back, so the store matches the server exactly
-    remote = {
-        str((t.get("data") or {}).get(ITEM_KEY)): t
-        for t in list_tasks(client, url, pid, fields="all")
-        if (t.get("data") or {}).get(ITEM_KEY)
-    }
+    remote = tasks_by_item(lp)
     by_id = {it.id: it for it in items}
     with store.transaction():
         for rank, it in enumerate(items):
@@ -745,7 +808,7 @@ def pull(
         raise InputError(f"[labelstudio] skipped must be 'pool' or 'skipped', got {skipped!r}")
     url = resolve_url(ws, url)
     client = api_client(url, resolve_token(token))
-    proj = find_project(client, url, _project_title(ws, project), create_with=None)
+    proj = find_project(client, url, project_title(ws, project), create_with=None)
     pid = int(proj["id"])
     report = PullReport(url=url, project_id=pid)
     if add_classes:
@@ -765,6 +828,8 @@ def pull(
             full = plain_json(call_api(url, f"read task {t['id']}", client.tasks.get, id=str(t["id"])))
             item = store.get_item(item_id)
             meta = {"predictions": predictions_meta(full, item, lc, classes), "adopted": True}
+            if (t.get("data") or {}).get(REVIEW_KEY) is not None:
+                meta["review"] = True
             store.put_task(TOOL, str(pid), item_id, str(t["id"]), status="open", meta=meta)
             ours[item_id] = {"item_id": item_id, "task_id": str(t["id"]), "status": "open", "meta": meta}
     items = {it.id: it for it in store.items(list(ours))} if ours else {}
@@ -776,7 +841,13 @@ def pull(
         meta = dict(row["meta"])
         item = items[item_id]
         where = f"task {task_id} ({meta.get('image') or item.uri})"
+        review = bool(meta.get("review"))
         rt = remote_by_id.get(task_id)
+        if rt is None and review:
+            store.delete_task(TOOL, str(pid), item_id)
+            if row["status"] == "open":
+                report.problems.add(where, "the review task was deleted in Label Studio; the labels stay as they were")
+            continue
         if rt is None:
             if row["status"] == "open":
                 store.delete_task(TOOL, str(pid), item_id)
@@ -793,7 +864,7 @@ def pull(
             if row["status"] == "skipped":
                 report.skipped += 1
             elif int(rt.get("cancelled_annotations") or 0) > 0 and row["status"] == "open":
-                if skipped == "skipped":
+                if skipped == "skipped" or review:  # a skipped review leaves the labels as they are
                     store.update_task(TOOL, str(pid), item_id, status="skipped", meta={**meta, "skipped": True})
                     report.skipped += 1
                 else:
@@ -840,6 +911,21 @@ def pull(
         labels = _regions_to_detections(result, item, lc, classes, where, report.problems)
         labels = Detections(labels.xyxy, labels.class_id)
         mv, shown = _prelabels_shown(meta, ann)
+        if review:  # the labels a person re-checked: a new version when changed, no pre-label acceptance
+            with store.transaction():
+                version = store.add_label(item_id, labels, source=f"{TOOL}:{pid}:{ann.get('id')}", round=rnd)
+                store.update_task(
+                    TOOL, str(pid), item_id, status="done",
+                    meta={**meta, "annotation": key, "annotation_id": ann.get("id"),
+                          "label_version": version or store.label_version(item_id)},
+                )
+            if version is None:
+                report.confirmed += 1
+            else:
+                report.corrected += 1
+            if progress:
+                progress(1)
+            continue
         counts = acceptance(shown, labels)
         secs = seconds_saved(counts)
         was_done = row["status"] == "done"

@@ -108,19 +108,28 @@ def pull_cmd(
     Example: boxloop pull
     """
     from ..annotation.labelstudio import pull
+    from ..annotation.review import projects_to_pull
+    from ..errors import Problems
 
     ws = open_workspace(workspace)
-    if progress_disabled():
-        report = pull(ws, project=project, url=url, token=token, add_classes=add_classes)
-    else:
-        with console.status("pulling from Label Studio"):
-            report = pull(ws, project=project, url=url, token=token, add_classes=add_classes)
-    console.print(report.summary())
-    if report.labeled or report.updated:
+    reports = []
+    for title in [project] if project else projects_to_pull(ws):
+        if progress_disabled():
+            reports.append(pull(ws, project=title, url=url, token=token, add_classes=add_classes))
+        else:
+            with console.status("pulling from Label Studio"):
+                reports.append(pull(ws, project=title, url=url, token=token, add_classes=add_classes))
+        console.print(reports[-1].summary())
+    if any(r.labeled or r.updated for r in reports):
         console.print(
             "next: boxloop audit (the model that pre-labeled them finds likely mistakes among them), "
             "then boxloop round (trains on them, then picks the next batch)"
         )
-    elif report.open:
-        console.print(f"next: label the {report.open} open task(s) in Label Studio, then pull again")
-    report_problems(report.problems, strict=strict, title="note(s)")
+    elif any(r.corrected for r in reports):
+        console.print("next: boxloop round (trains on the corrected labels, then picks the next batch)")
+    elif sum(r.open for r in reports):
+        console.print(f"next: label the {sum(r.open for r in reports)} open task(s) in Label Studio, then pull again")
+    problems = Problems()
+    for r in reports:
+        problems.extend(r.problems)
+    report_problems(problems, strict=strict, title="note(s)")

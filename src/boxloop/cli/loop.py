@@ -82,7 +82,10 @@ def round_cmd(
         resolve_url(ws)  # a missing server or token fails before training, not after it
         resolve_token()
         if ws.store.tasks("labelstudio", status="open"):  # an earlier batch may be labeled by now: train on it
-            console.print(f"before the round, from Label Studio: {escape(pull(ws).summary())}")
+            from ..annotation.review import projects_to_pull
+
+            for title in projects_to_pull(ws):
+                console.print(f"before the round, from Label Studio: {escape(pull(ws, project=title).summary())}")
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,

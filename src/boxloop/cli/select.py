@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..scoring import SCORERS, SELECTORS, ScoreOptions
 from ..scoring.pool import AGGREGATIONS
-from ._app import WorkspaceOpt, app, console, open_workspace, progress_bar
+from ._app import WorkspaceOpt, app, console, open_workspace, progress_bar, report_problems
+from .labelstudio import TokenOpt, UrlOpt
 
 ModelVersionOpt = Annotated[
     str | None, typer.Option("--model-version", "-m", help="Whose predictions to score (default: the newest).")
@@ -126,6 +127,19 @@ def audit_cmd(
     zip_: Annotated[
         bool, typer.Option("--zip", help="Also export the listed images with their labels as a YOLO zip, to re-check in any tool.")
     ] = False,
+    push: Annotated[
+        str | None,
+        typer.Option("--push", help="Send the listed images to be re-checked: labelstudio (a review project, labels drawn, "
+                     "suspects noted; `boxloop pull` brings the corrections back) or files (as --zip).",
+                     show_default=False),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="With --push labelstudio: the review project's title (default: the labeling "
+                     "project's, then \" review\").", show_default=False),
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Find likely label mistakes: the labeled images a model disagrees with most (an object
@@ -133,12 +147,15 @@ def audit_cmd(
     most suspect first. Audits the labels the model did not train on: the val and test
     splits, and labels made after its training began (a batch just pulled).
 
-    Example: boxloop audit --top 30 --out audit.csv --zip
+    Example: boxloop audit --top 30 --out audit.csv --push labelstudio
     """
     from ..audit import audit, write_audit_csv
 
     if top < 1:
         raise typer.BadParameter("--top must be at least 1")
+    if push not in (None, "labelstudio", "files"):
+        raise typer.BadParameter(f"--push must be labelstudio or files, got {push!r}")
+    zip_ = zip_ or push == "files"
     ws = open_workspace(workspace)
     with progress_bar("predicting labeled images") as advance:
         report = audit(
@@ -174,3 +191,10 @@ def audit_cmd(
             f"to re-check: [bold]{escape(str(path))}[/bold]; bring the corrections back with "
             "`boxloop add labels ZIP` (a new label version; the old one is kept)"
         )
+    if push == "labelstudio":
+        from ..annotation.review import push_review
+
+        review = push_review(ws, report, top=top, project=project, url=url, token=token)
+        console.print(escape(review.summary()))
+        console.print("next: fix the labels in that project (each suspect is noted on its box), then `boxloop pull`")
+        report_problems(review.problems, strict=False, title="note(s)")
