@@ -7,10 +7,17 @@ planted mistakes, the false alarms among audit's first picks, and as the last li
 
     .venv/bin/python bench/audit.py                          # trains a yolov8n first (~13 min on 2 cores; kept in bench/out/audit)
     .venv/bin/python bench/audit.py --weights your.pt        # a digits model you have
+    .venv/bin/python bench/audit.py --folds 2 --epochs 40    # mistakes in the training labels: out-of-fold (~30 min)
 
 Generated LCD digits (320x240): a model trained on 200 of them (or --weights), audited on
 150 others it never saw, 15% of them with one mistake planted. Random order is the mean over
 2,000 shuffles.
+
+With ``--folds K`` the mistakes are in labels the models train on: all 350 images are
+labeled, and `boxloop audit --folds K` (K held-out models, each judging the labels it did not
+train on) is compared with what a user has without it: one model trained on every label,
+audited with ``--include-trained``. Both train with the same settings; the ratio is against
+any order over all 350.
 """
 
 from __future__ import annotations
@@ -96,7 +103,11 @@ def main() -> None:
     ap.add_argument("--conf", type=float, default=0.5, help="audit's --conf")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("bench/out/audit"), help="keeps the model it trains, for reruns")
+    ap.add_argument("--folds", type=int, default=None, help="mistakes in training labels: audit out of fold with K models")
     args = ap.parse_args()
+    if args.folds is not None:
+        out_of_fold(args)
+        return
 
     from boxloop.audit import audit
     from boxloop.backends.ultralytics import use_all_cores
@@ -150,6 +161,68 @@ def main() -> None:
             print(f"images opened to find {fraction:.0%} of them: audit {a:4d}   any order {r:6.1f}")
         a, r = results[0.8]
         print(f"ratio: {r / a:.2f}")
+
+
+def report_orders(orders: dict[str, list[str]], ids: list[str], planted: dict[str, str], seed: int) -> None:
+    """Images opened to find 50/80/100% of the planted mistakes in each order and in any
+    order; the last line is the first order's ratio against any order, at 80%."""
+    rng = np.random.default_rng(seed)
+    shuffles = [list(rng.permutation(ids)) for _ in range(2000)]
+    names = list(orders)
+    print("images opened to find   " + "".join(f"{n:>16}" for n in names) + f"{'any order':>12}")
+    at80 = {}
+    for fraction in (0.5, 0.8, 1.0):
+        found = {n: opened_to_find(o, set(planted), fraction) for n, o in orders.items()}
+        r = float(np.mean([opened_to_find(s, set(planted), fraction) for s in shuffles]))
+        print(f"{fraction:>6.0%} of them          " + "".join(f"{found[n]:>16d}" for n in names) + f"{r:>12.1f}")
+        if fraction == 0.8:
+            at80 = {**found, "any": r}
+    for n in names[1:]:
+        print(f"{n} against any order at 80%: {at80['any'] / at80[n]:.2f}")
+    print(f"ratio: {at80['any'] / at80[names[0]]:.2f}")
+
+
+def out_of_fold(args: argparse.Namespace) -> None:
+    """Mistakes planted among labels the models train on: out-of-fold against in-sample."""
+    from boxloop import modeling
+    from boxloop.audit import audit, audit_out_of_fold
+    from boxloop.backends.ultralytics import use_all_cores
+    from boxloop.ingest import add_labels
+    from boxloop.synth import generate_images
+    from boxloop.workspace import Workspace
+
+    use_all_cores()
+    with tempfile.TemporaryDirectory(prefix="boxloop-bench-audit-folds-") as tmp:
+        tmp_path = Path(tmp)
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
+        clean = generate_images(tmp_path / "clean", n=200, seed=args.seed, size=(320, 240))
+        batch = generate_images(tmp_path / "batch", n=args.n, seed=args.seed, size=(320, 240), start=200)
+        ws = Workspace.init(tmp_path / "ws", classes=[str(d) for d in range(10)])
+        add_labels(ws, clean, format="yolo")
+        add_labels(ws, batch, format="yolo")
+        ids = sorted(it.id for it in ws.store.items())
+        batch_ids = sorted(it.id for it in ws.store.items() if Path(it.uri).is_relative_to(batch))
+        planted = plant(ws, batch_ids, args.share, args.seed)
+        train = {"epochs": args.epochs, "imgsz": 320}
+        print(f"{len(ids)} labeled images, {len(planted)} of them with a planted mistake; yolov8n.yaml, "
+              f"{args.epochs} epochs at 320", flush=True)
+        t = time.perf_counter()
+        folds = audit_out_of_fold(ws, folds=args.folds, conf=args.conf, say=lambda m: print("  " + m, flush=True), **train)
+        t_folds = time.perf_counter() - t
+        print(f"  out of fold ({args.folds} models): {t_folds:.0f} s", flush=True)
+        t = time.perf_counter()
+        one = modeling.train(ws, model="yolov8n.yaml", **train)
+        inside = audit(ws, model=one.version, conf=args.conf, include_trained=True)
+        print(f"  one model on every label, --include-trained: {time.perf_counter() - t:.0f} s", flush=True)
+        orders = {}
+        for name, report in ((f"{args.folds} folds", folds), ("one model", inside)):
+            ranked = [item_id for item_id, _, _ in report.images]
+            listed = sum(1 for i in planted if i in set(ranked))
+            false = sum(1 for i in ranked[: len(planted)] if i not in planted)
+            print(f"{name}: {len(ranked)} image(s) with suspects, {listed} of {len(planted)} planted listed, "
+                  f"{false} false alarms among the first {len(planted)}")
+            orders[name] = ranked + [i for i in ids if i not in set(ranked)]
+        report_orders(orders, ids, planted, args.seed)
 
 
 if __name__ == "__main__":

@@ -207,3 +207,61 @@ def test_audit_push_labelstudio_then_pull_brings_the_review_back(planted, ls_ser
     assert flat("next: boxloop round (trains on the corrected labels") in flat(pulled.output)
     fixed = ws.store.label_versions(first["data"][ITEM_KEY])
     assert len(fixed) == n_versions + 1 and fixed[-1]["labels"].equals(before[1:], atol=0.05)
+
+
+def _linked_items(ws: Workspace, dataset: Path) -> set[str]:
+    """The items in a training view (train and val), by the names it gives their pictures
+    (theirs; the links may point at training copies)."""
+    by_name = {Path(it.uri).name: it.id for it in ws.store.items()}
+    out = {by_name[p.name] for p in (dataset / "images").rglob("*") if not p.is_dir()}
+    return out
+
+
+def test_out_of_fold_audit_judges_every_label_by_a_model_that_never_saw_it(tmp_path: Path, monkeypatch) -> None:
+    """Two held-out models, each trained on one fold's complement and auditing that fold:
+    every label audited, none by a model that trained on it; run again, nothing retrains; a
+    changed label retrains only the model that trains on it."""
+    from _tiny_data import TRAIN_ARGS, ultralytics_offline
+    from boxloop.audit import HELD_OUT_DIR, assign_folds, audit_out_of_fold
+    from boxloop.backends import ultralytics as yolo
+
+    ultralytics_offline(tmp_path / "ultralytics-config")
+    make_yolo_dataset(tmp_path / "data", n_train=8, n_val=4, n_test=0, seed=5)
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    fill_workspace(ws, tmp_path / "data", splits=("train", "val"))
+    labeled = set(ws.store.latest_labels())
+    options = {"epochs": 1, "imgsz": 64, "batch": 4, "extra": TRAIN_ARGS}
+    said: list[str] = []
+    report = audit_out_of_fold(ws, folds=2, conf=0.01, say=said.append, **options)
+    assert (report.audited, report.trained_on) == (12, 0)
+    assert report.model_version == "2 held-out yolov8n models"
+    # a model from scratch after one epoch supports no label: every image is named, none twice
+    assert sorted(i for i, _, _ in report.images) == sorted(labeled)
+    fold_of = assign_folds(sorted(labeled), 2)
+    for k in range(2):
+        held = {i for i in labeled if fold_of[i] == k}
+        assert said[k] == f"fold {k + 1} of 2: training on {12 - len(held)} labeled image(s), auditing {len(held)}"
+        assert _linked_items(ws, ws.runs_dir / HELD_OUT_DIR / f"fold-{k + 1}-of-2" / "dataset") == labeled - held
+    assert not ws.store.model_versions()  # the held-out models are no model versions
+
+    trained: list[Path] = []
+    real = yolo.train_yolo
+    monkeypatch.setattr(yolo, "train_yolo", lambda data, **kw: trained.append(kw["run_dir"]) or real(data, **kw))
+    again = audit_out_of_fold(ws, folds=2, conf=0.01, **options)
+    assert trained == [] and [i for i, _, _ in again.images] == [i for i, _, _ in report.images]
+    first = next(i for i in sorted(labeled) if fold_of[i] == 0)
+    old = ws.store.latest_labels([first])[first]
+    ws.store.add_label(first, Detections(np.vstack([old.xyxy, [[0, 0, 9, 9]]]).astype(np.float32), np.append(old.class_id, 0)),
+                       source="person")
+    audit_out_of_fold(ws, folds=2, conf=0.01, **options)
+    assert [p.name for p in trained] == ["fold-2-of-2"]  # fold 1 holds that image out: its model stands
+
+    with pytest.raises(InputError, match="too few for 7 folds"):
+        audit_out_of_fold(ws, folds=7)
+    result = runner.invoke(app, ["audit", "--epochs", "1", "-w", str(ws.root)])
+    assert result.exit_code != 0 and flat("give --folds too") in flat(result.output)
+    result = runner.invoke(app, ["audit", "--folds", "2", "--epochs", "1", "--imgsz", "64", "--conf", "0.01", "--top", "3",
+                                 "-w", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    out = flat(result.output)
+    assert flat("fold 2 of 2: training on") in out and flat("audited 12 labeled image(s) against 2 held-out yolov8n models") in out

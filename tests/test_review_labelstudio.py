@@ -126,7 +126,7 @@ def test_review_round_trip(tmp_path, coco128, ls_media, ls_server, client, token
     assert notes[-1].startswith("check: the model's box, no label here (it finds a dog at 0.80)")
     assert all(n is None for n in notes[1:-1]) and all("score" not in r for r in pred["result"])
     assert t["data"][REVIEW_KEY] == 1 and t["data"]["boxloop_rank"] == 1
-    assert t["data"]["why"].splitlines()[0] == "labels v1; the model m007 disagrees:"
+    assert t["data"]["why"].splitlines()[0] == "labels v1, audited by m007:"
     assert "2. missed dog?" in t["data"]["why"]
     by_score = sorted(tasks.values(), key=lambda t: -t["predictions"][0]["score"])
     assert [t["data"][ITEM_KEY] for t in by_score] == [it.id for it in items]
@@ -166,5 +166,5 @@ def test_review_round_trip(tmp_path, coco128, ls_media, ls_server, client, token
     t4 = tasks_of(client, pid)[fourth.id]
     (pred4,) = t4["predictions"]
     np.testing.assert_allclose(pixels(pred4["result"], fourth), newer.xyxy, atol=0.05)
-    assert t4["data"][REVIEW_KEY] == 2 and t4["data"]["why"].startswith("labels v2;")
+    assert t4["data"][REVIEW_KEY] == 2 and t4["data"]["why"].startswith("labels v2,")
     assert t4["data"]["image"] == tasks[fourth.id]["data"]["image"]

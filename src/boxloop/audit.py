@@ -20,12 +20,20 @@ A model agrees with the labels it was trained on, errors included, so by default
 it did not train on are audited: the val and test splits, and labels made or changed after
 its training began (the batch just pulled, which the model pre-labeled). Weights from
 elsewhere (a COCO checkpoint) trained on none of them.
+
+To audit every label (a dataset labeled elsewhere, brought in whole), :func:`audit_out_of_fold`
+deals the labeled images into K folds and trains K held-out models, each on every label but
+one fold's, which it then audits: each label is judged by a model that never saw it, for the
+price of K trainings. The held-out models are not model versions (nothing predicts with them
+later); they stay in ``runs/audit-folds/`` so that running the audit again with the same
+labels and settings trains nothing, and an interrupted one goes on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +45,10 @@ from .evaluate import box_iou
 from .types import Detections
 from .workspace import Workspace
 
-__all__ = ["AUDIT_KINDS", "AuditReport", "Suspect", "audit", "find_suspects", "read_audit_csv", "write_audit_csv"]
+__all__ = [
+    "AUDIT_KINDS", "HELD_OUT_DIR", "AuditReport", "Suspect", "assign_folds", "audit", "audit_out_of_fold", "find_suspects",
+    "read_audit_csv", "write_audit_csv",
+]
 
 log = logging.getLogger(__name__)
 AUDIT_KINDS = ("missed", "class", "loose", "unsupported")
@@ -45,6 +56,7 @@ MATCH_IOU = 0.5  # a prediction covers a label at this IoU or more
 _UNSUPPORTED_WEIGHT = 0.5
 _SUPPORT = 0.1  # a label with a same-class box above this is supported
 _FAR_IOU = 0.1  # a confident box this near an unmatched label of its class marks the label loose
+HELD_OUT_DIR = "audit-folds"  # under runs/: the held-out models of out-of-fold audits
 
 
 @dataclass(frozen=True)
@@ -219,10 +231,7 @@ def audit(
     predicting the labeled images it has not predicted yet; see the module's doc."""
     from .modeling import predict, resolve_model
 
-    if not 0.0 < conf < 1.0:
-        raise InputError(f"--conf must be within (0, 1), got {conf}")
-    if not 0.0 < loose_iou <= 1.0:
-        raise InputError(f"--loose-iou must be within (0, 1], got {loose_iou}")
+    _check_thresholds(conf, loose_iou)
     store = ws.store
     labels = store.latest_labels()
     if not labels:
@@ -256,11 +265,77 @@ def audit(
         for problem in done.problems:
             log.warning("%s", problem)
         preds = store.predictions(resolved.version, audited)
-    for item_id in [i for i in audited if i in preds]:  # one that could not be read: predict named it
+    _judge(report, labels, preds, audited, conf=conf, loose_iou=loose_iou)
+    return report
+
+
+def _judge(report: AuditReport, labels: Mapping[str, Detections], preds: Mapping[str, Detections], ids: Sequence[str],
+           *, conf: float, loose_iou: float) -> None:
+    for item_id in [i for i in ids if i in preds]:  # one that could not be read: predict named it
         suspects = find_suspects(labels[item_id], preds[item_id], conf=conf, loose_iou=loose_iou, support=_SUPPORT)
         if suspects:
             report.images.append((item_id, suspects[0].score, suspects))
     report.images.sort(key=lambda t: (-t[1], t[0]))
+
+
+def _check_thresholds(conf: float, loose_iou: float) -> None:
+    if not 0.0 < conf < 1.0:
+        raise InputError(f"--conf must be within (0, 1), got {conf}")
+    if not 0.0 < loose_iou <= 1.0:
+        raise InputError(f"--loose-iou must be within (0, 1], got {loose_iou}")
+
+
+def assign_folds(item_ids: Sequence[str], folds: int) -> dict[str, int]:
+    """Each item's fold (0..folds-1), from a hash of its id: the same every run, and a label
+    added later leaves every other item in its fold."""
+    return {i: int(hashlib.sha256(i.encode()).hexdigest()[:12], 16) % folds for i in item_ids}
+
+
+def audit_out_of_fold(
+    ws: Workspace,
+    *,
+    folds: int = 5,
+    conf: float = 0.5,
+    loose_iou: float = 0.7,
+    say: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+    progress: Any = None,
+    **train_options: Any,
+) -> AuditReport:
+    """Audit every human label with a model that did not train on it: K held-out models,
+    each trained (``train_options``: as `train`'s, defaults from [train]) on the labels of
+    all folds but one, and auditing that one. See the module's doc."""
+    from .modeling import predict_with_weights, train_held_out
+
+    _check_thresholds(conf, loose_iou)
+    if folds < 2:
+        raise InputError(f"--folds must be at least 2, got {folds}")
+    store = ws.store
+    labels = store.latest_labels()
+    if not labels:
+        raise InputError("no labeled images to audit; `boxloop add labels PATH` or `boxloop pull` first")
+    if len(labels) < 2 * folds:
+        raise InputError(
+            f"{len(labels)} labeled image(s) are too few for {folds} folds (each held-out model would train on "
+            f"{len(labels) - -(-len(labels) // folds)} or fewer); use fewer --folds, or audit with one model"
+        )
+    fold_of = assign_folds(list(labels), folds)
+    items = {it.id: it for it in store.items(ids=list(labels))}
+    model = train_options.get("model") or ws.config.train.model
+    imgsz = int(train_options.get("imgsz") or ws.config.train.imgsz)
+    report = AuditReport(f"{folds} held-out {Path(str(model)).stem} models", audited=len(labels))
+    for k in range(folds):
+        held = [i for i in labels if fold_of[i] == k]
+        if say:
+            say(f"fold {k + 1} of {folds}: training on {len(labels) - len(held)} labeled image(s), auditing {len(held)}")
+        weights = train_held_out(
+            ws, ws.runs_dir / HELD_OUT_DIR / f"fold-{k + 1}-of-{folds}", exclude=set(held), on_epoch=on_epoch,
+            **train_options,
+        )
+        preds, problems = predict_with_weights(ws, weights, [items[i] for i in held], imgsz=imgsz, progress=progress)
+        for problem in problems:
+            log.warning("%s", problem)
+        _judge(report, labels, preds, held, conf=conf, loose_iou=loose_iou)
     return report
 
 

@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -202,6 +202,37 @@ def epochs_for_steps(steps: int, train_images: int, batch: int, nbs: int = ULTRA
     return max(1, math.ceil(steps * accumulate / batches))
 
 
+def _view_sizes(dataset: Path) -> tuple[int, int]:
+    """Images in a dataset view's train and val splits."""
+    sizes = []
+    for split in ("train", "val"):
+        d = dataset / "images" / split
+        sizes.append(len(list(d.glob("*"))) if d.is_dir() else 0)
+    return sizes[0], sizes[1]
+
+
+def _run_settings(
+    ws: Workspace, *, model: str, epochs: int | None, steps: int | None, imgsz: int, batch: int | None,
+    device: str | None, patience: int | None, extra: Mapping[str, Any] | None, train_n: int,
+) -> tuple[dict[str, Any], dict[str, Any], int | None]:
+    """A run's settings (boxloop.toml [train] where not given), Ultralytics' extra arguments
+    with the small-data recipe, and the steps asked for (the epochs follow from them)."""
+    cfg = ws.config.train
+    settings: dict[str, Any] = {
+        "model": str(model),
+        "epochs": int(epochs or cfg.epochs),
+        "imgsz": int(imgsz),
+        "batch": int(batch or cfg.batch),
+        "device": str(device or cfg.device),
+        "patience": int(patience or cfg.patience),
+    }
+    extra_args = small_data_recipe(train_n, settings["batch"], extra)
+    steps = steps if steps is not None else (None if epochs else cfg.steps or None)
+    if steps is not None:
+        settings["epochs"] = epochs_for_steps(steps, train_n, settings["batch"], extra_args.get("nbs", ULTRALYTICS_NBS))
+    return settings, extra_args, steps
+
+
 def train(
     ws: Workspace,
     *,
@@ -243,21 +274,11 @@ def train(
         ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), readable=readable_suffixes(),
         shrink_to=imgsz,
     )
-    train_n = len(list((run_dir / "dataset" / "images" / "train").glob("*")))
-    val_dir = run_dir / "dataset" / "images" / "val"
-    val_n = len(list(val_dir.glob("*"))) if val_dir.is_dir() else 0
-    settings = {
-        "model": str(model),
-        "epochs": int(epochs or cfg.epochs),
-        "imgsz": imgsz,
-        "batch": int(batch or cfg.batch),
-        "device": str(device or cfg.device),
-        "patience": int(patience or cfg.patience),
-    }
-    extra = small_data_recipe(train_n, settings["batch"], extra)
-    steps = steps if steps is not None else (None if epochs else cfg.steps or None)
-    if steps is not None:
-        settings["epochs"] = epochs_for_steps(steps, train_n, settings["batch"], extra.get("nbs", ULTRALYTICS_NBS))
+    train_n, val_n = _view_sizes(run_dir / "dataset")
+    settings, extra, steps = _run_settings(
+        ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device, patience=patience,
+        extra=extra, train_n=train_n,
+    )
     fingerprint = run_fingerprint(
         run_dir / "dataset", classes=ws.classes, settings={**settings, "extra": extra, "workers": cfg.workers}
     )
@@ -299,6 +320,78 @@ def train(
     )
     log.info("trained %s in %.0fs: %s", version, seconds, result.weights)
     return TrainOutcome(version, result.run_dir, result.weights, result.metrics, train_n, val_n)
+
+
+def train_held_out(
+    ws: Workspace,
+    run_dir: Path,
+    *,
+    exclude: Collection[str],
+    model: str | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    device: str | None = None,
+    patience: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Train on every human label (train/val splits) but those of ``exclude`` into
+    ``run_dir``, as `train` would, without registering a model version (a held-out model of
+    an out-of-fold audit); returns its weights. Run again with the same labels and settings,
+    a finished run is reused and one cut off goes on from its last epoch."""
+    from .backends.ultralytics import (
+        readable_suffixes,
+        resolve_model_arg,
+        resumable_epoch,
+        train_yolo,
+    )
+    from .export import write_yolo_dataset
+    from .runs import INPUTS_FILE, LOCK_FILE, run_fingerprint, training, write_run_inputs
+
+    cfg = ws.config.train
+    model = model or cfg.model
+    resolve_model_arg(model)
+    imgsz = int(imgsz or cfg.imgsz)
+    keep = [i for i in ws.store.latest_labels() if i not in exclude]
+    if not keep:
+        raise InputError("every labeled image is held out: nothing left to train on")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with training(run_dir):
+        shutil.rmtree(run_dir / "dataset", ignore_errors=True)  # links only: cheap to write again
+        data_yaml = write_yolo_dataset(
+            ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), ids=keep,
+            readable=readable_suffixes(), shrink_to=imgsz,
+        )
+        train_n, _ = _view_sizes(run_dir / "dataset")
+        settings, extra_args, _ = _run_settings(
+            ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
+            patience=patience, extra=extra, train_n=train_n,
+        )
+        fingerprint = run_fingerprint(
+            run_dir / "dataset", classes=ws.classes, settings={**settings, "extra": extra_args, "workers": cfg.workers}
+        )
+        try:
+            saved = json.loads((run_dir / INPUTS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        same = saved.get("fingerprint") == fingerprint
+        if same and saved.get("weights") and Path(saved["weights"]).is_file():
+            log.info("%s: trained already on these labels and settings", run_dir)
+            return Path(saved["weights"])
+        resume = same and resumable_epoch(run_dir / "weights" / "last.pt") is not None
+        if not resume:  # another run's files would mix with this one's
+            for p in run_dir.iterdir():
+                if p.name not in ("dataset", LOCK_FILE):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            write_run_inputs(run_dir, fingerprint, settings)
+        result = train_yolo(
+            data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra_args, on_epoch=on_epoch, resume=resume,
+            **settings,
+        )
+        write_run_inputs(run_dir, fingerprint, settings, weights=result.weights)
+    return result.weights
 
 
 # -- prediction -----------------------------------------------------------------------------------
@@ -494,6 +587,44 @@ def _scope_items(ws: Workspace, scope: str, ids: Sequence[str] | None) -> list[I
     return [it for it in ws.store.items(split=scope) if it.id in labeled]
 
 
+def _rect_input(items: Sequence[Item], imgsz: int) -> tuple[int, int]:
+    """The network input (h, w) for the most common image size among ``items``, long side ``imgsz``."""
+    from collections import Counter
+
+    from .backends.ultralytics import rect_shape
+
+    (w, h), _ = Counter((it.width, it.height) for it in items).most_common(1)[0]
+    return rect_shape(imgsz, w, h)
+
+
+def predict_with_weights(
+    ws: Workspace, weights: Path, items: Sequence[Item], *, imgsz: int, progress: Progress | None = None,
+) -> tuple[dict[str, Detections], Problems]:
+    """Predict ``items`` with a weights file, as `predict` does (boxes down to [predict] conf,
+    with class probabilities), keeping the results in memory: no model version is
+    registered, nothing is stored. An image that cannot be read is a problem; the rest go on."""
+    from .shrink import SHRUNK_DIR
+
+    out: dict[str, Detections] = {}
+    problems = Problems()
+    if not items:
+        return out, problems
+    cfg = ws.config.predict
+    resolved = ResolvedModel(weights.stem, weights, ws.classes, "ultralytics")
+    backend = load_model_backend(ws, resolved, imgsz=_rect_input(items, imgsz))
+    sources = [(it.uri, (it.width, it.height), it.sha256) for it in items]
+    for i, pred, problem in iter_predictions(
+        backend, sources, conf=cfg.conf, iou=cfg.iou, batch=cfg.batch, copies=ws.root / SHRUNK_DIR,
+    ):
+        if problem is not None:
+            problems.add(items[i].uri, problem)
+        else:
+            out[items[i].id] = pred.detections
+        if progress is not None:
+            progress(1)
+    return out, problems
+
+
 def load_model_backend(
     ws: Workspace, resolved: ResolvedModel, *, runtime: str | None = None, device: str | None = None,
     imgsz: int | tuple[int, int] | None = None, class_map: Sequence[str] | Mapping[str, str] | None = None,
@@ -564,14 +695,8 @@ def predict(
         resolved = resolve_model(ws, model)
         shape: int | tuple[int, int] | None = imgsz
         if rect and items:
-            from collections import Counter
-
-            from .backends.ultralytics import rect_shape
-
             meta: dict[str, Any] = next((v["meta"] for v in ws.store.model_versions() if v["id"] == resolved.version), {})
-            base = int(imgsz or meta.get("imgsz") or ws.config.train.imgsz)
-            (w, h), _ = Counter((it.width, it.height) for it in items).most_common(1)[0]
-            shape = rect_shape(base, w, h)
+            shape = _rect_input(items, int(imgsz or meta.get("imgsz") or ws.config.train.imgsz))
         # on Ray the driver loads the model on its CPU only to check it before the cluster starts
         backend = load_model_backend(
             ws, resolved, runtime=runtime, device="cpu" if eng.name != "local" else device, imgsz=shape,

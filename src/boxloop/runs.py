@@ -23,18 +23,18 @@ from .atomic import write_text_atomic
 from .errors import InputError
 
 __all__ = [
-    "INPUTS_FILE", "interrupted_run", "run_fingerprint", "training", "training_now", "unfinished_runs", "write_run_inputs",
+    "INPUTS_FILE", "LOCK_FILE", "interrupted_run", "run_fingerprint", "training", "training_now", "unfinished_runs", "write_run_inputs",
 ]
 
 INPUTS_FILE = "run_inputs.json"
-_LOCK_FILE = ".training.lock"
+LOCK_FILE = ".training.lock"
 
 
 @contextmanager
 def training(run_dir: Path) -> Iterator[None]:
     """Hold the run's lock while it trains, so a ``train`` in another process does not take
     a run that is still training for an interrupted one."""
-    with open(run_dir / _LOCK_FILE, "a+") as f:
+    with open(run_dir / LOCK_FILE, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,7 +47,7 @@ def training(run_dir: Path) -> Iterator[None]:
 
 def training_now(run_dir: Path) -> bool:
     """Whether a process (this one included) holds the run's training lock."""
-    lock = run_dir / _LOCK_FILE
+    lock = run_dir / LOCK_FILE
     if not lock.is_file():
         return False
     with open(lock, "a+") as f:
@@ -81,11 +81,13 @@ def run_fingerprint(dataset_dir: Path, *, classes: Sequence[str], settings: Mapp
     return h.hexdigest()
 
 
-def write_run_inputs(run_dir: Path, fingerprint: str, settings: Mapping[str, Any]) -> None:
-    write_text_atomic(
-        run_dir / INPUTS_FILE,
-        json.dumps({"fingerprint": fingerprint, "settings": dict(settings)}, indent=2, default=str) + "\n",
-    )
+def write_run_inputs(run_dir: Path, fingerprint: str, settings: Mapping[str, Any], *, weights: Path | None = None) -> None:
+    """What a run trains on; ``weights``: where a finished run put its model (a run no model
+    version registers, such as an audit's held-out model, is known as finished by it)."""
+    record: dict[str, Any] = {"fingerprint": fingerprint, "settings": dict(settings)}
+    if weights is not None:
+        record["weights"] = str(weights)
+    write_text_atomic(run_dir / INPUTS_FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def unfinished_runs(runs_dir: Path, *, registered: Collection[str]) -> list[str]:

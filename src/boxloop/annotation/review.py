@@ -125,7 +125,7 @@ def review_boxes(
 
 
 def _why(version: int | None, model_version: str, suspects: Sequence[Suspect], classes: Sequence[str]) -> str:
-    lines = [f"labels v{version}; the model {model_version} disagrees:"]
+    lines = [f"labels v{version}, audited by {model_version}:"]
     lines += [f"{k}. {s.describe(classes)}" for k, s in enumerate(suspects, 1)]
     return "\n".join(lines)
 

@@ -115,8 +115,19 @@ def select_cmd(
 @app.command("audit")
 def audit_cmd(
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="A model version or weights file (default: the newest trained).")
+        str | None, typer.Option("--model", "-m", help="A model version or weights file (default: the newest trained); "
+                                 "with --folds, what the held-out models train from, as `train --model` (default: \\[train] model).")
     ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", help="Audit every label: train this many held-out models, each on all labels but one "
+                     "fold's, judging that fold (K trainings; kept in runs/audit-folds, reused while the labels stay).",
+                     show_default=False),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="With --folds: epochs per held-out model (default: \\[train]).",
+                                               show_default=False)] = None,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="With --folds: training and prediction size (default: \\[train]).",
+                                              show_default=False)] = None,
     conf: Annotated[float, typer.Option("--conf", help="How confident a model box must be to count against a label.")] = 0.5,
     loose_iou: Annotated[float, typer.Option("--loose-iou", help="A box of the right class under this IoU is loose.")] = 0.7,
     include_trained: Annotated[
@@ -145,22 +156,42 @@ def audit_cmd(
     """Find likely label mistakes: the labeled images a model disagrees with most (an object
     no label covers, a class the model reads otherwise, a loose box, a box on nothing),
     most suspect first. Audits the labels the model did not train on: the val and test
-    splits, and labels made after its training began (a batch just pulled).
+    splits, and labels made after its training began (a batch just pulled). With --folds K,
+    every label, each judged by a held-out model trained without it.
 
     Example: boxloop audit --top 30 --out audit.csv --push labelstudio
+    Example: boxloop audit --folds 5 --epochs 60 --out audit.csv
     """
-    from ..audit import audit, write_audit_csv
+    from ..audit import audit, audit_out_of_fold, write_audit_csv
 
     if top < 1:
         raise typer.BadParameter("--top must be at least 1")
     if push not in (None, "labelstudio", "files"):
         raise typer.BadParameter(f"--push must be labelstudio or files, got {push!r}")
     zip_ = zip_ or push == "files"
+    if folds is None and (epochs is not None or imgsz is not None):
+        raise typer.BadParameter("--epochs and --imgsz train held-out models: give --folds too")
     ws = open_workspace(workspace)
-    with progress_bar("predicting labeled images") as advance:
-        report = audit(
-            ws, model=model, conf=conf, loose_iou=loose_iou, include_trained=include_trained, progress=advance,
-        )
+    if folds is not None:
+        train = {k: v for k, v in {"model": model, "epochs": epochs, "imgsz": imgsz}.items() if v is not None}
+        total = folds * int(epochs or ws.config.train.epochs) if epochs or not ws.config.train.steps else None
+        with progress_bar("training held-out models (epochs)", total=total) as advance:
+            done = [0]
+
+            def on_epoch(epoch: int, _total: int) -> None:
+                advance(max(epoch - done[0], 0))
+                done[0] = epoch
+
+            def say(text: str) -> None:  # a fold begins: its epochs count from 1
+                done[0] = 0
+                console.print(text)
+
+            report = audit_out_of_fold(ws, folds=folds, conf=conf, loose_iou=loose_iou, say=say, on_epoch=on_epoch, **train)
+    else:
+        with progress_bar("predicting labeled images") as advance:
+            report = audit(
+                ws, model=model, conf=conf, loose_iou=loose_iou, include_trained=include_trained, progress=advance,
+            )
     left_out = (
         f"; {report.trained_on} left out, the model trained on their labels (--include-trained)"
         if report.trained_on else ""
