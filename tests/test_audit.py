@@ -265,3 +265,32 @@ def test_out_of_fold_audit_judges_every_label_by_a_model_that_never_saw_it(tmp_p
     assert result.exit_code == 0, result.output
     out = flat(result.output)
     assert flat("fold 2 of 2: training on") in out and flat("audited 12 labeled image(s) against 2 held-out yolov8n models") in out
+
+
+def test_a_held_out_model_cut_off_goes_on_from_its_last_epoch(tmp_path: Path) -> None:
+    """An out-of-fold audit interrupted while training a held-out model (Ctrl-C): run again,
+    that model goes on from its last epoch instead of starting over."""
+    from _tiny_data import ultralytics_offline
+    from boxloop.modeling import train_held_out
+
+    ultralytics_offline(tmp_path / "ultralytics-config")
+    make_yolo_dataset(tmp_path / "data", n_train=8, n_val=4, n_test=0, seed=8)
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    ids = fill_workspace(ws, tmp_path / "data", splits=("train", "val"))
+    run_dir = ws.runs_dir / "audit-folds" / "fold-1-of-2"
+    seen: list[int] = []
+
+    def cut_after_two(epoch: int, _total: int) -> None:
+        seen.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    settings = {"epochs": 3, "imgsz": 64, "batch": 4}
+    with pytest.raises(KeyboardInterrupt):
+        train_held_out(ws, run_dir, exclude=set(ids["train"][:3]), on_epoch=cut_after_two, **settings)
+    assert (run_dir / "weights" / "last.pt").is_file()
+    weights = train_held_out(ws, run_dir, exclude=set(ids["train"][:3]), on_epoch=lambda e, _t: seen.append(e), **settings)
+    assert seen == [1, 2, 3] and weights.is_file()
+    assert len((run_dir / "results.csv").read_text().strip().splitlines()) == 1 + 3
+    with pytest.raises(InputError, match="every labeled image is held out"):
+        train_held_out(ws, run_dir, exclude=set(ids["train"] + ids["val"]), **settings)
