@@ -23,6 +23,7 @@ from boxloop.audit import AuditReport, Suspect
 from boxloop.errors import InputError, Problems
 from boxloop.formats.labelstudio import parse_regions
 from boxloop.sources.images import read_image_info
+from boxloop.status import next_step, workspace_status
 from boxloop.types import Detections, Item
 from boxloop.workspace import Workspace
 
@@ -155,6 +156,9 @@ def test_review_round_trip(tmp_path, coco128, ls_media, ls_server, client, token
     assert ws.store.acceptance_rows(tool=TOOL) == []  # a review is no verdict on the model's pre-labels
     assert ws.store.count_by_state()["labeled"] == 4
     assert pull(ws, url=ls_server.url, project=title).unchanged == 2
+    st = workspace_status(ws)
+    assert st["out_for_review"] == 1  # the fourth
+    assert next_step(ws, st).startswith("1 labeled image(s) are out for review in Label Studio: boxloop pull")
 
     # the labels of the open one change: its task is redrawn; the reviewed ones are not sent again
     fourth = items[3]

@@ -62,6 +62,8 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "boxes_per_class": {name: counts.get(i, 0) for i, name in enumerate(classes)},
         "model_versions": [v["id"] for v in store.model_versions()],
         "acceptance": store.acceptance_by_round(),
+        # labeled images out for review (`audit --push labelstudio`): their labels stand meanwhile
+        "out_for_review": sum(1 for t in store.tasks("labelstudio", status="open") if t["meta"].get("review")),
     }
 
 
@@ -92,6 +94,9 @@ def next_step(ws: Workspace, st: dict[str, Any]) -> str:
     unfinished = unfinished_round(ws.store)
     if unfinished is not None:
         return f"boxloop round (round {unfinished} is unfinished: it resumes where it stopped)"
+    if st.get("out_for_review"):
+        return (f"{st['out_for_review']} labeled image(s) are out for review in Label Studio: boxloop pull brings "
+                "the corrections back (then boxloop round trains on them)")
     if not st["model_versions"]:
         return "boxloop round --budget 50: train, evaluate, pre-label the pool and pick what to label"
     if states["pool"] or states["prelabeled"]:

@@ -270,6 +270,8 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     t.add_column("images", justify="right")
     for state, n in st["by_state"].items():
         t.add_row(state, str(n))
+    if st["out_for_review"]:
+        t.add_row("labeled, out for review", str(st["out_for_review"]))
     console.print(t)
     t = Table(title="labeled items by split")
     t.add_column("split")
