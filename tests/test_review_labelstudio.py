@@ -172,3 +172,6 @@ def test_review_round_trip(tmp_path, coco128, ls_media, ls_server, client, token
     np.testing.assert_allclose(pixels(pred4["result"], fourth), newer.xyxy, atol=0.05)
     assert t4["data"][REVIEW_KEY] == 2 and t4["data"]["why"].startswith("labels v2,")
     assert t4["data"]["image"] == tasks[fourth.id]["data"]["image"]
+    # images reviewed at their labels give their places to the next suspects
+    one = push_review(ws, report, top=1, url=ls_server.url, project=title)
+    assert (one.reviewed, one.reused, one.created) == (3, 1, 0)

@@ -67,7 +67,7 @@ class ReviewReport:
         if self.reused:
             parts.append(f"{self.reused} open one(s) already up to date")
         if self.reviewed:
-            parts.append(f"{self.reviewed} reviewed before at these labels, not sent again")
+            parts.append(f"{self.reviewed} reviewed before at these labels, passed over")
         parts.append(f"{self.suspects} suspect(s) noted")
         return (
             f"Label Studio review project {self.project_title!r} (id {self.project_id}) at {self.url}: "
@@ -141,23 +141,18 @@ def push_review(
     storage: str | None = None,
     document_root: str | None = None,
 ) -> ReviewReport:
-    """Send the ``top`` most suspect images of an audit to the review project, most suspect
-    first (the audit score is the prediction score to sort by). Pushing again adds no task
-    twice: an open review task is redrawn when its labels or suspects changed, and a label
-    version already reviewed is not sent again."""
+    """Send the ``top`` most suspect images of an audit that were not reviewed at their
+    current labels yet to the review project, most suspect first (the audit score is the
+    prediction score to sort by). Pushing again adds no task twice: an open review task is
+    redrawn when its labels or suspects changed; a label version reviewed before is passed
+    over (counted), and the next suspect image takes its place."""
     if top < 1:
         raise InputError(f"--top must be at least 1, got {top}")
+    if not report.images:
+        raise InputError("the audit found no suspect image: nothing to review")
     store = ws.store
     cfg = ws.config.labelstudio
-    picked = report.images[:top]
-    if not picked:
-        raise InputError("the audit found no suspect image: nothing to review")
-    items = store.items([i for i, _, _ in picked])
-    by_id = {it.id: it for it in items}
     classes = store.classes()
-    labels = store.latest_labels(list(by_id))
-    storage = storage or cfg.storage
-    urls, dirs = image_urls(items, storage=storage, document_root=document_root or cfg.document_root or None)
     lp = open_project(
         ws, title=review_project_title(ws, project), url=url, token=token, classes=classes, create=True,
         description="Created by boxloop: labeled images a model disagrees with, most suspect first. Each "
@@ -167,11 +162,32 @@ def push_review(
     out = ReviewReport(url=lp.url, project_id=lp.id, project_title=lp.title)
     remote = tasks_by_item(lp)
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(lp.id))}
+    picked: list[tuple[int, str, float, list[Suspect]]] = []  # (audit rank, item, score, suspects)
+    for rank, (item_id, score, suspects) in enumerate(report.images, 1):
+        rt, row = remote.get(item_id), ours.get(item_id)
+        if rt is not None and row is not None and str(row["task_id"]) == str(rt["id"]) and row["status"] != "open":
+            reviewed_at = row["meta"].get("label_version")
+            if reviewed_at == store.label_version(item_id):
+                out.reviewed += 1
+            else:
+                out.problems.add(
+                    f"review task {rt['id']} ({store.get_item(item_id).uri})", f"reviewed at labels v{reviewed_at}, "
+                    "changed since; delete the task in Label Studio and push again to review it anew",
+                )
+            continue
+        picked.append((rank, item_id, score, suspects))
+        if len(picked) == top:
+            break
+    items = store.items([i for _, i, _, _ in picked]) if picked else []
+    by_id = {it.id: it for it in items}
+    labels = store.latest_labels(list(by_id))
+    storage = storage or cfg.storage
+    urls, dirs = image_urls(items, storage=storage, document_root=document_root or cfg.document_root or None)
     urls = task_images(ws, lp, items, urls, dirs, remote=remote, storage=storage, problems=out.problems)
 
     new_tasks: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
-    for rank, (item_id, score, suspects) in enumerate(picked, 1):
+    for rank, item_id, score, suspects in picked:
         it = by_id[item_id]
         version = store.label_version(item_id)
         boxes, notes = review_boxes(labels.get(item_id, Detections.empty()), suspects, classes)
@@ -186,17 +202,8 @@ def push_review(
                 "image": urls.get(item_id)}
         data = {ITEM_KEY: item_id, REVIEW_KEY: version, "boxloop_rank": rank, WHY_KEY: why}
         rt, row = remote.get(item_id), ours.get(item_id)
-        if rt is not None and row is not None and str(row["task_id"]) == str(rt["id"]):
+        if rt is not None and row is not None and str(row["task_id"]) == str(rt["id"]):  # open: see above
             old = row["meta"]
-            if row["status"] != "open":
-                if old.get("label_version") == version:
-                    out.reviewed += 1
-                else:
-                    out.problems.add(
-                        f"review task {rt['id']} ({it.uri})", f"reviewed at labels v{old.get('label_version')}, "
-                        f"changed since (v{version}); delete the task in Label Studio and push again to review it anew",
-                    )
-                continue
             if all(old.get(k) == meta[k] for k in ("label_version", "audit_model", "suspects")):
                 out.reused += 1
                 continue
