@@ -134,6 +134,7 @@ def test_the_audit_cli_lists_writes_the_csv_and_the_zip_to_recheck(planted, tmp_
     assert result.exit_code == 0, result.output
     out = flat(result.output)
     assert flat("audited 28 labeled image(s) against") in out and "missed" in out and flat("the model reads") in out
+    assert flat("too weak") not in out
     with open(tmp_path / "audit.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["item_id"] for r in rows if r["rank"] in ("1", "2", "3", "4")} == set(mistakes)
@@ -265,6 +266,7 @@ def test_out_of_fold_audit_judges_every_label_by_a_model_that_never_saw_it(tmp_p
     assert result.exit_code == 0, result.output
     out = flat(result.output)
     assert flat("fold 2 of 2: training on") in out and flat("audited 12 labeled image(s) against 2 held-out yolov8n models") in out
+    assert flat("the model finds nothing like") in out and flat("too weak yet") in out  # one epoch from scratch
 
 
 def test_a_held_out_model_cut_off_goes_on_from_its_last_epoch(tmp_path: Path) -> None:

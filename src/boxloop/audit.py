@@ -198,7 +198,12 @@ class AuditReport:
     model_version: str
     audited: int = 0
     trained_on: int = 0  # labeled items left out: the model trained on their labels
+    boxes: int = 0  # labels judged
     images: list[tuple[str, float, list[Suspect]]] = field(default_factory=list)
+
+    def too_weak(self) -> bool:
+        """Whether the model finds nothing like most labels: it cannot tell mistakes yet."""
+        return self.boxes > 0 and self.counts()["unsupported"] > 0.5 * self.boxes
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(AUDIT_KINDS, 0)
@@ -272,6 +277,7 @@ def audit(
 def _judge(report: AuditReport, labels: Mapping[str, Detections], preds: Mapping[str, Detections], ids: Sequence[str],
            *, conf: float, loose_iou: float) -> None:
     for item_id in [i for i in ids if i in preds]:  # one that could not be read: predict named it
+        report.boxes += len(labels[item_id])
         suspects = find_suspects(labels[item_id], preds[item_id], conf=conf, loose_iou=loose_iou, support=_SUPPORT)
         if suspects:
             report.images.append((item_id, suspects[0].score, suspects))

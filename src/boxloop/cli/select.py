@@ -203,6 +203,12 @@ def audit_cmd(
         console.print("no disagreement at this --conf: the labels agree with the model")
         return
     counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().items() if n)
+    if report.too_weak():
+        console.print(
+            f"[yellow]the model finds nothing like {report.counts()['unsupported']} of the {report.boxes} labels: it is "
+            "too weak yet to tell a mistake from an object it cannot see; train it longer or on more labels "
+            "(with --folds: --epochs)[/yellow]"
+        )
     console.print(f"{len(report.images)} image(s) with suspects ({counts}); the {min(top, len(report.images))} most suspect:")
     uris = {it.id: it.uri for it in ws.store.items([i for i, _, _ in report.images[:top]])}
     table = Table("rank", "image", "score", "suspects")
