@@ -10,13 +10,13 @@ from typing import Any
 from .ingest import current_round
 from .workspace import Workspace
 
-__all__ = ["disk_usage", "next_step", "training_runs", "workspace_status"]
+__all__ = ["bytes_under", "disk_usage", "next_step", "training_runs", "workspace_status"]
 
 # the workspace's folders boxloop writes, in the order status lists them
 DISK_FOLDERS = ("runs", "shrunk", "exports", "frames", "imports", "media")
 
 
-def _bytes_under(root: Path) -> int:
+def bytes_under(root: Path) -> int:
     """Bytes of the files under ``root``, links not followed (a run's dataset view links the
     images it trains on: they are counted where they are)."""
     total = 0
@@ -39,7 +39,7 @@ def _bytes_under(root: Path) -> int:
 
 def disk_usage(ws: Workspace) -> dict[str, int]:
     """Bytes each of the workspace's folders (and its database) take; absent ones left out."""
-    out = {name: _bytes_under(ws.root / name) for name in DISK_FOLDERS if (ws.root / name).is_dir()}
+    out = {name: bytes_under(ws.root / name) for name in DISK_FOLDERS if (ws.root / name).is_dir()}
     db = [ws.root / n for n in ("boxloop.db", "boxloop.db-wal", "boxloop.db-shm")]
     out["boxloop.db"] = sum(p.stat().st_size for p in db if p.is_file())
     return out

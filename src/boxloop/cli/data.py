@@ -306,12 +306,47 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     if cut:
         console.print(
             f"training runs cut off: {', '.join(cut)} (boxloop train with the same labels and "
-            "settings goes on with one; delete its folder under runs/ to drop it)"
+            "settings goes on with one; boxloop prune drops them)"
         )
     disk = disk_usage(ws)
-    tail = " (shrunk/ holds copies, safe to delete)" if disk.get("shrunk") else ""
+    tail = " (boxloop prune shows what can go)" if disk.get("runs") or disk.get("shrunk") else ""
     console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in disk.items() if n) + tail)
     console.print(f"next: {escape(next_step(ws, st))}")
+
+
+@app.command("prune")
+def prune_cmd(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove them (without it, only list them).")] = False,
+    shrunk: Annotated[
+        bool, typer.Option("--shrunk", help="Also the training copies of large pictures (made again when next needed).")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Give disk back: checkpoints of finished runs (a model version keeps its own weights),
+    runs cut off, the held-out models of out-of-fold audits, and with --shrunk the training
+    copies. Never a picture, a label or a model version's weights. Lists them first.
+
+    Example: boxloop prune && boxloop prune --yes
+    """
+    from ..prune import prunable, prune
+
+    ws = open_workspace(workspace)
+    found = prunable(ws, shrunk=shrunk)
+    if not found:
+        console.print("nothing to prune")
+        return
+    t = Table(title="what can go")
+    t.add_column("path")
+    t.add_column("why")
+    t.add_column("size", justify="right")
+    for p in found:
+        t.add_row(escape(str(p.path.relative_to(ws.root))), escape(p.what), _size(p.bytes))
+    console.print(t)
+    total = sum(p.bytes for p in found)
+    if not yes:
+        console.print(f"{_size(total)} in {len(found)} place(s); nothing removed: boxloop prune --yes removes them")
+        return
+    console.print(f"removed {len(found)}, {_size(prune(ws, found))} given back")
 
 
 def _size(n: int) -> str:
