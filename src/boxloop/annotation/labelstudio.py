@@ -551,8 +551,8 @@ class LabelStudioProject:
     config (``allowed``: the class ids it labels)."""
 
     url: str
-    token: str
-    client: Any
+    token: str = field(repr=False)  # never shown
+    client: Any = field(repr=False)
     id: int
     title: str
     lc: LabelConfig
