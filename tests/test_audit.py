@@ -127,7 +127,12 @@ def test_planted_label_mistakes_rank_first_and_are_named(planted) -> None:
 
 
 def test_the_audit_cli_lists_writes_the_csv_and_the_zip_to_recheck(planted, tmp_path: Path) -> None:
+    """As a user runs it, with weights trained elsewhere (at 128 px; the workspace trains at
+    320): they predict at the size they were trained at."""
+    from boxloop.backends.ultralytics import trained_imgsz
+
     ws, weights, mistakes = planted
+    assert trained_imgsz(weights) == 128 and ws.config.train.imgsz != 128
     result = runner.invoke(app, [
         "audit", "--model", str(weights), "--conf", "0.3", "--top", "4", "--out", str(tmp_path / "audit.csv"), "--zip", "-w", str(ws.root),
     ])

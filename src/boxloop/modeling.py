@@ -695,8 +695,12 @@ def predict(
         resolved = resolve_model(ws, model)
         shape: int | tuple[int, int] | None = imgsz
         if rect and items:
+            from .backends.ultralytics import trained_imgsz
+
             meta: dict[str, Any] = next((v["meta"] for v in ws.store.model_versions() if v["id"] == resolved.version), {})
-            shape = _rect_input(items, int(imgsz or meta.get("imgsz") or ws.config.train.imgsz))
+            # weights from elsewhere run at the size they were trained at, unless told otherwise
+            native = trained_imgsz(resolved.path) if meta.get("source") == "file" and resolved.path else None
+            shape = _rect_input(items, int(imgsz or meta.get("imgsz") or native or ws.config.train.imgsz))
         # on Ray the driver loads the model on its CPU only to check it before the cluster starts
         backend = load_model_backend(
             ws, resolved, runtime=runtime, device="cpu" if eng.name != "local" else device, imgsz=shape,

@@ -614,6 +614,22 @@ def _without_integrations(add: Callable[[Any], None]) -> Callable[[Any], None]:
 
 
 
+def trained_imgsz(weights: str | Path) -> int | None:
+    """The image size an Ultralytics checkpoint (.pt) was trained at, from the training
+    arguments it keeps; None for another file or a checkpoint without them."""
+    if Path(weights).suffix.lower() != ".pt":
+        return None
+    import torch
+
+    try:
+        ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    except Exception as e:  # the loader names a bad file when it loads it for real
+        log.debug("%s: no training arguments: %s", weights, e)
+        return None
+    size = (ckpt.get("train_args") or {}).get("imgsz") if isinstance(ckpt, dict) else None
+    return int(size) if isinstance(size, (int, float)) and size > 0 else None
+
+
 def resumable_epoch(last: Path) -> int | None:
     """The last epoch an interrupted run saved in ``last.pt`` (1-based), or None where
     training can not go on from it: a run that finished (Ultralytics strips the optimizer
