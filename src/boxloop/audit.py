@@ -322,8 +322,8 @@ def audit_out_of_fold(
         raise InputError("no labeled images to audit; `boxloop add labels PATH` or `boxloop pull` first")
     if len(labels) < 2 * folds:
         raise InputError(
-            f"{len(labels)} labeled image(s) are too few for {folds} folds (each held-out model would train on "
-            f"{len(labels) - -(-len(labels) // folds)} or fewer); use fewer --folds, or audit with one model"
+            f"{len(labels)} labeled image(s) are too few for {folds} folds (each held-out model would train on about "
+            f"{len(labels) * (folds - 1) // folds}); use fewer --folds, or audit with one model"
         )
     fold_of = assign_folds(list(labels), folds)
     items = {it.id: it for it in store.items(ids=list(labels))}
@@ -332,6 +332,8 @@ def audit_out_of_fold(
     report = AuditReport(f"{folds} held-out {Path(str(model)).stem} models", audited=len(labels))
     for k in range(folds):
         held = [i for i in labels if fold_of[i] == k]
+        if not held:  # a fold the hash dealt nothing: no model to train for it
+            continue
         if say:
             say(f"fold {k + 1} of {folds}: training on {len(labels) - len(held)} labeled image(s), auditing {len(held)}")
         weights = train_held_out(
