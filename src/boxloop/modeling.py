@@ -211,12 +211,34 @@ def _view_sizes(dataset: Path) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _run_settings(
-    ws: Workspace, *, model: str, epochs: int | None, steps: int | None, imgsz: int, batch: int | None,
-    device: str | None, patience: int | None, extra: Mapping[str, Any] | None, train_n: int,
-) -> tuple[dict[str, Any], dict[str, Any], int | None]:
-    """A run's settings (boxloop.toml [train] where not given), Ultralytics' extra arguments
-    with the small-data recipe, and the steps asked for (the epochs follow from them)."""
+@dataclass(frozen=True)
+class _RunPlan:
+    """A run's dataset view written, its settings and what they fingerprint."""
+
+    data_yaml: Path
+    settings: dict[str, Any]
+    extra: dict[str, Any]  # Ultralytics' extra arguments, the small-data recipe included
+    steps: int | None
+    train_images: int
+    val_images: int
+    fingerprint: str
+
+
+def _plan_run(
+    ws: Workspace, run_dir: Path, *, ids: Sequence[str] | None, model: str, epochs: int | None, steps: int | None,
+    imgsz: int, batch: int | None, device: str | None, patience: int | None, extra: Mapping[str, Any] | None,
+) -> _RunPlan:
+    """Write the run's dataset view (every labeled item, or those of ``ids``) and settle its
+    settings (boxloop.toml [train] where not given; the epochs follow ``steps`` when asked)."""
+    from .backends.ultralytics import readable_suffixes
+    from .export import write_yolo_dataset
+    from .runs import run_fingerprint
+
+    data_yaml = write_yolo_dataset(
+        ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), ids=ids,
+        readable=readable_suffixes(), shrink_to=imgsz,
+    )
+    train_n, val_n = _view_sizes(run_dir / "dataset")
     cfg = ws.config.train
     settings: dict[str, Any] = {
         "model": str(model),
@@ -230,7 +252,10 @@ def _run_settings(
     steps = steps if steps is not None else (None if epochs else cfg.steps or None)
     if steps is not None:
         settings["epochs"] = epochs_for_steps(steps, train_n, settings["batch"], extra_args.get("nbs", ULTRALYTICS_NBS))
-    return settings, extra_args, steps
+    fingerprint = run_fingerprint(
+        run_dir / "dataset", classes=ws.classes, settings={**settings, "extra": extra_args, "workers": cfg.workers}
+    )
+    return _RunPlan(data_yaml, settings, extra_args, steps, train_n, val_n, fingerprint)
 
 
 def train(
@@ -252,15 +277,9 @@ def train(
     ``epochs`` is given) trains about that many optimizer steps: the epochs follow the
     number of training images (``epochs_for_steps``); early stopping (``patience`` epochs
     without a better validation score) can still end it sooner."""
-    from .backends.ultralytics import (
-        readable_suffixes,
-        resolve_model_arg,
-        resumable_epoch,
-        train_yolo,
-    )
-    from .export import write_yolo_dataset
+    from .backends.ultralytics import resolve_model_arg, resumable_epoch, train_yolo
     from .ingest import current_round
-    from .runs import interrupted_run, run_fingerprint, training, write_run_inputs
+    from .runs import interrupted_run, training, write_run_inputs
 
     cfg = ws.config.train
     model = model or cfg.model
@@ -269,19 +288,12 @@ def train(
     version = next_version(ws)
     run_dir = ws.runs_dir / version
     run_dir.mkdir(parents=True, exist_ok=True)
-    imgsz = int(imgsz or cfg.imgsz)
-    data_yaml = write_yolo_dataset(
-        ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), readable=readable_suffixes(),
-        shrink_to=imgsz,
+    plan = _plan_run(
+        ws, run_dir, ids=None, model=model, epochs=epochs, steps=steps, imgsz=int(imgsz or cfg.imgsz), batch=batch,
+        device=device, patience=patience, extra=extra,
     )
-    train_n, val_n = _view_sizes(run_dir / "dataset")
-    settings, extra, steps = _run_settings(
-        ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device, patience=patience,
-        extra=extra, train_n=train_n,
-    )
-    fingerprint = run_fingerprint(
-        run_dir / "dataset", classes=ws.classes, settings={**settings, "extra": extra, "workers": cfg.workers}
-    )
+    data_yaml, settings, extra, steps, fingerprint = plan.data_yaml, plan.settings, plan.extra, plan.steps, plan.fingerprint
+    train_n, val_n = plan.train_images, plan.val_images
     registered = {v["id"] for v in ws.store.model_versions()}
     earlier = interrupted_run(ws.runs_dir, registered=registered | {version}, fingerprint=fingerprint)
     resumed_at = resumable_epoch(earlier / "weights" / "last.pt") if earlier is not None else None
@@ -341,14 +353,8 @@ def train_held_out(
     ``run_dir``, as `train` would, without registering a model version (a held-out model of
     an out-of-fold audit); returns its weights. Run again with the same labels and settings,
     a finished run is reused and one cut off goes on from its last epoch."""
-    from .backends.ultralytics import (
-        readable_suffixes,
-        resolve_model_arg,
-        resumable_epoch,
-        train_yolo,
-    )
-    from .export import write_yolo_dataset
-    from .runs import INPUTS_FILE, LOCK_FILE, run_fingerprint, training, write_run_inputs
+    from .backends.ultralytics import resolve_model_arg, resumable_epoch, train_yolo
+    from .runs import INPUTS_FILE, LOCK_FILE, training, write_run_inputs
 
     cfg = ws.config.train
     model = model or cfg.model
@@ -360,18 +366,11 @@ def train_held_out(
     run_dir.mkdir(parents=True, exist_ok=True)
     with training(run_dir):
         shutil.rmtree(run_dir / "dataset", ignore_errors=True)  # links only: cheap to write again
-        data_yaml = write_yolo_dataset(
-            ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), ids=keep,
-            readable=readable_suffixes(), shrink_to=imgsz,
+        plan = _plan_run(
+            ws, run_dir, ids=keep, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
+            patience=patience, extra=extra,
         )
-        train_n, _ = _view_sizes(run_dir / "dataset")
-        settings, extra_args, _ = _run_settings(
-            ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
-            patience=patience, extra=extra, train_n=train_n,
-        )
-        fingerprint = run_fingerprint(
-            run_dir / "dataset", classes=ws.classes, settings={**settings, "extra": extra_args, "workers": cfg.workers}
-        )
+        settings, fingerprint = plan.settings, plan.fingerprint
         try:
             saved = json.loads((run_dir / INPUTS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -387,7 +386,7 @@ def train_held_out(
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
             write_run_inputs(run_dir, fingerprint, settings)
         result = train_yolo(
-            data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra_args, on_epoch=on_epoch, resume=resume,
+            plan.data_yaml, run_dir=run_dir, workers=cfg.workers, extra=plan.extra, on_epoch=on_epoch, resume=resume,
             **settings,
         )
         write_run_inputs(run_dir, fingerprint, settings, weights=result.weights)
