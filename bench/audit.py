@@ -7,7 +7,7 @@ planted mistakes, the false alarms among audit's first picks, and as the last li
 
     .venv/bin/python bench/audit.py                          # trains a yolov8n first (~13 min on 2 cores; kept in bench/out/audit)
     .venv/bin/python bench/audit.py --weights your.pt        # a digits model you have
-    .venv/bin/python bench/audit.py --folds 2 --epochs 40    # mistakes in the training labels: out-of-fold (~30 min)
+    .venv/bin/python bench/audit.py --folds 2 --epochs 40    # mistakes in the training labels: out-of-fold (~1.5 h)
 
 Generated LCD digits (320x240): a model trained on 200 of them (or --weights), audited on
 150 others it never saw, 15% of them with one mistake planted. Random order is the mean over

@@ -21,10 +21,12 @@ it did not train on are audited: the val and test splits, and labels made or cha
 its training began (the batch just pulled, which the model pre-labeled). Weights from
 elsewhere (a COCO checkpoint) trained on none of them.
 
-To audit every label (a dataset labeled elsewhere, brought in whole), :func:`audit_out_of_fold`
-deals the labeled images into K folds and trains K held-out models, each on every label but
-one fold's, which it then audits: each label is judged by a model that never saw it, for the
-price of K trainings. The held-out models are not model versions (nothing predicts with them
+To audit every label (a dataset labeled elsewhere, brought in whole), ``include_trained``
+judges them with the one model; where a model fits its training labels closely,
+:func:`audit_out_of_fold` deals the labeled images into K folds and trains K held-out models,
+each on every label but one fold's, which it then audits: each label is judged by a model that
+never saw it, for the price of K trainings, by models that each learn from fewer labels
+(bench/audit.py --folds measures both). The held-out models are not model versions (nothing predicts with them
 later); they stay in ``runs/audit-folds/`` so that running the audit again with the same
 labels and settings trains nothing, and an interrupted one goes on.
 """
