@@ -121,7 +121,8 @@ def audit_cmd(
     folds: Annotated[
         int | None,
         typer.Option("--folds", help="Audit every label: train this many held-out models, each on all labels but one "
-                     "fold's, judging that fold (K trainings; kept in runs/audit-folds, reused while the labels stay).",
+                     "fold's, judging that fold (K trainings; kept in runs/audit-folds, reused while the labels stay). "
+                     "--include-trained costs nothing more: try it first.",
                      show_default=False),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="With --folds: epochs per held-out model (default: \\[train]).",
