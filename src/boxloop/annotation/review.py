@@ -83,12 +83,12 @@ def review_project_title(ws: Workspace, project: str | None = None) -> str:
 
 def projects_to_pull(ws: Workspace) -> list[str | None]:
     """What a plain `boxloop pull` reads: the labeling project (None: the default title)
-    unless only reviews were ever pushed, then the review project when there is one."""
+    unless only reviews were ever pushed (no push named one), then the review project when
+    there is one."""
     review = ws.store.get_meta(META_REVIEW_PROJECT)
     if not review:
         return [None]
-    labeling = ws.store.get_meta(META_PROJECT) or ws.config.labelstudio.project
-    return ([None] if labeling else []) + [review]
+    return ([None] if ws.store.get_meta(META_PROJECT) else []) + [review]
 
 
 def _note(s: Suspect, classes: Sequence[str]) -> str:
