@@ -16,7 +16,7 @@ model's confident predictions point at them:
   ``support``): maybe a box drawn on nothing, or an object the model cannot see yet. Weighed
   at half, as models miss hard objects more often than people draw on nothing.
 
-A model agrees with the labels it was trained on, errors included, so by default only labels
+A model trained long enough agrees with the labels it was trained on, errors included, so by default only labels
 it did not train on are audited: the val and test splits, and labels made or changed after
 its training began (the batch just pulled, which the model pre-labeled). Weights from
 elsewhere (a COCO checkpoint) trained on none of them.
