@@ -114,7 +114,12 @@ def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedMod
     version = _file_version(path)
     backend = "onnx" if path.suffix.lower() == ".onnx" else "ultralytics"
     if version not in known:
-        store.add_model_version(version, backend=backend, classes=ws.classes, path=str(path), meta={"source": "file"})
+        from .backends.ultralytics import trained_imgsz
+
+        # it predicts at the size it was trained at (read once, here), unless told otherwise
+        size = trained_imgsz(path)
+        meta: dict[str, Any] = {"source": "file", **({"imgsz": size} if size else {})}
+        store.add_model_version(version, backend=backend, classes=ws.classes, path=str(path), meta=meta)
     return ResolvedModel(version, path, ws.classes, backend)
 
 
@@ -694,12 +699,8 @@ def predict(
         resolved = resolve_model(ws, model)
         shape: int | tuple[int, int] | None = imgsz
         if rect and items:
-            from .backends.ultralytics import trained_imgsz
-
             meta: dict[str, Any] = next((v["meta"] for v in ws.store.model_versions() if v["id"] == resolved.version), {})
-            # weights from elsewhere run at the size they were trained at, unless told otherwise
-            native = trained_imgsz(resolved.path) if meta.get("source") == "file" and resolved.path else None
-            shape = _rect_input(items, int(imgsz or meta.get("imgsz") or native or ws.config.train.imgsz))
+            shape = _rect_input(items, int(imgsz or meta.get("imgsz") or ws.config.train.imgsz))
         # on Ray the driver loads the model on its CPU only to check it before the cluster starts
         backend = load_model_backend(
             ws, resolved, runtime=runtime, device="cpu" if eng.name != "local" else device, imgsz=shape,
