@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from _processes import free_port
@@ -35,6 +35,8 @@ class LabelStudioServer:
     url: str
     token: str
     pid: int
+    email: str
+    password: str = field(repr=False)
     data_dir: Path
     document_root: Path
     log_path: Path
@@ -118,14 +120,15 @@ def start_server(*, data_dir: Path, document_root: Path, timeout: float = 300) -
     if not _port_free(port):
         raise RuntimeError(f"port {port} is busy")
     token = secrets.token_hex(20)
+    email, password = "ci@example.com", secrets.token_hex(12)
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     env.update(
         {
             "PATH": f"{exe.parent}:{env.get('PATH', '/usr/bin:/bin')}",
             "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-            "LABEL_STUDIO_USERNAME": "ci@example.com",
-            "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
+            "LABEL_STUDIO_USERNAME": email,
+            "LABEL_STUDIO_PASSWORD": password,
             "LABEL_STUDIO_USER_TOKEN": token,
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
@@ -153,6 +156,8 @@ def start_server(*, data_dir: Path, document_root: Path, timeout: float = 300) -
         url=f"http://127.0.0.1:{port}",
         token=token,
         pid=proc.pid,
+        email=email,
+        password=password,
         data_dir=data_dir,
         document_root=document_root,
         log_path=log_path,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,11 @@ os.environ.setdefault("BOXLOOP_NO_PROGRESS", "1")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 COCO128 = SHARED / "data" / "coco128"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +68,19 @@ def token_env(ls_server: LabelStudioServer, monkeypatch: pytest.MonkeyPatch) -> 
     return ls_server.token
 
 
+
+
+# -- a real headless Chromium (Debian's), for the report and Label Studio's own pages ---------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One real headless Chromium for the module, closed at the end."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
