@@ -49,3 +49,25 @@ def test_help_has_an_example_and_shows_every_option_whole(path: list[str], comma
         if not text or param.name in ("install_completion", "show_completion"):
             continue
         assert flat(text.replace("\\[", "[")) in shown, f"--help of {' '.join(path)}: {param.name}'s help is cut: {text!r}"
+
+
+def test_help_text_flows_as_paragraphs_and_keeps_example_lines() -> None:
+    from boxloop.cli._app import flowing
+
+    doc = """Find likely label mistakes: the labeled images
+    a model disagrees with most.
+
+    With --folds K, every
+    label is judged.
+
+    Example: boxloop audit --top 30
+    Example: boxloop audit --folds 5
+    """
+    assert flowing(doc) == (
+        "Find likely label mistakes: the labeled images a model disagrees with most.\n\n"
+        "With --folds K, every label is judged.\n\n"
+        "Example: boxloop audit --top 30\nExample: boxloop audit --folds 5"
+    )
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    line = next(x for x in result.output.splitlines() if x.startswith("│ audit "))
+    assert "disagrees with most, most suspect first." in line  # the list shows one flowing sentence

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,12 +35,22 @@ __all__ = [
     "report_problems",
 ]
 
+def flowing(doc: str) -> str:
+    """A docstring as help text: each prose paragraph one flowing line (rich markup keeps a
+    docstring's line breaks, which broke sentences at the source's margin); paragraphs of
+    examples or lists keep theirs."""
+    out = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines = para.splitlines()
+        kept = any(line.startswith(("Example", " ", "- ", "* ", "boxloop ")) or ": boxloop " in line for line in lines)
+        out.append(para if kept else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
 class BoxloopTyper(typer.Typer):
     """A Typer whose commands turn a BoxloopError into one red line and exit code 1."""
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        register = super().command(*args, **kwargs)
-
         def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(f)
             def run(*a: Any, **k: Any) -> Any:
@@ -52,7 +63,11 @@ class BoxloopTyper(typer.Typer):
                     err_console.print("interrupted; re-run the same command to finish the job")
                     raise typer.Exit(130) from None
 
-            register(run)
+            options = dict(kwargs)
+            if f.__doc__ and "help" not in options:
+                options["help"] = flowing(f.__doc__)
+                options.setdefault("short_help", options["help"].split("\n\n", 1)[0])
+            typer.Typer.command(self, *args, **options)(run)
             return f
 
         return decorate

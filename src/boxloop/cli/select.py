@@ -154,11 +154,12 @@ def audit_cmd(
     token: TokenOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Find likely label mistakes: the labeled images a model disagrees with most (an object
-    no label covers, a class the model reads otherwise, a loose box, a box on nothing),
-    most suspect first. Audits the labels the model did not train on: the val and test
-    splits, and labels made after its training began (a batch just pulled). With --folds K,
-    every label, each judged by a held-out model trained without it.
+    """Find likely label mistakes: the labeled images a model disagrees with most, most suspect first.
+
+    A mistake is an object no label covers, a class the model reads otherwise, a loose box or
+    a box on nothing. Audits the labels the model did not train on: the val and test splits,
+    and labels made after its training began (a batch just pulled). With --folds K, every
+    label, each judged by a held-out model trained without it.
 
     Example: boxloop audit --top 30 --out audit.csv --push labelstudio
     Example: boxloop audit --folds 5 --epochs 60 --out audit.csv
