@@ -219,6 +219,31 @@ def test_a_worker_killed_mid_pass_still_gives_complete_results(cluster, project:
         np.testing.assert_allclose(d.confidence, e.confidence, atol=1e-5)
 
 
+def test_a_version_trained_on_tiles_predicts_by_tiles_on_the_actors_too(cluster, project: dict, weights: Path) -> None:
+    """The actors load the version's weights wrapped as the driver does (by windows of its
+    tile): the same boxes and embeddings as the local engine's."""
+    ws: Workspace = project["ws"]
+    ws.store.add_model_version("tiled", backend="ultralytics", classes=ws.classes, path=str(weights),
+                               meta={"tile": 64, "imgsz": 64})
+    pool = project["pool"][:12]
+    args = ["predict", "--model", "tiled", "--items", ",".join(pool)]
+    local = cli(ws, *args)
+    assert local.exit_code == 0, local.output
+    by_tiles = ws.store.predictions("tiled")
+    assert set(by_tiles) == set(pool)
+    _, local_emb = ws.store.embeddings("tiled", pool)
+    ws.store.conn.execute("DELETE FROM predictions WHERE model_version='tiled'")
+    ws.store.conn.execute("DELETE FROM embeddings WHERE model_version='tiled'")
+    remote = cli(ws, *args, "--engine", "ray", "--ray-actors", "1")
+    assert remote.exit_code == 0, remote.output
+    assert "on ray" in remote.output
+    _same_predictions(ws.store.predictions("tiled"), by_tiles)
+    _, ray_emb = ws.store.embeddings("tiled", pool)
+    _same(ray_emb, local_emb)
+    untiled = project["predictions"]  # the same weights on whole pictures find other boxes
+    assert any(len(by_tiles[i]) != len(untiled[i]) or not by_tiles[i].equals(untiled[i]) for i in pool)
+
+
 def test_engine_options_are_checked(project: dict) -> None:
     from boxloop.engine import get_engine
     from boxloop.engine.ray import RayEngine

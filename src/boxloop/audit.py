@@ -330,7 +330,8 @@ def audit_out_of_fold(
     fold_of = assign_folds(list(labels), folds)
     items = {it.id: it for it in store.items(ids=list(labels))}
     model = train_options.get("model") or ws.config.train.model
-    imgsz = int(train_options.get("imgsz") or ws.config.train.imgsz)
+    tile = ws.config.train.tile or None  # [train] tile: the held-out models train and predict by tiles too
+    imgsz = int(train_options.get("imgsz") or tile or ws.config.train.imgsz)
     report = AuditReport(f"{folds} held-out {Path(str(model)).stem} models", audited=len(labels))
     for k in range(folds):
         held = [i for i in labels if fold_of[i] == k]
@@ -342,7 +343,8 @@ def audit_out_of_fold(
             ws, ws.runs_dir / HELD_OUT_DIR / f"fold-{k + 1}-of-{folds}", exclude=set(held), on_epoch=on_epoch,
             **train_options,
         )
-        preds, problems = predict_with_weights(ws, weights, [items[i] for i in held], imgsz=imgsz, progress=progress)
+        preds, problems = predict_with_weights(ws, weights, [items[i] for i in held], imgsz=imgsz, tile=tile,
+                                               progress=progress)
         for problem in problems:
             log.warning("%s", problem)
         _judge(report, labels, preds, held, conf=conf, loose_iou=loose_iou)

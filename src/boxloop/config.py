@@ -41,10 +41,13 @@ class TrainConfig:
     patience: int = 50
     workers: int = 0
     allow_missing_classes: bool = False  # train while a class has no labeled box yet
+    tile: int = 0  # > 0: train on tiles of this side at full resolution, predict by tiles (small objects)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ConfigError(f"[train] steps must be 0 (train --epochs) or more, got {self.steps}")
+        if self.tile and self.tile < 32:
+            raise ConfigError(f"[train] tile must be 0 (whole pictures) or a side of 32 pixels or more, got {self.tile}")
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ device = "{c.train.device}"     # "cpu", "0", "0,1"
 patience = {c.train.patience}
 workers = {c.train.workers}
 allow_missing_classes = {str(c.train.allow_missing_classes).lower()}   # true: train while a class has no labeled box yet (early rounds)
+tile = {c.train.tile}   # > 0: small objects in large pictures: train on tiles of this side at full resolution, predict by tiles
 
 [predict]
 conf = {c.predict.conf}         # low on purpose: active learning needs the uncertain boxes

@@ -224,5 +224,6 @@ def size_advice(metrics: Mapping[str, Any]) -> str | None:
     where = "at the network input" if "network input" in str(metrics.get("size_unit")) else "in the images"
     return (
         f"{small['labels']} of {total} boxes are under 32 px a side {where} and score "
-        f"{small['map50_95']:.3f} against {max(others):.3f}: a larger --imgsz (train and predict) shows them bigger"
+        f"{small['map50_95']:.3f} against {max(others):.3f}: a larger --imgsz (train and predict), or "
+        "training on tiles at full resolution (train --tile 640), shows them bigger"
     )

@@ -201,6 +201,7 @@ def write_yolo_dataset(
     ids: Sequence[str] | None = None,
     readable: frozenset[str] | None = None,
     shrink_to: int | None = None,
+    tile: int | None = None,
 ) -> Path:
     """Write an Ultralytics dataset (``images/<split>/``, ``labels/<split>/``, data.yaml)
     and return the data.yaml path; ``yolo train data=<it>`` accepts it unchanged.
@@ -209,15 +210,24 @@ def write_yolo_dataset(
     (a training view) or copied (an export); a picture whose suffix is not in ``readable``
     (what the trainer reads; by default what other tools read) is written as a JPEG of it.
     With ``shrink_to`` (the training size) a picture twice that or more is a training copy
-    (:func:`boxloop.shrink.shrunk_copies`). Pre-labeled exports are flat (``images/``,
-    ``labels/``, ``classmap.yaml``): the zip people upload to an annotator."""
+    (:func:`boxloop.shrink.shrunk_copies`). With ``tile`` (labeled views only) the view holds
+    the pictures' tiles, each with the labels it shows (:func:`boxloop.tiles.tile_training_set`).
+    Pre-labeled exports are flat (``images/``, ``labels/``, ``classmap.yaml``): the zip people
+    upload to an annotator."""
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
     chosen = _choose(ws, what, model_version, conf, ids)
     if readable is not None:
         chosen = replace(chosen, names=safe_names(chosen.items, readable))
     sources: dict[str, Path] = {}
-    if shrink_to:
+    if tile and what == "labeled":
+        from .tiles import TILES_DIR, tile_training_set
+
+        kept = [it for it in chosen.items if (it.split or "train") in splits]
+        tiles, tile_boxes, tile_names = tile_training_set(ws.root / TILES_DIR, kept, chosen.boxes, chosen.names, tile)
+        chosen = replace(chosen, items=tiles, boxes=tile_boxes, human=dict.fromkeys(tile_boxes, True), names=tile_names,
+                         imputed={})
+    elif shrink_to:
         from .shrink import shrunk_copies
 
         kept = [it for it in chosen.items if what != "labeled" or (it.split or "train") in splits]

@@ -229,19 +229,26 @@ class _RunPlan:
     fingerprint: str
 
 
+def _trainer_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's settings as the trainer takes them: the tile side shaped its view already."""
+    return {k: v for k, v in settings.items() if k != "tile"}
+
+
 def _plan_run(
     ws: Workspace, run_dir: Path, *, ids: Sequence[str] | None, model: str, epochs: int | None, steps: int | None,
     imgsz: int, batch: int | None, device: str | None, patience: int | None, extra: Mapping[str, Any] | None,
+    tile: int | None = None,
 ) -> _RunPlan:
-    """Write the run's dataset view (every labeled item, or those of ``ids``) and settle its
-    settings (boxloop.toml [train] where not given; the epochs follow ``steps`` when asked)."""
+    """Write the run's dataset view (every labeled item, or those of ``ids``; with ``tile``,
+    their tiles) and settle its settings (boxloop.toml [train] where not given; the epochs
+    follow ``steps`` when asked)."""
     from .backends.ultralytics import readable_suffixes
     from .export import write_yolo_dataset
     from .runs import run_fingerprint
 
     data_yaml = write_yolo_dataset(
         ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), ids=ids,
-        readable=readable_suffixes(), shrink_to=imgsz,
+        readable=readable_suffixes(), shrink_to=None if tile else imgsz, tile=tile,
     )
     train_n, val_n = _view_sizes(run_dir / "dataset")
     cfg = ws.config.train
@@ -252,6 +259,7 @@ def _plan_run(
         "batch": int(batch or cfg.batch),
         "device": str(device or cfg.device),
         "patience": int(patience or cfg.patience),
+        **({"tile": int(tile)} if tile else {}),  # (absent when untiled: earlier runs' fingerprints hold)
     }
     extra_args = small_data_recipe(train_n, settings["batch"], extra)
     steps = steps if steps is not None else (None if epochs else cfg.steps or None)
@@ -276,12 +284,16 @@ def train(
     allow_missing_classes: bool = False,
     extra: Mapping[str, Any] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    tile: int | None = None,
 ) -> TrainOutcome:
     """Train on every human label (train/val splits) and register the run as a new model
     version; settings default to boxloop.toml [train]. ``steps`` (or [train] steps, unless
     ``epochs`` is given) trains about that many optimizer steps: the epochs follow the
     number of training images (``epochs_for_steps``); early stopping (``patience`` epochs
-    without a better validation score) can still end it sooner."""
+    without a better validation score) can still end it sooner. ``tile`` (or [train] tile):
+    train on ``tile`` x ``tile`` crops at full resolution, for small objects in large
+    pictures (:mod:`boxloop.tiles`); the version then predicts window by window, and its
+    input size defaults to the tile's."""
     from .backends.ultralytics import resolve_model_arg, resumable_epoch, train_yolo
     from .ingest import current_round
     from .runs import interrupted_run, training, write_run_inputs
@@ -290,12 +302,15 @@ def train(
     model = model or cfg.model
     resolve_model_arg(model)  # a missing weights file fails before anything is written
     _check_trainable(ws, allow_missing_classes=allow_missing_classes or cfg.allow_missing_classes)
+    tile = tile if tile is not None else cfg.tile
+    if tile and tile < 32:
+        raise InputError(f"--tile is a window's side in pixels, at least 32; got {tile}")
     version = next_version(ws)
     run_dir = ws.runs_dir / version
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = _plan_run(
-        ws, run_dir, ids=None, model=model, epochs=epochs, steps=steps, imgsz=int(imgsz or cfg.imgsz), batch=batch,
-        device=device, patience=patience, extra=extra,
+        ws, run_dir, ids=None, model=model, epochs=epochs, steps=steps, imgsz=int(imgsz or tile or cfg.imgsz),
+        batch=batch, device=device, patience=patience, extra=extra, tile=tile or None,
     )
     data_yaml, settings, extra, steps, fingerprint = plan.data_yaml, plan.settings, plan.extra, plan.steps, plan.fingerprint
     train_n, val_n = plan.train_images, plan.val_images
@@ -315,7 +330,7 @@ def train(
     with training(run_dir):
         result = train_yolo(
             data_yaml, run_dir=run_dir, workers=cfg.workers, extra=extra, on_epoch=on_epoch,
-            resume=resumed_at is not None, **settings,  # type: ignore[arg-type]
+            resume=resumed_at is not None, **_trainer_settings(settings),  # type: ignore[arg-type]
         )
     seconds = time.perf_counter() - t0
     ws.store.add_model_version(
@@ -364,7 +379,8 @@ def train_held_out(
     cfg = ws.config.train
     model = model or cfg.model
     resolve_model_arg(model)
-    imgsz = int(imgsz or cfg.imgsz)
+    tile = cfg.tile or None  # [train] tile: a held-out model learns from tiles as `train`'s would
+    imgsz = int(imgsz or tile or cfg.imgsz)
     keep = [i for i in ws.store.latest_labels() if i not in exclude]
     if not keep:
         raise InputError("every labeled image is held out: nothing left to train on")
@@ -373,7 +389,7 @@ def train_held_out(
         shutil.rmtree(run_dir / "dataset", ignore_errors=True)  # links only: cheap to write again
         plan = _plan_run(
             ws, run_dir, ids=keep, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
-            patience=patience, extra=extra,
+            patience=patience, extra=extra, tile=tile,
         )
         settings, fingerprint = plan.settings, plan.fingerprint
         try:
@@ -392,7 +408,7 @@ def train_held_out(
             write_run_inputs(run_dir, fingerprint, settings)
         result = train_yolo(
             plan.data_yaml, run_dir=run_dir, workers=cfg.workers, extra=plan.extra, on_epoch=on_epoch, resume=resume,
-            **settings,
+            **_trainer_settings(settings),
         )
         write_run_inputs(run_dir, fingerprint, settings, weights=result.weights)
     return result.weights
@@ -602,11 +618,13 @@ def _rect_input(items: Sequence[Item], imgsz: int) -> tuple[int, int]:
 
 
 def predict_with_weights(
-    ws: Workspace, weights: Path, items: Sequence[Item], *, imgsz: int, progress: Progress | None = None,
+    ws: Workspace, weights: Path, items: Sequence[Item], *, imgsz: int, tile: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, Detections], Problems]:
     """Predict ``items`` with a weights file, as `predict` does (boxes down to [predict] conf,
-    with class probabilities), keeping the results in memory: no model version is
-    registered, nothing is stored. An image that cannot be read is a problem; the rest go on."""
+    with class probabilities; by windows of ``tile`` for weights trained on tiles), keeping
+    the results in memory: no model version is registered, nothing is stored. An image that
+    cannot be read is a problem; the rest go on."""
     from .shrink import SHRUNK_DIR
 
     out: dict[str, Detections] = {}
@@ -614,8 +632,12 @@ def predict_with_weights(
     if not items:
         return out, problems
     cfg = ws.config.predict
-    resolved = ResolvedModel(weights.stem, weights, ws.classes, "ultralytics")
-    backend = load_model_backend(ws, resolved, imgsz=_rect_input(items, imgsz))
+    from .backends.ultralytics import load_backend
+
+    backend = load_backend(
+        weights, classes=ws.classes, runtime=cfg.runtime, device=ws.config.train.device,
+        imgsz=imgsz if tile else _rect_input(items, imgsz), batch=cfg.batch, tile=tile,
+    )
     sources = [(it.uri, (it.width, it.height), it.sha256) for it in items]
     for i, pred, problem in iter_predictions(
         backend, sources, conf=cfg.conf, iou=cfg.iou, batch=cfg.batch, copies=ws.root / SHRUNK_DIR,
@@ -643,7 +665,13 @@ def load_model_backend(
     return load_backend(
         resolved.path, classes=ws.classes, runtime=runtime or cfg.runtime, device=device or ws.config.train.device,
         imgsz=imgsz, class_map=class_map, batch=batch or cfg.batch,
+        tile=int(version_meta(ws, resolved.version).get("tile") or 0) or None,  # trained on tiles: predicts by tiles
     )
+
+
+def version_meta(ws: Workspace, version: str) -> dict[str, Any]:
+    """A registered model version's settings and measurements (``{}`` for one not registered)."""
+    return next((dict(v["meta"] or {}) for v in ws.store.model_versions() if v["id"] == version), {})
 
 
 def predict(
@@ -698,8 +726,10 @@ def predict(
     if backend is None:
         resolved = resolve_model(ws, model)
         shape: int | tuple[int, int] | None = imgsz
-        if rect and items:
-            meta: dict[str, Any] = next((v["meta"] for v in ws.store.model_versions() if v["id"] == resolved.version), {})
+        meta = version_meta(ws, resolved.version)
+        if meta.get("tile"):  # each window at the size the model was trained at
+            shape = int(imgsz or meta.get("imgsz") or meta["tile"])
+        elif rect and items:
             shape = _rect_input(items, int(imgsz or meta.get("imgsz") or ws.config.train.imgsz))
         # on Ray the driver loads the model on its CPU only to check it before the cluster starts
         backend = load_model_backend(
@@ -720,7 +750,9 @@ def predict(
         version = flipped_version(version)
     if keep == "embeddings" and hflip:
         raise InputError("embeddings of mirrored images are not kept; drop --hflip")
-    size = getattr(backend, "imgsz", None)
+    # the long side a picture has at the network input (object sizes are measured there); a model
+    # predicting by tiles sees the picture's own pixels
+    size = None if getattr(backend, "tile", None) else getattr(backend, "imgsz", None)
     report = PredictReport(
         version, engine=eng.name, kept=keep, input_side=int(max(size)) if isinstance(size, (tuple, list)) else None
     )
@@ -815,7 +847,7 @@ def _ship(engine: Any, backend: Any, batch: int, class_map: Sequence[str] | Mapp
     runtime = "onnx" if weights.suffix.lower() == ".onnx" else "torch"
     return engine.ship(  # type: ignore[no-any-return]
         weights, classes=list(backend.classes), runtime=runtime, imgsz=tuple(backend.imgsz),
-        class_map=class_map, batch=batch,
+        class_map=class_map, batch=batch, **({"tile": backend.tile} if getattr(backend, "tile", None) else {}),
     )
 
 

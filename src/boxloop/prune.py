@@ -8,8 +8,9 @@ weights.
   same labels and settings would have gone on with one);
 - the held-out models of out-of-fold audits (``runs/audit-folds``): `audit --folds` trains
   them again when asked;
-- with ``shrunk``: the training copies of large pictures (``shrunk/``), made again when next
-  needed (a decode of each large picture).
+- with ``shrunk``: the training copies of large pictures (``shrunk/``) and the tiles of
+  pictures trained on by tiles (``tiles/``), made again when next needed (a decode of each
+  large picture).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from .audit import HELD_OUT_DIR
 from .shrink import SHRUNK_DIR
 from .status import bytes_under, training_runs
+from .tiles import TILES_DIR
 from .workspace import Workspace
 
 __all__ = ["Prunable", "prunable", "prune"]
@@ -70,6 +72,9 @@ def prunable(ws: Workspace, *, shrunk: bool = False) -> list[Prunable]:
     if shrunk and (ws.root / SHRUNK_DIR).is_dir():
         out.append(Prunable(ws.root / SHRUNK_DIR, "training copies of large pictures (made again when next needed)",
                             _size(ws.root / SHRUNK_DIR)))
+    if shrunk and (ws.root / TILES_DIR).is_dir():
+        out.append(Prunable(ws.root / TILES_DIR, "tiles of pictures trained on by tiles (made again when next needed)",
+                            _size(ws.root / TILES_DIR)))
     return out
 
 

@@ -13,7 +13,7 @@ from .workspace import Workspace
 __all__ = ["bytes_under", "disk_usage", "next_step", "training_runs", "workspace_status"]
 
 # the workspace's folders boxloop writes, in the order status lists them
-DISK_FOLDERS = ("runs", "shrunk", "exports", "frames", "imports", "media")
+DISK_FOLDERS = ("runs", "shrunk", "tiles", "exports", "frames", "imports", "media")
 
 
 def bytes_under(root: Path) -> int:

@@ -565,13 +565,24 @@ def load_backend(
     class_map: Mapping[str, str] | Sequence[str] | None = None,
     batch: int = 8,
     threads: int | None = None,
-) -> YoloRuntime:
+    tile: int | None = None,
+) -> Any:
     """Load a detector once: a .pt (or model yaml) with PyTorch, or an .onnx file with ONNX
     Runtime (chosen by ``runtime="onnx"`` or the file suffix; a .pt is exported first, cached
     beside it). ``imgsz`` is an int (square) or (h, w). ``classes`` are the project's; the weights' classes are mapped by name
     (and ``class_map`` old=new), a mismatch is an error listing both. ``threads``: ONNX
     Runtime's threads for this model (default: :func:`usable_cores`); torch's count is the
-    process's, set apart (``torch.set_num_threads``)."""
+    process's, set apart (``torch.set_num_threads``). ``tile``: a model trained on tiles
+    predicts window by window (:class:`boxloop.backends.tiled.TiledBackend`), each window at
+    ``imgsz``."""
+    if tile:
+        from .tiled import TiledBackend
+
+        inner = load_backend(
+            weights_or_yaml, classes=classes, runtime=runtime, device=device, imgsz=imgsz, class_map=class_map,
+            batch=batch, threads=threads,
+        )
+        return TiledBackend(inner, tile, batch=batch)
     if runtime not in ("torch", "onnx"):
         raise InputError(f"unknown runtime {runtime!r}; known: torch, onnx")
     cmap = parse_class_map(class_map)

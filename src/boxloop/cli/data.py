@@ -309,7 +309,7 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
             "settings goes on with one; boxloop prune drops them)"
         )
     disk = disk_usage(ws)
-    tail = " (boxloop prune shows what can go)" if disk.get("runs") or disk.get("shrunk") else ""
+    tail = " (boxloop prune shows what can go)" if disk.get("runs") or disk.get("shrunk") or disk.get("tiles") else ""
     console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in disk.items() if n) + tail)
     console.print(f"next: {escape(next_step(ws, st))}")
 
@@ -318,13 +318,15 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
 def prune_cmd(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove them (without it, only list them).")] = False,
     shrunk: Annotated[
-        bool, typer.Option("--shrunk", help="Also the training copies of large pictures (made again when next needed).")
+        bool, typer.Option("--shrunk", help="Also the training copies of large pictures and the tiles (made again when next needed).")
     ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Give disk back: checkpoints of finished runs (a model version keeps its own weights),
-    runs cut off, the held-out models of out-of-fold audits, and with --shrunk the training
-    copies. Never a picture, a label or a model version's weights. Lists them first.
+    """Give disk back: checkpoints of finished runs, runs cut off, held-out audit models.
+
+    A model version keeps its own weights; the held-out models are those of out-of-fold
+    audits; with --shrunk the training copies and tiles go too. Never a picture, a label or a
+    model version's weights. Lists them first.
 
     Example: boxloop prune && boxloop prune --yes
     """

@@ -16,10 +16,11 @@ from .select import AggregationOpt
 
 def _train_options(
     model: str | None, epochs: int | None, imgsz: int | None, batch: int | None, device: str | None,
-    steps: int | None = None,
+    steps: int | None = None, tile: int | None = None,
 ) -> dict:
     check_epochs_or_steps(epochs, steps)
-    opts = {"model": model, "epochs": epochs, "steps": steps, "imgsz": imgsz, "batch": batch, "device": device}
+    opts = {"model": model, "epochs": epochs, "steps": steps, "imgsz": imgsz, "batch": batch, "device": device,
+            "tile": tile}
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -34,6 +35,10 @@ StepsOpt = Annotated[int | None, typer.Option(
 )]
 ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Training and inference image size.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch", help="Training batch size.")]
+TileOpt = Annotated[int | None, typer.Option(
+    "--tile", min=32, help="Train on TILE x TILE crops at full resolution and predict by tiles: small objects in "
+    "large pictures (default: boxloop.toml \\[train] tile).",
+)]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 ...")]
 
 
@@ -51,6 +56,7 @@ def round_cmd(
     epochs: EpochsOpt = None,
     steps: StepsOpt = None,
     imgsz: ImgszOpt = None,
+    tile: TileOpt = None,
     batch: BatchOpt = None,
     device: DeviceOpt = None,
     allow_missing_classes: Annotated[bool, typer.Option(
@@ -73,7 +79,7 @@ def round_cmd(
     if wait and annotator is None:
         raise InputError("--wait needs --push labelstudio or --push files: with --push none no batch goes out to wait for")
     ws = open_workspace(workspace)
-    train = _train_options(model, epochs, imgsz, batch, device, steps)
+    train = _train_options(model, epochs, imgsz, batch, device, steps, tile)
     if allow_missing_classes:
         train["allow_missing_classes"] = True
     if push == "labelstudio":
@@ -178,6 +184,7 @@ def simulate_cmd(
     epochs: EpochsOpt = None,
     steps: StepsOpt = None,
     imgsz: ImgszOpt = None,
+    tile: TileOpt = None,
     batch: BatchOpt = None,
     device: DeviceOpt = None,
     full_epochs: Annotated[int | None, typer.Option(
@@ -186,20 +193,20 @@ def simulate_cmd(
 ) -> None:
     """Hide the labels of a labeled dataset and let an oracle reveal them round by round.
 
-    Example: boxloop simulate data/lcd --strategies random,least_confidence --initial 50 --budget 50 --rounds 5 --seeds 3
-
     With --steps each round trains its model from the same start for the same number of
     optimizer steps, and the full-data reference is one more such training, on every label:
     the comparison the full-data mAP is fair for. With --model previous each round fine-tunes
     the last round's model (faster rounds); give the full-data reference more epochs with
-    --full-epochs so it stays a fair ceiling.
-    Run again with the same --out to resume, or with a larger --rounds to extend it.
+    --full-epochs so it stays a fair ceiling. Run again with the same --out to resume, or
+    with a larger --rounds to extend it.
+
+    Example: boxloop simulate data/lcd --strategies random,least_confidence --initial 50 --budget 50 --rounds 5 --seeds 3
     """
     from ..simulate import MIN_REFERENCE_MAP, simulate
 
     strategy_list = [s.strip() for s in strategies.split(",") if s.strip()]
-    train = _train_options(model, epochs, imgsz, batch, device, steps)
-    full_train = None if full_epochs is None else _train_options(model, full_epochs, imgsz, batch, device)
+    train = _train_options(model, epochs, imgsz, batch, device, steps, tile)
+    full_train = None if full_epochs is None else _train_options(model, full_epochs, imgsz, batch, device, tile=tile)
     result = simulate(
         dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
         train=train, full_data_train=full_train,

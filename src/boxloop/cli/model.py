@@ -76,7 +76,12 @@ def train_cmd(
     steps: Annotated[int | None, typer.Option(
         "--steps", min=1, help="About this many optimizer steps instead of --epochs (the epochs follow the label count)."
     )] = None,
-    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Training image size.")] = None,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Training image size (with --tile: the tile's).")] = None,
+    tile: Annotated[int | None, typer.Option(
+        "--tile", min=32,
+        help="Train on TILE x TILE crops at full resolution, and predict window by window: for objects a few "
+        "dozen pixels wide in large pictures (default: \\[train] tile, 0 = whole pictures).",
+    )] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Batch size.")] = None,
     device: DeviceOpt = None,
     allow_missing_classes: Annotated[
@@ -85,10 +90,12 @@ def train_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train a detector on every human label (train/val splits) and record a model version.
+
     Run again after an interruption, with the same labels and settings, it goes on from the
     last epoch saved.
 
     Example: boxloop train --model yolov8n.yaml --epochs 30 --imgsz 320
+    Small objects in large photos: boxloop train --tile 640
     """
     from ..modeling import train
 
@@ -104,11 +111,12 @@ def train_cmd(
 
         outcome = train(
             ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
-            allow_missing_classes=allow_missing_classes, on_epoch=on_epoch,
+            allow_missing_classes=allow_missing_classes, on_epoch=on_epoch, tile=tile,
         )
+    unit = "tiles" if (tile if tile is not None else ws.config.train.tile) else "images"
     console.print(
         f"model version [bold]{outcome.version}[/bold]: {outcome.train_images} train / "
-        f"{outcome.val_images} val images, weights {outcome.weights}"
+        f"{outcome.val_images} val {unit}, weights {outcome.weights}"
     )
     m50 = outcome.metrics.get("metrics/mAP50(B)")
     if m50 is not None:
