@@ -41,6 +41,7 @@ bench: $(VENV)/.boxloop-dev
 	$(PY) bench/predict.py
 	$(PY) bench/decode.py
 	$(PY) bench/shrink.py
+	$(PY) bench/tiles.py
 	$(PY) bench/audit.py
 	$(PY) bench/selection.py --n 50000
 	$(PY) bench/serve.py
