@@ -29,8 +29,9 @@ class TiledBackend:
         self.overlap = float(overlap)
         self.batch = max(1, int(batch))
         self.name = inner.name
-        # what the engines and reports read of a backend: its weights, input size, timings
-        for attr in ("weights", "imgsz", "times"):
+        # what the engines read of a backend: its weights and input size (not the inner's
+        # timings: they count windows, and a report's are per picture)
+        for attr in ("weights", "imgsz"):
             if hasattr(inner, attr):
                 setattr(self, attr, getattr(inner, attr))
 
