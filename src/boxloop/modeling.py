@@ -76,12 +76,14 @@ def next_version(ws: Workspace) -> str:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A model version the store knows, with the file to load it from (None for imported predictions)."""
+    """A model version the store knows, with the file to load it from (None for imported
+    predictions) and its settings and measurements (``meta``: imgsz, tile, ...)."""
 
     version: str
     path: Path | None
     classes: list[str]
     backend: str
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _file_version(path: Path) -> str:
@@ -100,11 +102,12 @@ def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedMod
         if not versions:
             raise InputError("no trained model yet; run `boxloop train` or pass --model PATH")
         v = versions[-1]
-        return ResolvedModel(v["id"], Path(v["path"]), list(v["classes"]), v["backend"])
+        return ResolvedModel(v["id"], Path(v["path"]), list(v["classes"]), v["backend"], dict(v["meta"] or {}))
     known = {v["id"]: v for v in store.model_versions()}
     if str(model) in known:
         v = known[str(model)]
-        return ResolvedModel(v["id"], Path(v["path"]) if v["path"] else None, list(v["classes"]), v["backend"])
+        return ResolvedModel(v["id"], Path(v["path"]) if v["path"] else None, list(v["classes"]), v["backend"],
+                             dict(v["meta"] or {}))
     path = Path(model).expanduser()
     if not path.is_file():
         raise InputError(
@@ -113,14 +116,15 @@ def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedMod
     path = absolute_path(path)
     version = _file_version(path)
     backend = "onnx" if path.suffix.lower() == ".onnx" else "ultralytics"
-    if version not in known:
-        from .backends.ultralytics import trained_imgsz
+    if version in known:
+        return ResolvedModel(version, path, ws.classes, backend, dict(known[version]["meta"] or {}))
+    from .backends.ultralytics import trained_imgsz
 
-        # it predicts at the size it was trained at (read once, here), unless told otherwise
-        size = trained_imgsz(path)
-        meta: dict[str, Any] = {"source": "file", **({"imgsz": size} if size else {})}
-        store.add_model_version(version, backend=backend, classes=ws.classes, path=str(path), meta=meta)
-    return ResolvedModel(version, path, ws.classes, backend)
+    # it predicts at the size it was trained at (read once, here), unless told otherwise
+    size = trained_imgsz(path)
+    meta: dict[str, Any] = {"source": "file", **({"imgsz": size} if size else {})}
+    store.add_model_version(version, backend=backend, classes=ws.classes, path=str(path), meta=meta)
+    return ResolvedModel(version, path, ws.classes, backend, meta)
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -665,13 +669,8 @@ def load_model_backend(
     return load_backend(
         resolved.path, classes=ws.classes, runtime=runtime or cfg.runtime, device=device or ws.config.train.device,
         imgsz=imgsz, class_map=class_map, batch=batch or cfg.batch,
-        tile=int(version_meta(ws, resolved.version).get("tile") or 0) or None,  # trained on tiles: predicts by tiles
+        tile=int(resolved.meta.get("tile") or 0) or None,  # trained on tiles: predicts by tiles
     )
-
-
-def version_meta(ws: Workspace, version: str) -> dict[str, Any]:
-    """A registered model version's settings and measurements (``{}`` for one not registered)."""
-    return next((dict(v["meta"] or {}) for v in ws.store.model_versions() if v["id"] == version), {})
 
 
 def predict(
@@ -726,7 +725,7 @@ def predict(
     if backend is None:
         resolved = resolve_model(ws, model)
         shape: int | tuple[int, int] | None = imgsz
-        meta = version_meta(ws, resolved.version)
+        meta = resolved.meta
         if meta.get("tile"):  # each window at the size the model was trained at
             shape = int(imgsz or meta.get("imgsz") or meta["tile"])
         elif rect and items:

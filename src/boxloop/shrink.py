@@ -11,19 +11,18 @@ picture of a kind that cannot be decoded reduced (a phone's HEIC, a PNG, a TIFF)
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .atomic import temporary_beside
+from .atomic import write_bytes_atomic
 from .errors import InputError
 from .types import Item
 from .workspace import Workspace
 
-__all__ = ["KEPT_KINDS", "SHRUNK_DIR", "copy_path", "kept_copy", "shrunk_copies"]
+__all__ = ["KEPT_KINDS", "SHRUNK_DIR", "copy_path", "encode_picture", "kept_copy", "shrunk_copies"]
 
 log = logging.getLogger(__name__)
 SHRUNK_DIR = "shrunk"
@@ -94,13 +93,13 @@ def kept_copy(folder: Path, uri: str, size: tuple[int, int], sha256: str, f: int
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     small = cv2.resize(load_image(uri, sha256=sha256), want, interpolation=cv2.INTER_AREA)
     try:
-        data = _encode(small, kind)
+        data = encode_picture(small, kind)
     except ValueError as e:  # an OpenCV built without that writer
         log.debug("%s: copy not kept (%s)", uri, e)
         return small
     try:
         folder.mkdir(exist_ok=True)
-        _save(data, path)
+        write_bytes_atomic(path, data)
     except OSError as e:
         log.debug("%s: copy not kept (%s)", uri, e)
     # the copy as it will be read next time: this round's predictions are the next round's
@@ -118,10 +117,10 @@ def _write(it: Item, imgsz: int, f: int, path: Path) -> None:
     rgb, _ = decode_reduced(it.uri, size=(it.width, it.height), sha256=it.sha256, fit=(imgsz, imgsz))
     if (rgb.shape[1], rgb.shape[0]) != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    _save(_encode(rgb, path.suffix), path)
+    write_bytes_atomic(path, encode_picture(rgb, path.suffix))
 
 
-def _encode(rgb: np.ndarray, suffix: str) -> bytes:
+def encode_picture(rgb: np.ndarray, suffix: str) -> bytes:
     """An RGB picture as the bytes of the kind ``suffix`` names (a JPEG at quality 95)."""
     import cv2
 
@@ -130,14 +129,3 @@ def _encode(rgb: np.ndarray, suffix: str) -> bytes:
     if not ok:
         raise ValueError(f"OpenCV cannot write {suffix}")
     return buf.tobytes()
-
-
-def _save(data: bytes, path: Path) -> None:
-    """Write ``data`` to ``path`` through a temporary file beside it."""
-    tmp = temporary_beside(path)
-    try:
-        with open(tmp, "xb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -156,14 +156,15 @@ def tile_training_set(
         chosen = sorted(set(full) | {empty[j] for j in spread})
         paths = {k: folder / f"{it.sha256[:24]}-{tile}-{windows[k][0]}-{windows[k][1]}.jpg" for k in chosen}
         if any(not p.is_file() for p in paths.values()):
+            from .atomic import write_bytes_atomic
             from .modeling import decode_file
-            from .shrink import _encode, _save
+            from .shrink import encode_picture
 
             rgb = decode_file(it.uri, size=(it.width, it.height), sha256=it.sha256)
             for k, p in paths.items():
                 if not p.is_file():
                     x0, y0, x1, y1 = windows[k]
-                    _save(_encode(np.ascontiguousarray(rgb[y0:y1, x0:x1]), ".jpg"), p)
+                    write_bytes_atomic(p, encode_picture(np.ascontiguousarray(rgb[y0:y1, x0:x1]), ".jpg"))
         stem = PurePosixPath(names[it.id]).stem
         out = []
         for k in chosen:
