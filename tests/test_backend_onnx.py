@@ -117,8 +117,9 @@ def test_corrupt_or_missing_onnx_files_name_the_file(tmp_path: Path) -> None:
     [
         ({"task": "segment", "head": "Segment"}, r"a segmentation model \(Segment head\)"),
         ({"task": "detect", "head": "OBB26"}, r"an oriented-box model \(OBB26 head\)"),
-        ({"task": "pose"}, r"a pose model; boxloop trains and reads YOLO detectors"),  # before Ultralytics wrote the head
+        ({"task": "pose"}, r"a pose model; boxloop trains and reads detectors"),  # before Ultralytics wrote the head
         ({"end2end": "True"}, r"exported end to end .*boxloop export-model"),
+        ({"task": "detect", "head": "RTDETRDecoder"}, r"exported end to end .*boxloop export-model"),  # an RT-DETR's
     ],
 )
 def test_an_onnx_export_boxloop_cannot_score_is_refused_naming_the_file(

@@ -1,8 +1,9 @@
-"""ONNX Runtime backend for YOLO models, and the export that makes them.
+"""ONNX Runtime backend for YOLO and RT-DETR models, and the export that makes them.
 
 The exported graph has two outputs: ``output0`` (batch, 4 + nc, anchors), the head before
-NMS exactly as Ultralytics computes it, and ``embedding`` (batch, D), the pooled backbone
-features. Letterbox, NMS and class mapping are the same numpy code as the PyTorch path
+NMS exactly as Ultralytics computes it (an RT-DETR's: its queries' boxes and every class's
+score, :func:`boxloop.backends.ultralytics.head_output`), and ``embedding`` (batch, D), the
+pooled backbone features. Letterbox, NMS and class mapping are the same numpy code as the PyTorch path
 (backends/ultralytics.py), so both give the same boxes. onnxruntime is imported lazily.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError
-from .ultralytics import DETECT_HEADS, YoloRuntime, not_a_detector, usable_cores
+from .ultralytics import DETECT_HEADS, DETR_HEADS, YoloRuntime, not_a_detector, usable_cores
 
 __all__ = ["OnnxBackend", "export_onnx", "onnx_path_for"]
 
@@ -44,7 +45,14 @@ def export_onnx(
     newer than the weights. Needs the ``onnx`` and ``onnxslim`` packages (no auto-install)."""
     import torch
 
-    from .ultralytics import EmbeddingTap, input_shape, load_torch_model, resolve_model_arg
+    from .ultralytics import (
+        EmbeddingTap,
+        head_output,
+        input_shape,
+        is_detr,
+        load_torch_model,
+        resolve_model_arg,
+    )
 
     arg, is_yaml = resolve_model_arg(weights)
     if is_yaml:
@@ -57,13 +65,17 @@ def export_onnx(
     model, names, train_imgsz = load_torch_model(arg, device="cpu")
     stride = int(max(float(model.stride.max()), 32))
     size = input_shape(imgsz or train_imgsz, stride)
+    detr = is_detr(model)
+    if detr:  # square, as the torch backend runs it
+        size = (max(size),) * 2
     dest = Path(out) if out is not None else onnx_path_for(arg, size)
     if dest.is_file() and dest.stat().st_mtime >= Path(arg).stat().st_mtime and out is None:
         return dest
     tap = EmbeddingTap(model)  # before the head is switched to export
     head = model.model[-1]
-    head.export = True
-    head.format = "onnx"
+    if not detr:  # an RT-DETR's decoder would give only its top-k answer, one class a box
+        head.export = True
+        head.format = "onnx"
 
     class WithEmbedding(torch.nn.Module):
         """The detector returning its pre-NMS head output and the pooled backbone features."""
@@ -74,8 +86,7 @@ def export_onnx(
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             tap.clear()
-            y = self.model(x)
-            y = y[0] if isinstance(y, (tuple, list)) else y
+            y = head_output(self.model(x), x, detr=detr)
             return y, tap.take()
 
     wrapper = WithEmbedding().eval()
@@ -99,6 +110,8 @@ def export_onnx(
             "source": str(Path(arg).name),
             "producer": "boxloop",
         }
+        if detr:
+            meta["fill"] = "stretch"
         for k, v in meta.items():
             entry = m.metadata_props.add()
             entry.key, entry.value = k, v
@@ -128,7 +141,7 @@ def _parse_names(raw: str | None) -> list[str] | None:
 
 
 class OnnxBackend(YoloRuntime):
-    """A YOLO detector run by ONNX Runtime, loaded once; batched, on ``threads`` threads
+    """A YOLO or RT-DETR detector run by ONNX Runtime, loaded once; batched, on ``threads`` threads
     (default: every core the process may use).
 
     Works with boxloop's export (embedding included) and with a plain Ultralytics ONNX
@@ -169,12 +182,14 @@ class OnnxBackend(YoloRuntime):
             self.imgsz = (int(size[0]), int(size[1]))
         else:
             self.imgsz = (int(shape[2]), int(shape[3]))
+        self.stretch = meta.get("fill") == "stretch"  # an RT-DETR's
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.batch = max(1, int(self.fixed_batch or batch))
         task, head = meta.get("task"), meta.get("head")  # Ultralytics writes them (head since 8.4)
-        if (task and task != "detect") or (head and head not in DETECT_HEADS):
+        if (task and task != "detect") or (head and head not in DETECT_HEADS | DETR_HEADS):
             raise not_a_detector(path, [head] if head else [], task)
-        if meta.get("end2end") == "True":
+        # Ultralytics exports an RT-DETR's top-k answer only; boxloop's export writes no head
+        if meta.get("end2end") == "True" or head in DETR_HEADS:
             raise InputError(
                 f"{path}: exported end to end (its 300 best boxes, one class each: no class probabilities "
                 "to score uncertainty with); export the .pt again with `boxloop export-model`"

@@ -1,6 +1,6 @@
-"""Ultralytics YOLO backend: train on a YOLO dataset view; predict every box down to a low
-threshold with its full class-score vector (read from the head, before NMS) and a pooled
-backbone embedding.
+"""Ultralytics backend (YOLO and RT-DETR detectors): train on a YOLO dataset view; predict
+every box down to a low threshold with its full class-score vector (read from the head, before
+NMS; an RT-DETR's from its decoder's queries) and a pooled backbone embedding.
 
 The letterbox and NMS here are numpy + OpenCV and shared with the ONNX Runtime backend
 (backends/onnx.py), so both runtimes turn the same network output into the same boxes.
@@ -26,11 +26,14 @@ from .base import Prediction, TrainResult
 
 __all__ = [
     "DETECT_HEADS",
+    "DETR_HEADS",
     "Letterboxed",
     "UltralyticsBackend",
     "YoloRuntime",
     "class_matrix",
     "decode_output",
+    "head_output",
+    "is_detr",
     "letterbox",
     "load_backend",
     "not_a_detector",
@@ -58,7 +61,7 @@ class Letterboxed:
     """An image ready for the network: CHW float32 in [0, 1] and how to map boxes back."""
 
     blob: np.ndarray  # (3, H, W) float32, RGB
-    gain: float
+    gain: float | tuple[float, float]  # one for both sides, or (x, y) for a picture stretched
     pad: tuple[int, int]  # left, top
     shape: tuple[int, int]  # original (height, width)
     # the original's pixels per pixel of the image letterboxed (x, y): a JPEG decoded at a
@@ -80,13 +83,18 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return a
 
 
-def letterbox(image: np.ndarray, imgsz: tuple[int, int]) -> Letterboxed:
-    """Resize keeping the aspect ratio and pad to ``imgsz`` (h, w) with grey, as Ultralytics does."""
+def letterbox(image: np.ndarray, imgsz: tuple[int, int], *, stretch: bool = False) -> Letterboxed:
+    """Resize keeping the aspect ratio and pad to ``imgsz`` (h, w) with grey, as Ultralytics does;
+    with ``stretch``, resize to ``imgsz`` whatever the aspect ratio, as Ultralytics feeds an
+    RT-DETR (its ``scale_fill``)."""
     import cv2
 
     image = as_rgb(image)
     h, w = image.shape[:2]
     new_h, new_w = imgsz
+    if stretch:
+        img = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        return Letterboxed(cv2.dnn.blobFromImage(img, scalefactor=1 / 255.0)[0], (new_w / w, new_h / h), (0, 0), (h, w))
     r = min(new_h / h, new_w / w)
     nw, nh = max(round(w * r), 1), max(round(h * r), 1)
     dw, dh = (new_w - nw) / 2, (new_h - nh) / 2
@@ -107,9 +115,9 @@ def decode_output(
     classes_matrix: np.ndarray | None = None,
     max_det: int = MAX_DET,
 ) -> Detections:
-    """One image's head output (4 + nc, anchors): xywh in network pixels then per-class
-    sigmoid scores → boxes in image pixels after class-aware NMS, each with ``confidence``
-    (its best class score) and ``data["class_probs"]`` (the score vector normalised to 1).
+    """One image's head output (4 + nc, anchors; an RT-DETR's queries, :func:`head_output`):
+    xywh in network pixels then per-class sigmoid scores → boxes in image pixels after
+    class-aware NMS, each with ``confidence`` (its best class score) and ``data["class_probs"]`` (the score vector normalised to 1).
 
     ``classes_matrix`` (model classes × project classes) maps the score vector into the
     project's classes; the box's class is the argmax of the mapped vector. Model classes
@@ -144,7 +152,8 @@ def decode_output(
     xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
     left, top = boxed.pad
     sx, sy = boxed.scale
-    xyxy = (xyxy - np.array([left, top, left, top])) / boxed.gain * np.array([sx, sy, sx, sy])
+    gx, gy = boxed.gain if isinstance(boxed.gain, tuple) else (boxed.gain, boxed.gain)
+    xyxy = (xyxy - np.array([left, top, left, top])) / np.array([gx, gy, gx, gy]) * np.array([sx, sy, sx, sy])
     h, w = boxed.shape
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
@@ -246,6 +255,7 @@ class YoloRuntime:
 
     name = "yolo"
     imgsz: tuple[int, int]
+    stretch = False  # an RT-DETR sees the picture stretched to its square input, not letterboxed
     model_classes: list[str]
     _classes: list[str]
     _matrix: np.ndarray | None
@@ -266,7 +276,7 @@ class YoloRuntime:
 
     def prepare(self, image: np.ndarray) -> Letterboxed:
         t = time.perf_counter()
-        out = letterbox(image, self.imgsz)
+        out = letterbox(image, self.imgsz, stretch=self.stretch)
         self.times.add("preprocess", time.perf_counter() - t)
         return out
 
@@ -366,21 +376,36 @@ def _names_list(names: Any) -> list[str]:
 
 # heads that are YOLO detectors of axis-aligned boxes (YOLOv5u, v8, v9, 11, 26; v10's)
 DETECT_HEADS = frozenset({"Detect", "v10Detect"})
-# what a user calls the models whose heads are not, by a class in the head's ancestry
+# a detection transformer's decoder (RT-DETR): its queries' boxes and every class's score,
+# read as a YOLO head's output (head_output)
+DETR_HEADS = frozenset({"RTDETRDecoder"})
+# what a user calls the models whose heads are neither, by a class in the head's ancestry
 _HEAD_KINDS = {
     "Segment": "a segmentation", "Pose": "a pose", "OBB": "an oriented-box", "Classify": "a classification",
-    "RTDETRDecoder": "an RT-DETR", "WorldDetect": "a YOLO-World", "YOLOEDetect": "a YOLOE",
+    "WorldDetect": "a YOLO-World", "YOLOEDetect": "a YOLOE",
 }
 
 
-def require_detector(model: Any, source: str | Path) -> None:
-    """Refuse, before any training or predicting, a model whose head is not a YOLO detection
-    head: a segmentation model fails after its first epoch, an oriented-box one would draw
-    its rotated boxes as axis-aligned ones, and RT-DETR's decoder gives no class
-    probabilities to score. The error names the file and the kind of model."""
+def head_name(model: Any) -> str:
+    """The class name of a detector's last layer, its head ("Detect", "RTDETRDecoder", ...)."""
     layers = getattr(model, "model", None)
-    head = layers[-1] if layers is not None and len(layers) else model
-    if type(head).__name__ not in DETECT_HEADS:
+    return type(layers[-1] if layers is not None and len(layers) else model).__name__
+
+
+def is_detr(model: Any) -> bool:
+    """Whether a model is a detection transformer (RT-DETR): it is trained by its own trainer
+    and sees pictures stretched to a square, not letterboxed."""
+    return head_name(model) in DETR_HEADS
+
+
+def require_detector(model: Any, source: str | Path) -> None:
+    """Refuse, before any training or predicting, a model whose head is not a detection head
+    of axis-aligned boxes (a YOLO's or an RT-DETR's): a segmentation model fails after its
+    first epoch, an oriented-box one would draw its rotated boxes as axis-aligned ones. The
+    error names the file and the kind of model."""
+    if head_name(model) not in DETECT_HEADS | DETR_HEADS:
+        layers = getattr(model, "model", None)
+        head = layers[-1] if layers is not None and len(layers) else model
         raise not_a_detector(source, [c.__name__ for c in type(head).__mro__])
 
 
@@ -395,8 +420,8 @@ def not_a_detector(source: str | Path, head: Sequence[str], task: str | None = N
         else f"not a detection model (its last layer is {name})"
     )
     return InputError(
-        f"{source}: {what}; boxloop trains and reads YOLO detectors of axis-aligned boxes "
-        "(YOLOv5u, v8, v9, v10, 11, 26): give one of their yamls (yolo11n.yaml) or detection weights (.pt)"
+        f"{source}: {what}; boxloop trains and reads detectors of axis-aligned boxes "
+        "(YOLOv5u, v8, v9, v10, 11, 26, RT-DETR): give one of their yamls (yolo11n.yaml) or detection weights (.pt)"
     )
 
 
@@ -409,11 +434,12 @@ def load_torch_model(weights: str | Path, *, nc: int | None = None, device: str 
     model: Any
     dev = torch.device("cpu" if device == "cpu" else (device if str(device).startswith("cuda") else f"cuda:{device}"))
     if is_yaml:
-        from ultralytics.nn.tasks import DetectionModel
+        from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
 
         try:
-            model = DetectionModel(arg, nc=nc, verbose=False)
-        except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError) as e:
+            kind = RTDETRDetectionModel if yaml_head(arg) in DETR_HEADS else DetectionModel
+            model = kind(arg, nc=nc, verbose=False)
+        except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
             raise InputError(f"{weights}: cannot build a model from this yaml: {e}") from e
         names = [str(i) for i in range(int(model.model[-1].nc))]
         imgsz = 640
@@ -439,6 +465,30 @@ def load_torch_model(weights: str | Path, *, nc: int | None = None, device: str 
         if hasattr(m, "inplace"):
             m.inplace = True
     return model, names, imgsz
+
+
+def yaml_head(arg: str) -> str:
+    """The module name of a model yaml's last layer (its head), "" where the yaml has none;
+    ``arg`` is a file or a yaml Ultralytics ships (``rtdetr-l.yaml``)."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    layers = (yaml_model_load(arg).get("head") or [[]])[-1]
+    return str(layers[2]) if len(layers) > 2 else ""
+
+
+def head_output(out: Any, x: Any, *, detr: bool) -> Any:
+    """A detector's output for the batch ``x`` as one tensor (batch, 4 + nc, boxes): each box's
+    center x, y, width and height in input pixels, then every class's score, before NMS. A
+    YOLO head gives that itself; an RT-DETR's decoder gives its queries' boxes (normalized)
+    and class logits beside its top-k answer (one class a box), and these are read instead."""
+    if not detr:
+        return out[0] if isinstance(out, (tuple, list)) else out
+    import torch
+
+    boxes, logits = out[1][0][-1], out[1][1][-1]  # the last decoder layer's: (batch, queries, 4 / nc)
+    h, w = x.shape[2:]
+    xywh = boxes * boxes.new_tensor([w, h, w, h])
+    return torch.cat([xywh, logits.sigmoid()], dim=-1).transpose(1, 2)
 
 
 def backbone_end(model: Any) -> int:
@@ -511,7 +561,7 @@ class EmbeddingTap:
 
 
 class UltralyticsBackend(YoloRuntime):
-    """A YOLO detector run by PyTorch in-process (CPU or GPU), loaded once.
+    """A YOLO or RT-DETR detector run by PyTorch in-process (CPU or GPU), loaded once.
 
     >>> be = load_backend("runs/m001/weights/best.pt", classes=["a", "b"])  # doctest: +SKIP
     >>> be.predict([rgb])[0].detections.data["class_probs"].shape            # doctest: +SKIP
@@ -537,6 +587,10 @@ class UltralyticsBackend(YoloRuntime):
             names = list(classes)
         stride = int(max(float(self.model.stride.max()), 32))
         self.imgsz = input_shape(imgsz or train_imgsz, stride)
+        self.detr = is_detr(self.model)
+        if self.detr:  # trained on squares the pictures were stretched to
+            self.imgsz = (max(self.imgsz),) * 2
+            self.stretch = True
         self.stride = stride
         self._init_classes(names, classes, class_map, source=str(weights))
         self._torch_device = next(self.model.parameters()).device
@@ -549,8 +603,7 @@ class UltralyticsBackend(YoloRuntime):
         with self._lock, torch.inference_mode():
             self._tap.clear()
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._torch_device)
-            out = self.model(x)
-            y = out[0] if isinstance(out, (tuple, list)) else out
+            y = head_output(self.model(x), x, detr=self.detr)
             emb = self._tap.take()
             return y.float().cpu().numpy(), None if emb is None else emb.cpu().numpy()
 
@@ -686,13 +739,15 @@ def train_yolo(
         raise InputError(f"--epochs must be at least 1, got {epochs}")
     if not is_yaml and os.path.getsize(arg) == 0:
         raise BackendError(f"{model}: empty weights file (0 bytes)")
-    from ultralytics import YOLO
+    from ultralytics import RTDETR, YOLO
 
     try:
         yolo = YOLO(arg, task="detect")
     except Exception as e:  # a bad .pt surfaces as many exception types
         raise BackendError(f"{model}: cannot load weights (corrupt or not an Ultralytics checkpoint): {e}") from e
     require_detector(yolo.model, model)
+    if is_detr(yolo.model):  # its own trainer: matching loss, stretched squares, its validator
+        yolo = RTDETR(arg)
 
     def threads(_trainer: Any) -> None:
         if str(device) == "cpu":

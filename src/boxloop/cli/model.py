@@ -70,7 +70,7 @@ def quiet_ray(engine: str) -> None:
 def train_cmd(
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="A YOLO detector: yolov8n.yaml / yolo11n.yaml / yolo26n.yaml (from scratch) or PATH.pt (transfer); default: \\[train] model."),
+        typer.Option("--model", "-m", help="A YOLO or RT-DETR detector: yolov8n.yaml / yolo11n.yaml / yolo26n.yaml / rtdetr-l.yaml (from scratch) or PATH.pt (transfer); default: \\[train] model."),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: \\[train] epochs).")] = None,
     steps: Annotated[int | None, typer.Option(
