@@ -43,6 +43,7 @@ bench: $(VENV)/.boxloop-dev
 	$(PY) bench/shrink.py
 	$(PY) bench/tiles.py
 	$(PY) bench/rtdetr.py
+	$(PY) bench/prelabel.py
 	$(PY) bench/audit.py
 	$(PY) bench/selection.py --n 50000
 	$(PY) bench/serve.py

@@ -30,6 +30,7 @@ import pytest
 
 from _ls_server import LabelStudioServer, free_port
 from _tiny_data import CLASSES, TRAIN_ARGS, draw_image, ultralytics_offline
+from boxloop.annotation.acceptance import prelabel_threshold
 from boxloop.formats.labelstudio import box_regions, label_config
 from boxloop.types import Detections, Item
 from boxloop.workspace import Workspace
@@ -248,7 +249,8 @@ def in_process_entry(ws_root: Path, version: str, path: Path) -> dict:
         d = backend.predict([decode_file(str(path))], conf=ws.config.predict.conf, iou=ws.config.predict.iou)[0]
         return prediction_entry(
             d.detections, classes=CLASSES, config=parse_label_config(label_config(CLASSES)), width=SIZE[0],
-            height=SIZE[1], model_version=version, prelabel_conf=ws.config.labelstudio.prelabel_conf,
+            height=SIZE[1], model_version=version,
+            prelabel_conf=prelabel_threshold(ws.config.labelstudio.prelabel_conf, ws.store.evaluation(version)),
         )
 
 

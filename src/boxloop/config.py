@@ -80,7 +80,21 @@ class LabelStudioConfig:
     storage: str = "local-files"
     document_root: str = ""
     skipped: str = "pool"
-    prelabel_conf: float = 0.25
+    # the lowest confidence of a box pushed as a pre-label: a number, or "auto", the threshold
+    # the model version's evaluation found saves the most drawing (0.25 until it is evaluated)
+    prelabel_conf: str = "auto"
+
+    def __post_init__(self) -> None:
+        value = str(self.prelabel_conf).strip().lower()
+        if value != "auto":
+            try:
+                number = float(value)
+            except ValueError:
+                number = -1.0
+            if not 0.0 <= number <= 1.0:
+                raise ConfigError(f'[labelstudio] prelabel_conf must be "auto" or a number within 0..1, got {self.prelabel_conf!r}')
+            value = str(number)
+        object.__setattr__(self, "prelabel_conf", value)
 
 
 @dataclass(frozen=True)
@@ -219,7 +233,7 @@ project = ""
 storage = "local-files"   # "local-files" (a folder the server serves), "upload" (files sent to Label Studio) or "cloud" (images in a bucket)
 document_root = ""
 skipped = "pool"          # skipped tasks go back to the "pool" or stay "skipped"
-prelabel_conf = {c.labelstudio.prelabel_conf}      # predicted boxes below this are not pushed as pre-labels
+prelabel_conf = "{c.labelstudio.prelabel_conf}"   # boxes below this are not pushed as pre-labels; "auto": the threshold `evaluate` found saves the most drawing
 
 [serve]                   # `boxloop serve`: the Label Studio ML backend
 host = "{c.serve.host}"       # 0.0.0.0 only behind a firewall, and with --basic-auth

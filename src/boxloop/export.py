@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .annotation.acceptance import prelabel_threshold
 from .atomic import temporary_beside
 from .errors import InputError
 from .formats import ImageLabels
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("yolo", "coco", "voc", "cvat", "labelstudio")
 EXPORT_WHAT = ("labeled", "prelabeled", "all")
 CVAT_SUBSETS = {"train": "Train", "val": "Validation", "test": "Test"}  # CVAT's own subset names
-DEFAULT_PRELABEL_CONF = 0.25
 
 
 # the picture kinds an export hands over as they are: what other tools (annotation tools in a
@@ -134,14 +134,17 @@ class _Chosen:
     model_version: str | None
     names: dict[str, str]
     imputed: dict[str, Detections]
+    prelabel_conf: float | None = None  # the pre-labels' threshold
 
 
 def _choose(
-    ws: Workspace, what: str, model_version: str | None, conf: float, ids: Sequence[str] | None = None,
+    ws: Workspace, what: str, model_version: str | None, conf: float | None, ids: Sequence[str] | None = None,
     *, with_imputed: bool = True,
 ) -> _Chosen:
     """Items to export (all, or those of ``ids``) with their boxes, read from the store once.
-    A flickering frame's pre-labels include the box flicker imputed there (``with_imputed``)."""
+    A flickering frame's pre-labels include the box flicker imputed there (``with_imputed``);
+    they are the boxes at or above ``conf``, by default [labelstudio] prelabel_conf (with
+    "auto", the threshold the model version's evaluation chose)."""
     store = ws.store
     mv = model_version
     labels = store.latest_labels() if what in ("labeled", "all") else {}
@@ -153,6 +156,8 @@ def _choose(
         if mv is None and what == "prelabeled":
             raise InputError("no predictions yet; run `boxloop predict` before a prelabeled export")
         if mv is not None:
+            if conf is None:
+                conf = prelabel_threshold(ws.config.labelstudio.prelabel_conf, store.evaluation(mv))
             # a labeled image is never pre-labeled again: brought back unchanged, the model's boxes
             # would become its newest label, over the human one
             labeled = set(labels) if what == "all" else {it.id for it in store.items(state="labeled")}
@@ -186,7 +191,7 @@ def _choose(
     boxes = {k: v for k, v in boxes.items() if v is not None}
     exported = {it.id for it in items}
     return _Chosen(items, boxes, {it.id: it.id in labels for it in items}, mv, safe_names(items),
-                   {i: d for i, d in imputed.items() if i in exported})
+                   {i: d for i, d in imputed.items() if i in exported}, conf if preds else None)
 
 
 def write_yolo_dataset(
@@ -197,7 +202,7 @@ def write_yolo_dataset(
     link: bool = True,
     splits: Sequence[str] = ("train", "val", "test"),
     model_version: str | None = None,
-    conf: float = DEFAULT_PRELABEL_CONF,
+    conf: float | None = None,
     ids: Sequence[str] | None = None,
     readable: frozenset[str] | None = None,
     shrink_to: int | None = None,
@@ -295,10 +300,12 @@ def _records(items: Sequence[Item], boxes: dict[str, Detections], names: dict[st
 
 @dataclass(frozen=True)
 class Exported:
-    """Where an export went, and how many imputed boxes its pre-labels hold."""
+    """Where an export went, how many imputed boxes its pre-labels hold, and the threshold
+    they were cut at (None without pre-labels)."""
 
     path: Path
     imputed_boxes: int
+    prelabel_conf: float | None = None
 
 
 def export(ws: Workspace, **kwargs: Any) -> Path:
@@ -314,7 +321,7 @@ def export_dataset(
     zip: bool = False,
     out: Path | None = None,
     model_version: str | None = None,
-    conf: float = DEFAULT_PRELABEL_CONF,
+    conf: float | None = None,
     ids: Sequence[str] | None = None,
     with_model: bool = False,
     with_imputed: bool = True,
@@ -349,7 +356,7 @@ def export_dataset(
             shutil.copy2(f, dest / "model" / f.name)
     if what in ("prelabeled", "all"):
         _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen)
-    done = Exported(dest, sum(len(d) for d in chosen.imputed.values()))
+    done = Exported(dest, sum(len(d) for d in chosen.imputed.values()), chosen.prelabel_conf)
     if not zip:
         return done
     archive = dest.with_suffix(".zip")

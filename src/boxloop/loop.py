@@ -64,10 +64,13 @@ class Oracle:
         return {"pushed": len(selection.item_ids)}
 
     def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
-        from .annotation.acceptance import acceptance, sum_acceptance
+        from .annotation.acceptance import acceptance, prelabel_threshold, sum_acceptance
 
         rnd = int(ws.store.get_meta("round", "0") or 0)
-        prelabels = ws.store.predictions(selection.model_version, selection.item_ids) if selection.model_version else {}
+        mv = selection.model_version
+        prelabels = ws.store.predictions(mv, selection.item_ids) if mv else {}
+        # the pre-labels push would have drawn
+        shown = prelabel_threshold(ws.config.labelstudio.prelabel_conf, ws.store.evaluation(mv) if mv else None)
         rows = []
         with ws.store.transaction():
             for item_id in selection.item_ids:
@@ -77,7 +80,7 @@ class Oracle:
                 ws.store.add_label(item_id, truth, source="oracle", round=rnd)
                 pre = prelabels.get(item_id)
                 if pre is not None and pre.confidence is not None:
-                    rows.append(acceptance(pre[pre.confidence >= 0.25], truth))
+                    rows.append(acceptance(pre[pre.confidence >= shown], truth))
         return {"done": True, "labeled": len(selection.item_ids), "acceptance": sum_acceptance(rows)}
 
 

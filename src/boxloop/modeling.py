@@ -868,7 +868,11 @@ def evaluate_model(
 ) -> tuple[str, dict[str, Any]]:
     """COCO-style metrics of a model version on the frozen ``split`` (test), stored per
     version; returns (version, metrics). The model predicts the split at conf 0.001 first
-    (stored too); imported predictions are evaluated as they are."""
+    (stored too); imported predictions are evaluated as they are. ``metrics["prelabel"]``:
+    the drawing its pre-labels would save there at each threshold, and the threshold that
+    saves the most (:func:`boxloop.annotation.acceptance.prelabel_choice`), which push,
+    export and serve use where [labelstudio] prelabel_conf is "auto"."""
+    from .annotation.acceptance import prelabel_choice
     from .evaluate import WORKING_CONF, coco_metrics
 
     store = ws.store
@@ -897,6 +901,7 @@ def evaluate_model(
         conf=WORKING_CONF if conf is None else conf, input_side=input_side,
     )
     metrics["split"] = split
+    metrics["prelabel"] = prelabel_choice(preds, labels)
     store.put_evaluation(version, split, metrics)
     return version, metrics
 

@@ -23,6 +23,7 @@ that are mostly wrong cost time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,12 +33,19 @@ from ..types import Detections
 __all__ = [
     "ACCEPTANCE_KEYS",
     "ADJUST_S",
+    "DEFAULT_PRELABEL_CONF",
     "DELETE_S",
     "DRAW_S",
+    "MIN_PRELABEL_BOXES",
+    "PRELABEL_GRID",
     "VERIFY_S",
     "acceptance",
+    "best_prelabel_conf",
     "box_iou",
     "in_words",
+    "prelabel_choice",
+    "prelabel_savings",
+    "prelabel_threshold",
     "seconds_saved",
     "sum_acceptance",
 ]
@@ -47,6 +55,11 @@ DRAW_S = 7.0
 VERIFY_S = 1.0
 ADJUST_S = 3.0
 DELETE_S = 1.5
+# pre-label thresholds a model version's own is chosen from (boxloop evaluate), 0.05 .. 1.0;
+# 1.0 shows (next to) none: the choice where every lower one costs more than it saves
+PRELABEL_GRID = tuple(round(0.05 * i, 2) for i in range(1, 21))
+MIN_PRELABEL_BOXES = 20  # human boxes in the split below which no threshold is chosen
+DEFAULT_PRELABEL_CONF = 0.25  # the threshold where none is set or chosen
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,6 +127,61 @@ def seconds_saved(
         + counts.get("adjusted", 0) * (draw_s - adjust_s)
         - counts.get("deleted", 0) * delete_s
     )
+
+
+def prelabel_savings(
+    predictions: Mapping[str, Detections],
+    labels: Mapping[str, Detections],
+    *,
+    grid: Iterable[float] = PRELABEL_GRID,
+) -> dict[float, float]:
+    """Seconds of drawing the pre-labels of ``predictions`` at or above each threshold of
+    ``grid`` would save per image of ``labels`` (the human boxes of the same images), by
+    :func:`seconds_saved`: what a person would gain or lose correcting them there. An image
+    with no prediction is shown no pre-label."""
+    empty = Detections.empty()
+    thresholds = sorted({round(float(t), 4) for t in grid})
+    out = dict.fromkeys(thresholds, 0.0)
+    for item, truth in labels.items():
+        d = predictions.get(item, empty)
+        conf = d.confidence if d.confidence is not None else np.ones(len(d), np.float32)
+        for t in thresholds:
+            out[t] += seconds_saved(acceptance(d[conf >= t], truth))
+    n = max(len(labels), 1)
+    return {t: v / n for t, v in out.items()}
+
+
+def best_prelabel_conf(savings: Mapping[float, float]) -> float:
+    """The threshold of :func:`prelabel_savings` that saves the most; of equal savings the
+    highest (fewer boxes to look at)."""
+    if not savings:
+        raise InputError("no thresholds to choose a pre-label threshold from")
+    return max(savings, key=lambda t: (round(savings[t], 9), t))
+
+
+def prelabel_choice(predictions: Mapping[str, Detections], labels: Mapping[str, Detections]) -> dict[str, Any]:
+    """What `evaluate` records of a model version's pre-labels on a labeled split: seconds
+    saved per image at each threshold of :data:`PRELABEL_GRID`, and the threshold that saves
+    the most (``conf``; None below :data:`MIN_PRELABEL_BOXES` human boxes, too few to choose
+    by)."""
+    savings = prelabel_savings(predictions, labels)
+    boxes = sum(len(d) for d in labels.values())
+    return {
+        "conf": best_prelabel_conf(savings) if boxes >= MIN_PRELABEL_BOXES else None,
+        "seconds_per_image": {f"{t:.2f}": round(v, 4) for t, v in savings.items()},
+        "images": len(labels),
+        "boxes": boxes,
+    }
+
+
+def prelabel_threshold(setting: str | float, evaluation: Mapping[str, Any] | None = None) -> float:
+    """The pre-label threshold to use: ``setting`` ([labelstudio] prelabel_conf) when it is a
+    number; with "auto", the one the model version's ``evaluation`` chose
+    (:func:`prelabel_choice`), or :data:`DEFAULT_PRELABEL_CONF` where it chose none."""
+    if str(setting).strip().lower() != "auto":
+        return float(setting)
+    chosen = ((evaluation or {}).get("prelabel") or {}).get("conf")
+    return DEFAULT_PRELABEL_CONF if chosen is None else float(chosen)
 
 
 def sum_acceptance(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:

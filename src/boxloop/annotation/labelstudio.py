@@ -40,11 +40,10 @@ from ..sources.images import JPEG_SUFFIXES, suffix_of
 from ..store import Store
 from ..types import Detections, Item
 from ..workspace import Workspace
-from .acceptance import acceptance, seconds_saved, sum_acceptance
+from .acceptance import acceptance, prelabel_threshold, seconds_saved, sum_acceptance
 
 __all__ = [
     "ITEM_KEY",
-    "PRELABEL_CONF",
     "REVIEW_KEY",
     "STORAGES",
     "TOOL",
@@ -76,7 +75,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TOOL = "labelstudio"
-PRELABEL_CONF = 0.25
 META_URL = "labelstudio.url"
 META_PROJECT = "labelstudio.project"
 REVIEW_KEY = "boxloop_review"  # task data of a review task: the label version under review
@@ -104,13 +102,15 @@ class PushReport:
     boxes: int = 0
     below_threshold: int = 0
     not_in_config: int = 0
+    prelabel_conf: float | None = None  # the threshold the pre-labels were cut at
     problems: Problems = field(default_factory=Problems)
 
     def summary(self) -> str:
         parts = [f"{self.created} new task(s)", f"{self.reused} already there"]
         if self.predictions_added:
             parts.append(f"new pre-labels added to {self.predictions_added} existing task(s)")
-        parts.append(f"{self.boxes} pre-label box(es)")
+        at = f" at confidence >= {self.prelabel_conf:g}" if self.prelabel_conf is not None else ""
+        parts.append(f"{self.boxes} pre-label box(es){at}")
         if self.below_threshold:
             parts.append(f"{self.below_threshold} box(es) under the pre-label threshold left out")
         if self.not_in_config:
@@ -679,16 +679,18 @@ def push(
     each with its why and the selection score as the prediction score. Pushing again adds no
     task twice; a newer model version adds its predictions to the tasks already there."""
     cfg = ws.config.labelstudio
-    conf = float(prelabel_conf if prelabel_conf is not None else getattr(cfg, "prelabel_conf", PRELABEL_CONF))
-    if not 0.0 <= conf <= 1.0:
-        raise InputError(f"the pre-label threshold must be within 0..1, got {conf}")
     store = ws.store
     sel = store.selection(selection)
+    mv = sel.model_version
+    conf = float(prelabel_conf) if prelabel_conf is not None else prelabel_threshold(
+        cfg.prelabel_conf, store.evaluation(mv) if mv else None
+    )
+    if not 0.0 <= conf <= 1.0:
+        raise InputError(f"the pre-label threshold must be within 0..1, got {conf}")
     if not sel.item_ids:
         raise InputError(f"selection {sel.id!r} is empty: nothing to push")
     items = store.items(sel.item_ids)
     classes = store.classes()
-    mv = sel.model_version
     preds = store.predictions(mv, sel.item_ids) if mv else {}
     imputed: Mapping[str, Detections] = {}
     if with_imputed and mv:
@@ -699,7 +701,7 @@ def push(
     lp = open_project(ws, title=project_title(ws, project), url=url, token=token, classes=classes, create=True)
     url, client, pid, lc, allowed = lp.url, lp.client, lp.id, lp.lc, lp.allowed
     store.set_meta(META_PROJECT, lp.title)
-    report = PushReport(url=url, project_id=pid, project_title=lp.title)
+    report = PushReport(url=url, project_id=pid, project_title=lp.title, prelabel_conf=conf)
     remote = tasks_by_item(lp)
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
     urls = task_images(ws, lp, items, urls, dirs, remote=remote, storage=storage, problems=report.problems)

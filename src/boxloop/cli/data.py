@@ -207,7 +207,9 @@ def export_cmd(
         str | None,
         typer.Option("--model-version", help="Predictions to use for prelabels (default: the selection's model, else the newest)."),
     ] = None,
-    conf: Annotated[float, typer.Option("--conf", help="Lowest confidence of a predicted box in a prelabeled export.")] = 0.25,
+    conf: Annotated[float | None, typer.Option(
+        "--conf", help='Lowest confidence of a predicted box in a prelabeled export (default: \\[labelstudio] prelabel_conf; "auto": the threshold `evaluate` found saves the most drawing, else 0.25).',
+    )] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export the dataset; written aside and renamed, so a failed export leaves no half file.
@@ -244,6 +246,8 @@ def export_cmd(
                           ids=ids, with_model=with_model, with_imputed=with_imputed)
     path = done.path
     console.print(f"exported to [bold]{path}[/bold]")
+    if done.prelabel_conf is not None:
+        console.print(f"pre-labels: the boxes at confidence >= {done.prelabel_conf:g}")
     if done.imputed_boxes:
         console.print(f"{done.imputed_boxes} box(es) the model lost on video frames are drawn in, imputed from the "
                       "neighbouring frames: imputed.csv lists them for checking")

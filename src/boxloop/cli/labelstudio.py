@@ -66,7 +66,7 @@ def push_cmd(
     ] = True,
     min_confidence: Annotated[
         float | None,
-        typer.Option("--min-confidence", help="Pre-label only boxes at or above this confidence (default 0.25).",
+        typer.Option("--min-confidence", help='Pre-label only boxes at or above this confidence (default: \\[labelstudio] prelabel_conf; "auto": the threshold `evaluate` found saves the most drawing, else 0.25).',
                      show_default=False),
     ] = None,
     url: UrlOpt = None,

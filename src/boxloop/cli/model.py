@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -242,6 +242,44 @@ def evaluate_cmd(
         hint = size_advice(metrics)
         if hint:
             console.print(f"[yellow]{hint}[/yellow]")
+    line = prelabel_line(metrics.get("prelabel"), ws.config.labelstudio.prelabel_conf)
+    if line:
+        console.print(line)
+
+
+def prelabel_line(choice: Any, setting: str) -> str | None:
+    """What an evaluation says of its model's pre-labels, in a sentence: the drawing they
+    would save per image at the threshold in use and at the best one."""
+    from ..annotation.acceptance import (
+        DEFAULT_PRELABEL_CONF,
+        MIN_PRELABEL_BOXES,
+        prelabel_threshold,
+    )
+
+    if not choice or not choice.get("seconds_per_image"):
+        return None
+    saved = {float(t): v for t, v in choice["seconds_per_image"].items()}
+    used = prelabel_threshold(setting, {"prelabel": choice})
+    auto = str(setting) == "auto"
+
+    def at(t: float) -> str:
+        v = saved.get(round(t, 2))
+        return f"{v:+.1f} s" if v is not None else "not measured"
+
+    head = f"pre-labels: at confidence >= {used:g} they would save {at(used)} of drawing an image here"
+    if choice.get("conf") is None:
+        return (f"{head}; {choice.get('boxes', 0)} labeled boxes are too few (< {MIN_PRELABEL_BOXES}) to choose a "
+                f"threshold by, so {DEFAULT_PRELABEL_CONF:g} is used")
+    best = float(choice["conf"])
+    if auto and best >= 1.0:
+        return ("pre-labels: at every threshold they would cost more drawing than they save here, so push, export "
+                "and serve show (next to) none (\\[labelstudio] prelabel_conf = \"auto\"); the next model may earn some")
+    if auto:
+        return f"{head}, the most of any threshold: push, export and serve use it (\\[labelstudio] prelabel_conf = \"auto\")"
+    if best == used or saved.get(round(used, 2), float("-inf")) >= saved[best]:
+        return f"{head}, the most of any threshold"
+    return (f"{head} (\\[labelstudio] prelabel_conf = {setting}); at {best:g} {at(best)}, the most "
+            f"(prelabel_conf = \"auto\" uses it)")
 
 
 @app.command("export-model")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..annotation.acceptance import prelabel_threshold
 from ..errors import BackendError, InputError, SyncError
 from ..formats.labelstudio import ITEM_KEY, LabelConfig, parse_label_config
 from ..workspace import Workspace
@@ -255,6 +256,7 @@ class Service:
             preds = model.backend.predict(
                 [img.image for _, img in good], conf=self.ws.config.predict.conf, iou=self.ws.config.predict.iou
             )
+            shown = prelabel_threshold(self.ws.config.labelstudio.prelabel_conf, self.ws.store.evaluation(model.version))
             for (index, img), p in zip(good, preds, strict=True):
                 sx, sy = img.scale
                 d = p.detections
@@ -262,7 +264,7 @@ class Service:
                     d = replace(d, xyxy=(d.xyxy * np.array([sx, sy, sx, sy])).astype(np.float32))
                 results[index] = prediction_entry(
                     d, classes=model.backend.classes, config=lc, width=img.size[0], height=img.size[1],
-                    model_version=model.version, prelabel_conf=self.ws.config.labelstudio.prelabel_conf,
+                    model_version=model.version, prelabel_conf=shown,
                 )
         with self._lock:
             self.predicted += len(tasks) - len(errors)
