@@ -56,10 +56,13 @@ def images(trained: tuple[Path, list[Path]]) -> list[np.ndarray]:
 def test_an_rtdetr_yaml_trains_an_rtdetr_that_predicts_every_class_probability(trained, images) -> None:
     import torch
 
-    from boxloop.backends.ultralytics import UltralyticsBackend, load_backend
+    from boxloop.backends.ultralytics import UltralyticsBackend, detr_model, load_backend
 
     ckpt = torch.load(trained[0], map_location="cpu", weights_only=False)
     assert type(ckpt["model"].model[-1]).__name__ == "RTDETRDecoder"  # Ultralytics' RT-DETR trainer made it
+    # what training reads to make copies of large photos for a stretching model
+    assert detr_model(TINY_RTDETR) and detr_model(trained[0]) and detr_model("rtdetr-l.yaml")
+    assert not detr_model("yolov8n.yaml") and not detr_model(trained[0].with_name("missing.pt"))
     be = load_backend(trained[0], classes=CLASSES, imgsz=(96, 128))  # a rect input, as predict asks for 4:3 pools
     assert isinstance(be, UltralyticsBackend) and be.detr and be.stretch
     assert be.imgsz == (128, 128)  # an RT-DETR runs on the square it was trained on

@@ -438,6 +438,50 @@ def test_a_pushed_task_is_read_from_the_workspace_file(harness, tmp_path):
     assert sorted(q.url.path for q in harness.requests) == ["/data/upload/3/2.png", "/data/upload/3/3.png"]
 
 
+class SizeRecorder(FakeBackend):
+    """The fake detector with a 64x64 network input, keeping the size of each picture it gets."""
+
+    imgsz = (64, 64)
+
+    def __init__(self, classes, **kw) -> None:
+        super().__init__(classes, **kw)
+        self.seen: list[tuple[int, int]] = []
+
+    def predict(self, images, **kw):
+        self.seen += [(im.shape[1], im.shape[0]) for im in images]
+        return super().predict(images, **kw)
+
+
+class Stretching(SizeRecorder):
+    stretch = True  # an RT-DETR stretches the picture to its square input
+
+
+class ByTiles(SizeRecorder):
+    tile = 64  # a model trained on tiles cuts its windows from the whole picture
+
+
+@pytest.mark.parametrize(
+    ("backend", "seen"),
+    [(SizeRecorder, (200, 63)), (Stretching, (400, 125)), (ByTiles, (1600, 500))],
+)
+def test_a_large_jpeg_in_the_workspace_is_decoded_as_small_as_the_model_allows(tmp_path, backend, seen):
+    """A letterboxing model needs the long side at its input (1/8 of a 1600x500 photo for 64);
+    one that stretches the picture needs the short side too (1/4); one predicting by tiles gets
+    every pixel."""
+    h = Harness(tmp_path / "ws", backend=backend(CLASSES, max_boxes=2))
+    try:
+        photo = tmp_path / "wide.jpg"
+        Image.fromarray(np.full((500, 1600, 3), 90, np.uint8)).save(photo, quality=90)
+        h.ws.store.add_item(Item("wide", str(photo), 1600, 500, "shaw"))
+        task = {"id": 1, "data": {"image": "/data/local-files/?d=x/wide.jpg", "boxloop_item": "wide"}}
+        r = h.client().post("/predict", json=predict_body([task]))
+        assert r.status_code == 200 and not h.requests
+        assert h.backend.seen == [seen]
+    finally:
+        h.runner.release.set()
+        h.service.close()
+
+
 def test_a_task_pointing_elsewhere_is_refused_and_the_others_still_answered(harness):
     c = harness.client()
     bad = {"id": 9, "data": {"image": "http://evil.test/a.png"}}

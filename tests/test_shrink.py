@@ -153,3 +153,24 @@ def test_a_picture_gone_since_it_was_added_is_not_predicted_from_its_copy(tmp_pa
     path.unlink()
     with pytest.raises(InputError, match="scan.png: image file not found"):
         decode_reduced(it.uri, size=(1000, 700), sha256=it.sha256, fit=(160, 160), copies=copies)
+
+
+def test_a_wide_photo_for_an_rtdetr_keeps_its_short_side_at_the_training_size(tmp_path: Path) -> None:
+    """An RT-DETR sees the picture stretched to a square: its short side is stretched up to the
+    input, so a copy (or a JPEG reduced while decoded for predicting) may be reduced only as far
+    as that side stays at the input's size. A letterboxing YOLO needs only the long side."""
+    from boxloop.modeling import decode_reduced, reduction
+
+    assert reduction((4000, 2250), (640, 640)) == 4  # 1000x563: letterboxed, 640x360 of it used
+    assert reduction((4000, 2250), (640, 640), stretch=True) == 2  # 2000x1125: stretched, 1125 >= 640
+    assert reduction((4032, 3024), (640, 640), stretch=True) == 4  # a 4:3 phone photo: 1008x756 either way
+    ws, it, path = one_picture(tmp_path, "wide.jpg", (1600, 500))
+    ws.store.add_label(it.id, Detections([[10, 20, 110, 120]], [0]), source="test")
+    ws.store.set_split({it.id: "train"})
+    for stretch, size in ((False, (200, 63)), (True, (400, 125))):  # 1/8 letterboxed; 1/4 stretched (125 >= 100)
+        data = write_yolo_dataset(ws, tmp_path / f"view-{stretch}", splits=("train",), shrink_to=100, stretch=stretch)
+        (placed,) = (data.parent / "images" / "train").iterdir()
+        with Image.open(placed.resolve()) as im:
+            assert im.size == size, stretch
+        image, scale = decode_reduced(str(path), size=(1600, 500), fit=(100, 100), stretch=stretch)
+        assert (image.shape[1], image.shape[0]) == size and scale == (1600 / size[0], 500 / size[1])

@@ -207,6 +207,7 @@ def write_yolo_dataset(
     readable: frozenset[str] | None = None,
     shrink_to: int | None = None,
     tile: int | None = None,
+    stretch: bool = False,
 ) -> Path:
     """Write an Ultralytics dataset (``images/<split>/``, ``labels/<split>/``, data.yaml)
     and return the data.yaml path; ``yolo train data=<it>`` accepts it unchanged.
@@ -215,8 +216,9 @@ def write_yolo_dataset(
     (a training view) or copied (an export); a picture whose suffix is not in ``readable``
     (what the trainer reads; by default what other tools read) is written as a JPEG of it.
     With ``shrink_to`` (the training size) a picture twice that or more is a training copy
-    (:func:`boxloop.shrink.shrunk_copies`). With ``tile`` (labeled views only) the view holds
-    the pictures' tiles, each with the labels it shows (:func:`boxloop.tiles.tile_training_set`).
+    (:func:`boxloop.shrink.shrunk_copies`; with ``stretch``, for an RT-DETR, measured on its
+    short side). With ``tile`` (labeled views only) the view holds the pictures' tiles, each
+    with the labels it shows (:func:`boxloop.tiles.tile_training_set`).
     Pre-labeled exports are flat (``images/``, ``labels/``, ``classmap.yaml``): the zip people
     upload to an annotator."""
     if what == "labeled":
@@ -236,7 +238,7 @@ def write_yolo_dataset(
         from .shrink import shrunk_copies
 
         kept = [it for it in chosen.items if what != "labeled" or (it.split or "train") in splits]
-        sources = shrunk_copies(ws, kept, chosen.names, shrink_to)
+        sources = shrunk_copies(ws, kept, chosen.names, shrink_to, stretch=stretch)
     return _write_yolo(ws, dest, chosen, what=what, link=link, splits=splits, sources=sources)
 
 

@@ -246,13 +246,14 @@ def _plan_run(
     """Write the run's dataset view (every labeled item, or those of ``ids``; with ``tile``,
     their tiles) and settle its settings (boxloop.toml [train] where not given; the epochs
     follow ``steps`` when asked)."""
-    from .backends.ultralytics import readable_suffixes
+    from .backends.ultralytics import detr_model, readable_suffixes
     from .export import write_yolo_dataset
     from .runs import run_fingerprint
 
     data_yaml = write_yolo_dataset(
         ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), ids=ids,
         readable=readable_suffixes(), shrink_to=None if tile else imgsz, tile=tile,
+        stretch=not tile and detr_model(model),  # an RT-DETR trains on pictures stretched to a square
     )
     train_n, val_n = _view_sizes(run_dir / "dataset")
     cfg = ws.config.train
@@ -428,22 +429,24 @@ def decode_file(uri: str, *, size: tuple[int, int] | None = None, sha256: str | 
     return decode_reduced(uri, size=size, sha256=sha256)[0]
 
 
-def reduction(size: tuple[int, int] | None, fit: tuple[int, int] | None) -> int:
+def reduction(size: tuple[int, int] | None, fit: tuple[int, int] | None, *, stretch: bool = False) -> int:
     """The largest JPEG reduction (8, 4, 2 or 1) that keeps an image of ``size`` (w, h) at least
-    as large as its letterbox into ``fit`` (h, w): what the network sees is then resized down
-    from the reduced image, never up."""
+    as large as its letterbox into ``fit`` (h, w), or with ``stretch`` (an RT-DETR's input) each
+    side at least ``fit``'s: what the network sees is then resized down from the reduced
+    image, never up."""
     if size is None or fit is None or min(size) <= 0:
         return 1
-    r = min(fit[0] / size[1], fit[1] / size[0])
+    r = (max if stretch else min)(fit[0] / size[1], fit[1] / size[0])
     return next((f for f in (8, 4, 2) if f * r <= 1), 1)
 
 
 def decode_reduced(
     uri: str, *, size: tuple[int, int] | None = None, sha256: str | None = None, fit: tuple[int, int] | None = None,
-    copies: Path | None = None,
+    copies: Path | None = None, stretch: bool = False,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """:func:`decode_file`, a JPEG reduced while it is decoded where a network input ``fit``
-    (h, w) is that much smaller than its recorded ``size`` (:func:`reduction`); any other large
+    (h, w) is that much smaller than its recorded ``size`` (:func:`reduction`; ``stretch`` for
+    a network that sees the picture stretched to ``fit``); any other large
     picture (HEIC, PNG, TIFF, ...), with ``copies`` (a workspace's shrunk/) and ``sha256``,
     read from its kept copy (:func:`boxloop.shrink.kept_copy`). Returns the image and the
     original's pixels per pixel of it (x, y)."""
@@ -456,14 +459,14 @@ def decode_reduced(
     if copies is not None and size is not None and sha256:
         from .shrink import KEPT_KINDS, kept_copy
 
-        f = reduction(size, fit)
+        f = reduction(size, fit, stretch=stretch)
         if kind in KEPT_KINDS and f > 1:
             if "://" not in uri and not Path(uri).is_file():  # gone since added: its copy is no stand-in
                 raise InputError(f"{uri}: image file not found")
             rgb = kept_copy(copies, uri, size, sha256, f)
             return rgb, (size[0] / rgb.shape[1], size[1] / rgb.shape[0])
     # libjpeg scales while it decodes: a 12-MP photo for a 640-pixel input needs a quarter
-    f = reduction(size, fit) if kind in JPEG_SUFFIXES else 1
+    f = reduction(size, fit, stretch=stretch) if kind in JPEG_SUFFIXES else 1
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[f]
     expect = None if size is None else (-(-size[0] // f), -(-size[1] // f))  # libjpeg rounds up
@@ -513,11 +516,13 @@ def iter_predictions(
     # a backend that letterboxes to a fixed input gets a JPEG reduced while decoded, and maps
     # its boxes back to the original's pixels (the Letterboxed's scale)
     fit = getattr(backend, "imgsz", None) if prepare is not None else None
+    stretch = bool(getattr(backend, "stretch", False))  # an RT-DETR's input: each side at least fit's
 
     def load(src: tuple[Any, ...]) -> Any:
         t = time.perf_counter()
         image, scale = decode_reduced(
-            src[0], size=src[1], sha256=src[2] if len(src) > 2 else None, fit=fit, copies=copies if fit else None
+            src[0], size=src[1], sha256=src[2] if len(src) > 2 else None, fit=fit, copies=copies if fit else None,
+            stretch=stretch,
         )
         if hflip:
             image = np.ascontiguousarray(image[:, ::-1])

@@ -36,14 +36,16 @@ KEPT_KINDS = {".png": ".png", ".tif": ".tif", ".tiff": ".tiff", ".webp": ".webp"
 
 def shrunk_copies(
     ws: Workspace, items: Sequence[Item], names: Mapping[str, str], imgsz: int, *, workers: int | None = None,
+    stretch: bool = False,
 ) -> dict[str, Path]:
     """item id → a copy of its picture for training at ``imgsz``, in the kind its name in the
     training view says (``names``: ``.jpg`` a JPEG, ``.png`` a PNG, ...), for each item at
-    least twice ``imgsz`` on its long side. Copies made for an earlier round are reused; one
-    that cannot be made leaves its item to the trainer as it is."""
+    least twice ``imgsz`` on its long side (with ``stretch``, for a model trained on pictures
+    stretched to a square (RT-DETR), on its short side). Copies made for an earlier round are
+    reused; one that cannot be made leaves its item to the trainer as it is."""
     from .modeling import reduction
 
-    factor = {it.id: reduction((it.width, it.height), (imgsz, imgsz)) for it in items}
+    factor = {it.id: reduction((it.width, it.height), (imgsz, imgsz), stretch=stretch) for it in items}
     wanted = [it for it in items if factor[it.id] > 1]
     if not wanted:
         return {}
@@ -56,7 +58,7 @@ def shrunk_copies(
         if path.is_file():
             return it.id, path
         try:
-            _write(it, imgsz, f, path)
+            _write(it, imgsz, f, path, stretch=stretch)
         except (InputError, OSError, ValueError) as e:
             log.warning("%s: no training copy (%s); the trainer reads it whole", it.uri, e)
             return it.id, None
@@ -106,7 +108,7 @@ def kept_copy(folder: Path, uri: str, size: tuple[int, int], sha256: str, f: int
     return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def _write(it: Item, imgsz: int, f: int, path: Path) -> None:
+def _write(it: Item, imgsz: int, f: int, path: Path, *, stretch: bool = False) -> None:
     """Decode ``it`` at 1/``f`` (a JPEG while decoding, any other picture whole, then shrunk
     by area) and write it, in the kind ``path`` names."""
     import cv2
@@ -114,7 +116,7 @@ def _write(it: Item, imgsz: int, f: int, path: Path) -> None:
     from .modeling import decode_reduced
 
     size = (-(-it.width // f), -(-it.height // f))
-    rgb, _ = decode_reduced(it.uri, size=(it.width, it.height), sha256=it.sha256, fit=(imgsz, imgsz))
+    rgb, _ = decode_reduced(it.uri, size=(it.width, it.height), sha256=it.sha256, fit=(imgsz, imgsz), stretch=stretch)
     if (rgb.shape[1], rgb.shape[0]) != size:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     write_bytes_atomic(path, encode_picture(rgb, path.suffix))

@@ -32,6 +32,7 @@ __all__ = [
     "YoloRuntime",
     "class_matrix",
     "decode_output",
+    "detr_model",
     "head_output",
     "is_detr",
     "letterbox",
@@ -474,6 +475,23 @@ def yaml_head(arg: str) -> str:
 
     layers = (yaml_model_load(arg).get("head") or [[]])[-1]
     return str(layers[2]) if len(layers) > 2 else ""
+
+
+def detr_model(model: str | Path) -> bool:
+    """Whether a model yaml or weights file is an RT-DETR (read without building it); False
+    for what cannot be read, which training names when it loads it."""
+    try:
+        arg, is_yaml = resolve_model_arg(model)
+        if is_yaml:
+            return yaml_head(arg) in DETR_HEADS
+        import torch
+
+        ckpt = torch.load(arg, map_location="cpu", weights_only=False)
+    except Exception as e:  # a missing, corrupt or foreign file: the trainer says what is wrong
+        log.debug("%s: not read as a model (%s)", model, e)
+        return False
+    net = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, Mapping) else None
+    return net is not None and is_detr(net)
 
 
 def head_output(out: Any, x: Any, *, detr: bool) -> Any:

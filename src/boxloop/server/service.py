@@ -239,11 +239,13 @@ class Service:
         first_error: Exception | None = None
         batch = max(1, int(self.ws.config.predict.batch))
         # a JPEG many times the network input is decoded at a fraction of its size (a phone's
-        # 12-MP photo in a fifth of the time); its boxes are given in its own pixels
-        fit = getattr(model.backend, "imgsz", None)
+        # 12-MP photo in a fifth of the time); its boxes are given in its own pixels. A model
+        # predicting by tiles gets the whole picture at full resolution.
+        fit = None if getattr(model.backend, "tile", None) else getattr(model.backend, "imgsz", None)
+        stretch = bool(getattr(model.backend, "stretch", False))  # an RT-DETR's input: each side at least fit's
         for start in range(0, len(tasks), batch):
             chunk = tasks[start : start + batch]
-            images = list(self._pool.map(lambda t: self._read(t, lc, fit), chunk))
+            images = list(self._pool.map(lambda t: self._read(t, lc, fit, stretch), chunk))
             good = [(start + i, img) for i, img in enumerate(images) if isinstance(img, Shown)]
             for i, img in enumerate(images):
                 if isinstance(img, Exception):
@@ -278,7 +280,9 @@ class Service:
             out["errors"] = errors
         return out
 
-    def _read(self, task: Any, lc: LabelConfig, fit: tuple[int, int] | None = None) -> Shown | Exception:
+    def _read(
+        self, task: Any, lc: LabelConfig, fit: tuple[int, int] | None = None, stretch: bool = False,
+    ) -> Shown | Exception:
         """A task's image as displayed (for a network input ``fit`` (h, w), a large JPEG
         decoded at a fraction of its size), or the error that kept it from being read."""
         try:
@@ -288,7 +292,7 @@ class Service:
             item_id = data.get(ITEM_KEY) if isinstance(data, Mapping) else None
             if isinstance(item_id, str) and item_id:
                 try:
-                    local = self._local_image(item_id, fit)
+                    local = self._local_image(item_id, fit, stretch)
                 except InputError as e:  # unreadable where the workspace has it: ask Label Studio
                     log.debug("item %s: %s", item_id, e)
                     local = None
@@ -300,7 +304,7 @@ class Service:
         except (ImageRefused, ImageUnavailable, InputError) as e:
             return e
 
-    def _local_image(self, item_id: str, fit: tuple[int, int] | None = None) -> Shown | None:
+    def _local_image(self, item_id: str, fit: tuple[int, int] | None = None, stretch: bool = False) -> Shown | None:
         """The image of a workspace item (a task boxloop pushed), read where the workspace
         reads it (its file, or its bucket through boxloop's image cache): an item id names
         only images the workspace already holds, never a URL from the task."""
@@ -315,7 +319,7 @@ class Service:
         if "://" not in item.uri and not Path(item.uri).is_file():
             return None
         image, _ = decode_reduced(item.uri, size=(item.width, item.height), sha256=item.sha256, fit=fit,
-                                  copies=self.ws.root / SHRUNK_DIR)
+                                  copies=self.ws.root / SHRUNK_DIR, stretch=stretch)
         return Shown(image, (item.width, item.height))
 
     def webhook(self, body: Mapping[str, Any]) -> dict[str, Any]:
