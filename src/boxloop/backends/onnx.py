@@ -3,8 +3,9 @@
 The exported graph has two outputs: ``output0`` (batch, 4 + nc, anchors), the head before
 NMS exactly as Ultralytics computes it (an RT-DETR's: its queries' boxes and every class's
 score, :func:`boxloop.backends.ultralytics.head_output`), and ``embedding`` (batch, D), the
-pooled backbone features. Letterbox, NMS and class mapping are the same numpy code as the PyTorch path
-(backends/ultralytics.py), so both give the same boxes. onnxruntime is imported lazily.
+pooled backbone features. Letterbox, NMS and class mapping are the same numpy code as the
+PyTorch path (backends/ultralytics.py), so both give the same boxes. onnxruntime is imported
+lazily.
 """
 
 from __future__ import annotations
