@@ -83,7 +83,7 @@ def main() -> None:
         preds = store.predictions(mv, list(labels))
         saved = prelabel_savings(preds, labels, grid=grid)
         chosen = prelabel_threshold("auto", evaluation)
-        at_chosen = prelabel_savings(preds, labels, grid=[chosen])[round(chosen, 4)]
+        at_chosen = saved[round(chosen, 4)]  # the grid holds every threshold "auto" picks, and 0.25
         hindsight = best_prelabel_conf(saved)
         n = len(labels)
         print(f"{rec.round:>5} {mv:>6} {n:>5} {evaluation['prelabel']['boxes']:>10} {chosen:>6.2f} {at_chosen:>12.2f} "

@@ -30,7 +30,6 @@ import pytest
 
 from _ls_server import LabelStudioServer, free_port
 from _tiny_data import CLASSES, TRAIN_ARGS, draw_image, ultralytics_offline
-from boxloop.annotation.acceptance import prelabel_threshold
 from boxloop.formats.labelstudio import box_regions, label_config
 from boxloop.types import Detections, Item
 from boxloop.workspace import Workspace
@@ -250,7 +249,7 @@ def in_process_entry(ws_root: Path, version: str, path: Path) -> dict:
         return prediction_entry(
             d.detections, classes=CLASSES, config=parse_label_config(label_config(CLASSES)), width=SIZE[0],
             height=SIZE[1], model_version=version,
-            prelabel_conf=prelabel_threshold(ws.config.labelstudio.prelabel_conf, ws.store.evaluation(version)),
+            prelabel_conf=ws.prelabel_conf(version),
         )
 
 

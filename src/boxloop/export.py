@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .annotation.acceptance import prelabel_threshold
 from .atomic import temporary_beside
 from .errors import InputError
 from .formats import ImageLabels
@@ -157,7 +156,7 @@ def _choose(
             raise InputError("no predictions yet; run `boxloop predict` before a prelabeled export")
         if mv is not None:
             if conf is None:
-                conf = prelabel_threshold(ws.config.labelstudio.prelabel_conf, store.evaluation(mv))
+                conf = ws.prelabel_conf(mv)
             # a labeled image is never pre-labeled again: brought back unchanged, the model's boxes
             # would become its newest label, over the human one
             labeled = set(labels) if what == "all" else {it.id for it in store.items(state="labeled")}

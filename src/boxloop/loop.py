@@ -64,13 +64,13 @@ class Oracle:
         return {"pushed": len(selection.item_ids)}
 
     def pull(self, ws: Workspace, selection: Selection) -> dict[str, Any]:
-        from .annotation.acceptance import acceptance, prelabel_threshold, sum_acceptance
+        from .annotation.acceptance import acceptance, sum_acceptance
 
         rnd = int(ws.store.get_meta("round", "0") or 0)
         mv = selection.model_version
         prelabels = ws.store.predictions(mv, selection.item_ids) if mv else {}
         # the pre-labels push would have drawn
-        shown = prelabel_threshold(ws.config.labelstudio.prelabel_conf, ws.store.evaluation(mv) if mv else None)
+        shown = ws.prelabel_conf(mv)
         rows = []
         with ws.store.transaction():
             for item_id in selection.item_ids:

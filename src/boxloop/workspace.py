@@ -70,6 +70,15 @@ class Workspace:
     def classes(self) -> list[str]:
         return self.store.classes()
 
+    def prelabel_conf(self, model_version: str | None) -> float:
+        """The lowest confidence of a box shown as a pre-label of ``model_version``: [labelstudio]
+        prelabel_conf, or with "auto" the threshold the version's evaluation chose
+        (:func:`boxloop.annotation.acceptance.prelabel_threshold`)."""
+        from .annotation.acceptance import prelabel_threshold
+
+        evaluation = self.store.evaluation(model_version) if model_version else None
+        return prelabel_threshold(self.config.labelstudio.prelabel_conf, evaluation)
+
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"

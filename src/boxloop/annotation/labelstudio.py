@@ -40,7 +40,7 @@ from ..sources.images import JPEG_SUFFIXES, suffix_of
 from ..store import Store
 from ..types import Detections, Item
 from ..workspace import Workspace
-from .acceptance import acceptance, prelabel_threshold, seconds_saved, sum_acceptance
+from .acceptance import acceptance, seconds_saved, sum_acceptance
 
 __all__ = [
     "ITEM_KEY",
@@ -682,9 +682,7 @@ def push(
     store = ws.store
     sel = store.selection(selection)
     mv = sel.model_version
-    conf = float(prelabel_conf) if prelabel_conf is not None else prelabel_threshold(
-        cfg.prelabel_conf, store.evaluation(mv) if mv else None
-    )
+    conf = float(prelabel_conf) if prelabel_conf is not None else ws.prelabel_conf(mv)
     if not 0.0 <= conf <= 1.0:
         raise InputError(f"the pre-label threshold must be within 0..1, got {conf}")
     if not sel.item_ids:

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from ..annotation.acceptance import prelabel_threshold
 from ..errors import BackendError, InputError, SyncError
 from ..formats.labelstudio import ITEM_KEY, LabelConfig, parse_label_config
 from ..workspace import Workspace
@@ -243,6 +242,8 @@ class Service:
         # predicting by tiles gets the whole picture at full resolution.
         fit = None if getattr(model.backend, "tile", None) else getattr(model.backend, "imgsz", None)
         stretch = bool(getattr(model.backend, "stretch", False))  # an RT-DETR's input: each side at least fit's
+        with self._lock:  # the store is shared with the request threads
+            shown = self.ws.prelabel_conf(model.version)
         for start in range(0, len(tasks), batch):
             chunk = tasks[start : start + batch]
             images = list(self._pool.map(lambda t: self._read(t, lc, fit, stretch), chunk))
@@ -258,7 +259,6 @@ class Service:
             preds = model.backend.predict(
                 [img.image for _, img in good], conf=self.ws.config.predict.conf, iou=self.ws.config.predict.iou
             )
-            shown = prelabel_threshold(self.ws.config.labelstudio.prelabel_conf, self.ws.store.evaluation(model.version))
             for (index, img), p in zip(good, preds, strict=True):
                 sx, sy = img.scale
                 d = p.detections
