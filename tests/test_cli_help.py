@@ -49,6 +49,8 @@ def test_help_has_an_example_and_shows_every_option_whole(path: list[str], comma
         if not text or param.name in ("install_completion", "show_completion"):
             continue
         assert flat(text.replace("\\[", "[")) in shown, f"--help of {' '.join(path)}: {param.name}'s help is cut: {text!r}"
+    # an on/off flag shows no type: "<bool>" read as if it took a value (`--zip true` is refused)
+    assert "<bool>" not in result.output, f"--help of {' '.join(path)} shows a flag as taking a <bool>"
 
 
 def test_help_text_flows_as_paragraphs_and_keeps_example_lines() -> None:

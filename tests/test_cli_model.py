@@ -54,6 +54,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_train_records_a_model_version_with_its_run_folder(project: dict) -> None:
     ws: Workspace = project["ws"]
     assert "m001" in project["train_output"]
+    assert "train epoch 1/1" in project["train_output"].splitlines()  # output no terminal: a line an epoch
     version = ws.store.model_version("m001")
     run = ws.runs_dir / "m001"
     assert Path(version["path"]) == run / "weights" / "best.pt"
@@ -188,7 +189,7 @@ def test_waiting_rounds_stop_when_nothing_is_left_to_select(tmp_path: Path) -> N
                  "--imgsz", "64", "--batch", "4", "--allow-missing-classes")
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "round 1: nothing to select" in said and "nothing left to select: no more rounds" in said
+    assert "round 1: no unlabeled image left to pick" in said and "nothing left to select: no more rounds" in said
     assert [v["id"] for v in ws.store.model_versions()] == ["m001"] and ledger_rounds(ws) == 1  # not 3 trainings
 
 

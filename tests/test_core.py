@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,33 @@ def test_an_items_state_is_looked_up_not_scanned_for(tmp_path: Path) -> None:
             store.add_item(Item(f"i{i}", f"/x/{i}.jpg", 10, 10, f"s{i}"))
         store.put_predictions("m1", {"i0": Detections(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))})
         assert store.count_by_state() == {"pool": 2, "prelabeled": 1, "in_review": 0, "labeled": 0}
-        store.conn.execute("DROP INDEX predictions_item")
-        store.set_meta("schema", str(int(store.get_meta("schema")) - 1))
-        store.conn.commit()
-    with Store.open(tmp_path / "db") as store:
+    # a workspace made before the index (and what came after it): its store at that schema
+    from boxloop.store import MIGRATIONS
+
+    before = next(i for i, m in enumerate(MIGRATIONS) if "CREATE INDEX predictions_item" in m)
+    old = sqlite3.connect(tmp_path / "old.db")
+    for script in MIGRATIONS[:before]:
+        for stmt in script.split(";"):
+            if stmt.strip():
+                old.execute(stmt)
+    old.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(before),))
+    old.execute("INSERT INTO items (id, uri, width, height, sha256, added_at) VALUES ('i0', '/x/0.jpg', 10, 10, 's0', 1)")
+    old.execute("INSERT INTO tasks (tool, project, item_id, task_id, status, pushed_at) "
+                "VALUES ('files', 'batch.zip', 'i0', '0.jpg', 'open', 2)")
+    old.execute("INSERT INTO acceptance (tool, project, item_id, annotation, created_at, accepted, adjusted, deleted, "
+                "added, seconds_saved) VALUES ('files', 'p', 'i0', 'a', 3, 1, 0, 0, 0, 6)")
+    old.commit()
+    old.close()
+    with Store.open(tmp_path / "old.db") as store:
         names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "predictions_item" in names
-        assert store.count_by_state()["prelabeled"] == 1
+        assert {"predictions_item", "tasks_item"} <= names
+        assert store.get_meta("schema") == str(len(MIGRATIONS))
+        # what the old store held is all there: the open task (its item in review), the acceptance
+        assert [t["status"] for t in store.tasks("files")] == ["open"]
+        assert store.count_by_state()["in_review"] == 1
+        assert store.acceptance_by_round()[None]["accepted"] == 1  # no threshold recorded then
+        store.put_task("files", "pool.zip", "i0", "0.jpg", status="offered")  # a status the new table allows
+        assert len(store.tasks("files", status=("open", "offered"))) == 2
 
 
 def test_config_unknown_key_and_env_override(tmp_path: Path) -> None:
@@ -118,8 +139,17 @@ def test_config_unknown_key_and_env_override(tmp_path: Path) -> None:
     cfg = load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_EPOCHS": "3"})
     assert cfg.train.epochs == 3 and cfg.train.steps == 0 and cfg.predict.conf == 0.01
     assert load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_STEPS": "800"}).train.steps == 800
-    with pytest.raises(ConfigError, match="steps must be 0"):
+    with pytest.raises(ConfigError, match=r"boxloop.toml: \[train\] steps must be 0 .*, got -1 "
+                       r"\(set by environment variable BOXLOOP_TRAIN_STEPS\)"):
         load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_STEPS": "-1"})
+    # a bad value from the environment is named as the environment's, not the file's
+    with pytest.raises(ConfigError, match=r"^environment variable BOXLOOP_TRAIN_EPOCHS \(it overrides \S+boxloop.toml "
+                       r"\[train\] epochs\): expected int, got 'abc'$"):
+        load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_EPOCHS": "abc"})
+    for section, key, value, least in (("train", "imgsz", 16, 32), ("train", "epochs", 0, 1), ("predict", "batch", 0, 1)):
+        (tmp_path / "zero.toml").write_text(f"[{section}]\n{key} = {value}\n")
+        with pytest.raises(ConfigError, match=rf"zero.toml: \[{section}\] {key} must be at least {least}, got {value}"):
+            load_config(tmp_path / "zero.toml", env={})
     (tmp_path / "bad.toml").write_text("[train]\nepochs = 1\nepoch = 2\n")
     with pytest.raises(ConfigError, match="unknown key.*epoch"):
         load_config(tmp_path / "bad.toml", env={})

@@ -4,6 +4,7 @@ one round with the oracle and real Ultralytics training, the ledger and the repo
 from __future__ import annotations
 
 import csv
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,10 @@ def test_demo_runs_the_loop_and_prints_where_the_results_are(tmp_path: Path) -> 
     html = report.read_text()
     assert 'src="http' not in html and 'href="http' not in html  # self-contained: nothing fetched
     assert '<tr data-round="1">' in html and '<tr data-round="2">' in html
+    # the threshold round 1's pre-labels were cut at, and what they saved an image, in the ledger and the report
+    row1 = html.split('<tr data-round="1">')[1].split("</tr>")[0]
+    assert rows[0]["prelabel_conf"] and f"<td>{escape(rows[0]['prelabel_conf'])}</td>" in row1
+    assert f"<td>{float(rows[0]['saved_s_per_image']):+.1f}</td>" in row1
 
     # run again (as `make demo` twice, or after an interruption): the workspace goes on, nothing is lost
     again = CliRunner().invoke(app, demo)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from _console import flat
 from _images import fitted_copy, write_image
+from boxloop.annotation.files import NOT_BACK
 from boxloop.cli import app
 from boxloop.export import export
 from boxloop.ingest import add_images, add_labels
@@ -40,7 +41,9 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
     })
     export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "first.zip")  # sent once, then again:
     archive = export(ws, format="yolo", what="prelabeled", zip=True, out=tmp_path / "pre.zip")  # counted once
-    assert ws.store.count_by_state()["in_review"] == 3  # sent to an annotator
+    # the whole pool pre-labeled, no batch asked for: offered, the images stay in the pool
+    assert ws.store.count_by_state() == {"pool": 0, "prelabeled": 3, "in_review": 0, "labeled": 0}
+    assert len(ws.store.tasks("files", status=NOT_BACK)) == 6
 
     corrected = tmp_path / "corrected"
     with zipfile.ZipFile(archive) as z:
@@ -59,8 +62,9 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
     assert report.as_drawn == 2  # p0 untouched, and p2 confirmed empty as it was sent
     per_round = ws.store.acceptance_by_round()
     assert per_round[0]["items"] == 3 and per_round[0]["accepted"] == 2
+    assert per_round[0]["prelabel_conf_min"] == per_round[0]["prelabel_conf_max"] == 0.25  # as the export cut them
     assert ws.store.count_by_state() == {"pool": 0, "prelabeled": 0, "in_review": 0, "labeled": 3}
-    assert not ws.store.tasks("files", status="open")  # both exports' tasks are closed
+    assert not ws.store.tasks("files", status=NOT_BACK)  # both exports' tasks are closed
     labels = ws.store.latest_labels()
     np.testing.assert_allclose(labels[ids["p1"]].xyxy[0], [20, 10, 60, 50], atol=1e-3)
 
@@ -69,7 +73,8 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
 
     result = CliRunner().invoke(app, ["-w", str(ws.root), "status"])
     assert result.exit_code == 0, result.output
-    assert "pre-label acceptance per round" in result.output
+    assert "pre-label acceptance per round" in result.output and "atconf" in flat(result.output)
+    assert flat("0.25│") in flat(result.output)  # the threshold the export cut them at
 
 
 def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_path: Path) -> None:
@@ -88,6 +93,9 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     text = " ".join(result.output.split())
     assert "selection sel-" in text and ": 2 image(s)" in text
     assert "bring them back: boxloop add labels PATH --format yolo" in text
+    assert "2 image(s) are out for labeling: `boxloop select` leaves them out until they come back" in text
+    with Workspace.open(ws.root) as again:  # the batch is out: held out of selections
+        assert again.store.count_by_state() == {"pool": 0, "prelabeled": 2, "in_review": 2, "labeled": 0}
     with zipfile.ZipFile(out.with_suffix(".zip")) as z:
         z.extractall(tmp_path / "corrected")
         assert sorted(n for n in z.namelist() if n.startswith("labels/")) == ["labels/p1.txt", "labels/p2.txt"]
@@ -119,6 +127,28 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     whole = runner.invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--out", str(tmp_path / "pool")])
     assert whole.exit_code == 0, whole.output
     assert sorted(p.name for p in (tmp_path / "pool" / "labels").iterdir()) == ["n0.txt", "p0.txt", "p3.txt"]
+    # no batch was asked for: the images went out pre-labeled but stay in the pool, so select still picks
+    assert "3 image(s) went out pre-labeled and stay in the pool" in " ".join(whole.output.split())
+    with Workspace.open(ws.root) as again:
+        assert again.store.count_by_state() == {"pool": 0, "prelabeled": 3, "in_review": 0, "labeled": 2}
+    picked = runner.invoke(app, ["-w", str(ws.root), "select", "--budget", "3", "--strategy", "least_confidence",
+                                 "--no-diverse", "--seed", "0"])
+    assert picked.exit_code == 0, picked.output
+    with Workspace.open(ws.root) as again:
+        assert len(again.store.selection().item_ids) == 3
+    # one of them comes back labeled from that zip: its pre-labels are counted, its tasks closed
+    back = tmp_path / "pool-back"
+    (back / "images").mkdir(parents=True)
+    (back / "labels").mkdir()
+    for sub, name in (("images", "p0.jpg"), ("labels", "p0.txt")):
+        (back / sub / name).write_bytes((tmp_path / "pool" / sub / name).read_bytes())
+    (back / "data.yaml").write_text("names: [cat, dog]\n")
+    came = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(back)])
+    assert came.exit_code == 0, came.output
+    assert "pre-labels: 1 accepted, 0 adjusted, 0 deleted, 0 added" in " ".join(came.output.split())
+    with Workspace.open(ws.root) as again:
+        assert again.store.count_by_state() == {"pool": 0, "prelabeled": 2, "in_review": 0, "labeled": 3}
+        assert {t["item_id"] for t in again.store.tasks("files", status=NOT_BACK)} == {ids["p3"], new}
 
 
 def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path: Path) -> None:
@@ -175,7 +205,7 @@ def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path
     assert "pre-labels: 7 accepted, 0 adjusted, 0 deleted, 0 added" in text and "unpacked batch.zip into" in text
     with Workspace.open(ws.root) as again:
         assert len(again.store.items()) == 6 and set(again.store.latest_labels()) == set(frames.values())
-        assert again.store.count_by_state()["labeled"] == 6 and not again.store.tasks("files", status="open")
+        assert again.store.count_by_state()["labeled"] == 6 and not again.store.tasks("files", status=NOT_BACK)
         assert len(again.store.latest_labels()[frames["cam-a/f1"]]) == 2
     result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "batch.zip")])
     assert result.exit_code == 0 and "6 unchanged" in " ".join(result.output.split())  # unpacked once, nothing twice
@@ -254,7 +284,7 @@ def test_a_batch_roboflow_renamed_and_resized_comes_back_as_the_images_sent_out(
     (other / "classes.txt").write_text("cat\ndog\n")
     stranger = add_labels(ws, other, format="yolo")
     assert (stranger.added, stranger.known) == (1, 0) and not stranger.acceptance
-    assert len(ws.store.tasks("files", status="open")) == 2  # p0 is still out
+    assert len(ws.store.tasks("files", status=NOT_BACK)) == 2  # p0 is still out
 
     report = add_labels(ws, tmp_path / "roboflow-export", format="yolo")
     assert (report.added, report.known, report.labeled) == (1, 2, 3)
@@ -262,7 +292,7 @@ def test_a_batch_roboflow_renamed_and_resized_comes_back_as_the_images_sent_out(
     assert any("2 image(s) came back re-encoded or renamed" in n for n in report.notes)
     labels = ws.store.latest_labels()
     np.testing.assert_allclose(labels[ids["p1"]].xyxy, [[100, 20, 160, 90]], atol=0.01)  # the original's pixels
-    assert not ws.store.tasks("files", status="open") and len(ws.store.items()) == 4
+    assert not ws.store.tasks("files", status=NOT_BACK) and len(ws.store.items()) == 4
 
 
 def test_a_roboflow_coco_export_of_a_resized_batch_scales_back_to_the_images_sent_out(tmp_path: Path) -> None:
@@ -328,7 +358,7 @@ def test_labels_without_their_images_find_the_frames_an_export_sent_out(tmp_path
     assert report.acceptance == {"accepted": 5, "adjusted": 0, "deleted": 1, "added": 1}
     assert any("6 label file(s) came without their images" in n for n in report.notes)
     labels = ws.store.latest_labels()
-    assert set(labels) == set(frames.values()) and not ws.store.tasks("files", status="open")
+    assert set(labels) == set(frames.values()) and not ws.store.tasks("files", status=NOT_BACK)
     dogs = [k for k, i in frames.items() if labels[i].class_id.tolist() == [1]]
     [relabeled] = [k for k, i in frames.items() if moved == f"f0_{i[:8]}.jpg"]  # the frame sent as f0_<id>.jpg
     assert dogs == [relabeled] and labels[frames[relabeled]].xyxy.tolist() == [[80.0, 30.0, 120.0, 70.0]]
@@ -521,3 +551,71 @@ def _aspect(photo: Path) -> float:
 
     with Image.open(photo) as im:
         return im.width / im.height
+
+
+def test_a_picture_moved_away_is_left_out_of_exports_and_training_views_by_name(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A labeled picture whose file was moved or deleted since it was added: an export and a
+    training view leave it out and name it (before, a training view linked to nothing and the
+    trainer dropped it without a word; a copying export failed whole)."""
+    import logging
+
+    from boxloop.export import write_yolo_dataset
+
+    ws, ids = photos_workspace(tmp_path, 3)
+    for stem in ("p0", "p1", "p2"):
+        ws.store.add_label(ids[stem], Detections([[10, 10, 50, 50]], [0]), source="test")
+    gone = tmp_path / "photos" / "p1.jpg"
+    gone.rename(tmp_path / "p1-moved.jpg")
+    ws.close()
+    result = CliRunner().invoke(app, ["-w", str(ws.root), "export", "--format", "yolo", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    said = flat(result.output)
+    assert flat(f"1 image(s) left out: their file is no longer where it was added from (moved or deleted): {gone}") in said
+    written = sorted(p.name for p in (tmp_path / "out" / "images").rglob("*.jpg"))
+    assert written == ["p0.jpg", "p2.jpg"]
+    with Workspace.open(ws.root) as again, caplog.at_level(logging.WARNING, logger="boxloop.export"):
+        data = write_yolo_dataset(again, tmp_path / "view", what="labeled", link=True, splits=("train", "val"))
+        linked = [p for p in (data.parent / "images").rglob("*.jpg")]
+        assert len(linked) == 2 and all(p.resolve().is_file() for p in linked)
+        assert any("1 labeled image(s) left out" in r.getMessage() and str(gone) in r.getMessage() for r in caplog.records)
+    gone.with_name("p0.jpg").unlink()
+    gone.with_name("p2.jpg").unlink()
+    none_left = CliRunner().invoke(app, ["-w", str(ws.root), "export", "--format", "yolo", "--out", str(tmp_path / "o2")])
+    assert none_left.exit_code == 1 and "nothingtoexportfor--whatlabeled:3image(s)leftout" in flat(none_left.output)
+
+
+def test_a_batch_nobody_will_label_is_released_back_to_the_pool(tmp_path: Path) -> None:
+    """A batch exported for labeling holds its images out of selections until it comes back;
+    `boxloop release` puts them back in the pool, and labels brought back for them later still
+    count what was done with the pre-labels."""
+    ws, ids = photos_workspace(tmp_path, 5)
+    ws.store.add_label(ids.pop("p4"), Detections([[10, 10, 50, 50]], [0]), source="test")
+    ws.store.put_predictions("mv1", {i: Detections([[10, 10, 50, 50]], [0], [0.3 + 0.1 * k])
+                                     for k, i in enumerate(ids.values())})
+    ws.close()
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, ["-w", str(ws.root), *args])
+        assert result.exit_code == code, result.output
+        return " ".join(result.output.split())
+
+    assert "no exported batch is out for labeling" in run("release")
+    run("select", "--budget", "2", "--strategy", "least_confidence", "--no-diverse", "--seed", "0")
+    run("export", "--selection", "latest", "--zip", "--out", str(tmp_path / "batch"))
+    with Workspace.open(ws.root) as again:
+        assert again.store.count_by_state()["in_review"] == 2
+    assert "(a batch nobody will label: boxloop release)" in run("status")
+    listed = run("release")
+    assert "batch.zip" in listed and "put one back: boxloop release NAME" in listed
+    assert "no exported batch named 'other.zip' is out for labeling; out now: batch.zip (2)" in run(
+        "release", "other.zip", code=1)
+    assert "2 image(s) back in the pool from batch.zip" in run("release", "batch.zip")
+    with Workspace.open(ws.root) as again:
+        assert again.store.count_by_state() == {"pool": 0, "prelabeled": 4, "in_review": 0, "labeled": 1}
+    assert "no exported batch is out for labeling" in run("release")
+    # the batch comes back after all: its labels are counted as for any batch
+    said = run("add", "labels", str(tmp_path / "batch.zip"))
+    assert "pre-labels: 2 accepted, 0 adjusted, 0 deleted, 0 added" in said
+    with Workspace.open(ws.root) as again:
+        assert again.store.count_by_state()["labeled"] == 3 and not again.store.tasks("files", status=NOT_BACK)

@@ -73,7 +73,9 @@ PARSE_CASES = [
     ("bbox of 3 numbers", _doc(GOOD, _ann(bbox=(1, 2, 3))), {"a.jpg": [GOOD_BOX], "b.jpg": []}, ["annotations[1] (id 2): bbox must be a list of 4 numbers"]),
     ("negative width", _doc(GOOD, _ann(bbox=(40, 5, -3, 4))), {"a.jpg": [GOOD_BOX], "b.jpg": []}, ["annotations[1] (id 2): bbox has zero or negative size"]),
     ("zero height", _doc(GOOD, _ann(bbox=(40, 5, 3, 0))), {"a.jpg": [GOOD_BOX], "b.jpg": []}, ["annotations[1] (id 2): bbox has zero or negative size"]),
-    ("box outside the image", _doc(GOOD, _ann(bbox=(90, 40, 30, 30))), {"a.jpg": [GOOD_BOX], "b.jpg": []}, ["annotations[1] (id 2): box [90, 40, 120, 70] (xyxy) lies outside the 100x50 image"]),
+    ("box reaching past the image is clipped, as Ultralytics does", _doc(GOOD, _ann(bbox=(90, 40, 30, 30))), {"a.jpg": [GOOD_BOX, ("cat", 90.0, 40.0, 100.0, 50.0)], "b.jpg": []}, []),
+    ("box wholly outside the image", _doc(GOOD, _ann(bbox=(120, 10, 30, 30))), {"a.jpg": [GOOD_BOX], "b.jpg": []}, ["annotations[1] (id 2): box [120, 10, 150, 40] (xyxy) lies outside the 100x50 image; left out"]),
+    ("box touching the image only at its edge", _doc(GOOD, _ann(bbox=(100, 10, 5, 5))), {"a.jpg": [GOOD_BOX], "b.jpg": []}, ["annotations[1] (id 2): box [100, 10, 105, 15] (xyxy) lies outside the 100x50 image; left out"]),
     ("annotation not an object", _doc(GOOD, "oops"), {"a.jpg": [GOOD_BOX], "b.jpg": []}, ["annotations[1]: expected an object"]),  # type: ignore[arg-type]
     (
         "image without file_name, and its annotation",
@@ -327,3 +329,14 @@ def test_parse_coco_results_converts_to_xyxy_and_reports_bad_entries(
 def test_parse_coco_results_refuses_a_labels_file() -> None:
     with pytest.raises(InputError, match=r"^preds\.json: not COCO results"):
         parse_coco_results(_doc(GOOD), source="preds.json")  # type: ignore[arg-type]
+
+
+def test_parse_coco_names_the_boxes_it_clipped() -> None:
+    """A box reaching past its image is clipped and named (for the import's note); one whose
+    edge is half a pixel out is rounding, clipped without a word."""
+    doc = _doc(_ann(bbox=(90, 40, 30, 30)), _ann(bbox=(-0.5, 0, 10, 10)), _ann(2, bbox=(-20, 0, 30, 10)))
+    records, _, problems = parse_coco(doc, source=SRC)
+    assert not problems
+    assert records[0].extra["clipped"] == [f"{SRC}: annotations[0] (id 1)"]
+    assert records[1].extra["clipped"] == [f"{SRC}: annotations[2] (id 3)"]
+    assert _boxes(records)["b.jpg"] == [("cat", 0.0, 0.0, 10.0, 10.0)]

@@ -75,7 +75,8 @@ PARSE_CASES = [
     ("box without label", _xml(GOOD, _box("")), [GOOD_BOX], [(6, "<box> in a.jpg has no label")]),
     ("coordinate not a number", _xml(GOOD, _box(xbr="wide")), [GOOD_BOX], [(6, "<box> in a.jpg: xtl, ytl, xbr, ybr must be numbers")]),
     ("negative size", _xml(GOOD, _box(xtl="40", xbr="20")), [GOOD_BOX], [(6, "<box> in a.jpg: zero or negative size")]),
-    ("outside the image", _xml(_box(ybr="80"), GOOD), [GOOD_BOX], [(5, "<box> in a.jpg: box [10, 5, 30, 80] lies outside the 100x50 image")]),
+    ("reaching past the image: clipped, as Ultralytics does", _xml(_box(ybr="80"), GOOD), [("cat", 10.0, 5.0, 30.0, 50.0), GOOD_BOX], []),
+    ("wholly outside the image", _xml(_box(ytl="60", ybr="80"), GOOD), [GOOD_BOX], [(5, "<box> in a.jpg: box [10, 60, 30, 80] lies outside the 100x50 image; left out")]),
     ("rotation not a number", _xml(GOOD, _box(extra=' rotation="lots"')), [GOOD_BOX], [(6, "rotation 'lots' is not a number")]),
 ]  # fmt: skip
 
@@ -226,3 +227,10 @@ def test_to_cvat_writes_the_1_1_layout() -> None:
 def test_to_cvat_refuses_what_the_task_cannot_hold(record: ImageLabels, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         to_cvat_images([record], ["cat"])
+
+
+def test_parse_cvat_names_the_boxes_it_clipped_by_line() -> None:
+    records, _, problems = parse_cvat_images(_xml(GOOD, _box(xtl="-30")), source=SRC)
+    assert not problems
+    assert records[0].extra["clipped"] == [f"{SRC}:6"]
+    assert "clipped" not in records[1].extra

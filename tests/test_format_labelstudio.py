@@ -9,7 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from boxloop.annotation.acceptance import acceptance, seconds_saved, sum_acceptance
+from boxloop.annotation.acceptance import (
+    acceptance,
+    acceptance_words,
+    saved_per_image,
+    seconds_saved,
+    sum_acceptance,
+    threshold_text,
+)
 from boxloop.errors import InputError, Problems
 from boxloop.formats import ImageLabels
 from boxloop.formats.labelstudio import (
@@ -254,3 +261,19 @@ def test_sum_acceptance_and_store_totals_per_round():
     assert totals[2]["items"] == 1 and totals[2]["accepted"] == 1
     s = sum_acceptance(rows)
     assert s["accepted"] == 3 and s["items"] == 3 and s["seconds_saved"] == pytest.approx(12 + 4 - 1.5 + 6)
+    assert "prelabel_conf_min" not in totals[1] and threshold_text(totals[1]) == ""  # no threshold recorded
+    # the threshold each item's pre-labels were cut at: the lowest and highest of a round's
+    store.put_acceptance("files", "p", "i0", rows[0], annotation="c", seconds_saved=16.0, round=1, prelabel_conf=0.3)
+    store.put_acceptance("files", "p", "i1", rows[1], annotation="c", seconds_saved=-1.5, round=1, prelabel_conf=0.15)
+    again = store.acceptance_by_round()[1]
+    assert (again["prelabel_conf_min"], again["prelabel_conf_max"]) == (0.15, 0.3)
+    assert threshold_text(again) == "0.15-0.3" and saved_per_image(again) == pytest.approx((16 - 1.5) / 2)
+    assert acceptance_words(again) == (
+        "2 accepted, 1 adjusted, 1 deleted, 2 added (saved 7.2 s an image; pre-labels at confidence >= 0.15-0.3)"
+    )
+    costly = {"deleted": 4, "items": 2, "seconds_saved": -6.0, "prelabel_conf_min": 0.1, "prelabel_conf_max": 0.1}
+    assert acceptance_words(costly) == (
+        "0 accepted, 0 adjusted, 4 deleted, 0 added (cost 3.0 s an image more than drawing; pre-labels at confidence >= 0.1)"
+    )
+    summed = sum_acceptance([{**rows[0], "prelabel_conf": 0.4}, {**rows[1], "prelabel_conf": 0.2}, rows[2]])
+    assert threshold_text(summed) == "0.2-0.4" and saved_per_image({"items": 0}) is None

@@ -53,7 +53,8 @@ PARSE_CASES = [
     ("coordinate not a number", _xml(GOOD, _obj(xmin="ten")), [GOOD_BOX], [(6, "<object> #2 (cat): <bndbox> needs four numbers, got xmin='ten'")]),
     ("coordinate missing", _xml(GOOD, _obj(ymax="")), [GOOD_BOX], [(6, "<object> #2 (cat): <bndbox> needs four numbers")]),
     ("negative size", _xml(GOOD, _obj(xmin="40", xmax="20")), [GOOD_BOX], [(6, "<object> #2 (cat): box has zero or negative size")]),
-    ("outside the image", _xml(_obj(xmax="140"), GOOD), [GOOD_BOX], [(5, "<object> #1 (cat): box xmin=11 ymin=6 xmax=140 ymax=15 lies outside the 100x50 image")]),
+    ("reaching past the image: clipped, as Ultralytics does", _xml(_obj(xmax="140"), GOOD), [("cat", 10.0, 5.0, 100.0, 15.0), GOOD_BOX], []),
+    ("wholly outside the image", _xml(_obj(xmin="120", xmax="140"), GOOD), [GOOD_BOX], [(5, "<object> #1 (cat): box xmin=120 ymin=6 xmax=140 ymax=15 lies outside the 100x50 image; left out")]),
     (
         "bad size: reported once, boxes still read",
         _xml(GOOD, size="<size><width>wide</width><height>50</height></size>"),
@@ -173,3 +174,10 @@ def test_to_voc_of_no_boxes_reads_back_as_a_labeled_empty_image() -> None:
 def test_to_voc_refuses_a_record_without_size() -> None:
     with pytest.raises(ValueError, match=r"a\.jpg: Pascal VOC needs the image width and height"):
         to_voc(ImageLabels("a.jpg", None, None, np.zeros((0, 4)), ()))
+
+
+def test_parse_voc_names_the_boxes_it_clipped_by_line() -> None:
+    record, problems = parse_voc(_xml(GOOD, _obj(ymin="-9", ymax="15"), _obj(xmin="0", xmax="100")), source=SRC)
+    assert not problems
+    assert record.extra["clipped"] == [f"{SRC}:6"]  # the 0-based edge on line 7 is rounding: no word
+    assert record.xyxy[1].tolist() == [10.0, 0.0, 30.0, 15.0]

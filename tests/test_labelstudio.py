@@ -421,6 +421,8 @@ def test_corrections_come_back_exactly_with_acceptance(tmp_path, coco128, ls_med
         "accepted": n_edit - 2, "adjusted": 1, "deleted": 1, "added": 1}
     totals = ws.store.acceptance_by_round()[3]
     assert totals["items"] == 2 and totals["accepted"] == n_keep + n_edit - 2 and totals["added"] == 1
+    assert rows[keep_item.id]["prelabel_conf"] == rows[edit_item.id]["prelabel_conf"] == report.prelabel_conf == 0.25
+    assert (totals["prelabel_conf_min"], totals["prelabel_conf_max"]) == (0.25, 0.25)
     assert pulled.acceptance["accepted"] == totals["accepted"]
 
     # skipped went back to the pool; labeled items left review

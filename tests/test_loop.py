@@ -111,9 +111,10 @@ def test_an_interrupted_round_resumes_at_the_step_that_did_not_finish(
 
 
 def test_a_round_with_nothing_left_to_select_ends_instead_of_sticking(tmp_path: Path, digits: Path) -> None:
-    """Every image labeled: the round trains and evaluates, says there is nothing to select,
-    sends no batch and finishes, so the next round is a new one (before, it failed at select
-    and every re-run resumed into the same failure)."""
+    """Every image labeled: the round says so before it starts, trains and evaluates, predicts
+    and selects nothing, sends no batch and finishes, so the next round is a new one (before,
+    it failed at select and every re-run resumed into the same failure; then it predicted the
+    empty pool first)."""
     from boxloop.loop import annotator_for
 
     ws = make_ws(tmp_path, digits)
@@ -123,9 +124,9 @@ def test_a_round_with_nothing_left_to_select_ends_instead_of_sticking(tmp_path: 
                     say=said.append)
     assert rec.round == 1 and rec.map50 is not None
     steps = ledger.step_results(ws.store, 1)
-    assert steps["select"]["status"] == "done" and steps["select"]["result"]["selected"] == 0
-    assert "push" not in steps and not list(ws.exports_dir.glob("*.zip"))
-    assert any("nothing to select" in m for m in said)
+    assert list(steps) == ["train", "evaluate"] and not ledger.selected(ws.store, 1)
+    assert not list(ws.exports_dir.glob("*.zip"))
+    assert said[0].startswith("round 1: no unlabeled image left to pick") and "trains and evaluates only" in said[0]
     assert ledger.unfinished_round(ws.store) is None
     assert run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES))).round == 2
 
@@ -474,6 +475,22 @@ def test_work_done_before_the_first_round_is_round_0_of_the_ledger(tmp_path: Pat
     ws.store.add_model_version("fake-later", backend="fake", classes=ws.classes)  # made after round 1 began
     evaluate_model(ws, model="fake-later", backend=backend)
     assert [r.model_version for r in ledger.history(ws.store)] == ["fake-by-hand", "fake-r1"]
+
+
+def test_round_0_is_the_model_trained_by_hand_even_when_it_was_not_evaluated(tmp_path: Path, digits: Path) -> None:
+    """`boxloop train` alone before the first round (no `evaluate`): round 0 is that model and
+    the labels it trained on, its mAP not measured, so round 1 still says what it added."""
+    from boxloop.split import assign_splits
+
+    ws = make_ws(tmp_path, digits)
+    assign_splits(ws.store, val=0.2, test=0.2, seed=0)
+    ws.store.add_model_version("fake-by-hand", backend="fake", classes=ws.classes, round=0)
+    [zero] = ledger.history(ws.store)
+    assert (zero.model_version, zero.labeled_images, zero.map50_95) == ("fake-by-hand", 24, None)
+    rec = run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES)))
+    assert [r.model_version for r in ledger.history(ws.store)] == ["fake-by-hand", "fake-r1"]
+    said = ledger.describe_round(ws.store, rec)
+    assert "24 labeled images (+0)" in said and "since round" not in said  # round 0 has no mAP to compare
 
 
 def test_a_simulation_scores_every_strategy_on_the_datasets_own_test_folder(tmp_path: Path) -> None:

@@ -170,3 +170,17 @@ def test_the_oracle_counts_acceptance_of_the_prelabels_push_would_show(tmp_path:
     assert {k: rec.acceptance[k] for k in keys} == {k: expected[k] for k in keys}
     at_default = sum_acceptance(acceptance(preds[i][preds[i].confidence >= 0.25], truth[i]) for i in ids)
     assert chosen != 0.25 and at_default["deleted"] != expected["deleted"]  # the threshold made a difference
+
+    # the ledger keeps the threshold the batch was judged at, and the seconds it saved an image
+    import csv
+
+    from boxloop import ledger
+
+    assert rec.acceptance["prelabel_conf_min"] == rec.acceptance["prelabel_conf_max"] == chosen
+    assert f"pre-labels at confidence >= {chosen:g}" in ledger.describe_round(ws.store, rec)
+    shown = flat(runner.invoke(app, ["history", "-w", str(ws.root)]).output)
+    with open(ws.runs_dir / "history.csv") as f:
+        (row,) = csv.DictReader(f)
+    per_image = expected["seconds_saved"] / expected["items"]
+    assert row["prelabel_conf"] == f"{chosen:g}" and float(row["saved_s_per_image"]) == pytest.approx(per_image, abs=0.01)
+    assert flat(f"{per_image:+.1f}│{chosen:g}│") in shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,9 @@ def test_explain_says_which_class_was_seen_and_missing_in_which_frames(store):
     assert "rank 1 of 3" in text
     text = explain(store, "still-c")
     assert "least_confidence" in text and "class 0 (person) at confidence 0.30" in text
+    # the score is each scorer's rank in the pool times its weight; each scorer's own value follows
+    assert re.search(r"score [\d.]+ = 1 x [\d.]+ \(least_confidence's rank in the pool\) \+ "
+                     r"2 x [\d.]+ \(flicker's rank in the pool\); each scorer's own value:", text)
 
 
 def test_explain_finds_the_item_by_its_file_name_or_uri(store):
@@ -93,12 +98,21 @@ def test_explain_finds_the_item_by_its_file_name_or_uri(store):
     with pytest.raises(InputError, match=r"2 images in selection sel-\S+ are named 'still-c.jpg' .*give the item id"):
         explain(store, "still-c.jpg")
     assert "rank" in explain(store, "/t/still-c.jpg")
+    # what is not in the selection says why: no such image, or it was not picked
+    with pytest.raises(InputError, match=r"is not in selection .*: no image of this workspace has that id"):
+        explain(store, "nowhere.jpg")
+    left = next(it for it in store.items(state="prelabeled") if it.id not in store.selection().why)
+    with pytest.raises(InputError, match=rf"{re.escape(left.uri)} is in the pool but was not picked"):
+        explain(store, left.id)
 
 
 def test_explain_an_item_not_in_the_selection(store):
     select(store, budget=1, strategy="flicker", seed=0)
-    with pytest.raises(InputError, match="item 'still-a' is not in selection sel-"):
+    with pytest.raises(InputError, match="item 'still-a' is not in selection sel-.*: /s/still-a.jpg is in the pool but was not picked"):
         explain(store, "still-a")
+    store.add_label("still-a", Detections(np.array([[0, 0, 5, 5]], np.float32), np.array([0])), source="test")
+    with pytest.raises(InputError, match="/s/still-a.jpg is labeled; selections pick from the unlabeled images"):
+        explain(store, "still-a.jpg")
 
 
 def test_same_seed_same_selection(store):
@@ -131,14 +145,21 @@ def test_the_random_baseline_stays_a_uniform_sample_when_diversity_is_on(store):
 def test_budget_larger_than_the_pool_takes_all_and_says_so(store):
     report = select(store, budget=50, strategy="least_confidence", seed=0)
     assert sorted(report.selection.item_ids) == sorted(set(ALL) - {"cam-40"})
-    assert any("budget 50 is not less than the 9 item(s) in the pool: selecting all of them" in n for n in report.notes)
+    assert any("budget 50 is not less than the 9 unlabeled item(s) to pick from: selecting all of them" in n for n in report.notes)
 
 
 def test_no_predictions_says_which_command_to_run():
     s = Store.memory()
     s.set_classes(CLASSES)
     s.add_item(Item("a", "/a.jpg", 10, 10, "x"))
-    with pytest.raises(InputError, match=r"no predictions yet; run `boxloop predict`"):
+    with pytest.raises(InputError, match=r"no predictions yet; add labels \(`boxloop add labels PATH`\), then "
+                       r"`boxloop train`, then `boxloop predict`"):
+        select(s, budget=1, strategy="least_confidence")
+    s.add_label("a", Detections(np.array([[0, 0, 5, 5]], np.float32), np.array([0])), source="test")
+    with pytest.raises(InputError, match=r"no predictions yet; run `boxloop train`, then `boxloop predict`"):
+        select(s, budget=1, strategy="least_confidence")
+    s.add_model_version("m001", backend="fake", classes=CLASSES, path="/runs/m001/best.pt")
+    with pytest.raises(InputError, match=r"no predictions yet; run `boxloop predict` .* before selecting"):
         select(s, budget=1, strategy="least_confidence")
 
 
@@ -306,6 +327,6 @@ def test_nothing_to_select_says_where_the_unlabeled_items_are(tmp_path) -> None:
     ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
     add_images(ws, [write_image(tmp_path / "pool" / f"{i}.jpg", seed=i) for i in range(3)])
     predict(ws, backend=FakeBackend(["cat", "dog"]), model="fake")
-    export_dataset(ws, what="prelabeled", zip=True, out=tmp_path / "out.zip")
+    export_dataset(ws, what="prelabeled", zip=True, out=tmp_path / "out.zip", batch=True)
     with pytest.raises(NothingToSelect, match=r"3 are in review, sent out to be labeled \(`boxloop pull`"):
         select(ws.store, budget=2, strategy="least_confidence", model_version="fake")

@@ -334,6 +334,10 @@ def test_label_studio_gets_predictions_and_retrains_the_model_as_people_annotate
             np.testing.assert_allclose(v["labels"].xyxy, [b[1:] for b in boxes], atol=0.05)
             assert v["labels"].class_id.tolist() == [b[0] for b in boxes]
         assert [m["id"] for m in ws.store.model_versions()] == ["m001", "m002"]
+        # what people did with m001's boxes is counted at the threshold serve cut them at
+        accepted = {r["item_id"]: r for r in ws.store.acceptance_rows(tool="labelstudio")}
+        assert {accepted[r["item_id"]]["prelabel_conf"] for r in rows.values()} == {ws.prelabel_conf("m001")}
+        assert {accepted[r["item_id"]]["model_version"] for r in rows.values()} == {"m001"}
 
     # Label Studio knows the new version, and the next predictions carry it
     (ml,) = [m for m in client.ml.list(project=project) if m.url.rstrip("/") == backend.url]

@@ -331,7 +331,8 @@ def audit_out_of_fold(
     items = {it.id: it for it in store.items(ids=list(labels))}
     model = train_options.get("model") or ws.config.train.model
     tile = ws.config.train.tile or None  # [train] tile: the held-out models train and predict by tiles too
-    imgsz = int(train_options.get("imgsz") or tile or ws.config.train.imgsz)
+    given = train_options.get("imgsz")
+    imgsz = int(given if given is not None else (tile or ws.config.train.imgsz))
     report = AuditReport(f"{folds} held-out {Path(str(model)).stem} models", audited=len(labels))
     for k in range(folds):
         held = [i for i in labels if fold_of[i] == k]

@@ -48,6 +48,9 @@ class TrainConfig:
             raise ConfigError(f"[train] steps must be 0 (train --epochs) or more, got {self.steps}")
         if self.tile and self.tile < 32:
             raise ConfigError(f"[train] tile must be 0 (whole pictures) or a side of 32 pixels or more, got {self.tile}")
+        for name, least in (("epochs", 1), ("batch", 1), ("imgsz", 32)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"[train] {name} must be at least {least}, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class PredictConfig:
     iou: float = 0.6
     runtime: str = "torch"
     batch: int = 8
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigError(f"[predict] batch must be at least 1, got {self.batch}")
 
 
 @dataclass(frozen=True)
@@ -158,16 +165,19 @@ def _section(cls: type, raw: Mapping[str, Any], where: str, env: Mapping[str, st
         )
     values = dict(raw)
     section = where.rsplit("[", 1)[-1].rstrip("]")
+    said = {name: f"{where} {name}" for name in fields}
     for name in fields:
         key = f"BOXLOOP_{section.upper()}_{name.upper()}"
         if key in env:
             values[name] = env[key]
-    return cls(
-        **{
-            k: v if k == "presets" else _coerce(v, fields[k].type, f"{where} {k}")
-            for k, v in values.items()
-        }
-    )
+            said[name] = f"environment variable {key} (it overrides {where} {name})"
+    coerced = {k: v if k == "presets" else _coerce(v, fields[k].type, said[k]) for k, v in values.items()}
+    try:
+        return cls(**coerced)
+    except ConfigError as e:  # a value out of range: say where it came from
+        from_env = [said[k].split(" (", 1)[0] for k in fields if said[k].startswith("environment")]
+        source = f" (set by {', '.join(from_env)})" if from_env else ""
+        raise ConfigError(f"{where.rsplit(' [', 1)[0]}: {e}{source}") from e
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -17,11 +17,15 @@ import numpy as np
 from .errors import InputError
 from .types import Detections
 
-__all__ = ["WORKING_CONF", "box_iou", "coco_metrics", "precision_recall", "size_advice"]
+__all__ = [
+    "STEADY_BOXES", "WORKING_CONF", "box_iou", "coco_metrics", "few_boxes_note", "listed_classes", "precision_recall",
+    "size_advice", "unlisted_classes_line",
+]
 
 log = logging.getLogger(__name__)
 WORKING_CONF = 0.25  # the threshold a person would see pre-labels at
 MAX_DETS = 300  # boxes per image counted by mAP (Ultralytics' max_det)
+STEADY_BOXES = 50  # labeled boxes below which one box found or missed moves mAP by points
 # COCO's object sizes by area (pycocotools' areaRng after "all"): small < 32², medium < 96²
 _SIZES = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, 1e10))
 
@@ -189,12 +193,14 @@ def coco_metrics(
         n = int(((areas >= lo) & (areas <= hi)).sum())  # bounds inclusive, as pycocotools
         by_size[name] = {"map50_95": float(np.mean(p[p > -1])) if n and (p > -1).any() else None, "labels": n}
     pr = precision_recall(gt, pred, conf=conf)
+    n_pred = _predicted_per_class([pred[i] for i in gt if i in pred], conf, n_classes)
     return {
         "map50": float(np.mean([ap50[c] for c in present])) if present else 0.0,
         "map50_95": float(np.mean([ap[c] for c in present])) if present else 0.0,
         "per_class_ap": {c: ap[c] for c in classes},
         "per_class_ap50": {c: ap50[c] for c in classes},
         "per_class_labels": {c: int(n_gt[k]) for k, c in enumerate(classes)},
+        "per_class_predictions": {c: int(n_pred[k]) for k, c in enumerate(classes)},  # at ``conf``
         "by_size": by_size,
         "size_unit": f"network input pixels (long side {input_side})" if scale else "image pixels",
         "conf": float(conf),
@@ -208,6 +214,40 @@ def coco_metrics(
         "predictions": int(sum(len(pred[i]) for i in gt if i in pred)),
         "implementation": "pycocotools",
     }
+
+
+def _predicted_per_class(preds: Sequence[Detections], conf: float, n_classes: int) -> np.ndarray:
+    """Boxes predicted at or above ``conf``, per class."""
+    ids = [d.class_id[d.confidence >= conf] for d in preds if d.confidence is not None and len(d)]
+    return np.bincount(np.concatenate(ids or [np.zeros(0, np.int64)]).astype(np.int64), minlength=n_classes)[:n_classes]
+
+
+def listed_classes(metrics: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """An evaluation's classes split in two: those worth a row (a box in the split, or one
+    predicted there at the working threshold) and the rest, which have no AP to show."""
+    labels = metrics["per_class_labels"]
+    predicted = metrics.get("per_class_predictions") or {}
+    shown = [c for c in labels if labels[c] or predicted.get(c)]
+    return shown, [c for c in labels if c not in shown]
+
+
+def unlisted_classes_line(names: Sequence[str], split: str, conf: float, limit: int = 12) -> str | None:
+    """The classes left out of an evaluation's table, in one line (the first ``limit`` named)."""
+    if not names:
+        return None
+    shown = ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+    what = "class" if len(names) == 1 else "classes"
+    return f"{len(names)} {what} with no box in the {split} split, none predicted at conf {conf:g}: {shown}"
+
+
+def few_boxes_note(metrics: Mapping[str, Any]) -> str | None:
+    """A warning where the split is too small for a steady mAP (under ``STEADY_BOXES`` boxes)."""
+    if metrics["labels"] >= STEADY_BOXES:
+        return None
+    return (
+        f"mAP is measured on {metrics['images']} images / {metrics['labels']} boxes here: under {STEADY_BOXES} "
+        "boxes it is noisy (one box found or missed moves it a lot); compare model versions on it with care"
+    )
 
 
 def size_advice(metrics: Mapping[str, Any]) -> str | None:

@@ -30,7 +30,8 @@ from .split import assign_splits
 from .types import Detections, Item
 from .workspace import Workspace
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_WHAT", "export", "safe_names", "write_yolo_dataset"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_WHAT", "Exported", "export", "export_dataset", "gone_note", "safe_names",
+           "write_yolo_dataset"]
 
 log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("yolo", "coco", "voc", "cvat", "labelstudio")
@@ -134,6 +135,29 @@ class _Chosen:
     names: dict[str, str]
     imputed: dict[str, Detections]
     prelabel_conf: float | None = None  # the pre-labels' threshold
+    gone: tuple[str, ...] = ()  # the pictures left out: their file is no longer where it was added from
+
+
+def _on_disk(items: Sequence[Item]) -> tuple[list[Item], tuple[str, ...]]:
+    """The items whose picture is there (a local file that exists, or an image in a bucket),
+    and the paths of the local files gone since they were added (moved or deleted)."""
+    from .sources.remote import is_remote
+
+    kept: list[Item] = []
+    gone: list[str] = []
+    for it in items:
+        if is_remote(it.uri) or os.path.exists(it.uri):
+            kept.append(it)
+        else:
+            gone.append(it.uri)
+    return kept, tuple(gone)
+
+
+def gone_note(gone: Sequence[str], what: str = "image(s)") -> str:
+    """``2 image(s) left out: their file is gone ...``, naming the first few."""
+    shown = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+    return (f"{len(gone)} {what} left out: their file is no longer where it was added from (moved or deleted): "
+            f"{shown}; put the files back there to use them again")
 
 
 def _choose(
@@ -153,7 +177,9 @@ def _choose(
         versions = store.predicted_versions()
         mv = model_version or (versions[0] if versions else None)
         if mv is None and what == "prelabeled":
-            raise InputError("no predictions yet; run `boxloop predict` before a prelabeled export")
+            from .modeling import way_to_predictions
+
+            raise InputError(f"no predictions yet; {way_to_predictions(store)} before a prelabeled export")
         if mv is not None:
             if conf is None:
                 conf = ws.prelabel_conf(mv)
@@ -176,6 +202,9 @@ def _choose(
     if ids is not None:
         keep = set(ids)
         items = [it for it in items if it.id in keep]
+    items, gone = _on_disk(items)
+    if not items and gone:
+        raise InputError(f"nothing to export for --what {what}: {gone_note(gone)}")
     if not items:
         if ids is not None:
             raise InputError(
@@ -190,7 +219,7 @@ def _choose(
     boxes = {k: v for k, v in boxes.items() if v is not None}
     exported = {it.id for it in items}
     return _Chosen(items, boxes, {it.id: it.id in labels for it in items}, mv, safe_names(items),
-                   {i: d for i, d in imputed.items() if i in exported}, conf if preds else None)
+                   {i: d for i, d in imputed.items() if i in exported}, conf if preds else None, gone)
 
 
 def write_yolo_dataset(
@@ -223,6 +252,8 @@ def write_yolo_dataset(
     if what == "labeled":
         assign_splits(ws.store, val=0.2, test=0.0)
     chosen = _choose(ws, what, model_version, conf, ids)
+    if chosen.gone:  # a training view: said where the run's output goes, the log
+        log.warning("%s", gone_note(chosen.gone, "labeled image(s)" if what == "labeled" else "image(s)"))
     if readable is not None:
         chosen = replace(chosen, names=safe_names(chosen.items, readable))
     sources: dict[str, Path] = {}
@@ -301,12 +332,16 @@ def _records(items: Sequence[Item], boxes: dict[str, Detections], names: dict[st
 
 @dataclass(frozen=True)
 class Exported:
-    """Where an export went, how many imputed boxes its pre-labels hold, and the threshold
-    they were cut at (None without pre-labels)."""
+    """Where an export went, how many imputed boxes its pre-labels hold, the threshold they
+    were cut at (None without pre-labels), how many images went out pre-labeled, and whether
+    as a batch out for labeling (held out of selections until it comes back)."""
 
     path: Path
     imputed_boxes: int
     prelabel_conf: float | None = None
+    prelabeled: int = 0
+    batch: bool = False
+    gone: tuple[str, ...] = ()  # pictures left out: their file is gone
 
 
 def export(ws: Workspace, **kwargs: Any) -> Path:
@@ -326,13 +361,18 @@ def export_dataset(
     ids: Sequence[str] | None = None,
     with_model: bool = False,
     with_imputed: bool = True,
+    batch: bool = False,
 ) -> Exported:
     """Export the workspace's dataset (or only the items ``ids``, e.g. a selection) to a
     folder (or .zip) under exports/. ``with_model`` adds the training run of the
     model whose boxes a pre-labeled export holds (the newest model for labeled ones) under
     ``model/``: weights, args.yaml, results.csv. ``with_imputed``: a flickering video frame's
     pre-labels include the box the model lost there, imputed from its neighbours (as `push`
-    sends it; a YOLO file cannot flag it, so ``imputed.csv`` beside data.yaml lists them)."""
+    sends it; a YOLO file cannot flag it, so ``imputed.csv`` beside data.yaml lists them).
+    The images that go out pre-labeled are a ``batch`` out for labeling (a selection's, a
+    round's), which ``select`` leaves out until they come back, or else only offered (the
+    whole pool pre-labeled): they stay in the pool. Either way labels brought back count what
+    people did with the pre-labels."""
     if format not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
     if what not in EXPORT_WHAT:
@@ -355,9 +395,12 @@ def export_dataset(
         (dest / "model").mkdir(exist_ok=True)
         for f in run:
             shutil.copy2(f, dest / "model" / f.name)
+    prelabeled = 0
     if what in ("prelabeled", "all"):
-        _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen)
-    done = Exported(dest, sum(len(d) for d in chosen.imputed.values()), chosen.prelabel_conf)
+        prelabeled = _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen, batch=batch)
+    done = Exported(
+        dest, sum(len(d) for d in chosen.imputed.values()), chosen.prelabel_conf, prelabeled, batch, chosen.gone
+    )
     if not zip:
         return done
     archive = dest.with_suffix(".zip")
@@ -420,12 +463,17 @@ def _model_run(ws: Workspace, version: str | None) -> list[Path]:
     return files
 
 
-def _record_prelabels(ws: Workspace, export_name: str, chosen: _Chosen) -> None:
-    """Sent-out pre-labels become open file tasks, so labels brought back count acceptance."""
+def _record_prelabels(ws: Workspace, export_name: str, chosen: _Chosen, *, batch: bool) -> int:
+    """Sent-out pre-labels become file tasks, so labels brought back count acceptance; the
+    number of images they went out on."""
     from .annotation.files import record_prelabels
 
     pre = {i: d for i, d in chosen.boxes.items() if not chosen.human[i]}
-    record_prelabels(ws.store, export_name, pre, chosen.names, model_version=chosen.model_version)
+    record_prelabels(
+        ws.store, export_name, pre, chosen.names, model_version=chosen.model_version,
+        prelabel_conf=chosen.prelabel_conf, batch=batch,
+    )
+    return len(pre)
 
 
 def _export_other(ws: Workspace, dest: Path, chosen: _Chosen, *, format: str) -> None:

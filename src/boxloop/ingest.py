@@ -22,8 +22,8 @@ from .annotation.acceptance import in_words
 from .annotation.files import SentNames, roboflow_original, settle_prelabels
 from .copies import Placement, placement
 from .errors import InputError, Problems
-from .formats import ImageLabels
-from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
+from .formats import ImageLabels, clip_box
+from .formats.yolo import CLASS_FILES, parse_class_names, read_yolo_labels
 from .sources import absolute_path
 from .sources.archive import is_zip, label_files_in, unpack_zip
 from .sources.images import (
@@ -71,6 +71,8 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     acceptance: dict[str, int] = field(default_factory=dict)
     as_drawn: int = 0  # images whose pre-labels came back with no box moved, deleted or added
+    clipped: list[str] = field(default_factory=list)  # where each box that reached past its image is (file:line)
+    not_found: list[str] = field(default_factory=list)  # paths given that name nothing to read (also problems)
 
     def summary(self) -> str:
         parts = [f"{self.added} new image(s)", f"{self.known} already known"]
@@ -86,6 +88,16 @@ class IngestReport:
         if self.problems:
             parts.append(f"{len(self.problems)} problem(s)")
         return ", ".join(parts)
+
+
+def _say_clipped(report: IngestReport) -> None:
+    """The note naming the boxes that reached past their image and were clipped to it."""
+    if report.clipped:
+        shown = ", ".join(report.clipped[:3]) + (" ..." if len(report.clipped) > 3 else "")
+        report.notes.append(
+            f"{len(report.clipped)} box(es) reached past the edge of their image and were clipped to it, as "
+            f"Ultralytics clips them ({shown})"
+        )
 
 
 def current_round(ws: Workspace) -> int:
@@ -144,7 +156,7 @@ def add_images(
     report = IngestReport()
     paths = [u for u in (_unpacked(ws, p, report) for p in paths) if u is not None]
     if not sequence:
-        files = _expand_reporting(paths, report.problems)
+        files = _expand_reporting(paths, report)
         videos = [f for f in files if PurePosixPath(str(f)).suffix.lower() in VIDEO_SUFFIXES]
         if videos:
             set_aside = set(videos)
@@ -176,6 +188,9 @@ def add_images(
             key = str(p).rstrip("/")
         else:
             folder = absolute_path(p)
+            if not folder.exists():
+                _not_found(report, folder, "no such folder")
+                continue
             if not folder.is_dir():
                 report.problems.add(folder, "--sequence needs a folder of frames")
                 continue
@@ -185,6 +200,8 @@ def add_images(
             for f in listed:
                 if f.suffix.lower() in NOT_READ_SUFFIXES:
                     report.problems.add(f, not_read_reason(f))
+            if not frames and not any(f.suffix.lower() in NOT_READ_SUFFIXES for f in listed):
+                report.problems.add(folder, _no_images())
             key = str(folder)
         seq_id = "seq-" + hashlib.sha256(key.encode()).hexdigest()[:12]
         for index, f in zip(_frame_numbers(frames), frames):
@@ -216,7 +233,7 @@ def _index_chunk(files: Sequence[Path | str], pool: ThreadPoolExecutor) -> list[
 
 def _unpacked(ws: Workspace, path: str | Path, report: IngestReport) -> str | Path | None:
     """A local .zip unpacked under imports/ (once; its images are read from there), else
-    ``path``; None (reported) for a zip that cannot be read."""
+    ``path``; None (reported) for a zip that cannot be read or holds no image."""
     if is_remote(str(path)) or not is_zip(path):
         return path
     archive = absolute_path(path)
@@ -225,14 +242,38 @@ def _unpacked(ws: Workspace, path: str | Path, report: IngestReport) -> str | Pa
     except InputError as e:
         report.problems.add(path, str(e).removeprefix(f"{archive}: "))
         return None
+    if not _holds_images(folder):
+        report.problems.add(archive, _no_images("this zip"))
+        return None
     report.notes.append(note)
     return folder
 
 
-def _unpack(ws: Workspace, archive: Path) -> tuple[Path, str]:
-    """The folder under imports/ a zip is unpacked into (once), and a note saying so."""
+def _unpack(ws: Workspace, archive: Path, *, matched: str = "in this workspace") -> tuple[Path, str]:
+    """The folder under imports/ a zip is unpacked into (once), and a note saying so: where
+    its images are read, or, for labels without images, where the images they label are
+    found (``matched``)."""
     folder = unpack_zip(archive, ws.root / "imports")
-    return folder, f"unpacked {archive.name} into {folder} (its images are read from there)"
+    said = f"unpacked {archive.name} into {folder}"
+    if _holds_images(folder):
+        return folder, f"{said} (its images are read from there)"
+    return folder, f"{said} (it holds labels, no images: they label the images of their names {matched})"
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_SUFFIXES and not hidden(f.relative_to(folder)) for f in folder.rglob("*"))
+
+
+def _no_images(where: str = "this folder") -> str:
+    """What an existing folder (or zip) with no picture in it is told."""
+    return f"no images found in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+
+
+def _not_found(report: IngestReport, path: Path | str, reason: str) -> None:
+    """A path given that names nothing: a problem, and an error for the command once the
+    other paths are read."""
+    report.problems.add(path, reason)
+    report.not_found.append(str(path))
 
 
 def _frame_numbers(frames: Sequence[Path | str]) -> list[int]:
@@ -246,17 +287,26 @@ def _frame_numbers(frames: Sequence[Path | str]) -> list[int]:
     return list(range(len(frames)))
 
 
-def _expand_reporting(paths: Sequence[str | Path], problems: Problems) -> list[Path | str]:
-    """Image files under ``paths`` (and video files, which the caller sets aside)."""
+def _expand_reporting(paths: Sequence[str | Path], report: IngestReport) -> list[Path | str]:
+    """Image files under ``paths`` (and video files, which the caller sets aside); a path
+    that names nothing, or a folder with no picture in it, reported."""
     files: list[Path | str] = []
     not_read: list[Path] = []
     for p in paths:
+        before = len(files) + len(not_read)
         try:
             files.extend(expand_paths([p], IMAGE_SUFFIXES | VIDEO_SUFFIXES, not_read=not_read))
         except InputError as e:
-            problems.add(p, str(e).removeprefix(f"{p}: "))
+            reason = str(e).removeprefix(f"{p}: ")
+            if is_remote(str(p)):  # a URI that lists nothing stays a problem: it may be credentials, the network
+                report.problems.add(p, reason)
+            else:
+                _not_found(report, p, reason)
+            continue
+        if len(files) + len(not_read) == before and not is_remote(str(p)) and Path(p).is_dir():
+            report.problems.add(absolute_path(p), _no_images())
     for f in dict.fromkeys(not_read):
-        problems.add(f, not_read_reason(f))
+        report.problems.add(f, not_read_reason(f))
     return list(dict.fromkeys(files))
 
 
@@ -334,7 +384,7 @@ def add_videos(
         try:
             found = list(expand_paths([p], VIDEO_SUFFIXES))
         except InputError as e:
-            report.problems.add(p, str(e).removeprefix(f"{p}: "))
+            _not_found(report, p, str(e).removeprefix(f"{p}: "))
             continue
         if not found:
             report.problems.add(absolute_path(p), f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) here")
@@ -390,7 +440,8 @@ def add_labels(
     unpacked = None
     folder: Path | None = None  # where the label files are: an unpacked zip, or a folder given
     if isinstance(where, Path) and is_zip(where):  # an annotation tool's export, or a corrected boxloop zip
-        unpacked, note = _unpack(ws, where)
+        matched = f"under {images} or in this workspace" if images and format != "yolo" else "in this workspace"
+        unpacked, note = _unpack(ws, where, matched=matched)
         folder = unpacked
     elif isinstance(where, Path) and where.is_dir():
         folder = where
@@ -425,6 +476,7 @@ def add_labels(
         splits = SplitRequest(split, roots[0])
         _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, splits=splits,
                      progress=progress)
+    _say_clipped(report)
     if unpacked is not None:
         report.notes.append(note)
     return report
@@ -599,15 +651,18 @@ def _label_text(txt: Path | str, report: IngestReport) -> str | None:
 
 
 def _yolo_labels(text: str, txt: Path | str, item: Item, n_classes: int, report: IngestReport) -> Detections | None:
-    """A YOLO label file's boxes in ``item``'s pixels, or None (its problems reported)."""
-    labels, problems = parse_yolo_labels(text, width=item.width, height=item.height, n_classes=n_classes, source=str(txt))
-    if not problems:
-        return labels
-    # partial labels would teach the model that a missed object is background:
-    # the image stays in the pool until its label file is fixed
-    report.problems.extend(problems)
-    report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
-    return None
+    """A YOLO label file's boxes in ``item``'s pixels (boxes reaching past the image clipped
+    to it, those with nothing inside it left out), or None (its problems reported)."""
+    read = read_yolo_labels(text, width=item.width, height=item.height, n_classes=n_classes, source=str(txt))
+    report.problems.extend(read.dropped)  # no object lost: the rest of the file stands
+    if read.problems:
+        # partial labels would teach the model that a missed object is background:
+        # the image stays in the pool until its label file is fixed
+        report.problems.extend(read.problems)
+        report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
+        return None
+    report.clipped.extend(f"{txt}:{line}" for line in read.clipped)
+    return read.labels
 
 
 def _reads_as_labels(text: str) -> bool:
@@ -742,11 +797,10 @@ def _add_yolo(
     else:
         names_file = _remote_class_file(root) if isinstance(root, str) else find_class_file(root)
     if names_file is None:
-        raise InputError(
-            f"{root}: no class names for these YOLO labels (looked for {', '.join(CLASS_FILES)}); "
-            "pass --classes-from FILE"
-        )
-    file_names = _class_names(names_file)
+        file_names = ws.store.classes()
+        report.notes.append(_workspace_classes_note(root, file_names))
+    else:
+        file_names = _class_names(names_file)
     pairs, orphans = _pair_yolo(root, report.problems)
     parsed: list[tuple[Item, Path | str | None, Path | str | None, Detections | None]] = []
     with ThreadPoolExecutor(max_workers=_REMOTE_READERS, thread_name_prefix="boxloop-index") as pool:
@@ -784,7 +838,7 @@ def _add_yolo(
             "(an empty .txt beside an image marks it labeled with nothing to draw)"
         )
     used = sorted({int(c) for *_, d in parsed if d is not None for c in d.class_id})
-    mapping = _map_names(ws, [file_names[c] for c in used], add_classes=add_classes, source=names_file)
+    mapping = _map_names(ws, [file_names[c] for c in used], add_classes=add_classes, source=names_file or root)
     to_project = np.full(len(file_names), -1, np.int64)
     for c in used:
         to_project[c] = mapping[file_names[c]]
@@ -804,6 +858,15 @@ def _add_yolo(
                 progress(1)
         report.notes.extend(splits.apply(ws.store))
     return report
+
+
+def _workspace_classes_note(root: Path | str, names: Sequence[str]) -> str:
+    """What a YOLO import with no class-names file reads its class ids as: the workspace's classes."""
+    shown = ", ".join(f"{i} = {n}" for i, n in enumerate(names[:4])) + (", ..." if len(names) > 4 else "")
+    return (
+        f"{root}: no class names file (data.yaml, classes.txt, obj.names, ...), so class ids are read as the "
+        f"workspace's {len(names)} classes ({shown}); pass --classes-from FILE if they are others"
+    )
 
 
 class _SentOut:
@@ -1055,6 +1118,29 @@ class _ImageFinder:
         return None, None, f"no image found for {ref!r} (looked under {', '.join(map(str, self.roots))})"
 
 
+def _inside_image(rec: ImageLabels, item: Item, where: str, report: IngestReport) -> ImageLabels:
+    """A record of a file that gives no image size, its boxes clipped to ``item`` (as the
+    parsers clip those of files that give one); a box with nothing inside it is a problem."""
+    boxes, keep, clipped = [], [], []
+    for box in rec.xyxy.tolist():
+        inside, past = clip_box(box, item.width, item.height)
+        keep.append(inside is not None)
+        if inside is None:
+            report.problems.add(where, f"box {[round(v, 1) for v in box]} lies outside the "
+                                       f"{item.width}x{item.height} image; left out", rec.line)
+            continue
+        boxes.append(inside)
+        if past:
+            clipped.append(where)
+    mask = np.asarray(keep, bool)
+    return replace(
+        rec, xyxy=np.asarray(boxes, np.float64).reshape(-1, 4),
+        class_names=tuple(n for n, k in zip(rec.class_names, keep) if k),
+        scores=None if rec.scores is None else rec.scores[mask],
+        extra={**rec.extra, "clipped": [*rec.extra.get("clipped", ()), *clipped]},
+    )
+
+
 def _add_records(
     ws: Workspace,
     records: Sequence[ImageLabels],
@@ -1094,6 +1180,8 @@ def _add_records(
                 rec.line,
             )
             continue
+        if rec.width is None or rec.height is None:  # a file that gives no image size: its boxes met the image here
+            rec = _inside_image(rec, item, where, report)
         copy = sent_out.original(file, item) if file is not None else None
         if copy is not None:  # an annotation tool's copy: its boxes, in its pixels, moved to the original's
             xyxy, keep = sent_out.boxes(rec.xyxy, copy, where, report)
@@ -1102,6 +1190,7 @@ def _add_records(
                           width=copy[0].width, height=copy[0].height)
             item = copy[0]
         resolved.append((item, file, rec))
+        report.clipped.extend(rec.extra.get("clipped", ()))
     sent_out.say(report)
     mapping = _map_names(
         ws, (n for _, _, r in resolved for n in r.class_names), add_classes=add_classes, source=source

@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .annotation.acceptance import ACCEPTANCE_KEYS, in_words
+from .annotation.acceptance import (
+    ACCEPTANCE_KEYS,
+    acceptance_words,
+    saved_per_image,
+    threshold_text,
+)
 from .atomic import write_text_atomic
 from .store import Store
 from .types import RoundRecord
@@ -41,7 +46,7 @@ __all__ = [
 
 HISTORY_COLUMNS = (
     "round", "labeled_images", "labeled_boxes", "model_version", "map50", "map50_95",
-    "accepted", "adjusted", "deleted", "added", "per_class_ap", "seconds",
+    "accepted", "adjusted", "deleted", "added", "saved_s_per_image", "prelabel_conf", "per_class_ap", "seconds",
 )
 
 
@@ -137,16 +142,18 @@ def where_it_stopped(store: Store, rnd: int) -> str:
 def describe_round(store: Store, rec: RoundRecord) -> str:
     """One line on a round: its model, labels and mAP, what changed since the round before, and
     what people did with the pre-labels of its batch, once it came back."""
-    before = next((r for r in reversed(history(store)) if r.round < rec.round and r.map50_95 is not None), None)
+    earlier = [r for r in history(store) if r.round < rec.round]
+    scored = next((r for r in reversed(earlier) if r.map50_95 is not None), None)
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     labels = f"{rec.labeled_images} labeled images"
+    if earlier:
+        labels += f" ({rec.labeled_images - earlier[-1].labeled_images:+d})"
     gain = ""
-    if before is not None:
-        labels += f" ({rec.labeled_images - before.labeled_images:+d})"
-        if rec.map50_95 is not None and before.map50_95 is not None:
-            gain = f" ({rec.map50_95 - before.map50_95:+.3f} since round {before.round})"
+    if scored is not None and rec.map50_95 is not None:
+        gain = f" ({rec.map50_95 - scored.map50_95:+.3f} since round {scored.round})"
     line = f"round {rec.round}: model {rec.model_version}, {labels}, mAP50 {fmt(rec.map50)}, mAP50-95 {fmt(rec.map50_95)}{gain}"
-    return line + (f"; its batch came back: {in_words(rec.acceptance)}" if rec.acceptance else "")
+    return line + (f"; its batch came back: {acceptance_words(rec.acceptance)}" if rec.acceptance else "")
+
 
 
 def finished_rounds(store: Store) -> dict[int, RoundRecord]:
@@ -187,16 +194,17 @@ def history(store: Store) -> list[RoundRecord]:
 
 def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, float]] | None = None) -> RoundRecord | None:
     """Round 0: what was done step by step before the first `boxloop round` (or with none
-    yet): the newest model made by then that was evaluated on the test split (`boxloop train`
-    + `evaluate`, or a model of one's own), the human labels there were when it was made, and
-    the acceptance of batches that came back corrected (`export --what prelabeled`, then
-    `add labels`). None when there is neither such a model nor such a batch."""
+    yet): the newest model made by then (`boxloop train`, or a model of one's own) with its
+    mAP where it was evaluated on the test split, the human labels there were when it was
+    made, and the acceptance of batches that came back corrected (`export --what
+    prelabeled`, then `add labels`). None when there is neither such a model nor such a
+    batch."""
     recorded = store.acceptance_by_round() if recorded is None else recorded
     start = store.conn.execute("SELECT MIN(started_at) FROM rounds").fetchone()[0]
     until = time.time() if start is None else float(start)
     model = store.conn.execute(
         "SELECT m.id, m.created_at, m.meta, e.metrics FROM model_versions m "
-        "JOIN evaluations e ON e.model_version = m.id AND e.split = 'test' "
+        "LEFT JOIN evaluations e ON e.model_version = m.id AND e.split = 'test' "
         "WHERE m.created_at < ? ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
         (until,),
     ).fetchone()
@@ -204,7 +212,7 @@ def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, f
     if model is None and not acceptance:
         return None
     labels = store.latest_labels(as_of=until if model is None else float(model["created_at"]))
-    metrics = json.loads(model["metrics"]) if model is not None else {}
+    metrics = json.loads(model["metrics"]) if model is not None and model["metrics"] else {}
     trained = json.loads(model["meta"]).get("seconds") if model is not None else None
     return RoundRecord(
         round=0,
@@ -230,6 +238,7 @@ def write_history_csv(ws: Workspace) -> Path:
             "" if r.map50 is None else f"{r.map50:.4f}",
             "" if r.map50_95 is None else f"{r.map50_95:.4f}",
             *(r.acceptance.get(k, "") for k in ACCEPTANCE_KEYS),
+            "" if (per := saved_per_image(r.acceptance)) is None else f"{per:.2f}", threshold_text(r.acceptance),
             json.dumps(dict(r.per_class_ap)), json.dumps(dict(r.seconds)),
         ])
     return write_text_atomic(ws.runs_dir / "history.csv", buf.getvalue())

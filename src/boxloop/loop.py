@@ -80,7 +80,7 @@ class Oracle:
                 ws.store.add_label(item_id, truth, source="oracle", round=rnd)
                 pre = prelabels.get(item_id)
                 if pre is not None and pre.confidence is not None:
-                    rows.append(acceptance(pre[pre.confidence >= shown], truth))
+                    rows.append({**acceptance(pre[pre.confidence >= shown], truth), "prelabel_conf": shown})
         return {"done": True, "labeled": len(selection.item_ids), "acceptance": sum_acceptance(rows)}
 
 
@@ -97,7 +97,7 @@ class _FilesAnnotator:
         # a flickering frame's imputed box is drawn in (listed in the zip's imputed.csv), as push sends it
         done = export_dataset(
             ws, format="yolo", what="prelabeled", zip=True, ids=list(selection.item_ids),
-            model_version=selection.model_version, out=ws.exports_dir / f"round-{rnd}-prelabeled.zip",
+            model_version=selection.model_version, out=ws.exports_dir / f"round-{rnd}-prelabeled.zip", batch=True,
         )
         return {"pushed": len(selection.item_ids), "path": str(done.path), "imputed": done.imputed_boxes}
 
@@ -211,7 +211,12 @@ def run_round(
             ("train", lambda: _train(ws, plan, rnd, say)),
             ("evaluate", lambda: _evaluate(ws, plan, results["train"]["model_version"])),
         ]
-        if plan.budget > 0:
+        budget = plan.budget
+        if budget > 0 and "predict" not in results and _nothing_to_pick(store):
+            say(f"round {rnd}: no unlabeled image left to pick (the pool is empty, or all of it is out for "
+                "labeling): this round trains and evaluates only; `boxloop add images PATH` grows the pool")
+            budget = 0
+        if budget > 0:
             steps += [
                 ("predict", lambda: _predict(ws, plan, results["train"]["model_version"])),
                 ("select", lambda: _select(ws, plan, results["train"]["model_version"])),
@@ -240,6 +245,13 @@ def run_round(
         return next(r for r in ledger.history(store) if r.round == rnd)
 
 
+def _nothing_to_pick(store: Any) -> bool:
+    """Whether no unlabeled image is left that a selection could pick (none in the pool, or
+    every one out for labeling)."""
+    counts = store.count_by_state()
+    return counts["pool"] + counts["prelabeled"] == 0
+
+
 def _train(ws: Workspace, plan: RoundPlan, rnd: int, say: Say) -> dict[str, Any]:
     store = ws.store
     labels = store.latest_labels()
@@ -255,6 +267,8 @@ def _train(ws: Workspace, plan: RoundPlan, rnd: int, say: Say) -> dict[str, Any]
                 "images (`boxloop add labels`, or `boxloop select` + `push` + `pull`): the next ones make it"
             )
         say(f"no test split yet: made one of {report.totals['test']} labeled images (frozen from now on)")
+        if report.warning:
+            say(report.warning)
     else:
         assign_splits(store, val=plan.val_fraction, test=0.0, seed=plan.seed)
     train_ids = [it.id for it in store.items(split="train") if it.id in labels]

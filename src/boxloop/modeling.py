@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import BackendError, InputError, Problems
 from .sources import absolute_path
+from .store import Store
 from .types import Detections, Item
 from .workspace import Workspace
 
@@ -39,6 +40,7 @@ __all__ = [
     "ResolvedModel",
     "TrainOutcome",
     "add_predictions",
+    "check_numbers",
     "decode_file",
     "decode_reduced",
     "embed_labeled",
@@ -52,6 +54,7 @@ __all__ = [
     "resolve_model",
     "small_data_recipe",
     "train",
+    "way_to_predictions",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,20 @@ PREDICTION_FORMATS = ("yolo", "coco-results")
 EVAL_CONF = 0.001  # mAP needs every box; the working threshold is separate
 _CHUNK = 64  # predictions per store transaction
 Progress = Callable[[int], None]
+MIN_IMGSZ = 32  # a network input side: one stride of the coarsest feature map
+_LEAST = {"epochs": 1, "steps": 1, "imgsz": MIN_IMGSZ, "batch": 1}
+
+
+def check_numbers(**given: int | None) -> None:
+    """Refuse an epochs, steps, imgsz or batch option (``given`` by name; None: not given)
+    below the least that can work: 0 is no way to ask for the default. (boxloop.toml's
+    values are checked when it is read: :mod:`boxloop.config`.)"""
+    for name, value in given.items():
+        least = _LEAST[name]
+        if value is not None and value < least:
+            auto = (" (Ultralytics' automatic batch size, -1, is not taken: the optimizer steps of an epoch "
+                    "follow the batch size; give a number)") if name == "batch" and value == -1 else ""
+            raise InputError(f"--{name} must be at least {least}, got {value}{auto}")
 
 
 # -- model versions -------------------------------------------------------------------------------
@@ -93,6 +110,22 @@ def _file_version(path: Path) -> str:
     return f"{stem}-{file_sha256(path)[:8]}"
 
 
+def way_to_a_model(store: Store) -> str:
+    """The steps from where the workspace's store stands to a trained model, as a message
+    ends: labels first where there are none."""
+    if not store.latest_labels():
+        return "add labels (`boxloop add labels PATH`), then `boxloop train`"
+    return "run `boxloop train`"
+
+
+def way_to_predictions(store: Store) -> str:
+    """The steps from where the workspace's store stands to predictions on the pool (what
+    `select` scores and exports pre-label): a model first where there is none."""
+    if any(v["path"] for v in store.model_versions()):
+        return "run `boxloop predict` (or `boxloop add predictions` for another detector's)"
+    return f"{way_to_a_model(store)}, then `boxloop predict` (or `boxloop add predictions` for another detector's)"
+
+
 def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedModel:
     """A model version id (None: the newest trained one) or a weights file (.pt / .onnx),
     which is registered as a version named after its content."""
@@ -100,7 +133,7 @@ def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedMod
     if model is None:
         versions = [v for v in store.model_versions() if v["path"]]
         if not versions:
-            raise InputError("no trained model yet; run `boxloop train` or pass --model PATH")
+            raise InputError(f"no trained model yet; {way_to_a_model(store)}, or pass --model PATH")
         v = versions[-1]
         return ResolvedModel(v["id"], Path(v["path"]), list(v["classes"]), v["backend"], dict(v["meta"] or {}))
     known = {v["id"]: v for v in store.model_versions()}
@@ -259,15 +292,15 @@ def _plan_run(
     cfg = ws.config.train
     settings: dict[str, Any] = {
         "model": str(model),
-        "epochs": int(epochs or cfg.epochs),
+        "epochs": int(cfg.epochs if epochs is None else epochs),
         "imgsz": int(imgsz),
-        "batch": int(batch or cfg.batch),
+        "batch": int(cfg.batch if batch is None else batch),
         "device": str(device or cfg.device),
-        "patience": int(patience or cfg.patience),
+        "patience": int(cfg.patience if patience is None else patience),  # 0: no early stopping
         **({"tile": int(tile)} if tile else {}),  # (absent when untiled: earlier runs' fingerprints hold)
     }
     extra_args = small_data_recipe(train_n, settings["batch"], extra)
-    steps = steps if steps is not None else (None if epochs else cfg.steps or None)
+    steps = steps if steps is not None else (None if epochs is not None else cfg.steps or None)
     if steps is not None:
         settings["epochs"] = epochs_for_steps(steps, train_n, settings["batch"], extra_args.get("nbs", ULTRALYTICS_NBS))
     fingerprint = run_fingerprint(
@@ -298,24 +331,51 @@ def train(
     without a better validation score) can still end it sooner. ``tile`` (or [train] tile):
     train on ``tile`` x ``tile`` crops at full resolution, for small objects in large
     pictures (:mod:`boxloop.tiles`); the version then predicts window by window, and its
-    input size defaults to the tile's."""
-    from .backends.ultralytics import resolve_model_arg, resumable_epoch, train_yolo
+    input size defaults to the tile's. Every option is checked before the run's folder is
+    made, and a run that fails before it saved an epoch leaves no folder behind."""
+    from .backends.ultralytics import require_trainable_model
+    from .runs import dropped_unless_saved
+
+    cfg = ws.config.train
+    model = model or cfg.model
+    tile = tile if tile is not None else cfg.tile
+    if tile and tile < 32:
+        raise InputError(f"--tile is a window's side in pixels, at least 32; got {tile}")
+    # every option, the model and the labels are checked before anything is written
+    check_numbers(epochs=epochs, steps=steps, imgsz=imgsz, batch=batch)
+    require_trainable_model(model)
+    _check_trainable(ws, allow_missing_classes=allow_missing_classes or cfg.allow_missing_classes)
+    version = next_version(ws)
+    run_dir = ws.runs_dir / version
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with dropped_unless_saved(run_dir):
+        return _train_run(
+            ws, run_dir, model=model, epochs=epochs, steps=steps, imgsz=_train_imgsz(ws, imgsz, tile), batch=batch,
+            device=device, patience=patience, extra=extra, on_epoch=on_epoch, tile=tile or None,
+        )
+
+
+def _train_imgsz(ws: Workspace, imgsz: int | None, tile: int | None) -> int:
+    """The training input size: as given, else a tile's side, else boxloop.toml [train] imgsz."""
+    return int(imgsz if imgsz is not None else tile or ws.config.train.imgsz)
+
+
+def _train_run(
+    ws: Workspace, run_dir: Path, *, model: str, epochs: int | None, steps: int | None, imgsz: int,
+    batch: int | None, device: str | None, patience: int | None, extra: Mapping[str, Any] | None,
+    on_epoch: Callable[[int, int], None] | None, tile: int | None,
+) -> TrainOutcome:
+    """`train` in its new run folder: go on with an interrupted run of the same labels and
+    settings, or train this one, and register the model version."""
+    from .backends.ultralytics import resumable_epoch, train_yolo
     from .ingest import current_round
     from .runs import interrupted_run, training, write_run_inputs
 
     cfg = ws.config.train
-    model = model or cfg.model
-    resolve_model_arg(model)  # a missing weights file fails before anything is written
-    _check_trainable(ws, allow_missing_classes=allow_missing_classes or cfg.allow_missing_classes)
-    tile = tile if tile is not None else cfg.tile
-    if tile and tile < 32:
-        raise InputError(f"--tile is a window's side in pixels, at least 32; got {tile}")
-    version = next_version(ws)
-    run_dir = ws.runs_dir / version
-    run_dir.mkdir(parents=True, exist_ok=True)
+    version = run_dir.name
     plan = _plan_run(
-        ws, run_dir, ids=None, model=model, epochs=epochs, steps=steps, imgsz=int(imgsz or tile or cfg.imgsz),
-        batch=batch, device=device, patience=patience, extra=extra, tile=tile or None,
+        ws, run_dir, ids=None, model=model, epochs=epochs, steps=steps, imgsz=imgsz,
+        batch=batch, device=device, patience=patience, extra=extra, tile=tile,
     )
     data_yaml, settings, extra, steps, fingerprint = plan.data_yaml, plan.settings, plan.extra, plan.steps, plan.fingerprint
     train_n, val_n = plan.train_images, plan.val_images
@@ -378,14 +438,15 @@ def train_held_out(
     ``run_dir``, as `train` would, without registering a model version (a held-out model of
     an out-of-fold audit); returns its weights. Run again with the same labels and settings,
     a finished run is reused and one cut off goes on from its last epoch."""
-    from .backends.ultralytics import resolve_model_arg, resumable_epoch, train_yolo
+    from .backends.ultralytics import require_trainable_model, resumable_epoch, train_yolo
     from .runs import INPUTS_FILE, LOCK_FILE, training, write_run_inputs
 
     cfg = ws.config.train
     model = model or cfg.model
-    resolve_model_arg(model)
     tile = cfg.tile or None  # [train] tile: a held-out model learns from tiles as `train`'s would
-    imgsz = int(imgsz or tile or cfg.imgsz)
+    check_numbers(epochs=epochs, steps=steps, imgsz=imgsz, batch=batch)
+    require_trainable_model(model)
+    imgsz = _train_imgsz(ws, imgsz, tile)
     keep = [i for i in ws.store.latest_labels() if i not in exclude]
     if not keep:
         raise InputError("every labeled image is held out: nothing left to train on")
@@ -673,7 +734,7 @@ def load_model_backend(
     cfg = ws.config.predict
     return load_backend(
         resolved.path, classes=ws.classes, runtime=runtime or cfg.runtime, device=device or ws.config.train.device,
-        imgsz=imgsz, class_map=class_map, batch=batch or cfg.batch,
+        imgsz=imgsz, class_map=class_map, batch=cfg.batch if batch is None else batch,
         tile=int(resolved.meta.get("tile") or 0) or None,  # trained on tiles: predicts by tiles
     )
 
@@ -716,6 +777,7 @@ def predict(
     from .engine import PredictJob, get_engine
     from .sources.remote import is_remote
 
+    check_numbers(imgsz=imgsz, batch=batch)
     if keep not in ("all", "embeddings"):
         raise InputError(f"keep must be 'all' or 'embeddings', got {keep!r}")
     eng = get_engine(engine, address=ray_address, actors=ray_actors) if isinstance(engine, str) else engine
@@ -723,7 +785,7 @@ def predict(
     cfg = ws.config.predict
     conf = cfg.conf if conf is None else conf
     iou = cfg.iou if iou is None else iou
-    batch = batch or cfg.batch
+    batch = cfg.batch if batch is None else batch
     if not 0.0 <= conf < 1.0:
         raise InputError(f"--conf must be in [0, 1), got {conf}")
     items = _scope_items(ws, scope, ids)
@@ -732,9 +794,9 @@ def predict(
         shape: int | tuple[int, int] | None = imgsz
         meta = resolved.meta
         if meta.get("tile"):  # each window at the size the model was trained at
-            shape = int(imgsz or meta.get("imgsz") or meta["tile"])
+            shape = int(imgsz if imgsz is not None else meta.get("imgsz") or meta["tile"])
         elif rect and items:
-            shape = _rect_input(items, int(imgsz or meta.get("imgsz") or ws.config.train.imgsz))
+            shape = _rect_input(items, int(imgsz if imgsz is not None else meta.get("imgsz") or ws.config.train.imgsz))
         # on Ray the driver loads the model on its CPU only to check it before the cluster starts
         backend = load_model_backend(
             ws, resolved, runtime=runtime, device="cpu" if eng.name != "local" else device, imgsz=shape,
@@ -880,14 +942,13 @@ def evaluate_model(
     from .annotation.acceptance import prelabel_choice
     from .evaluate import WORKING_CONF, coco_metrics
 
+    check_numbers(imgsz=imgsz)
     store = ws.store
     items = [it for it in store.items(split=split)]
     labels = store.latest_labels([it.id for it in items])
     items = [it for it in items if it.id in labels]
     if not items:
-        raise InputError(
-            f"no labeled images in the {split} split; make one with `boxloop split --test 0.1` first"
-        )
+        raise InputError(_no_split_to_evaluate(ws, split, model))
     resolved = resolve_model(ws, model) if backend is None else None
     input_side: int | None = None
     if resolved is not None and resolved.path is None:
@@ -911,6 +972,26 @@ def evaluate_model(
     return version, metrics
 
 
+def _no_split_to_evaluate(ws: Workspace, split: str, model: str | Path | None) -> str:
+    """Why there is nothing to evaluate on, and the steps to a ``split`` that holds labeled
+    images and a model to evaluate: a test split is drawn only from labeled images not in
+    train/val yet (`boxloop split`), so labels may be the first step."""
+    labeled = ws.store.items(state="labeled")
+    unsplit = sum(1 for it in labeled if it.split is None)
+    no_model = model is None and not any(v["path"] for v in ws.store.model_versions())
+    then_train = ", then `boxloop train`" if no_model else ""
+    make = "`boxloop split --test 0.1`" if split == "test" else "`boxloop split`"
+    if not labeled:
+        return f"no labeled images to evaluate on; add labels (`boxloop add labels PATH`), then {make}{then_train}"
+    if unsplit >= (3 if split == "test" else 1):
+        return f"no labeled images in the {split} split; make one with {make}{then_train}"
+    return (
+        f"no labeled images in the {split} split, and none can be made from the {len(labeled)} labeled images: "
+        f"it is drawn only from labeled images not yet in {'train/val' if split == 'test' else 'a split'}; "
+        f"add labels for more images (`boxloop add labels PATH`), then {make}{then_train}"
+    )
+
+
 # -- export ---------------------------------------------------------------------------------------
 
 
@@ -924,6 +1005,7 @@ def export_model(
 
     if format != "onnx":
         raise InputError(f"unknown export format {format!r}; known: onnx")
+    check_numbers(imgsz=imgsz)
     resolved = resolve_model(ws, model)
     if resolved.path is None or resolved.path.suffix.lower() != ".pt":
         raise InputError(f"model version {resolved.version} has no .pt weights to export")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import shutil
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +25,10 @@ from .atomic import write_text_atomic
 from .errors import InputError
 
 __all__ = [
-    "INPUTS_FILE", "LOCK_FILE", "interrupted_run", "run_fingerprint", "training", "training_now", "unfinished_runs", "write_run_inputs",
+    "INPUTS_FILE", "LOCK_FILE", "dropped_unless_saved", "interrupted_run", "run_fingerprint", "training", "training_now", "unfinished_runs", "write_run_inputs",
 ]
 
+log = logging.getLogger(__name__)
 INPUTS_FILE = "run_inputs.json"
 LOCK_FILE = ".training.lock"
 
@@ -43,6 +46,23 @@ def training(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def dropped_unless_saved(run_dir: Path) -> Iterator[None]:
+    """A new run's folder, removed again when what runs in it fails (or is interrupted)
+    before training saved an epoch (``weights/last.pt``): nothing in it could be resumed, and
+    ``status`` and ``prune`` would list it as a run cut off. A folder another process trains
+    in is left alone."""
+    try:
+        yield
+    except BaseException:
+        if run_dir.is_dir() and not (run_dir / "weights" / "last.pt").is_file() and not training_now(run_dir):
+            try:
+                shutil.rmtree(run_dir)
+            except OSError as e:  # the error that stopped the run is the one to tell
+                log.warning("%s: could not remove this run, which saved no epoch: %s", run_dir, e)
+        raise
 
 
 def training_now(run_dir: Path) -> bool:

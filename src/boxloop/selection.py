@@ -77,9 +77,9 @@ def _default_version(store: Store, model_version: str | None) -> str:
     versions = [v for v in store.predicted_versions() if not v.endswith(FLIP_SUFFIX)]
     if model_version is None:
         if not versions:
-            raise InputError(
-                "no predictions yet; run `boxloop predict` (or `boxloop add predictions`) before selecting"
-            )
+            from .modeling import way_to_predictions
+
+            raise InputError(f"no predictions yet; {way_to_predictions(store)} before selecting")
         return versions[0]
     if model_version not in versions:
         known = f"; model versions with predictions: {', '.join(versions)}" if versions else ""
@@ -352,7 +352,7 @@ def select(
     uniform = np.zeros(0, np.int64)
     cold_start: dict[str, Any] | None = None
     if k == n:
-        notes.append(f"budget {budget} is not less than the {n} item(s) in the pool: selecting all of them")
+        notes.append(f"budget {budget} is not less than the {n} unlabeled item(s) to pick from: selecting all of them")
         picks = top_k(combined, n)
     else:
         ranked = np.arange(n)
@@ -641,7 +641,22 @@ def _selected_id(store: Store, sel: Selection, key: str) -> str:
         raise InputError(f"{len(matches)} images in selection {sel.id} are named {key!r} "
                          f"({', '.join(it.uri for it in matches[:3])}); give the item id")
     sample = ", ".join(sel.item_ids[:5]) + (" ..." if len(sel.item_ids) > 5 else "")
-    raise InputError(f"item {key!r} is not in selection {sel.id} ({len(sel.item_ids)} items: {sample})")
+    raise InputError(f"item {key!r} is not in selection {sel.id} ({len(sel.item_ids)} items: {sample}): "
+                     + _why_not_selected(store, key))
+
+
+def _why_not_selected(store: Store, key: str) -> str:
+    """Why the image ``key`` names (an id, a uri or a file name) is in no selection: there is
+    no such image, it is labeled, it belongs to the test split, or it was not picked."""
+    named = [it for it in store.items() if key in (it.id, it.uri, it.name)]
+    if not named:
+        return "no image of this workspace has that id, path or file name"
+    it = named[0]
+    if store.label_versions(it.id):
+        return f"{it.uri} is labeled; selections pick from the unlabeled images"
+    if it.split == "test":
+        return f"{it.uri} belongs to the frozen test split, which is never selected"
+    return f"{it.uri} is in the pool but was not picked"
 
 
 def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> str:
@@ -678,8 +693,8 @@ def why_lines(
     lines = []
     comps = why.get("components", {})
     if comps:
-        terms = " + ".join(f"{c['weight']:g} x {n} {c['percentile']:.2f}" for n, c in comps.items())
-        lines.append(f"score {why['score']:.4g} = {terms}")
+        terms = " + ".join(f"{c['weight']:g} x {c['percentile']:.2f} ({n}'s rank in the pool)" for n, c in comps.items())
+        lines.append(f"score {why['score']:.4g} = {terms}; each scorer's own value:")
         for name, c in comps.items():
             lines.extend(_component_line(name, c, names))
     if why.get("selector") == "diverse":

@@ -4,37 +4,57 @@ An import can keep the split a dataset came with (:class:`SplitRequest`)."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from .errors import InputError
 from .store import Store
-from .types import SPLITS
+from .types import SPLITS, Detections
 
-__all__ = ["SPLIT_CHOICES", "SplitReport", "SplitRequest", "assign_splits", "split_named"]
+__all__ = ["FEW_TEST_BOXES", "SPLIT_CHOICES", "SplitReport", "SplitRequest", "assign_splits", "split_named",
+           "thin_test_warning"]
+
+
+# Under this many boxes a test split's mAP moves a lot with a box or two found or missed.
+FEW_TEST_BOXES = 50
 
 
 @dataclass(frozen=True)
 class SplitReport:
+    """What a split did (or, in a dry run, would do); ``warning``: the test split it made is
+    too small to measure mAP on well, and what to do about it."""
+
     assigned: dict[str, int]
     totals: dict[str, int]
     test_frozen: bool
+    warning: str | None = None
 
 
-def assign_splits(store: Store, *, val: float = 0.2, test: float = 0.1, seed: int = 0) -> SplitReport:
+def assign_splits(
+    store: Store, *, val: float = 0.2, test: float = 0.1, seed: int = 0, dry_run: bool = False, redo: bool = False
+) -> SplitReport:
     """Give every labeled item without a split one. Groups (a video, or a single image) are
     shuffled with ``seed`` and dealt to test (only while no test split exists yet), val and
-    train; new frames of a video already in test go to test too."""
+    train; new frames of a video already in test go to test too. A test split made now that
+    holds few boxes, or misses many of the labeled classes, comes with a warning. With
+    ``dry_run`` nothing is written: the report says what would be. ``redo`` deals every
+    labeled item afresh, the test split too: only while no model version exists (one trained
+    on the old train split would be scored on images it learned from)."""
     for name, frac in (("val", val), ("test", test)):
         if not 0.0 <= frac < 1.0:
             raise InputError(f"--{name} must be in [0, 1), got {frac}")
     if val + test >= 1.0:
         raise InputError(f"--val {val} + --test {test} leaves nothing to train on")
     labeled = store.items(state="labeled")
+    if redo:
+        _may_redo(store)
+        labeled = [replace(it, split=None) for it in labeled]
     test_exists = any(it.split == "test" for it in labeled)
     groups: dict[str, list[str]] = defaultdict(list)
     group_split: dict[str, str] = {}
@@ -76,10 +96,74 @@ def assign_splits(store: Store, *, val: float = 0.2, test: float = 0.1, seed: in
         # too few items for the fraction to round to one: still make a test split of one group
         key = order[-1]
         assignments.update(dict.fromkeys(groups[key], "test"))
-    store.set_split(assignments)
+    if not dry_run:
+        if redo:
+            store.clear_splits()
+        store.set_split(assignments)
     assigned = {s: sum(1 for v in assignments.values() if v == s) for s in ("train", "val", "test")}
-    totals = {s: len(store.items(split=s)) for s in ("train", "val", "test")}
-    return SplitReport(assigned, totals, test_frozen=test_exists)
+    if redo and dry_run:
+        totals = dict(assigned)
+    else:
+        totals = {s: len(store.items(split=s)) + (assigned[s] if dry_run else 0) for s in ("train", "val", "test")}
+    made = [] if test_exists else [i for i, side in assignments.items() if side == "test"]
+    warning = thin_test_warning(store, made, test=test, dry_run=dry_run) if made else None
+    return SplitReport(assigned, totals, test_frozen=test_exists, warning=warning)
+
+
+def _may_redo(store: Store) -> None:
+    """Refuse to deal the splits afresh once a model version exists."""
+    versions = [str(v["id"]) for v in store.model_versions()]
+    if versions:
+        shown = ", ".join(versions[:3]) + (" ..." if len(versions) > 3 else "")
+        raise InputError(
+            f"the splits cannot be made again: model version(s) {shown} exist, trained on the current train "
+            "split and measured on the current test split; a new split would score them on images they learned "
+            "from. For a bigger test split, start a new workspace (boxloop init) and add the labels again"
+        )
+
+
+def thin_test_warning(store: Store, test_ids: list[str], *, test: float = 0.0, dry_run: bool = False) -> str | None:
+    """A warning for a new test split of ``test_ids`` that holds under FEW_TEST_BOXES boxes,
+    or no box of more than half the classes labeled: the mAP measured on it will be noisy, it
+    is frozen once made, and how to get a bigger one (a --test above ``test``, the fraction
+    that made it); None for a test split big enough."""
+    labels = store.latest_labels()
+    boxes = sum(len(labels[i]) for i in test_ids if i in labels)
+    labeled = {int(c) for d in labels.values() for c in d.class_id}
+    in_test = {int(c) for i in test_ids if i in labels for c in labels[i].class_id}
+    unseen = len(labeled - in_test)
+    if boxes >= FEW_TEST_BOXES and unseen <= len(labeled) / 2:
+        return None
+    held = f"holds only {len(test_ids)} image(s) with {boxes} box(es)"
+    if unseen:
+        held += f", and {unseen} of the {len(labeled)} classes labeled have no box in it"
+    said = f"the test split {held.replace('holds', 'would hold', 1) if dry_run else held}"
+    noisy = (f"{said}: mAP measured on it will be noisy (a box or two found or missed moves it a lot)"
+             + (", and those classes go unmeasured" if unseen else ""))
+    bigger = _bigger_test(labels, boxes_wanted=FEW_TEST_BOXES, classes_short=unseen > len(labeled) / 2, above=test)
+    if dry_run:
+        return f"{noisy}. It is frozen once made: {bigger}, and check again with --dry-run."
+    if store.model_versions():
+        return (f"{noisy}. It is frozen: boxloop keeps it as it is (new labels go to train/val), and a model "
+                f"already exists, so it cannot be made again in this workspace. For a bigger one, start a new "
+                f"workspace (boxloop init, add the labels again) and, before splitting, {bigger}.")
+    return (f"{noisy}. It is frozen from now on, but until a model is trained it can be dealt again: {bigger}, "
+            "with `boxloop split --redo` (add --dry-run to see it first).")
+
+
+def _bigger_test(labels: Mapping[str, Detections], *, boxes_wanted: int, classes_short: bool, above: float) -> str:
+    """What gives a test split of about ``boxes_wanted`` boxes (and, where ``classes_short``,
+    a box of most classes): a --test fraction above ``above``, or more labels."""
+    n_boxes = sum(len(d) for d in labels.values())
+    if not n_boxes:
+        return "label more images"
+    fraction = boxes_wanted / n_boxes  # the share of labeled images that holds that many boxes, on average
+    if classes_short:
+        fraction = max(fraction, 0.2)
+    fraction = max(math.ceil(fraction * 20) / 20, math.floor(above * 20 + 1) / 20)
+    if fraction > 0.5:
+        return f"label more images (the {len(labels)} labeled hold {n_boxes} boxes in all)"
+    return f"give a larger --test (e.g. --test {fraction:.2f})"
 
 
 SPLIT_CHOICES = ("train", "val", "test", "folders")

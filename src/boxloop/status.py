@@ -90,7 +90,8 @@ def next_step(ws: Workspace, st: dict[str, Any]) -> str:
         return "boxloop add labels PATH: a few labeled images to train the first model on"
     if states["in_review"]:  # first: a round can pick nothing new while its batch is out
         return (f"{states['in_review']} image(s) are out for labeling: boxloop pull (Label Studio), or "
-                "boxloop add labels ZIP (the corrected batch, zip or folder); then boxloop round")
+                "boxloop add labels ZIP (the corrected batch, zip or folder); then boxloop round "
+                "(a batch nobody will label: boxloop release)")
     unfinished = unfinished_round(ws.store)
     if unfinished is not None:
         return f"boxloop round (round {unfinished} is unfinished: it resumes where it stopped)"

@@ -174,6 +174,29 @@ MIGRATIONS: list[str] = [
     -- without a scan of the table per item
     CREATE INDEX predictions_item ON predictions (item_id)
     """,
+    """
+    -- the confidence threshold the pre-labels a person started from were cut at
+    ALTER TABLE acceptance ADD COLUMN prelabel_conf REAL
+    """,
+    """
+    -- a task may be 'offered': pre-labels handed out with no batch asked for (the whole pool
+    -- pre-labeled), whose item stays in the pool. SQLite cannot change a CHECK: rebuild
+    CREATE TABLE tasks_offered (
+        tool TEXT NOT NULL,
+        project TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        task_id TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done', 'skipped', 'offered')),
+        pushed_at REAL NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (tool, project, item_id)
+    );
+    INSERT INTO tasks_offered (tool, project, item_id, task_id, status, pushed_at, meta)
+        SELECT tool, project, item_id, task_id, status, pushed_at, meta FROM tasks ORDER BY rowid;
+    DROP TABLE tasks;
+    ALTER TABLE tasks_offered RENAME TO tasks;
+    CREATE INDEX tasks_item ON tasks (item_id, status)
+    """,
 ]
 
 
@@ -475,6 +498,12 @@ class Store:
         return [r[0] for r in self.conn.execute(
             "SELECT path FROM item_sources WHERE item_id=? ORDER BY path", (item_id,))]
 
+    def clear_splits(self) -> None:
+        """Take every item out of its split, the frozen test split too (``split --redo``,
+        allowed only before any model version: see :func:`boxloop.split.assign_splits`)."""
+        with self.transaction() as c:
+            c.execute("UPDATE items SET split=NULL")
+
     def set_split(self, assignments: Mapping[str, str | None]) -> None:
         """Assign splits; an item already in the frozen test split never moves."""
         with self.transaction() as c:
@@ -735,16 +764,23 @@ class Store:
             )
 
     def tasks(
-        self, tool: str, project: str | None = None, *, status: str | None = None, item_id: str | None = None
+        self,
+        tool: str,
+        project: str | None = None,
+        *,
+        status: str | Sequence[str] | None = None,
+        item_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Tasks sent to a tool (one project, one status, one item, or all), oldest first; ``meta`` decoded."""
+        """Tasks sent to a tool (one project, one status or any of several, one item, or all),
+        oldest first; ``meta`` decoded."""
         sql, args = "SELECT * FROM tasks WHERE tool=?", [tool]
         if project is not None:
             sql += " AND project=?"
             args.append(str(project))
         if status is not None:
-            sql += " AND status=?"
-            args.append(status)
+            statuses = [status] if isinstance(status, str) else list(status)
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            args.extend(statuses)
         if item_id is not None:
             sql += " AND item_id=?"
             args.append(item_id)
@@ -793,16 +829,19 @@ class Store:
         seconds_saved: float,
         model_version: str | None = None,
         round: int | None = None,
+        prelabel_conf: float | None = None,
     ) -> None:
-        """Record what a person did with an item's pre-labels (the newest pull replaces an older one)."""
+        """Record what a person did with an item's pre-labels (the newest pull replaces an
+        older one), and the threshold those pre-labels were cut at, where known."""
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO acceptance (tool, project, item_id, annotation, model_version, "
-                "round, created_at, accepted, adjusted, deleted, added, seconds_saved) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "round, created_at, accepted, adjusted, deleted, added, seconds_saved, prelabel_conf) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (tool, str(project), item_id, str(annotation), model_version, round, time.time(),
                  int(counts.get("accepted", 0)), int(counts.get("adjusted", 0)),
-                 int(counts.get("deleted", 0)), int(counts.get("added", 0)), float(seconds_saved)),
+                 int(counts.get("deleted", 0)), int(counts.get("added", 0)), float(seconds_saved),
+                 None if prelabel_conf is None else float(prelabel_conf)),
             )
 
     def acceptance_rows(self, *, tool: str | None = None, round: int | None = None) -> list[dict[str, Any]]:
@@ -817,17 +856,23 @@ class Store:
         return [dict(r) for r in self.conn.execute(sql + " ORDER BY created_at, rowid", args)]
 
     def acceptance_by_round(self) -> dict[int | None, dict[str, float]]:
-        """Per round: items, accepted, adjusted, deleted, added and seconds_saved, summed over tools."""
+        """Per round: items, accepted, adjusted, deleted, added and seconds_saved, summed over
+        tools, and the lowest and highest threshold the pre-labels were cut at
+        (``prelabel_conf_min``/``_max``, where recorded)."""
         rows = self.conn.execute(
             "SELECT round, COUNT(*) items, SUM(accepted) accepted, SUM(adjusted) adjusted, "
-            "SUM(deleted) deleted, SUM(added) added, SUM(seconds_saved) seconds_saved "
+            "SUM(deleted) deleted, SUM(added) added, SUM(seconds_saved) seconds_saved, "
+            "MIN(prelabel_conf) prelabel_conf_min, MAX(prelabel_conf) prelabel_conf_max "
             "FROM acceptance GROUP BY round ORDER BY round"
         )
-        return {
-            r["round"]: {k: (float(r[k]) if k == "seconds_saved" else int(r[k]))
-                         for k in ("items", "accepted", "adjusted", "deleted", "added", "seconds_saved")}
-            for r in rows
-        }
+        out: dict[int | None, dict[str, float]] = {}
+        for r in rows:
+            out[r["round"]] = {k: (float(r[k]) if k == "seconds_saved" else int(r[k]))
+                               for k in ("items", "accepted", "adjusted", "deleted", "added", "seconds_saved")}
+            if r["prelabel_conf_min"] is not None:
+                out[r["round"]].update(prelabel_conf_min=float(r["prelabel_conf_min"]),
+                                       prelabel_conf_max=float(r["prelabel_conf_max"]))
+        return out
 
     # -- imputed boxes (model assertions) ---------------------------------------------------
     def put_imputed(self, model_version: str, imputed: Mapping[str, Detections]) -> None:

@@ -40,14 +40,17 @@ __all__ = [
     "PRELABEL_GRID",
     "VERIFY_S",
     "acceptance",
+    "acceptance_words",
     "best_prelabel_conf",
     "box_iou",
     "in_words",
     "prelabel_choice",
     "prelabel_savings",
     "prelabel_threshold",
+    "saved_per_image",
     "seconds_saved",
     "sum_acceptance",
+    "threshold_text",
 ]
 
 ACCEPTANCE_KEYS = ("accepted", "adjusted", "deleted", "added")
@@ -185,16 +188,52 @@ def prelabel_threshold(setting: str | float, evaluation: Mapping[str, Any] | Non
 
 
 def sum_acceptance(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """Add up acceptance counts (and ``seconds_saved`` / ``items`` when present)."""
+    """Add up acceptance counts (and ``seconds_saved`` / ``items`` when present); where rows
+    name the threshold their pre-labels were cut at (``prelabel_conf``), the lowest and the
+    highest of them (``prelabel_conf_min``, ``prelabel_conf_max``)."""
     total: dict[str, float] = {**dict.fromkeys(ACCEPTANCE_KEYS, 0), "items": 0, "seconds_saved": 0.0}
+    confs: list[float] = []
     for r in rows:
         for k in ACCEPTANCE_KEYS:
             total[k] += int(r.get(k, 0))
         total["items"] += int(r.get("items", 1))
         total["seconds_saved"] += float(r.get("seconds_saved", seconds_saved(r)))
+        if r.get("prelabel_conf") is not None:
+            confs.append(float(r["prelabel_conf"]))
+    if confs:
+        total.update(prelabel_conf_min=min(confs), prelabel_conf_max=max(confs))
     return total
 
 
 def in_words(counts: Mapping[str, float]) -> str:
     """``2 accepted, 118 adjusted, 20 deleted, 46 added``: what people did with pre-labels."""
     return ", ".join(f"{int(counts.get(k, 0) or 0)} {k}" for k in ACCEPTANCE_KEYS)
+
+
+def saved_per_image(counts: Mapping[str, float]) -> float | None:
+    """Seconds of drawing the pre-labels saved per image that came back (None without images)."""
+    items = int(counts.get("items", 0) or 0)
+    return float(counts.get("seconds_saved", 0.0)) / items if items else None
+
+
+def threshold_text(counts: Mapping[str, float]) -> str:
+    """The threshold the pre-labels were cut at: ``0.15``, ``0.15-0.3`` where they came from
+    pushes at several, "" where none was recorded."""
+    low, high = counts.get("prelabel_conf_min"), counts.get("prelabel_conf_max")
+    if low is None or high is None:
+        return ""
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
+def acceptance_words(counts: Mapping[str, float]) -> str:
+    """What people did with a batch's pre-labels, the drawing that saved an image and the
+    threshold they were cut at: ``40 accepted, 3 adjusted, 2 deleted, 5 added (saved 12.3 s an
+    image; pre-labels at confidence >= 0.35)``."""
+    per_image, at = saved_per_image(counts), threshold_text(counts)
+    spent = "" if per_image is None else (
+        f"saved {per_image:.1f} s an image" if per_image >= 0 else f"cost {-per_image:.1f} s an image more than drawing"
+    )
+    extra = [spent,
+             f"pre-labels at confidence >= {at}" if at else ""]
+    extra = [e for e in extra if e]
+    return in_words(counts) + (f" ({'; '.join(extra)})" if extra else "")

@@ -1,35 +1,50 @@
 """The file round trip: a pre-labeled export (a zip for Roboflow, CVAT, labelImg, ...) is
-recorded as open ``files`` tasks; labels brought back with ``boxloop add labels`` close them
-and count what the person did with the pre-labels, as a Label Studio pull does."""
+recorded as ``files`` tasks; labels brought back with ``boxloop add labels`` close them and
+count what the person did with the pre-labels, as a Label Studio pull does.
+
+A batch (a selection's export, a round's ``--push files``) is ``open``: out for labeling, so
+``select`` leaves its images out until they come back. Pre-labels handed out otherwise (the
+whole pool, or the images under a folder) are ``offered``: counted the same way when labels
+come back, but their images stay in the pool, as nobody was asked to label them all."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 
 import numpy as np
 
+from ..errors import InputError
 from ..store import Store
 from ..types import Detections
 from .acceptance import acceptance, seconds_saved
 from .labelstudio import uploaded_names
 
-__all__ = ["TOOL", "SentNames", "record_prelabels", "roboflow_original", "sent_item", "sent_names", "settle_prelabels"]
+__all__ = [
+    "NOT_BACK", "OFFERED", "OUT", "TOOL", "SentNames", "batches_out", "record_prelabels", "release", "roboflow_original",
+    "sent_item", "sent_names", "settle_prelabels",
+]
 
 TOOL = "files"
+OUT = "open"  # a batch out for labeling: held out of selections until it comes back
+OFFERED = "offered"  # pre-labels handed out with no batch asked for: the images stay in the pool
+NOT_BACK = (OUT, OFFERED)
 
 
 def record_prelabels(
     store: Store, export_name: str, prelabels: Mapping[str, Detections], file_names: Mapping[str, str],
-    *, model_version: str | None,
+    *, model_version: str | None, prelabel_conf: float | None = None, batch: bool = True,
 ) -> None:
-    """Remember which boxes went out to the annotator with each item of an export."""
+    """Remember which boxes went out to the annotator with each item of an export, and the
+    threshold they were cut at: a ``batch`` out for labeling (:data:`OUT`), else
+    :data:`OFFERED`."""
     with store.transaction():
         for item_id, d in prelabels.items():
             store.put_task(
-                TOOL, export_name, item_id, file_names[item_id],
-                meta={"model_version": model_version, "xyxy": d.xyxy.tolist(), "class_id": d.class_id.tolist()},
+                TOOL, export_name, item_id, file_names[item_id], status=OUT if batch else OFFERED,
+                meta={"model_version": model_version, "xyxy": d.xyxy.tolist(), "class_id": d.class_id.tolist(),
+                      "prelabel_conf": prelabel_conf},
             )
 
 
@@ -37,10 +52,10 @@ def record_prelabels(
 _ROBOFLOW_NAME = re.compile(r"^(?P<stem>.+)_(?P<ext>jpe?g|png|bmp|webp|tiff?)\.rf\.[0-9a-fA-F]{8,}\.[A-Za-z]+$")
 
 
-def sent_names(store: Store, *, status: str | None = "open") -> dict[str, str | None]:
-    """The file names pre-labeled exports sent out, with tasks of ``status`` (``open``: not
-    back yet; ``done``: back; None: all), to the item each names (None where two exports gave
-    one name to different items)."""
+def sent_names(store: Store, *, status: str | Sequence[str] | None = NOT_BACK) -> dict[str, str | None]:
+    """The file names pre-labeled exports sent out, with tasks of ``status`` (:data:`NOT_BACK`:
+    not back yet; ``done``: back; None: all), to the item each names (None where two exports
+    gave one name to different items)."""
     return _by_key((task["task_id"], task["item_id"]) for task in store.tasks(TOOL, status=status))
 
 
@@ -72,7 +87,7 @@ class SentNames:
 
     def _table(self, closed: bool) -> dict[str, str | None]:
         if closed not in self._names:
-            names = sent_names(self.store, status="done" if closed else "open")
+            names = sent_names(self.store, status="done" if closed else NOT_BACK)
             self._names[closed] = names if closed else _by_key([*names.items(), *uploaded_names(self.store)])
         return self._names[closed]
 
@@ -101,7 +116,7 @@ def settle_prelabels(store: Store, item_id: str, labels: Detections, *, source: 
     """Close the item's open file tasks (if any) and record pre-label acceptance against the
     labels that came back; returns the counts, or None when the item was not sent out. An item
     exported pre-labeled more than once is counted once, against the newest pre-labels sent."""
-    sent = store.tasks(TOOL, status="open", item_id=item_id)
+    sent = store.tasks(TOOL, status=NOT_BACK, item_id=item_id)
     if not sent:
         return None
     newest = sent[-1]
@@ -112,7 +127,33 @@ def settle_prelabels(store: Store, item_id: str, labels: Detections, *, source: 
         store.put_acceptance(
             TOOL, newest["project"], item_id, counts, annotation=source,
             seconds_saved=seconds_saved(counts), model_version=meta.get("model_version"), round=round,
+            prelabel_conf=meta.get("prelabel_conf"),
         )
         for task in sent:
             store.update_task(TOOL, task["project"], item_id, status="done")
     return counts
+
+
+def batches_out(store: Store) -> dict[str, int]:
+    """Exported batches out for labeling (the zip or folder name they went out as) and how
+    many of their images are not back yet, oldest first."""
+    out: dict[str, int] = {}
+    for task in store.tasks(TOOL, status=OUT):
+        out[task["project"]] = out.get(task["project"], 0) + 1
+    return out
+
+
+def release(store: Store, batch: str | None = None) -> int:
+    """Put the images of exported batches out for labeling back in the pool (those of the
+    batch named ``batch``, or of every one): their tasks become :data:`OFFERED`, so labels
+    brought back for them later still count what was done with the pre-labels. Returns the
+    number of images released."""
+    out = batches_out(store)
+    if batch is not None and batch not in out:
+        known = ", ".join(f"{name} ({n})" for name, n in out.items()) or "none"
+        raise InputError(f"no exported batch named {batch!r} is out for labeling; out now: {known}")
+    tasks = [t for t in store.tasks(TOOL, status=OUT) if batch is None or t["project"] == batch]
+    with store.transaction():
+        for t in tasks:
+            store.update_task(TOOL, t["project"], t["item_id"], status=OFFERED)
+    return len(tasks)

@@ -759,6 +759,8 @@ def push(
                 model_version=mv or meta.get("model_version"),
                 predictions=predictions_meta(rt, by_id[it.id], lc, classes),
             )
+            if mv:  # the threshold each version's pre-labels went out at, for the acceptance
+                meta["prelabel_confs"] = {**(meta.get("prelabel_confs") or {}), mv: conf}
             if old and str(old["task_id"]) == str(rt["id"]):
                 store.update_task(TOOL, str(pid), it.id, meta=meta)
             else:
@@ -933,7 +935,7 @@ def pull(
             version = store.add_label(item_id, labels, source=f"{TOOL}:{pid}:{ann.get('id')}", round=rnd)
             store.put_acceptance(
                 TOOL, str(pid), item_id, counts, annotation=str(ann.get("id")), seconds_saved=secs,
-                model_version=mv, round=rnd,
+                model_version=mv, round=rnd, prelabel_conf=(meta.get("prelabel_confs") or {}).get(mv),
             )
             store.update_task(
                 TOOL, str(pid), item_id, status="done",

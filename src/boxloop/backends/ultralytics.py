@@ -369,6 +369,23 @@ def resolve_model_arg(model: str | Path) -> tuple[str, bool]:
     return str(p.absolute()), False
 
 
+def require_trainable_model(model: str | Path) -> None:
+    """Refuse, before a run's folder is made, what training would fail on once it loads it: a
+    weights file that is not there, or a model yaml whose head is no detector's (a
+    segmentation, pose, oriented-box or classification yaml); weights are checked as the
+    trainer loads them (:func:`require_detector`)."""
+    arg, is_yaml = resolve_model_arg(model)
+    if not is_yaml:
+        return
+    try:
+        head = yaml_head(arg)
+    except Exception as e:  # a yaml Ultralytics cannot read: its trainer says what is wrong
+        log.debug("%s: head not read (%s)", model, e)
+        return
+    if head and head not in DETECT_HEADS | DETR_HEADS:
+        raise not_a_detector(model, [head])
+
+
 def _names_list(names: Any) -> list[str]:
     if isinstance(names, Mapping):
         return [str(names[k]) for k in sorted(names, key=int)]
@@ -604,7 +621,7 @@ class UltralyticsBackend(YoloRuntime):
         if str(weights).lower().endswith(_YAML) and classes:
             names = list(classes)
         stride = int(max(float(self.model.stride.max()), 32))
-        self.imgsz = input_shape(imgsz or train_imgsz, stride)
+        self.imgsz = input_shape(train_imgsz if imgsz is None else imgsz, stride)
         self.detr = is_detr(self.model)
         if self.detr:  # trained on squares the pictures were stretched to
             self.imgsz = (max(self.imgsz),) * 2

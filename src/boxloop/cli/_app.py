@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from ..errors import BoxloopError, Problems
 from ..workspace import Workspace, find_workspace
@@ -45,6 +46,27 @@ def flowing(doc: str) -> str:
         kept = any(line.startswith(("Example", " ", "- ", "* ", "boxloop ")) or ": boxloop " in line for line in lines)
         out.append(para if kept else " ".join(line.strip() for line in lines))
     return "\n\n".join(out)
+
+
+def _flags_show_no_type() -> None:
+    """Typer 0.2x shows an on/off flag's type in help as ``<bool>``, which reads as if it took
+    a value (``--zip true`` is refused): a flag shows none."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "boxloop", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return shown(self, ctx)
+
+    display_type_rich.boxloop = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 
 
 class BoxloopTyper(typer.Typer):
@@ -156,3 +178,26 @@ def report_problems(
     if strict:
         err_console.print("[red]--strict: failing because of the above[/red]")
         raise typer.Exit(1)
+
+
+def acceptance_table(title: str, rows: Iterable[tuple[str, Mapping[str, float]]]) -> Table:
+    """What people did with the pre-labels of the batches that came back, a row a round:
+    boxes accepted, adjusted, deleted and added, the drawing that saved an image, and the
+    threshold the pre-labels were cut at."""
+    from ..annotation.acceptance import ACCEPTANCE_KEYS, saved_per_image, threshold_text
+
+    t = Table(
+        title=title,
+        caption="saved: seconds of drawing the pre-labels saved an image (negative: they cost time); "
+        "at conf: the confidence threshold they were cut at",
+    )
+    for col in ("round", "images", *ACCEPTANCE_KEYS, "saved\ns/image", "at\nconf"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for rnd, a in rows:
+        per_image = saved_per_image(a)
+        t.add_row(
+            rnd, str(int(a.get("items", 0))), *(str(int(a.get(k, 0))) for k in ACCEPTANCE_KEYS),
+            "-" if per_image is None else f"{per_image:+.1f}",
+            threshold_text(a) or "-",
+        )
+    return t

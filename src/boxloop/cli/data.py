@@ -10,12 +10,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import InputError
+from ..errors import InputError, Problems
 from ..ingest import LABEL_FORMATS, IngestReport
-from ..workspace import Workspace
+from ..workspace import CONFIG_NAME, Workspace
 from ._app import (
     StrictOpt,
     WorkspaceOpt,
+    acceptance_table,
     add_app,
     app,
     console,
@@ -26,10 +27,18 @@ from ._app import (
 
 
 def _finish(report: IngestReport, strict: bool) -> None:
+    """The summary, notes and problems of an import; a path given that names nothing fails
+    the command (exit 1) once the others are in."""
     console.print(report.summary())
     for note in report.notes:
         console.print(note)
-    report_problems(report.problems, strict=strict)
+    missing = set(report.not_found)
+    others = Problems([p for p in report.problems if p.path not in missing])
+    report_problems(others, strict=strict and not missing)
+    if missing:
+        named = [str(p) for p in report.problems if p.path in missing]
+        tail = "; the other paths given were read" if report.added or report.known or others else ""
+        raise InputError("\n".join(named) + tail)
 
 
 @app.command("init")
@@ -49,9 +58,49 @@ def init(
     if (classes is None) == (classes_from is None):
         raise InputError("give exactly one of --classes a,b,c or --classes-from FILE")
     names = parse_class_names(classes_from) if classes_from else [c.strip() for c in classes.split(",") if c.strip()]  # type: ignore[union-attr]
+    if (directory / CONFIG_NAME).is_file():
+        _init_again(directory, names)
+        return
     ws = Workspace.init(directory, names)
-    console.print(f"workspace [bold]{ws.root}[/bold] with {len(names)} classes: {', '.join(names)}")
-    console.print(f"next: boxloop -w {directory} add images PATH  (or add labels PATH --format yolo)")
+    console.print(f"workspace [bold]{escape(str(ws.root))}[/bold] with {len(names)} classes: {escape(_some(names, 20))}")
+    console.print(f"next: boxloop -w {escape(str(directory))} add images PATH  (or add labels PATH --format yolo)")
+
+
+def _init_again(directory: Path, names: list[str]) -> None:
+    """`init` on a folder that is already a workspace: nothing changes when the classes are
+    its own; classes given after its own are added; other classes are refused, briefly."""
+    ws = Workspace.open(directory)
+    have = ws.classes
+    use = f"Use it: cd {directory} (or boxloop -w {directory} COMMAND)."
+    if names == have:
+        console.print(f"{escape(str(ws.root))} is already a boxloop workspace with these {len(have)} classes; "
+                      f"nothing changed.\n{escape(use)}")
+        return
+    if names[: len(have)] == have:
+        Workspace.init(directory, names)
+        added = names[len(have):]
+        console.print(f"{escape(str(ws.root))} is already a boxloop workspace; added {len(added)} class(es) after "
+                      f"its {len(have)}: {escape(_some(added))}.\n{escape(use)}")
+        return
+    raise InputError(f"{ws.root} is already a boxloop workspace, with {len(have)} classes; "
+                     f"{_class_difference(have, names)}.\nIts class list cannot change: classes can only be added "
+                     f"(after its own, or with add labels --add-classes).\n{use}")
+
+
+def _class_difference(have: list[str], given: list[str]) -> str:
+    """How the classes given differ from a workspace's, in a few words."""
+    i = next((k for k, (a, b) in enumerate(zip(have, given)) if a != b), min(len(have), len(given)))
+    said = f"the {len(given)} given differ" + (f" from class {i} on" if i else "")
+    if i < len(have) and i < len(given):
+        return f"{said}: {have[i]!r} in the workspace, {given[i]!r} given"
+    return f"{said}: the workspace's go on with {_some(have[i:], 3)}"
+
+
+def _some(names: list[str], k: int = 5, *, total: bool = True) -> str:
+    """The first ``k`` names, and (with ``total``) how many there are in all when some are left out."""
+    if len(names) <= k:
+        return ", ".join(names)
+    return ", ".join(names[:k]) + (f", ... ({len(names)} in all)" if total else ", ...")
 
 
 @add_app.command("images")
@@ -158,21 +207,38 @@ def split_cmd(
     val: Annotated[float, typer.Option("--val", help="Fraction of new labeled items for validation.")] = 0.2,
     test: Annotated[float, typer.Option("--test", help="Fraction for the test split (only when none exists yet).")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffle.")] = 0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what the split would be (and the test split's size) without writing it.")
+    ] = False,
+    redo: Annotated[
+        bool, typer.Option("--redo", help="Deal every labeled image afresh, the test split too; only until a model is trained.")
+    ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Split labeled items into train/val/test (test is frozen once made; a video stays on one side).
 
+    A test split too small to measure mAP on well (few boxes, or many classes without a box in
+    it) is warned about; --dry-run shows it before it is frozen, and until a model is trained
+    --redo deals the splits again.
+
     Example: boxloop split --val 0.2 --test 0.1 --seed 0
+    Example: boxloop split --test 0.3 --dry-run
+    Example: boxloop split --test 0.3 --redo
     """
     from ..split import assign_splits
 
     ws = open_workspace(workspace)
-    report = assign_splits(ws.store, val=val, test=test, seed=seed)
+    report = assign_splits(ws.store, val=val, test=test, seed=seed, dry_run=dry_run, redo=redo)
     new = ", ".join(f"{n} {s}" for s, n in report.assigned.items() if n) or "nothing new"
-    console.print(f"assigned: {new}")
+    console.print(f"{'would assign' if dry_run else 'assigned'}: {new}")
     console.print("totals: " + ", ".join(f"{s} {n}" for s, n in report.totals.items()))
-    if report.test_frozen:
-        console.print("the test split already existed and was kept (frozen); new labels went to train/val")
+    if report.test_frozen and not redo:
+        went = "would go" if dry_run else "went"
+        console.print(f"the test split already existed and was kept (frozen); new labels {went} to train/val")
+    if report.warning:
+        console.print(f"[yellow]warning:[/yellow] {escape(report.warning)}")
+    if dry_run:
+        console.print("dry run: nothing was written")
 
 
 @app.command("export")
@@ -243,11 +309,21 @@ def export_cmd(
         console.print(f"from {escape(prefix)}: {len(found)} image(s)")
     what = what or ("prelabeled" if selection is not None else "labeled")
     done = export_dataset(ws, format=format, what=what, zip=zip, out=out, model_version=model_version, conf=conf,
-                          ids=ids, with_model=with_model, with_imputed=with_imputed)
+                          ids=ids, with_model=with_model, with_imputed=with_imputed, batch=selection is not None)
     path = done.path
     console.print(f"exported to [bold]{path}[/bold]")
+    if done.gone:
+        from ..export import gone_note
+
+        console.print(f"[yellow]{escape(gone_note(done.gone))}[/yellow]")
     if done.prelabel_conf is not None:
         console.print(f"pre-labels: the boxes at confidence >= {done.prelabel_conf:g}")
+    if done.prelabeled and done.batch:
+        console.print(f"{done.prelabeled} image(s) are out for labeling: `boxloop select` leaves them out "
+                      "until they come back")
+    elif done.prelabeled:
+        console.print(f"{done.prelabeled} image(s) went out pre-labeled and stay in the pool (no batch was "
+                      "selected): label any of them and bring them back; a batch to label: --selection latest")
     if done.imputed_boxes:
         console.print(f"{done.imputed_boxes} box(es) the model lost on video frames are drawn in, imputed from the "
                       "neighbouring frames: imputed.csv lists them for checking")
@@ -283,23 +359,10 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     for split, n in st["by_split"].items():
         t.add_row(split, str(n))
     console.print(t)
-    t = Table(title="boxes per class (newest human labels)")
-    t.add_column("id", justify="right")
-    t.add_column("class")
-    t.add_column("boxes", justify="right")
-    for i, (name, n) in enumerate(st["boxes_per_class"].items()):
-        t.add_row(str(i), name, str(n))
-    console.print(t)
+    _print_boxes_per_class(st["boxes_per_class"])
     if st["acceptance"]:
-        t = Table(title="pre-label acceptance per round")
-        for col in ("round", "images", "accepted", "adjusted", "deleted", "added", "drawing time saved"):
-            t.add_column(col, justify="right")
-        for rnd, a in st["acceptance"].items():
-            t.add_row(
-                "-" if rnd is None else str(rnd), str(a["items"]), str(a["accepted"]), str(a["adjusted"]),
-                str(a["deleted"]), str(a["added"]), f"{a['seconds_saved'] / 60:.1f} min",
-            )
-        console.print(t)
+        rows = [("-" if rnd is None else str(rnd), a) for rnd, a in st["acceptance"].items()]
+        console.print(acceptance_table("pre-label acceptance per round", rows))
     if st["model_versions"]:
         console.print("model versions: " + ", ".join(st["model_versions"]))
     runs = training_runs(ws)  # the disk and the runs only here: the report does not show them
@@ -316,6 +379,22 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     tail = " (boxloop prune shows what can go)" if disk.get("runs") or disk.get("shrunk") or disk.get("tiles") else ""
     console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in disk.items() if n) + tail)
     console.print(f"next: {escape(next_step(ws, st))}")
+
+
+def _print_boxes_per_class(counts: dict[str, int]) -> None:
+    """The classes that have boxes, a row each; those with none yet in one line."""
+    boxed = [(i, name, n) for i, (name, n) in enumerate(counts.items()) if n]
+    empty = [name for name, n in counts.items() if not n]
+    if boxed:
+        t = Table(title="boxes per class (newest human labels)")
+        t.add_column("id", justify="right")
+        t.add_column("class")
+        t.add_column("boxes", justify="right")
+        for i, name, n in boxed:
+            t.add_row(str(i), escape(name), str(n))
+        console.print(t)
+    if empty:
+        console.print(f"{len(empty)} class(es) with no box yet: {escape(_some(empty, 10, total=False))}")
 
 
 @app.command("prune")

@@ -1,4 +1,4 @@
-"""Commands for the loop: round, history, simulate."""
+"""Commands for the loop: round, history, release, simulate."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from ._app import WorkspaceOpt, app, check_epochs_or_steps, console, open_workspace
+from ._app import (
+    WorkspaceOpt,
+    acceptance_table,
+    app,
+    check_epochs_or_steps,
+    console,
+    open_workspace,
+)
 from .select import AggregationOpt
 
 
@@ -18,7 +25,10 @@ def _train_options(
     model: str | None, epochs: int | None, imgsz: int | None, batch: int | None, device: str | None,
     steps: int | None = None, tile: int | None = None,
 ) -> dict:
+    from ..modeling import check_numbers
+
     check_epochs_or_steps(epochs, steps)
+    check_numbers(epochs=epochs, steps=steps, imgsz=imgsz, batch=batch)
     opts = {"model": model, "epochs": epochs, "steps": steps, "imgsz": imgsz, "batch": batch, "device": device,
             "tile": tile}
     return {k: v for k, v in opts.items() if v is not None}
@@ -29,7 +39,7 @@ ModelOpt = Annotated[str | None, typer.Option(
 )]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs per round (default: boxloop.toml).")]
 StepsOpt = Annotated[int | None, typer.Option(
-    "--steps", min=1,
+    "--steps",
     help="Train about this many optimizer steps per round instead of --epochs: the epochs follow the label count, "
          "so a round with few labels trains as long as one with many.",
 )]
@@ -101,7 +111,7 @@ def round_cmd(
         console.print(describe_round(ws.store, rec))
         steps = step_results(ws.store, rec.round)
         _say_where_the_batch_went(steps.get("push", {}).get("result"), waited=wait)
-        if wait and i + 1 < rounds and steps.get("select", {}).get("result", {}).get("selected") == 0:
+        if wait and i + 1 < rounds and not steps.get("select", {}).get("result", {}).get("selected"):
             console.print("nothing left to select: no more rounds (add images to go on)")
             break
     console.print(f"ledger: {ws.runs_dir / 'history.csv'}  (boxloop history, boxloop report)")
@@ -131,13 +141,52 @@ def _say_where_the_batch_went(pushed: dict[str, Any] | None, *, waited: bool) ->
                       + ("" if waited else "; when they are labeled, the next boxloop round pulls them first"))
 
 
+@app.command("release")
+def release_cmd(
+    batch: Annotated[str | None, typer.Argument(
+        help="The exported batch to put back (the zip or folder name it went out as); without it, the batches out are listed.",
+        show_default=False)] = None,
+    all_batches: Annotated[bool, typer.Option("--all", help="Put back every exported batch out for labeling.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Put the images of an exported batch nobody will label back in the pool, so `select` may pick them again.
+
+    A batch exported with `--selection` (or by `round --push files`) is out for labeling until its labels come back;
+    released, its images are in the pool again, and labels brought back for them later still count what was done
+    with the pre-labels. A Label Studio batch goes back by deleting its tasks there, then `boxloop pull`.
+
+    Example: boxloop release round-3-prelabeled.zip
+    Example: boxloop release --all
+    """
+    from ..annotation.files import batches_out, release
+
+    ws = open_workspace(workspace)
+    out = batches_out(ws.store)
+    if batch is None and not all_batches:
+        if not out:
+            console.print("no exported batch is out for labeling")
+            return
+        t = Table(title="exported batches out for labeling")
+        t.add_column("batch")
+        t.add_column("images not back", justify="right")
+        for name, n in out.items():
+            t.add_row(escape(name), str(n))
+        console.print(t)
+        console.print("put one back: boxloop release NAME; all of them: boxloop release --all")
+        return
+    if batch is not None and all_batches:
+        raise InputError("give a batch name or --all, not both")
+    n = release(ws.store, batch)
+    console.print(f"{n} image(s) back in the pool" + (f" from {escape(batch)}" if batch else "")
+                  + "; labels brought back for them later still count")
+
+
 @app.command("history")
 def history_cmd(workspace: WorkspaceOpt = None) -> None:
     """The round ledger: labels, model, mAP and pre-label acceptance per round.
 
     Example: boxloop history
     """
-    from ..annotation.acceptance import ACCEPTANCE_KEYS
     from ..ledger import history, unfinished_round, where_it_stopped, write_history_csv
 
     ws = open_workspace(workspace)
@@ -145,18 +194,19 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
     if not records:
         console.print("no rounds yet: run `boxloop round` (or `boxloop train` and `boxloop evaluate`)")
         return
-    t = Table(title="rounds", caption="pre-labels back: accepted/adjusted/deleted/added boxes")
-    for col in ("round", "labeled\nimages", "boxes", "model", "mAP50", "mAP50-95", "pre-labels\nback", "seconds"):
+    t = Table(title="rounds")
+    for col in ("round", "labeled\nimages", "boxes", "model", "mAP50", "mAP50-95", "seconds"):
         t.add_column(col, justify="right", no_wrap=col != "model")
     for r in records:
-        a = r.acceptance
         t.add_row(
             str(r.round), str(r.labeled_images), str(r.labeled_boxes), r.model_version or "-",
             "-" if r.map50 is None else f"{r.map50:.3f}", "-" if r.map50_95 is None else f"{r.map50_95:.3f}",
-            "/".join(str(int(a[k])) for k in ACCEPTANCE_KEYS) if a else "-",
             f"{sum(r.seconds.values()):.0f}",
         )
     console.print(t)
+    back = [(str(r.round), r.acceptance) for r in records if r.acceptance]
+    if back:
+        console.print(acceptance_table("pre-labels of the batches that came back", back))
     if records[0].round == 0:
         console.print(
             "round 0: before the first `boxloop round`: the newest model evaluated on the test split then, "

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from ..workspace import Workspace
 from ._app import (
     StrictOpt,
     WorkspaceOpt,
@@ -17,6 +21,7 @@ from ._app import (
     console,
     open_workspace,
     progress_bar,
+    progress_disabled,
     report_problems,
 )
 
@@ -28,13 +33,17 @@ RuntimeOpt = Annotated[
     str | None, typer.Option("--runtime", help="torch or onnx (default: \\[predict] runtime; .onnx files use onnx).")
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 (default: \\[train] device).")]
-ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Network input size (default: the size it was trained at).")]
+ImgszOpt = Annotated[int | None, typer.Option(
+    "--imgsz", help="Network input size, at least 32 (default: the size it was trained at)."
+)]
 ClassMapOpt = Annotated[
     list[str] | None,
     typer.Option("--class-map", help="Map a class name of the weights to the project's: old=new (repeatable); classes neither named alike nor mapped are not predicted."),
 ]
 ItemsOpt = Annotated[str | None, typer.Option("--items", help="Comma-separated item ids instead of --scope.")]
-PredictBatchOpt = Annotated[int | None, typer.Option("--batch", help="Images per network call.")]
+PredictBatchOpt = Annotated[int | None, typer.Option(
+    "--batch", help="Images per network call, at least 1 (default: \\[predict] batch)."
+)]
 EngineOpt = Annotated[
     str, typer.Option("--engine", help="Where the pass runs: local (this process) or ray (Ray Data on a Ray cluster).")
 ]
@@ -72,17 +81,22 @@ def train_cmd(
         str | None,
         typer.Option("--model", "-m", help="A YOLO or RT-DETR detector: yolov8n.yaml / yolo11n.yaml / yolo26n.yaml / rtdetr-l.yaml (from scratch) or PATH.pt (transfer); default: \\[train] model."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: \\[train] epochs).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs, at least 1 (default: \\[train] epochs).")] = None,
     steps: Annotated[int | None, typer.Option(
-        "--steps", min=1, help="About this many optimizer steps instead of --epochs (the epochs follow the label count)."
+        "--steps", help="About this many optimizer steps instead of --epochs, at least 1 (the epochs follow the label count)."
     )] = None,
-    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Training image size (with --tile: the tile's).")] = None,
+    imgsz: Annotated[int | None, typer.Option(
+        "--imgsz", help="Training image size, at least 32 (default: \\[train] imgsz; with --tile: the tile's)."
+    )] = None,
     tile: Annotated[int | None, typer.Option(
         "--tile", min=32,
         help="Train on TILE x TILE crops at full resolution, and predict window by window: for objects a few "
         "dozen pixels wide in large pictures (default: \\[train] tile, 0 = whole pictures).",
     )] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Batch size.")] = None,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", help="Batch size, at least 1 (default: \\[train] batch); Ultralytics' automatic batch size (-1) is "
+        "not taken: the optimizer steps of an epoch follow the batch size.",
+    )] = None,
     device: DeviceOpt = None,
     allow_missing_classes: Annotated[
         bool, typer.Option("--allow-missing-classes", help="Train even when a class has no labeled box.")
@@ -97,18 +111,14 @@ def train_cmd(
     Example: boxloop train --model yolov8n.yaml --epochs 30 --imgsz 320
     Small objects in large photos: boxloop train --tile 640
     """
-    from ..modeling import train
+    from ..modeling import check_numbers, train
 
     check_epochs_or_steps(epochs, steps)
+    check_numbers(epochs=epochs, steps=steps, imgsz=imgsz, batch=batch)
     ws = open_workspace(workspace)
     by_steps = steps is not None or (epochs is None and ws.config.train.steps > 0)
-    with progress_bar("training (epochs)", total=None if by_steps else epochs or ws.config.train.epochs) as advance:
-        done = [0]  # a resumed run reports its first epoch as, say, 3
-
-        def on_epoch(epoch: int, _total: int) -> None:
-            advance(epoch - done[0])
-            done[0] = epoch
-
+    total = None if by_steps else (ws.config.train.epochs if epochs is None else epochs)
+    with epochs_shown(total) as on_epoch:
         outcome = train(
             ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
             allow_missing_classes=allow_missing_classes, on_epoch=on_epoch, tile=tile,
@@ -121,7 +131,40 @@ def train_cmd(
     m50 = outcome.metrics.get("metrics/mAP50(B)")
     if m50 is not None:
         console.print(f"val mAP50 {m50:.3f}, mAP50-95 {outcome.metrics.get('metrics/mAP50-95(B)', 0.0):.3f}")
-    console.print("next: boxloop predict  (pre-label the pool), boxloop evaluate")
+    console.print(f"next: {after_training(ws)}")
+
+
+@contextmanager
+def epochs_shown(total: int | None) -> Iterator[Callable[[int, int], None]]:
+    """Training's progress as an ``on_epoch(epoch, of)`` callback: a bar on a terminal, else a
+    line an epoch ("train epoch 3/30"), as `boxloop round` says it, so a log or a pipe shows
+    training is alive. A resumed run's first epoch is, say, 3."""
+    if progress_disabled():
+
+        def say(epoch: int, of: int) -> None:
+            if epoch <= of:
+                console.print(f"[dim]train epoch {epoch}/{of}[/dim]")
+
+        yield say
+        return
+    with progress_bar("training (epochs)", total=total) as advance:
+        done = [0]
+
+        def on_epoch(epoch: int, _of: int) -> None:
+            advance(epoch - done[0])
+            done[0] = epoch
+
+        yield on_epoch
+
+
+def after_training(ws: Workspace) -> str:
+    """The next steps once a model is trained; evaluating needs a test split first, drawn only
+    from labeled images not yet in train/val (training put every labeled image in one)."""
+    if any(it.split == "test" for it in ws.store.items(state="labeled")):
+        return "boxloop predict  (pre-label the pool), boxloop evaluate"
+    return ("boxloop predict  (pre-label the pool); to evaluate, a test split first, drawn only from labeled "
+            "images not yet in train/val: add labels (boxloop add labels PATH), then boxloop split --test 0.1, "
+            "then boxloop evaluate")
 
 
 @app.command("predict")
@@ -208,7 +251,7 @@ def evaluate_cmd(
     """
     import json
 
-    from ..evaluate import size_advice
+    from ..evaluate import few_boxes_note, listed_classes, size_advice, unlisted_classes_line
     from ..modeling import evaluate_model
 
     ws = open_workspace(workspace)
@@ -223,14 +266,13 @@ def evaluate_cmd(
         f"mAP50 {metrics['map50']:.3f}  mAP50-95 {metrics['map50_95']:.3f}  "
         f"precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f} at conf {metrics['conf']:g}"
     )
-    table = Table("class", "labels", "AP50", "AP50-95")
-    for name, ap in metrics["per_class_ap"].items():
-        ap50 = metrics["per_class_ap50"][name]
-        table.add_row(
-            name, str(metrics["per_class_labels"][name]),
-            "-" if ap50 is None else f"{ap50:.3f}", "-" if ap is None else f"{ap:.3f}",
-        )
-    console.print(table)
+    noisy = few_boxes_note(metrics)
+    if noisy:
+        console.print(f"[yellow]{noisy}[/yellow]")
+    console.print(class_table(metrics))
+    unlisted = unlisted_classes_line(listed_classes(metrics)[1], split, metrics["conf"])
+    if unlisted:
+        console.print(escape(unlisted))
     sizes = metrics.get("by_size") or {}
     if any(v["labels"] for v in sizes.values()):
         console.print(
@@ -245,6 +287,22 @@ def evaluate_cmd(
     line = prelabel_line(metrics.get("prelabel"), ws.config.labelstudio.prelabel_conf)
     if line:
         console.print(line)
+
+
+def class_table(metrics: dict[str, Any]) -> Table:
+    """An evaluation's row a class, for the classes with a box in the split or predicted
+    there: labeled boxes, boxes predicted at the working threshold, AP50 and AP50-95."""
+    from ..evaluate import listed_classes
+
+    predicted = metrics.get("per_class_predictions") or {}
+    table = Table("class", "labels", f"predicted\nconf >= {metrics['conf']:g}", "AP50", "AP50-95")
+    for name in listed_classes(metrics)[0]:
+        ap, ap50 = metrics["per_class_ap"][name], metrics["per_class_ap50"][name]
+        table.add_row(
+            escape(name), str(metrics["per_class_labels"][name]), str(predicted.get(name, "-")),
+            "-" if ap50 is None else f"{ap50:.3f}", "-" if ap is None else f"{ap:.3f}",
+        )
+    return table
 
 
 def prelabel_line(choice: Any, setting: str) -> str | None:

@@ -86,7 +86,9 @@ def select_cmd(
     table = Table(
         title=f"{len(sel.item_ids)} to label",
         caption=f"strategy {escape(sel.strategy)}, selector {sel.config.get('selector')}, "
-                f"model {escape(str(sel.model_version))}, seed {sel.seed}",
+                f"model {escape(str(sel.model_version))}, seed {sel.seed}; score: each scorer's rank in the pool "
+                "(0-1, the share of the pool it beats) times its weight, added up; mostly: the scorer that "
+                "counts most, with its own value",
     )
     table.add_column("#", justify="right")
     table.add_column("item")
@@ -173,10 +175,14 @@ def audit_cmd(
     zip_ = zip_ or push == "files"
     if folds is None and (epochs is not None or imgsz is not None):
         raise typer.BadParameter("--epochs and --imgsz train held-out models: give --folds too")
+    from ..modeling import check_numbers
+
+    check_numbers(epochs=epochs, imgsz=imgsz)
     ws = open_workspace(workspace)
     if folds is not None:
         train = {k: v for k, v in {"model": model, "epochs": epochs, "imgsz": imgsz}.items() if v is not None}
-        total = folds * int(epochs or ws.config.train.epochs) if epochs or not ws.config.train.steps else None
+        per_fold = epochs if epochs is not None else ws.config.train.epochs
+        total = folds * int(per_fold) if epochs is not None or not ws.config.train.steps else None
         with progress_bar("training held-out models (epochs)", total=total) as advance:
             done = [0]
 

@@ -17,16 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, Problems
-from . import ImageLabels
+from . import ImageLabels, clip_box
 
 __all__ = ["parse_coco", "parse_coco_results", "to_coco"]
 
 log = logging.getLogger(__name__)
-
-# A box edge this far outside the image is rounding (or a 0- vs 1-based convention), and is
-# clipped; further out, the annotation is reported and skipped.
-SLACK_PX = 1.0
-
 
 def _where(section: str, index: int, record: Mapping[str, Any]) -> str:
     ident = record.get("id")
@@ -66,16 +61,16 @@ def _xywh(bbox: Any) -> tuple[tuple[float, float, float, float] | None, str | No
 
 def _fit(
     xyxy: tuple[float, float, float, float], width: int | None, height: int | None
-) -> tuple[list[float] | None, str | None]:
-    """Clip a box to the image within SLACK_PX, or the reason it lies outside."""
-    x1, y1, x2, y2 = xyxy
+) -> tuple[list[float] | None, bool, str | None]:
+    """A box clipped to the image (as Ultralytics clips it), whether it reached past it by
+    more than rounding, or the reason it is left out: nothing of it inside the image."""
     if width is None or height is None:
-        return [x1, y1, x2, y2], None
-    if x1 < -SLACK_PX or y1 < -SLACK_PX or x2 > width + SLACK_PX or y2 > height + SLACK_PX:
-        return None, (
-            f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] (xyxy) lies outside the {width}x{height} image"
-        )
-    return [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))], None
+        return list(xyxy), False, None
+    inside, past = clip_box(xyxy, width, height)
+    if inside is None:
+        x1, y1, x2, y2 = xyxy
+        return None, past, f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] (xyxy) lies outside the {width}x{height} image; left out"
+    return inside, past, None
 
 
 def _require_list(obj: Mapping[str, Any], key: str, source: str) -> list[Any]:
@@ -173,6 +168,7 @@ def parse_coco(
     names: dict[Any, list[str]] = {iid: [] for iid in image_order}
     scores: dict[Any, list[float]] = {iid: [] for iid in image_order}
     crowd: dict[Any, list[tuple[list[float], str]]] = {}
+    clipped: dict[Any, list[str]] = {}
     for i, ann in enumerate(annotations):
         if not isinstance(ann, Mapping):
             problems.add(source, f"annotations[{i}]: expected an object, got {ann!r}")
@@ -191,10 +187,12 @@ def parse_coco(
             continue
         x, y, w, h = xywh
         _, width, height = image_info[iid]
-        xyxy, reason = _fit((x, y, x + w, y + h), width, height)
+        xyxy, past, reason = _fit((x, y, x + w, y + h), width, height)
         if xyxy is None:
             problems.add(source, f"{where}: {reason}")
             continue
+        if past:
+            clipped.setdefault(iid, []).append(f"{source}: {where}")
         if ann.get("iscrowd") in (1, True):
             crowd.setdefault(iid, []).append((xyxy, names_by_id[cid]))
             continue
@@ -223,6 +221,8 @@ def parse_coco(
         if iid in crowd:
             extra["crowd_xyxy"] = np.asarray([b for b, _ in crowd[iid]], np.float32).reshape(-1, 4)
             extra["crowd_class_names"] = tuple(n for _, n in crowd[iid])
+        if iid in clipped:
+            extra["clipped"] = clipped[iid]
         records.append(
             ImageLabels(
                 file_name=file_name,

@@ -17,14 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, Problems
-from . import ImageLabels
+from . import ImageLabels, clip_box
 from .voc import _parse_xml
 
 __all__ = ["is_cvat_video", "parse_cvat_images", "parse_cvat_video", "to_cvat_images"]
 
-# A box edge this far outside the image is rounding and is clipped; further out, the box is
-# reported and skipped.
-SLACK_PX = 1.0
 NOT_BOXES = ("polygon", "polyline", "points", "ellipse", "mask", "cuboid", "skeleton")
 # Label colours for the exported task, so CVAT shows distinct classes (cycled).
 PALETTE = (
@@ -75,10 +72,12 @@ def _unrotated(x1: float, y1: float, x2: float, y2: float, degrees: float) -> li
 def _checked_box(
     box: ET.Element, name: str, width: int, height: int, declared: Sequence[str] | None, source: str,
     bline: int | None, problems: Problems,
-) -> tuple[list[float], str] | None:
-    """A ``<box>`` of an image (or a video frame) ``name`` as pixel xyxy and its label, or None
-    with the Problem said: no label, a label not declared, coordinates that are not numbers, of
-    zero size or outside the image. A rotated box becomes its bounding box (a Problem says so)."""
+) -> tuple[list[float], str, bool] | None:
+    """A ``<box>`` of an image (or a video frame) ``name`` as pixel xyxy clipped to the image,
+    its label, and whether it reached past the image (clipped, as Ultralytics clips it); or
+    None with the Problem said: no label, a label not declared, coordinates that are not
+    numbers, of zero size or wholly outside the image. A rotated box becomes its bounding box
+    (a Problem says so)."""
     label = (box.get("label") or "").strip()
     if not label:
         problems.add(source, f"<box> in {name} has no label", bline)
@@ -102,17 +101,11 @@ def _checked_box(
         problems.add(source, f"<box> in {name}: rotation {box.get('rotation')!r} is not a number", bline)
         return None
     rotated = rotation % 180 != 0
-    if rotated:  # its corners may leave the image; the clip below is expected
-        x1, y1, x2, y2 = _unrotated(x1, y1, x2, y2, rotation)
-    elif x1 < -SLACK_PX or y1 < -SLACK_PX or x2 > width + SLACK_PX or y2 > height + SLACK_PX:
-        problems.add(
-            source, f"<box> in {name}: box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] lies outside the {width}x{height} image",
-            bline,
-        )
-        return None
-    x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
-    if x2 <= x1 or y2 <= y1:
-        problems.add(source, f"<box> in {name}: the rotated box lies outside the {width}x{height} image", bline)
+    corners = _unrotated(x1, y1, x2, y2, rotation) if rotated else [x1, y1, x2, y2]
+    inside, past = clip_box(corners, width, height)  # a rotated box's corners may leave the image: expected
+    if inside is None:
+        what = "the rotated box" if rotated else f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
+        problems.add(source, f"<box> in {name}: {what} lies outside the {width}x{height} image; left out", bline)
         return None
     if rotated:
         problems.add(
@@ -120,7 +113,7 @@ def _checked_box(
             f"<box> in {name}: rotated by {rotation:g}°, converted to its axis-aligned bounding box (clipped to the image)",
             bline,
         )
-    return [x1, y1, x2, y2], label
+    return inside, label, not rotated and past
 
 
 def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], list[str], Problems]:
@@ -128,8 +121,8 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
 
     Label names come from ``<meta><task|project|job><labels>``, or from the boxes in order of
     first use when there is no meta. A box whose label is not declared in the meta, whose
-    coordinates are not numbers, of zero size or outside the image is a Problem at its line and
-    skipped. An unparseable file, a root other than ``<annotations>``, or a CVAT *for video*
+    coordinates are not numbers, of zero size or wholly outside the image is a Problem at its line
+    and skipped; one that reaches past the image is clipped to it (``extra["clipped"]`` says where). An unparseable file, a root other than ``<annotations>``, or a CVAT *for video*
     file (``<track>``s and no ``<image>``) is an InputError naming the source.
 
     >>> recs, names, _ = parse_cvat_images('<annotations><image id="0" name="a.jpg" width="9" '
@@ -169,11 +162,14 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
         boxes: list[list[float]] = []
         names: list[str] = []
         occluded: list[bool] = []
+        clipped: list[str] = []
         for box in img.findall("box"):
             checked = _checked_box(box, name, width, height, declared, source, line_of(box), problems)
             if checked is None:
                 continue
-            xyxy, label = checked
+            xyxy, label, past = checked
+            if past:
+                clipped.append(f"{source}:{line_of(box)}")
             boxes.append(xyxy)
             names.append(label)
             occluded.append(box.get("occluded", "0").strip() in ("1", "true"))
@@ -186,6 +182,8 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
                 line,
             )
         extra: dict[str, Any] = {"image_id": img.get("id"), "occluded": occluded}
+        if clipped:
+            extra["clipped"] = clipped
         if img.get("subset"):
             extra["subset"] = img.get("subset")
         records.append(
@@ -243,6 +241,7 @@ def parse_cvat_video(
     seen: dict[str, None] = {}
     problems = Problems()
     frames: dict[int, tuple[list[list[float]], list[str], list[bool], int | None]] = {}
+    clipped: dict[int, list[str]] = {}  # frame -> where its keyframe boxes that reached past the frame are
     for track in root.findall("track"):
         shapes = []  # (frame, xyxy or None when outside, label, occluded, line)
         for box in track.findall("box"):
@@ -257,6 +256,8 @@ def parse_cvat_video(
                 continue
             labeled = ET.Element("box", {**box.attrib, "label": box.get("label") or track.get("label") or ""})
             checked = _checked_box(labeled, name, width, height, declared, source, line_of(box), problems)
+            if checked is not None and checked[2]:
+                clipped.setdefault(int(frame), []).append(f"{source}:{line_of(box)}")
             if checked is not None:
                 shapes.append((int(frame), checked[0], checked[1], box.get("occluded", "0").strip() in ("1", "true"),
                                line_of(box)))
@@ -283,7 +284,7 @@ def parse_cvat_video(
         ImageLabels(
             file_name=f"{video}#frame={f}", width=width, height=height,
             xyxy=np.asarray(boxes, np.float64).reshape(-1, 4), class_names=tuple(names), line=line,
-            extra={"frame": f, "video": video, "occluded": occluded},
+            extra={"frame": f, "video": video, "occluded": occluded, **({"clipped": clipped[f]} if f in clipped else {})},
         )
         for f, (boxes, names, occluded, line) in sorted(frames.items())
     ]

@@ -20,7 +20,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from ..errors import InputError, Problems
-from . import ImageLabels
+from . import ImageLabels, clip_box
 
 __all__ = [
     "LabelConfig",
@@ -360,6 +360,10 @@ def parse_labelstudio_export(
         xyxy, names, drawn_on = parse_regions(
             ann.get("result") or [], known=classes, where=where, problems=problems
         )
+        clipped: list[str] = []
+        if drawn_on:
+            xyxy, names, past = _inside(xyxy, names, drawn_on, where, problems)
+            clipped = [f"{source}: task {tid}"] * past
         records.append(
             ImageLabels(
                 file_name=str(ref),
@@ -368,7 +372,25 @@ def parse_labelstudio_export(
                 xyxy=xyxy,
                 class_names=names,
                 extra={"task_id": task.get("id"), "annotation_id": ann.get("id"),
-                       **({"item_id": data[ITEM_KEY]} if isinstance(data.get(ITEM_KEY), str) else {})},
+                       **({"item_id": data[ITEM_KEY]} if isinstance(data.get(ITEM_KEY), str) else {}),
+                       **({"clipped": clipped} if clipped else {})},
             )
         )
     return records, problems
+
+
+def _inside(
+    xyxy: np.ndarray, names: tuple[str, ...], size: tuple[int, int], where: str, problems: Problems
+) -> tuple[np.ndarray, tuple[str, ...], int]:
+    """An annotation's boxes clipped to the image they were drawn on (as Ultralytics clips
+    them), and how many reached past it; a box wholly outside it is a Problem and left out."""
+    boxes, kept, past = [], [], 0
+    for box, name in zip(xyxy.tolist(), names, strict=True):
+        inside, beyond = clip_box(box, *size)
+        if inside is None:
+            problems.add(where, f"a {name!r} box {[round(v, 1) for v in box]} lies outside the {size[0]}x{size[1]} image; left out")
+            continue
+        boxes.append(inside)
+        kept.append(name)
+        past += beyond
+    return np.asarray(boxes, np.float32).reshape(-1, 4), tuple(kept), past

@@ -6,7 +6,8 @@ so a box over the whole image is ``1..W``. In boxloop's pixel-edge xyxy that is
 ``x1 = xmin - 1, x2 = xmax`` (and the same for y), the reading Detectron2 uses too. Integer and
 fractional values are both read; ``to_voc`` writes up to 3 decimals, so an export read back
 gives the same boxes within 0.001 px. Files from tools that write 0-based edges (``xmin = 0``)
-come out at most 1 px off and are clipped to the image, not refused.
+come out at most 1 px off and are clipped to the image, not refused; a box further out is
+clipped too (as Ultralytics does, listed in ``extra["clipped"]``), one wholly outside is a Problem.
 
 ``difficult`` objects are kept as boxes (they are real objects); per-box ``difficult`` and
 ``truncated`` flags go to ``ImageLabels.extra`` as lists aligned with the boxes.
@@ -22,13 +23,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import InputError, Problems
-from . import ImageLabels
+from . import ImageLabels, clip_box
 
 __all__ = ["parse_voc", "to_voc"]
-
-# A box edge this far outside the image is rounding or the 0- vs 1-based mix-up, and is
-# clipped; further out, the object is reported and skipped.
-SLACK_PX = 1.0
 
 LineOf = Callable[[ET.Element], "int | None"]
 
@@ -128,6 +125,7 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
     names: list[str] = []
     difficult: list[bool] = []
     truncated: list[bool] = []
+    clipped: list[str] = []
     for n, obj in enumerate(root.findall("object"), start=1):
         line = line_of(obj)
         name = _text(obj, "name")
@@ -158,19 +156,17 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
             )
             continue
         if width is not None and height is not None:
-            if x1 < -SLACK_PX or y1 < -SLACK_PX or x2 > width + SLACK_PX or y2 > height + SLACK_PX:
+            inside, past = clip_box((x1, y1, x2, y2), width, height)
+            if inside is None:
                 problems.add(
                     source,
-                    f"<object> #{n} ({name}): box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} lies outside the {width}x{height} image",
+                    f"<object> #{n} ({name}): box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} lies outside the {width}x{height} image; left out",
                     line,
                 )
                 continue
-            x1, y1, x2, y2 = (
-                max(x1, 0.0),
-                max(y1, 0.0),
-                min(x2, float(width)),
-                min(y2, float(height)),
-            )
+            if past:
+                clipped.append(f"{source}:{line}")
+            x1, y1, x2, y2 = inside
         else:
             x1, y1 = max(x1, 0.0), max(y1, 0.0)
         boxes.append([x1, y1, x2, y2])
@@ -184,7 +180,7 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
         xyxy=np.asarray(boxes, np.float64).reshape(-1, 4),
         class_names=tuple(names),
         line=line_of(root),
-        extra={"difficult": difficult, "truncated": truncated},
+        extra={"difficult": difficult, "truncated": truncated, **({"clipped": clipped} if clipped else {})},
     )
     return record, problems
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,31 @@ from ..types import Detections
 
 __all__ = [
     "CLASS_FILES",
+    "YoloLabels",
     "format_yolo_labels",
     "parse_class_names",
     "parse_yolo_labels",
+    "read_yolo_labels",
     "yolo_data_yaml",
 ]
 
 # Looked for, in this order, next to YOLO labels.
 CLASS_FILES = ("data.yaml", "data.yml", "classmap.yaml", "classmap.yml", "classes.txt", "obj.names")
 _EPS = 1e-6  # slack for coordinates written as 1.0000001 by float rounding
+
+
+@dataclass(frozen=True)
+class YoloLabels:
+    """A YOLO label file read: its boxes in pixels; ``problems``, the lines that make the file
+    unusable as a whole (a line that cannot be read may be an object left out); ``dropped``,
+    the boxes left out because nothing of them is inside the image (no object lost); and
+    ``clipped``, the lines whose box reached past the image and was clipped to it, as
+    Ultralytics clips it."""
+
+    labels: Detections
+    problems: Problems
+    dropped: Problems
+    clipped: list[int]
 
 
 def parse_yolo_labels(
@@ -38,69 +55,57 @@ def parse_yolo_labels(
 
     Lines are ``class cx cy w h`` (``... conf`` with ``with_confidence``), or a polygon
     ``class x1 y1 x2 y2 x3 y3 ...`` which becomes its bounding box. Class ids are the file's
-    own; map them to project ids by name afterwards.
+    own; map them to project ids by name afterwards. A box reaching past the image is clipped
+    to it (:func:`read_yolo_labels` says which).
 
     >>> d, p = parse_yolo_labels("0 0.5 0.5 0.2 0.4", width=100, height=50)
     >>> d.xyxy.tolist(), len(p)
     ([[40.0, 15.0, 60.0, 35.0]], 0)
     """
+    read = read_yolo_labels(
+        text, width=width, height=height, n_classes=n_classes, source=source, with_confidence=with_confidence
+    )
     problems = Problems()
+    problems.extend(sorted([*read.problems, *read.dropped], key=lambda p: p.line or 0))
+    return read.labels, problems
+
+
+def read_yolo_labels(
+    text: str,
+    *,
+    width: int,
+    height: int,
+    n_classes: int | None = None,
+    source: str = "<labels>",
+    with_confidence: bool = False,
+) -> YoloLabels:
+    """:func:`parse_yolo_labels`, telling apart the lines that make the file unusable from the
+    boxes left out for lying outside the image, and naming the boxes clipped to it.
+
+    >>> r = read_yolo_labels("0 0.95 0.5 0.2 0.2", width=100, height=50, source="a.txt")
+    >>> r.labels.xyxy.tolist(), r.clipped, len(r.problems)
+    ([[85.0, 20.0, 100.0, 30.0]], [1], 0)
+    """
+    problems, dropped = Problems(), Problems()
     boxes: list[list[float]] = []
     classes: list[int] = []
     confs: list[float] = []
-    box_fields = 6 if with_confidence else 5
+    clipped: list[int] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        fields = line.split()
-        n = len(fields)
-        is_polygon = not with_confidence and n >= 7 and (n - 1) % 2 == 0
-        if n != box_fields and not is_polygon:
-            want = "6 (class cx cy w h conf)" if with_confidence else "5 (class cx cy w h)"
-            problems.add(source, f"expected {want} fields, got {n}", lineno)
+        parsed = _parse_line(line, lineno, n_classes, source, with_confidence, problems)
+        if parsed is None:
             continue
-        try:
-            cls_f = float(fields[0])
-            values = [float(v) for v in fields[1:]]
-        except ValueError:
-            problems.add(source, f"not a number in {line!r}", lineno)
+        cls, conf, (x1, y1, x2, y2) = parsed
+        inside = [min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2)]
+        if inside[2] <= inside[0] or inside[3] <= inside[1]:
+            dropped.add(source, f"box has no area inside the image in {line!r}; left out, the file's other boxes kept", lineno)
             continue
-        if not all(math.isfinite(v) for v in (cls_f, *values)):
-            problems.add(source, f"non-finite number in {line!r}", lineno)
-            continue
-        if cls_f != int(cls_f) or cls_f < 0:
-            problems.add(source, f"class id {fields[0]!r} is not a non-negative integer", lineno)
-            continue
-        cls = int(cls_f)
-        if n_classes is not None and cls >= n_classes:
-            problems.add(source, f"class id {cls} is beyond the {n_classes} class names", lineno)
-            continue
-        conf = None
-        if with_confidence:
-            conf = values.pop()
-            if not 0.0 <= conf <= 1.0:
-                problems.add(source, f"confidence {conf} outside [0, 1]", lineno)
-                continue
-        coords = values
-        if any(v < -_EPS or v > 1 + _EPS for v in coords):
-            problems.add(source, f"coordinates outside [0, 1] in {line!r}", lineno)
-            continue
-        if is_polygon:
-            xs, ys = coords[0::2], coords[1::2]
-            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
-        else:
-            cx, cy, w, h = coords
-            if w <= 0 or h <= 0:
-                problems.add(source, f"box with zero or negative size in {line!r}", lineno)
-                continue
-            x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-            if x1 < -_EPS or y1 < -_EPS or x2 > 1 + _EPS or y2 > 1 + _EPS:
-                problems.add(source, f"box extends outside the image in {line!r}", lineno)
-                continue
-        x1, x2 = (min(max(v, 0.0), 1.0) * width for v in (x1, x2))
-        y1, y2 = (min(max(v, 0.0), 1.0) * height for v in (y1, y2))
-        boxes.append([x1, y1, x2, y2])
+        if x1 < -_EPS or y1 < -_EPS or x2 > 1 + _EPS or y2 > 1 + _EPS:
+            clipped.append(lineno)
+        boxes.append([inside[0] * width, inside[1] * height, inside[2] * width, inside[3] * height])
         classes.append(cls)
         if conf is not None:
             confs.append(conf)
@@ -109,7 +114,53 @@ def parse_yolo_labels(
         np.asarray(classes, np.int64),
         np.asarray(confs, np.float32) if with_confidence else None,
     )
-    return d, problems
+    return YoloLabels(d, problems, dropped, clipped)
+
+
+def _parse_line(
+    line: str, lineno: int, n_classes: int | None, source: str, with_confidence: bool, problems: Problems
+) -> tuple[int, float | None, tuple[float, float, float, float]] | None:
+    """One label line → (class id, confidence, its box as normalised xyxy, not yet clipped),
+    or None with its Problem said. Coordinates must lie in [0, 1] (as Ultralytics requires); a box's extent may
+    reach past the image."""
+    fields = line.split()
+    n = len(fields)
+    is_polygon = not with_confidence and n >= 7 and (n - 1) % 2 == 0
+    if n != (6 if with_confidence else 5) and not is_polygon:
+        want = "6 (class cx cy w h conf)" if with_confidence else "5 (class cx cy w h)"
+        problems.add(source, f"expected {want} fields, got {n}", lineno)
+        return None
+    try:
+        cls_f = float(fields[0])
+        values = [float(v) for v in fields[1:]]
+    except ValueError:
+        problems.add(source, f"not a number in {line!r}", lineno)
+        return None
+    if not all(math.isfinite(v) for v in (cls_f, *values)):
+        problems.add(source, f"non-finite number in {line!r}", lineno)
+        return None
+    if cls_f != int(cls_f) or cls_f < 0:
+        problems.add(source, f"class id {fields[0]!r} is not a non-negative integer", lineno)
+        return None
+    cls = int(cls_f)
+    if n_classes is not None and cls >= n_classes:
+        problems.add(source, f"class id {cls} is beyond the {n_classes} class names", lineno)
+        return None
+    conf = values.pop() if with_confidence else None
+    if conf is not None and not 0.0 <= conf <= 1.0:
+        problems.add(source, f"confidence {conf} outside [0, 1]", lineno)
+        return None
+    if any(v < -_EPS or v > 1 + _EPS for v in values):
+        problems.add(source, f"coordinates outside [0, 1] in {line!r}", lineno)
+        return None
+    if is_polygon:
+        xs, ys = values[0::2], values[1::2]
+        return cls, conf, (min(xs), min(ys), max(xs), max(ys))
+    cx, cy, w, h = values
+    if w <= 0 or h <= 0:
+        problems.add(source, f"box with zero or negative size in {line!r}", lineno)
+        return None
+    return cls, conf, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
 def format_yolo_labels(

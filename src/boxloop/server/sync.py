@@ -83,6 +83,7 @@ def adopt_tasks(ws: Workspace, *, project: int, url: str, token: str, fetcher: I
     rows = store.tasks(TOOL, str(project))
     task_ids = {str(r["task_id"]) for r in rows}
     item_task = {r["item_id"]: str(r["task_id"]) for r in rows}
+    versions = {str(v["id"]) for v in store.model_versions()}
     for t in list_tasks(client, url, project, fields="all"):
         tid = str(t.get("id"))
         data: dict[str, Any] = t.get("data") or {}
@@ -113,7 +114,10 @@ def adopt_tasks(ws: Workspace, *, project: int, url: str, token: str, fetcher: I
                 where, f"the same image as task {item_task[stored.id]}, which boxloop already follows; left out"
             )
             continue
-        meta = {"image": str(ref), "adopted": "serve", "predictions": predictions_meta(t, stored, lc, classes)}
+        shown = predictions_meta(t, stored, lc, classes)
+        # serve cut a version's pre-labels where the workspace cuts them (Workspace.prelabel_conf)
+        confs = {mv: ws.prelabel_conf(mv) for mv in shown if mv in versions}
+        meta = {"image": str(ref), "adopted": "serve", "predictions": shown, "prelabel_confs": confs}
         store.put_task(TOOL, str(project), stored.id, tid, status="open", meta=meta)
         item_task[stored.id] = tid
         task_ids.add(tid)
