@@ -277,3 +277,25 @@ def test_sum_acceptance_and_store_totals_per_round():
     )
     summed = sum_acceptance([{**rows[0], "prelabel_conf": 0.4}, {**rows[1], "prelabel_conf": 0.2}, rows[2]])
     assert threshold_text(summed) == "0.2-0.4" and saved_per_image({"items": 0}) is None
+
+
+def test_a_pulled_box_dragged_past_the_image_edge_is_clipped_to_it() -> None:
+    """Label Studio lets a box be dragged a little past the image: pulled, it is clipped to the
+    image as every import clips it; one wholly outside is left out, named."""
+    from boxloop.annotation.labelstudio import _regions_to_detections
+    from boxloop.formats.labelstudio import LabelConfig
+    from boxloop.types import Item
+
+    item = Item("i", "/x/i.jpg", 200, 100, "sha")
+    lc = LabelConfig(from_name="label", to_name="image", image_key="image", labels=("cat", "dog"))
+
+    def region(x: float, y: float, w: float, h: float, name: str) -> dict:
+        return {"type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 200,
+                "original_height": 100, "value": {"x": x, "y": y, "width": w, "height": h, "rectanglelabels": [name]}}
+
+    problems = Problems()
+    d = _regions_to_detections([region(90, 10, 15, 20, "cat"), region(10, -5, 20, 30, "dog"),
+                                region(101, 10, 5, 5, "cat")], item, lc, ["cat", "dog"], "task 1", problems)
+    np.testing.assert_allclose(d.xyxy, [[180, 10, 200, 30], [20, 0, 60, 25]], atol=1e-4)
+    assert d.class_id.tolist() == [0, 1]
+    assert any("1 box(es) lie wholly outside the image; left out" in p.reason for p in problems)

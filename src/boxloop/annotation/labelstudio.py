@@ -521,7 +521,15 @@ def _regions_to_detections(
     index = {n: i for i, n in enumerate(classes)}
     scores = [r.get("score") for r in result if r.get("type") in ("rectanglelabels", "rectangle")]
     conf = np.asarray(scores, np.float32) if len(scores) == len(names) and all(s is not None for s in scores) else None
-    return Detections(xyxy, np.asarray([index[n] for n in names], np.int64), conf)
+    d = Detections(xyxy, np.asarray([index[n] for n in names], np.int64), conf)
+    # a box dragged past the image's edge is clipped to it, as every import clips it
+    clipped = np.asarray(d.xyxy, np.float32).copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, item.width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, item.height)
+    inside = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    if not inside.all():
+        problems.add(where, f"{int((~inside).sum())} box(es) lie wholly outside the image; left out")
+    return Detections(clipped[inside], d.class_id[inside], None if d.confidence is None else d.confidence[inside])
 
 
 def predictions_meta(
