@@ -455,6 +455,8 @@ def test_an_interrupted_training_goes_on_from_its_last_epoch_when_run_again(tmp_
     assert ws.store.model_versions() == [] and (ws.runs_dir / "m001" / "weights" / "last.pt").is_file()
     status = flat(cli(ws, "status").output)
     assert flat("training runs cut off: m001 (boxloop train with the same labels and settings goes on") in status
+    assert flat("next: boxloop train with the options run m001 was started with (runs/m001/run_inputs.json) goes on "
+                "from its last saved epoch") in status
     assert "disk:runs" in status
     inputs = json.loads((ws.runs_dir / "m001" / INPUTS_FILE).read_text())
     with training(ws.runs_dir / "m001"):  # as while another process trains it: not taken for interrupted

@@ -63,6 +63,10 @@ def test_simulate_with_steps_trains_every_round_and_the_reference_alike(tmp_path
     assert refused.exit_code == 2 and not out.exists()
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "round 1 trains on the 8 initial labels, round 2 after a batch of 12" in said
+    assert "seed 0: every strategy is scored on the same test split of 6 images" in said  # 30 x 0.2
+    assert "its mAP is noisy" in said
     trained = []
     for name in ("random-s0", "full-data-s0"):
         ws = Workspace.open(out / name)

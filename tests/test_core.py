@@ -211,6 +211,32 @@ def test_frames_of_one_video_never_straddle_test_and_train() -> None:
     assert store.get_item("late").split == "test"
 
 
+def test_a_round_of_frames_from_one_video_is_not_all_held_out_in_val() -> None:
+    """A batch of 8 labeled frames of one video, dealt with --val 0.2: the video is one group,
+    and all 8 going to val (wanting 2) would keep every label of the round out of training, and
+    every later frame of that video with them. They train; and a later batch of a video that
+    is in val is dealt afresh, never to test."""
+    store = _labeled_store(20, {})
+    assign_splits(store, val=0.2, test=0.1, seed=0)
+    for f in range(8):
+        store.add_item(Item(f"clip-{f}", f"/clip/{f}.jpg", 10, 10, f"hc{f}", video_id="clip", frame_index=f))
+        store.add_label(f"clip-{f}", Detections.empty(), source="t")
+    report = assign_splits(store, val=0.2, test=0.1, seed=0)
+    assert report.assigned == {"train": 8, "val": 0, "test": 0}
+    # a video that sits in val (an earlier split made it so): its new frames are not kept out of training
+    store.set_split({f"clip-{f}": "val" for f in range(8)})
+    for f in range(8, 16):
+        store.add_item(Item(f"clip-{f}", f"/clip/{f}.jpg", 10, 10, f"hc{f}", video_id="clip", frame_index=f))
+        store.add_label(f"clip-{f}", Detections.empty(), source="t")
+    again = assign_splits(store, val=0.2, test=0.1, seed=0)
+    assert again.assigned == {"train": 8, "val": 0, "test": 0}
+    # frames of a few videos alongside: a small group still goes to val where it fits
+    mixed = _labeled_store(0, {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1, "long": 12})
+    assign_splits(mixed, val=0.2, test=0.0, seed=0)
+    assert {it.split for it in mixed.items() if it.video_id == "long"} == {"train"}
+    assert sum(1 for it in mixed.items() if it.split == "val") >= 1
+
+
 def test_split_rejects_bad_fractions() -> None:
     with pytest.raises(InputError, match="leaves nothing to train on"):
         assign_splits(Store.memory(), val=0.6, test=0.5)

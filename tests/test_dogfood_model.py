@@ -225,3 +225,16 @@ def test_train_numbers_are_checked_in_the_library_too(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--imgsz must be at least 32, got 16"):
         modeling.train_held_out(ws, tmp_path / "fold", exclude=(), imgsz=16)
     assert not (tmp_path / "fold").exists()
+
+
+def test_an_interrupted_predict_names_the_command_that_goes_on(labeled: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in `predict`: the same command would predict every image again; `--missing`
+    goes on where it stopped, and the message says so."""
+    def interrupted(*a, **k):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(modeling, "predict", interrupted)
+    result = cli(labeled, "predict", "--model", "whatever.pt")
+    assert result.exit_code == 130
+    assert says("interrupted; what was predicted is kept: `boxloop predict --missing` (with the same options) "
+                "goes on where it stopped", result.output)

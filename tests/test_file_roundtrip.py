@@ -169,8 +169,14 @@ def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path
     ws.close()
     runner = CliRunner()
     result = runner.invoke(app, ["-w", str(ws.root), "select", "--budget", "6", "--strategy", "least_confidence",
-                                 "--no-diverse", "--seed", "0"])
+                                 "--no-diverse", "--seed", "0", "--out", str(tmp_path / "to-label.csv")])
     assert result.exit_code == 0, result.output
+    # each frame is named by its sequence (every sequence has an f0.jpg), in the table and the to-label list
+    assert "cam-a frame 0" in result.output and "cam-b frame 2" in result.output
+    import csv
+
+    with open(tmp_path / "to-label.csv") as f:
+        assert sorted(r["image"] for r in csv.DictReader(f)) == [f"{s} frame {i}" for s in ("cam-a", "cam-b") for i in range(3)]
     result = runner.invoke(app, ["-w", str(ws.root), "export", "--selection", "latest", "--zip",
                                  "--out", str(tmp_path / "batch.zip")])
     assert result.exit_code == 0, result.output
@@ -180,11 +186,12 @@ def test_video_frames_come_back_from_a_corrected_zip_as_the_same_frames(tmp_path
         imputed = z.read("imputed.csv").decode().splitlines()
         image = imputed[1].split(",")[0]  # cam-a's f1: its box and the imputed one
         assert len(z.read(f"labels/{Path(image).stem}.txt").decode().splitlines()) == 2
-    assert len(names) == 6 and sum(n in ("f0.txt", "f1.txt", "f2.txt") for n in names) == 3  # the others carry ids
+    # every sequence has an f0.jpg: each frame is named after its sequence
+    assert sorted(names) == [f"{seq}_f{i}.txt" for seq in ("cam-a", "cam-b") for i in range(3)]
     assert imputed[0].startswith("image,class") and imputed[1].endswith(",dog,100.0,20.0,160.0,90.0,imputed: the "
                                                                       "model lost this object here but found it in "
                                                                       "the neighbouring frames")
-    assert image == "f1.jpg" or image.endswith(f"_{frames['cam-a/f1'][:8]}.jpg")
+    assert image == "cam-a_f1.jpg"  # the flickering frame, named after its sequence
     result = runner.invoke(app, ["-w", str(ws.root), "export", "--format", "labelstudio", "--selection", "latest",
                                  "--out", str(tmp_path / "ls")])  # an import file for Label Studio: flagged there
     assert result.exit_code == 0, result.output
@@ -347,8 +354,8 @@ def test_labels_without_their_images_find_the_frames_an_export_sent_out(tmp_path
         for name in sent:
             text = z.read(f"labels/{Path(name).stem}.txt").decode()
             (cvat / "obj_train_data" / f"{Path(name).stem}.txt").write_text(text)
-    assert len(sent) == 6 and sum(n.startswith("f0") for n in sent) == 2  # one f0.jpg, one f0_<id>.jpg
-    moved = next(n for n in sent if n != "f0.jpg" and n.startswith("f0"))
+    assert len(sent) == 6 and sorted(n for n in sent if n.endswith("_f0.jpg")) == ["cam-a_f0.jpg", "cam-b_f0.jpg"]
+    moved = "cam-b_f0.jpg"
     (cvat / "obj_train_data" / f"{Path(moved).stem}.txt").write_text("1 0.5 0.5 0.2 0.4\n")  # a dog, not the cat
     (cvat / "train.txt").write_text("".join(f"data/obj_train_data/{n}\n" for n in sent))
 
@@ -360,7 +367,7 @@ def test_labels_without_their_images_find_the_frames_an_export_sent_out(tmp_path
     labels = ws.store.latest_labels()
     assert set(labels) == set(frames.values()) and not ws.store.tasks("files", status=NOT_BACK)
     dogs = [k for k, i in frames.items() if labels[i].class_id.tolist() == [1]]
-    [relabeled] = [k for k, i in frames.items() if moved == f"f0_{i[:8]}.jpg"]  # the frame sent as f0_<id>.jpg
+    relabeled = "cam-b/f0"  # the frame sent as cam-b_f0.jpg
     assert dogs == [relabeled] and labels[frames[relabeled]].xyxy.tolist() == [[80.0, 30.0, 120.0, 70.0]]
     again = add_labels(ws, cvat, format="yolo")  # the export is closed now: its names still find the frames
     assert not again.problems and (again.labeled, again.unchanged_labels) == (0, 6)
@@ -610,7 +617,8 @@ def test_a_batch_nobody_will_label_is_released_back_to_the_pool(tmp_path: Path) 
     assert "batch.zip" in listed and "put one back: boxloop release NAME" in listed
     assert "no exported batch named 'other.zip' is out for labeling; out now: batch.zip (2)" in run(
         "release", "other.zip", code=1)
-    assert "2 image(s) back in the pool from batch.zip" in run("release", "batch.zip")
+    assert "2 image(s) back in the pool from batch.zip" in run("release", "batch")  # the name without .zip finds it
+    assert "'batch.zip' is not out for labeling: its images are in the pool already" in run("release", "batch.zip", code=1)
     with Workspace.open(ws.root) as again:
         assert again.store.count_by_state() == {"pool": 0, "prelabeled": 4, "in_review": 0, "labeled": 1}
     assert "no exported batch is out for labeling" in run("release")
@@ -619,3 +627,47 @@ def test_a_batch_nobody_will_label_is_released_back_to_the_pool(tmp_path: Path) 
     assert "pre-labels: 2 accepted, 0 adjusted, 0 deleted, 0 added" in said
     with Workspace.open(ws.root) as again:
         assert again.store.count_by_state()["labeled"] == 3 and not again.store.tasks("files", status=NOT_BACK)
+
+
+def test_a_new_round_with_an_earlier_batch_out_waits_for_it_or_says_so(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`round --push files` while an earlier batch is out: the new round would train on the same
+    labels. Without --wait it says so; with --wait it waits for that batch first, until `add
+    labels` brings it back (here, from the 'other shell' a sleep stands for)."""
+    import boxloop.cli.loop as cli_loop
+    from boxloop.export import export_dataset
+
+    ws, ids = photos_workspace(tmp_path, 3)
+    ws.store.put_predictions("mv1", {i: Detections([[10, 10, 50, 50]], [0], [0.9]) for i in ids.values()})
+    sent = export_dataset(ws, what="prelabeled", zip=True, out=tmp_path / "batch.zip", batch=True).path
+    cli_loop._earlier_batch(ws, "files", wait=False, poll=0.01)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "note: 3 image(s) of an earlier batch are not back yet (batch.zip): this round trains on the labels it has" in said
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:  # the other shell brings the batch back while the round waits
+        naps.append(seconds)
+        add_labels(ws, sent, format="yolo")
+
+    monkeypatch.setattr("time.sleep", nap)
+    cli_loop._earlier_batch(ws, "files", wait=True, poll=0.01)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "waiting first for the 3 image(s) of the earlier batch (batch.zip): bring it back corrected" in said
+    assert naps == [0.01] and ws.store.count_by_state()["labeled"] == 3
+    cli_loop._earlier_batch(ws, "files", wait=True, poll=0.01)  # nothing out: nothing said, no wait
+    assert capsys.readouterr().out == "" and naps == [0.01]
+
+
+def test_a_prelabeled_export_names_whose_boxes_it_holds_and_a_newer_model_that_has_not_predicted(tmp_path: Path) -> None:
+    import time
+
+    ws, ids = photos_workspace(tmp_path, 2)
+    ws.store.add_model_version("ext-1", backend="imported", classes=ws.classes)
+    ws.store.put_predictions("ext-1", {i: Detections([[10, 10, 50, 50]], [0], [0.9]) for i in ids.values()})
+    time.sleep(0.01)
+    ws.store.add_model_version("m002", backend="ultralytics", classes=ws.classes, path=str(tmp_path / "best.pt"))
+    ws.close()
+    result = CliRunner().invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "pre-labels: the boxes of model version ext-1 at confidence >= 0.25" in said
+    assert "note: model version m002 is newer but has not predicted these images: boxloop predict" in said

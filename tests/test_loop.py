@@ -484,13 +484,18 @@ def test_round_0_is_the_model_trained_by_hand_even_when_it_was_not_evaluated(tmp
 
     ws = make_ws(tmp_path, digits)
     assign_splits(ws.store, val=0.2, test=0.2, seed=0)
-    ws.store.add_model_version("fake-by-hand", backend="fake", classes=ws.classes, round=0)
+    ws.store.add_model_version("fake-by-hand", backend="fake", classes=ws.classes, round=0, path=str(tmp_path / "best.pt"))
     [zero] = ledger.history(ws.store)
     assert (zero.model_version, zero.labeled_images, zero.map50_95) == ("fake-by-hand", 24, None)
     rec = run_round(ws, RoundPlan(budget=5, backend=FakeBackend(CLASSES)))
     assert [r.model_version for r in ledger.history(ws.store)] == ["fake-by-hand", "fake-r1"]
     said = ledger.describe_round(ws.store, rec)
     assert "24 labeled images (+0)" in said and "since round" not in said  # round 0 has no mAP to compare
+    # another detector's predictions brought in later are no round-0 model until evaluated
+    ws2 = make_ws(tmp_path / "two", digits)
+    ws2.store.add_model_version("trained", backend="fake", classes=ws2.classes, path=str(tmp_path / "best.pt"))
+    ws2.store.add_model_version("ext-1", backend="imported", classes=ws2.classes)
+    assert [r.model_version for r in ledger.history(ws2.store)] == ["trained"]
 
 
 def test_a_simulation_scores_every_strategy_on_the_datasets_own_test_folder(tmp_path: Path) -> None:
@@ -538,3 +543,29 @@ def test_a_round_keeps_its_picks_apart_from_the_labeled_images(tmp_path: Path, d
     assert rec2.model_version != rec3.model_version
     tested = {it.id for it in ws.store.items(split="test")}
     assert set(ws.store.embeddings(rec3.model_version, sorted(ws.store.latest_labels()))[0]) <= tested
+
+
+def test_a_waiting_round_says_how_the_wait_ends_once_not_every_poll(tmp_path: Path, digits: Path) -> None:
+    from boxloop.loop import _pull
+
+    class Slow:
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.left = [3, 3, 3, 1, 0]
+
+        def pull(self, ws, selection):  # type: ignore[no-untyped-def]
+            n = self.left.pop(0)
+            return {"done": n == 0, "waiting_for": n}
+
+    ws = make_ws(tmp_path, digits)
+    rec = run_round(ws, RoundPlan(budget=3, backend=FakeBackend(CLASSES)))
+    results = {"select": ledger.step_results(ws.store, rec.round)["select"]["result"],
+               "push": {"path": "/ws/exports/round-1-prelabeled.zip"}}
+    said: list[str] = []
+    out = _pull(ws, RoundPlan(budget=3, poll_seconds=0), Slow(), results, said.append, lambda s: None)
+    assert out["done"]
+    assert len(said) == 2  # 3 left (said once over three polls), then 1 left
+    assert said[0] == ("waiting for 3 image(s) to be labeled: bring /ws/exports/round-1-prelabeled.zip back corrected "
+                       "with `boxloop add labels` (from another shell); Ctrl-C stops, and the same command goes on waiting")
+    assert said[1].startswith("waiting for 1 image(s)")

@@ -19,7 +19,7 @@ from boxloop.report import build_report
 from boxloop.report.embeddings import pca_2d
 from boxloop.report.gallery import format_value
 from boxloop.report.simulation import labels_to_reach, read_simulation, summarize, write_plots
-from boxloop.report.svg import nice_ticks
+from boxloop.report.svg import Series, line_chart, nice_ticks, standalone
 from boxloop.sources.images import file_sha256
 from boxloop.types import Detections, Item, Selection
 from boxloop.workspace import Workspace
@@ -140,7 +140,7 @@ def test_report_renders_in_chromium_with_images_boxes_and_no_requests(full_ws: W
     page = opened.page
     try:
         assert page.title() == "boxloop report — ws"
-        rows = page.locator("table.rounds tbody tr")
+        rows = page.locator("table.rounds tr[data-round]")
         assert rows.count() == 2
         assert rows.nth(0).locator("td").nth(1).inner_text() == "2"
         assert rows.nth(1).locator("td").nth(3).inner_text() == "mv1"
@@ -265,6 +265,168 @@ def test_report_shows_an_audit_on_its_images(full_ws: Workspace, tmp_path: Path,
     (tmp_path / "bad.csv").write_text("rank,item_id\n1,a\n")
     with pytest.raises(InputError, match=r"bad\.csv: not an audit CSV"):
         build_report(full_ws, audit_csv=tmp_path / "bad.csv")
+
+
+def _rounds_ws(root: Path, *, classes: list[str], rounds: int = 4) -> Workspace:
+    """A workspace with ``rounds`` rounds as `boxloop round` leaves them: every step timed as a
+    real round is (minutes of training, an hour waiting for the labels), acceptance counted."""
+    ws = Workspace.init(root, classes=classes)
+    store = ws.store
+    path = write_image(root.parent / "img" / "a.png", (32, 24))
+    store.add_item(Item("a", str(path), 32, 24, file_sha256(path)))
+    store.add_label("a", Detections([[1, 1, 10, 10]], [0]), source="test")
+    seconds = {"train": 723.0, "evaluate": 41.2, "predict": 130.0, "select": 3.4, "push": 5.1, "pull": 3720.0}
+    for r in range(rounds):
+        rnd = ledger.open_round(store)
+        for step, secs in seconds.items():
+            started = ledger.start_step(store, rnd, step)
+            result: dict[str, Any] = {}
+            if step == "train":
+                result = {"model_version": f"m{r + 1:03d}", "labeled_images": 120 + 50 * r, "labeled_boxes": 1234 + 400 * r}
+            elif step == "evaluate":
+                result = {"map50": 0.0, "map50_95": 0.0, "per_class_ap": {c: None for c in classes}}
+            elif step == "pull":
+                result = {"acceptance": {"accepted": 1234, "adjusted": 210, "deleted": 88, "added": 345, "items": 50,
+                                         "seconds_saved": 500.0, "prelabel_conf_min": 0.15, "prelabel_conf_max": 0.35}}
+            ledger.finish_step(store, rnd, step, started - secs, result)
+        ledger.finish_round(store, rnd)
+    return ws
+
+
+def test_rounds_table_fits_a_1400px_window_with_the_step_seconds_on_a_line_of_their_own(
+    tmp_path: Path, browser: Any,
+) -> None:
+    """The seconds per step were a 15th column that pushed the table past its card (a scrollbar
+    at 1400 px, cut off in a screenshot or printout): they go on a line under each round's
+    numbers, across the table, and wrap there."""
+    import re
+
+    ws = _rounds_ws(tmp_path / "ws", classes=["0", "1"])
+    out = build_report(ws)
+    html = out.read_text(encoding="utf-8")
+    table = re.search(r'<table class="rounds">(.*?)</table>', html, re.S).group(1)  # type: ignore[union-attr]
+    columns = len(re.findall(r"<th[ >]", table))
+    assert "seconds per step" not in re.search(r"<thead>(.*?)</thead>", table, re.S).group(1)  # type: ignore[union-attr]
+    steps = re.findall(r'<tr class="steps-row" data-steps-of="(\d+)"><td class="([^"]+)" colspan="(\d+)">(.*?)</td></tr>', table)
+    assert [s[0] for s in steps] == ["1", "2", "3", "4"]
+    assert all(int(s[2]) == columns and "steps" in s[1].split() for s in steps)
+    words = re.sub(r"<[^>]+>", "", steps[0][3])
+    assert words == ("seconds per step: train 12 min 03 s · evaluate 41.2 s · predict 2 min 10 s · select 3.4 s · "
+                     "push 5.1 s · pull 1 h 02 min · total 1 h 17 min")
+    assert "table.rounds td.steps { white-space:normal;" in html  # the line wraps where the window is narrow
+
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    try:
+        page.goto(out.as_uri())
+        wrap = page.locator("#rounds .table-wrap")
+        scroll, client = wrap.evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert scroll <= client, f"the rounds table is {scroll} px wide in a card of {client} px"
+        card = page.locator("#rounds").bounding_box()
+        last = page.locator("table.rounds tr[data-round] td").last.bounding_box()  # "at conf"
+        assert last["x"] + last["width"] <= card["x"] + card["width"]
+        assert page.locator('tr[data-steps-of="1"] td.steps').inner_text().endswith("total 1 h 17 min")
+        page.screenshot(path=str(tmp_path / "rounds-1400.png"), full_page=True)
+        page.set_viewport_size({"width": 718, "height": 1000})  # an A4 page's width, printed
+        page.emulate_media(media="print")
+        scroll, client = wrap.evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert scroll <= client, f"printed, the rounds table is {scroll} px wide on a page of {client} px"
+    finally:
+        page.close()
+
+
+def test_per_class_ap_charts_the_classes_of_the_test_split_and_folds_the_rest(tmp_path: Path) -> None:
+    """An 80-class project whose test split holds 10 classes: 10 bars (one n/a: boxes in the
+    test split, no AP), the 70 others one line under the chart, not 1500 px of n/a."""
+    import re
+
+    classes = [f"class_{i:02d}" for i in range(80)]
+    ws = _rounds_ws(tmp_path / "ws", classes=classes, rounds=1)
+    store = ws.store
+    for k in range(10):
+        path = write_image(tmp_path / "img" / f"t{k}.png", (32, 24), seed=k)
+        store.add_item(Item(f"t{k}", str(path), 32, 24, file_sha256(path)))
+        store.add_label(f"t{k}", Detections([[1, 1, 10, 10]], [k]), source="test")
+    store.set_split({f"t{k}": "test" for k in range(10)})
+    rnd = ledger.open_round(store)
+    started = ledger.start_step(store, rnd, "evaluate")
+    per_class: dict[str, float | None] = {c: None for c in classes}
+    per_class.update({classes[k]: 0.05 * (k + 1) for k in range(9)})  # class_09: in the test split, no AP
+    ledger.finish_step(store, rnd, "evaluate", started, {"map50": 0.4, "map50_95": 0.2, "per_class_ap": per_class})
+    ledger.finish_round(store, rnd)
+
+    html = build_report(ws).read_text(encoding="utf-8")
+    section = re.search(r'<section id="per-class">(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
+    chart = re.search(r"<svg.*?</svg>", section, re.S).group(0)  # type: ignore[union-attr]
+    labels = re.findall(r'<text class="bar-label"[^>]*><title>([^<]*)</title>', chart)
+    assert labels == classes[:10]
+    assert chart.count("<rect class=\"bar\"") == 9 and chart.count(">n/a<") == 1
+    folded = re.search(r'<p class="folded-classes[^"]*" title="([^"]*)">(.*?)</p>', section, re.S)
+    assert folded, "no line for the classes not in the test split"
+    assert folded.group(1) == ", ".join(classes[10:])  # every name on hover
+    assert folded.group(2) == (
+        "70 classes not in the test split (no box there, no AP): "
+        + ", ".join(classes[10:22]) + " … and 58 more"
+    )
+    assert "n/a = boxes in the test split, no AP" in section
+    height = int(re.search(r'viewBox="0 0 \d+ (\d+)"', chart).group(1))  # type: ignore[union-attr]
+    assert height < 300  # 10 rows, not 80
+
+
+def test_line_chart_series_with_equal_values_stay_told_apart() -> None:
+    """mAP50 and mAP50-95 both 0: the second is drawn over the first. Each series has a marker
+    shape of its own, the covering line is dashed and its markers hollow, the legend says so."""
+    import re
+
+    xs = [120, 170, 220]
+    svg = line_chart([Series("mAP50", xs, [0.0, 0.0, 0.0], "#0072B2"), Series("mAP50-95", xs, [0.0, 0.0, 0.0], "#E69F00"),
+                      Series("other", xs, [0.1, 0.2, 0.3], "#009E73")],
+                     x_label="labeled images", y_label="mAP", title="t", y_max=1.0)
+    lines = re.findall(r"<polyline [^>]*>", svg)
+    assert len(lines) == 3
+    assert "stroke-dasharray" not in lines[0] and "stroke-dasharray" not in lines[2]
+    assert 'stroke-dasharray="7 6"' in lines[1] and 'data-overlaps="mAP50"' in lines[1]
+    shapes = re.findall(r'class="(marker[^"]*)" data-shape="([^"]+)"[^>]*><title>([^:]+):', svg)
+    by_series = {name: {(cls, shape) for cls, shape, n in shapes if n == name} for name in ("mAP50", "mAP50-95", "other")}
+    assert by_series == {"mAP50": {("marker", "circle")}, "mAP50-95": {("marker hollow", "diamond")},
+                         "other": {("marker", "square")}}
+    notes = re.findall(r'<text class="legend-note"[^>]*>([^<]*)</text>', svg)
+    assert notes == ["same values as mAP50"]
+    assert "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+
+    near = line_chart([Series("a", xs, [0.5, 0.5, 0.5], "#000"), Series("b", xs, [0.501, 0.5, 0.499], "#111")],
+                      x_label="x", y_label="y", title="t", y_max=1.0)
+    assert re.findall(r'<text class="legend-note"[^>]*>([^<]*)</text>', near) == ["overlaps a"]
+
+
+def test_equal_series_both_show_in_chromium(tmp_path: Path, browser: Any) -> None:
+    """Where two series coincide, the point under the covering series' marker is still the
+    first series' marker: both are visible, not one hidden whole under the other."""
+    xs = [120, 170, 220]
+    svg = line_chart([Series("mAP50", xs, [0.0, 0.0, 0.0], "#0072B2"), Series("mAP50-95", xs, [0.0, 0.0, 0.0], "#E69F00")],
+                     x_label="labeled images", y_label="mAP", title="t", y_max=1.0)
+    path = tmp_path / "equal.svg"
+    path.write_text(standalone(svg), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 900, "height": 500})
+    try:
+        page.goto(path.as_uri())
+        seen = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.marker')).filter(m => m.querySelector('title')).map(m => {
+                 const r = m.getBoundingClientRect();
+                 const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2 - 2.5);  // clear of the lines
+                 const edge = document.elementFromPoint(r.x + r.width / 2, r.y + 0.5);
+                 return [m.querySelector('title').textContent.split(':')[0],
+                         hit && hit.closest('.marker') ? hit.closest('.marker').querySelector('title').textContent.split(':')[0] : null,
+                         edge && edge.closest('.marker') ? edge.closest('.marker').querySelector('title').textContent.split(':')[0] : null];
+               })"""
+        )
+        markers = seen  # the plot's markers (the legend's carry no title of their own)
+        assert {s[0] for s in markers} == {"mAP50", "mAP50-95"}
+        # the first series' marker is what the centre of each point shows, the second's its outline
+        assert all(s[1] == "mAP50" for s in markers if s[0] == "mAP50"), seen
+        assert all(s[2] == "mAP50-95" for s in markers if s[0] == "mAP50-95"), seen
+        page.screenshot(path=str(tmp_path / "equal.png"))
+    finally:
+        page.close()
 
 
 # -- writing and the command line --------------------------------------------------------------

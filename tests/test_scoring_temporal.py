@@ -95,7 +95,8 @@ def test_explain_names_the_class_and_the_frames():
     why = explain_flicker(pool, 1, ScoreOptions())
     assert why["frame"] == 42
     assert why["events"] == [
-        {"kind": "missing", "class_id": 7, "seen_in": [41, 43], "missing_in": 42, "imputed_xyxy": [100.0, 100.0, 200.0, 180.0]}
+        {"kind": "missing", "class_id": 7, "seen_in": [41, 43], "missing_in": 42, "imputed_xyxy": [100.0, 100.0, 200.0, 180.0],
+         "min_confidence": 0.25}
     ]
 
 

@@ -78,7 +78,7 @@ def test_flicker_stores_imputed_boxes_for_prelabels(store):
 def test_explain_says_which_class_was_seen_and_missing_in_which_frames(store):
     select(store, budget=3, strategy="least_confidence:1,flicker:2", seed=7)
     text = explain(store, "cam-42")
-    assert "flicker: box of class 7 (car) seen in frames 41 and 43, missing in 42" in text
+    assert "flicker: box of class 7 (car) seen in frames 41 and 43, missing in 42 at confidence >= 0.25" in text
     assert "rank 1 of 3" in text
     text = explain(store, "still-c")
     assert "least_confidence" in text and "class 0 (person) at confidence 0.30" in text
@@ -112,6 +112,10 @@ def test_explain_an_item_not_in_the_selection(store):
         explain(store, "still-a")
     store.add_label("still-a", Detections(np.array([[0, 0, 5, 5]], np.float32), np.array([0])), source="test")
     with pytest.raises(InputError, match="/s/still-a.jpg is labeled; selections pick from the unlabeled images"):
+        explain(store, "still-a.jpg")
+    # two frames of two videos share a file name: both are named, none is guessed
+    store.add_item(Item("other-a", "/t/still-a.jpg", 320, 240, "sha-other-a"))
+    with pytest.raises(InputError, match=r"2 images of this workspace are named so \(/s/still-a.jpg, /t/still-a.jpg\)"):
         explain(store, "still-a.jpg")
 
 

@@ -187,6 +187,8 @@ def test_add_video_takes_a_folder_of_clips_and_a_bad_one_loses_nothing(
 
     result, text = add("video", str(clips), "--every", "2")
     assert "0 new image(s), 13 already known" in text
+    status = " ".join(runner.invoke(app, ["-w", str(ws.root), "status"]).output.split())
+    assert "videos: b.mp4 (3 frames, frames/" in status and "counter.mp4 (10 frames, frames/" in status
     result, _ = add("video", str(clips), "--every", "2", "--strict")
     assert result.exit_code == 1
     result, text = add("video", str(tmp_path / "seq2"))

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .atomic import temporary_beside
@@ -45,11 +45,14 @@ CVAT_SUBSETS = {"train": "Train", "val": "Validation", "test": "Test"}  # CVAT's
 OTHER_TOOLS_READ = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
-def safe_names(items: Sequence[Item], readable: frozenset[str] = OTHER_TOOLS_READ) -> dict[str, str]:
+def safe_names(
+    items: Sequence[Item], readable: frozenset[str] = OTHER_TOOLS_READ, videos: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """A unique, portable file name per item: ASCII letters, digits, ``._-`` only, the
-    original stem kept where possible, the item id appended on a clash. A picture whose kind
-    is not ``readable`` (the suffixes the reader takes) is named ``.jpg``: :func:`_place_item`
-    then writes a JPEG of it."""
+    original stem kept where possible, the item id appended on a clash; a video frame's name
+    starts with its video's (``videos``: video id → name; ``clipA_frame_000010.jpg``, where every
+    video has a ``frame_000010.jpg``). A picture whose kind is not ``readable`` (the suffixes
+    the reader takes) is named ``.jpg``: :func:`_place_item` then writes a JPEG of it."""
     out: dict[str, str] = {}
     taken: set[str] = set()
     for it in items:
@@ -57,6 +60,8 @@ def safe_names(items: Sequence[Item], readable: frozenset[str] = OTHER_TOOLS_REA
         stem, dot, suffix = name.rpartition(".")
         if not dot:
             stem, suffix = name, "jpg"
+        if videos and it.video_id in videos:
+            stem = f"{PurePosixPath(videos[it.video_id]).stem}_{stem}"
         suffix = suffix.lower()
         if f".{suffix}" in JPEG_SUFFIXES - {".jpeg"}:  # a .jfif or .jpe is named .jpg; .jpeg stays
             suffix = "jpg"
@@ -218,7 +223,8 @@ def _choose(
     boxes = {it.id: labels.get(it.id, preds.get(it.id)) for it in items}
     boxes = {k: v for k, v in boxes.items() if v is not None}
     exported = {it.id for it in items}
-    return _Chosen(items, boxes, {it.id: it.id in labels for it in items}, mv, safe_names(items),
+    videos = store.video_names() if any(it.video_id for it in items) else {}
+    return _Chosen(items, boxes, {it.id: it.id in labels for it in items}, mv, safe_names(items, videos=videos),
                    {i: d for i, d in imputed.items() if i in exported}, conf if preds else None, gone)
 
 
@@ -255,7 +261,8 @@ def write_yolo_dataset(
     if chosen.gone:  # a training view: said where the run's output goes, the log
         log.warning("%s", gone_note(chosen.gone, "labeled image(s)" if what == "labeled" else "image(s)"))
     if readable is not None:
-        chosen = replace(chosen, names=safe_names(chosen.items, readable))
+        videos = ws.store.video_names() if any(it.video_id for it in chosen.items) else {}
+        chosen = replace(chosen, names=safe_names(chosen.items, readable, videos))
     sources: dict[str, Path] = {}
     if tile and what == "labeled":
         from .tiles import TILES_DIR, tile_training_set
@@ -342,6 +349,7 @@ class Exported:
     prelabeled: int = 0
     batch: bool = False
     gone: tuple[str, ...] = ()  # pictures left out: their file is gone
+    model_version: str | None = None  # whose boxes the pre-labels are
 
 
 def export(ws: Workspace, **kwargs: Any) -> Path:
@@ -399,7 +407,8 @@ def export_dataset(
     if what in ("prelabeled", "all"):
         prelabeled = _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen, batch=batch)
     done = Exported(
-        dest, sum(len(d) for d in chosen.imputed.values()), chosen.prelabel_conf, prelabeled, batch, chosen.gone
+        dest, sum(len(d) for d in chosen.imputed.values()), chosen.prelabel_conf, prelabeled, batch, chosen.gone,
+        chosen.model_version if prelabeled else None,
     )
     if not zip:
         return done

@@ -338,27 +338,71 @@ def add_video(
     progress: Progress | None = None,
 ) -> IngestReport:
     """Decode frames of a video into the workspace (``frames/<video id>/``) and add them
-    in order; re-running after an interruption decodes only what is missing."""
-    from .sources.video import sample_frames, video_id
+    in order; re-running after an interruption decodes only what is missing. A still image
+    or a file no decoder reads is an InputError and leaves no folder behind. Notes say when
+    ``fps`` asks for more frames than the clip has (every frame is kept), and when the clip
+    was sampled before at another rate (its frames are then the union of both samplings)."""
+    from .sources.video import check_sampling, probe_video, sample_frames, video_id
 
     if is_remote(str(path)):
         raise InputError(f"{path}: videos are decoded from local files; copy it to this machine first")
     path = absolute_path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such video file")
+    every, fps = check_sampling(every, fps)
     vid = video_id(path)
+    info = probe_video(path)  # a still image, or bytes no decoder reads, fail here: before any folder
     out = ws.frames_dir / vid
-    out.mkdir(parents=True, exist_ok=True)
+    made = not out.exists()
+    before = {int(r[0]) for r in ws.store.conn.execute(  # frames an earlier sampling added (indexed by video)
+        "SELECT frame_index FROM items WHERE video_id=? AND frame_index IS NOT NULL", (vid,))}
     report = IngestReport()
-    for index, frame in sample_frames(path, out, every=every, fps=fps):
-        item = _add_one(ws, frame, report, video_id=vid, frame_index=index)
-        if item is not None:
-            ws.store.add_item(item, f"{path}#frame={index}")
-        if progress:
-            progress(1)
+    decoded = 0
+
+    def seen(n: int) -> None:
+        nonlocal decoded
+        decoded = n
+
+    kept: list[int] = []
+    try:
+        for index, frame in sample_frames(path, out, every=every, fps=fps, progress=seen):
+            kept.append(index)
+            item = _add_one(ws, frame, report, video_id=vid, frame_index=index)
+            if item is not None:
+                ws.store.add_item(item, f"{path}#frame={index}")
+            if progress:
+                progress(1)
+    except InputError:
+        _drop_empty_folder(out, made)
+        raise
     if not report.added and not report.known:
         report.problems.add(path, "no frames decoded")
+        _drop_empty_folder(out, made)
+    how = f"--fps {fps:g}" if fps is not None else f"--every {every}" if every != 1 else "every frame"
+    if fps is not None and decoded > 1 and len(kept) == decoded and (info.fps is None or fps > info.fps * 1.001):
+        rate = f"only {round(info.fps, 3):g} frames a second" if info.fps else f"fewer than {fps:g} frames a second"
+        report.notes.append(f"{path.name}: the clip has {rate}, so every frame is kept ({decoded} frames; {how} asks for more)")
+    key = f"video_sampling:{vid}"
+    earlier = [h for h in json.loads(ws.store.get_meta(key, "[]") or "[]") if h != how]
+    older = before - set(kept)
+    if before and older:
+        frames = sorted(before | set(kept))
+        shown = ", ".join(map(str, frames[:8])) + (", ..." if len(frames) > 8 else "")
+        when = f" ({', '.join(earlier)})" if earlier else ""
+        report.notes.append(
+            f"{path.name} was sampled before at another rate{when}; {how} keeps {len(kept)} frame(s), and the "
+            f"{len(older)} only the earlier sampling kept stay: its {len(frames)} frames in the workspace are the "
+            f"union of both samplings (frames {shown})"
+        )
+    if kept:
+        ws.store.set_meta(key, json.dumps([*earlier, how]))
     return report
+
+
+def _drop_empty_folder(folder: Path, made: bool) -> None:
+    """Remove a frames folder this call made when nothing was written into it."""
+    if made and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def add_videos(
@@ -400,6 +444,7 @@ def add_videos(
         report.added += one.added
         report.known += one.known
         report.problems.extend(one.problems)
+        report.notes.extend(one.notes)
     if decoded > 1:
         report.notes.append(f"{decoded} videos, each its own frame sequence")
     return report

@@ -194,8 +194,8 @@ def history(store: Store) -> list[RoundRecord]:
 
 def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, float]] | None = None) -> RoundRecord | None:
     """Round 0: what was done step by step before the first `boxloop round` (or with none
-    yet): the newest model made by then (`boxloop train`, or a model of one's own) with its
-    mAP where it was evaluated on the test split, the human labels there were when it was
+    yet): the newest model made by then (`boxloop train`, or a model of one's own; another
+    detector's imported predictions only once evaluated) with its mAP where it was evaluated, the human labels there were when it was
     made, and the acceptance of batches that came back corrected (`export --what
     prelabeled`, then `add labels`). None when there is neither such a model nor such a
     batch."""
@@ -205,7 +205,8 @@ def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, f
     model = store.conn.execute(
         "SELECT m.id, m.created_at, m.meta, e.metrics FROM model_versions m "
         "LEFT JOIN evaluations e ON e.model_version = m.id AND e.split = 'test' "
-        "WHERE m.created_at < ? ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
+        "WHERE m.created_at < ? AND (m.path IS NOT NULL OR e.metrics IS NOT NULL) "
+        "ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
         (until,),
     ).fetchone()
     acceptance = recorded.get(0) or {}

@@ -343,11 +343,19 @@ def _pull(
     sleep: Callable[[float], None],
 ) -> dict[str, Any]:
     selection = ws.store.selection(results["select"]["selection"])
+    sent = (results.get("push") or {}).get("path")
+    how = (f": bring {sent} back corrected with `boxloop add labels` (from another shell)" if sent
+           else " in the annotation tool")
+    said, polls = None, 0
     while True:
         out = annotator.pull(ws, selection)
         if out.get("done"):
             return out
-        say(f"waiting for {out.get('waiting_for', '?')} image(s) to be labeled")
+        left = out.get("waiting_for", "?")
+        if left != said or polls % 30 == 0:  # when it changes, else now and then: not a line a poll
+            say(f"waiting for {left} image(s) to be labeled{how}; Ctrl-C stops, and the same command goes on waiting")
+            said = left
+        polls += 1
         sleep(plan.poll_seconds)
 
 

@@ -119,21 +119,29 @@ def load_pool(
     all_predictions = store.predictions(model_version)
     boxes = PackedBoxes.from_detections([all_predictions[i] for i in ids], num_classes=num_classes, ids=ids)
 
-    emb_ids, emb = store.embeddings(model_version, ids)
+    emb_version, emb_ids, emb = _pool_embeddings(store, model_version, ids)
     embeddings = None
     if len(emb_ids) == len(ids):
         embeddings = emb
+        if emb_version != model_version:
+            own = len(store.done_item_ids(model_version, what="embeddings") & set(ids))
+            notes.append(
+                f"embeddings (diversity, novelty, near-duplicates) from model version {emb_version!r}, "
+                f"the newest with one for every pool item: model version {model_version!r}, whose "
+                f"predictions are scored, has none for {len(ids) - own} of the {len(ids)}"
+            )
     elif "embeddings" in need:
         raise InputError(
             f"diversity and novelty need image embeddings, but {len(ids) - len(emb_ids)} of the "
-            f"{len(ids)} pool items have none from model version {model_version!r}; run "
-            f"`boxloop predict` with a backend that returns embeddings"
+            f"{len(ids)} pool items have none from model version {model_version!r}, and no other "
+            f"model version has them for the whole pool; {way_to_embeddings(store)}"
         )
     labeled = store.latest_labels()
     tested = {it.id for it in store.items(split="test")}
     box_counts = np.array([len(d) for i, d in labeled.items() if i not in tested], np.int64)  # what training sees
-    # the test split's images teach no model: picks need not keep away from them
-    labeled_ids, labeled_emb = store.embeddings(model_version, sorted(i for i in labeled if i not in tested))
+    # the test split's images teach no model: picks need not keep away from them; the labeled
+    # images' embeddings come from the model version the pool's come from (one space)
+    labeled_ids, labeled_emb = store.embeddings(emb_version, sorted(i for i in labeled if i not in tested))
     counts = np.zeros(num_classes, np.int64)
     for d in labeled.values():
         counts += np.bincount(d.class_id[(d.class_id >= 0) & (d.class_id < num_classes)], minlength=num_classes)
@@ -184,8 +192,34 @@ def load_pool(
         sequence=sequence,
         flipped=flipped,
         widths=widths,
+        embeddings_version=emb_version if embeddings is not None else None,
     )
     return pool, notes
+
+
+def way_to_embeddings(store: Store) -> str:
+    """The command that stores image embeddings for the pool and the labeled images
+    (`boxloop embed`: every image, with the newest trained model unless told another)."""
+    if any(v["path"] for v in store.model_versions()):
+        return "run `boxloop embed` (the newest trained model embeds every image; `--model VERSION` for another)"
+    return "run `boxloop embed --model WEIGHTS.pt` (a detector's weights embed every image; there is no trained model yet)"
+
+
+def _pool_embeddings(store: Store, model_version: str, ids: Sequence[str]) -> tuple[str, list[str], np.ndarray]:
+    """(model version, ids, embeddings) for the pool: the scored model version's own, or,
+    where it lacks some (predictions imported from another detector come without any), the
+    newest other model version's that covers every pool item (`boxloop embed` stores the
+    newest trained model's); the own, partial ones when none does."""
+    emb_ids, emb = store.embeddings(model_version, ids)
+    if len(emb_ids) == len(ids):
+        return model_version, emb_ids, emb
+    wanted = set(ids)
+    for v in reversed(store.model_versions()):  # newest first
+        other = str(v["id"])
+        if other != model_version and wanted <= store.done_item_ids(other, what="embeddings"):
+            other_ids, other_emb = store.embeddings(other, ids)
+            return other, other_ids, other_emb
+    return model_version, emb_ids, emb
 
 
 def _nothing_to_select(store: Store, model_version: str, *, tests: int, waiting: int, skipped: int) -> str:
@@ -322,7 +356,10 @@ def select(
     elif diverse is None and parsed.selector == "top_k" and pool.embeddings is not None:
         parsed = Strategy(parsed.components, "diverse")
     elif diverse is None and pool.embeddings is None:
-        notes.append("no embeddings for this model version: ranking without diversity")
+        notes.append(
+            f"no embeddings for this model version ({version}), nor from another for the whole pool: "
+            f"ranking without diversity; {way_to_embeddings(store)}"
+        )
     seed = secrets.randbits(32) if seed is None else int(seed)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -426,6 +463,9 @@ def select(
         "budget": budget,
         "pool_size": n,
         "diverse": parsed.selector == "diverse",
+        # whose embeddings the diversity, novelty and near-duplicates were measured with
+        # (another model version's when the scored one has none, e.g. imported predictions)
+        "embeddings_model_version": pool.embeddings_version,
         "alpha": alpha if parsed.selector == "diverse" else None,
         "dedup": dedup,
         "dedup_threshold": dedup_threshold,
@@ -564,7 +604,8 @@ def write_scores_csv(report: ScoreReport, path: str | os.PathLike[str], *, uris:
 
 
 def write_selection_csv(store: Store, selection: Selection, path: str | os.PathLike[str]) -> Path:
-    """The batch as a to-label list, in the order to label it: rank, item id, image, score,
+    """The batch as a to-label list, in the order to label it: rank, item id, uri, image (a
+    video frame as its video's name and frame number), score,
     how it was picked and each scorer's value and percentile; written aside and renamed."""
     import csv
     import io
@@ -572,15 +613,17 @@ def write_selection_csv(store: Store, selection: Selection, path: str | os.PathL
     from .atomic import write_text_atomic
 
     names = list(dict.fromkeys(n for i in selection.item_ids for n in selection.why[i].get("components", {})))
-    uris = {it.id: it.uri for it in store.items(selection.item_ids)}
+    items = store.items(selection.item_ids)
+    uris = {it.id: it.uri for it in items}
+    shown = store.display_names(items)  # a video frame as "clipA.mp4 frame 10"
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["rank", "item_id", "uri", "score", "picked_by", *names, *(f"{n}_percentile" for n in names)])
+    w.writerow(["rank", "item_id", "uri", "image", "score", "picked_by", *names, *(f"{n}_percentile" for n in names)])
     for rank, item_id in enumerate(selection.item_ids, 1):
         why = selection.why[item_id]
         comps = why.get("components", {})
         w.writerow([
-            rank, item_id, uris[item_id], f"{selection.scores[item_id]:.6g}", why.get("selector", ""),
+            rank, item_id, uris[item_id], shown[item_id], f"{selection.scores[item_id]:.6g}", why.get("selector", ""),
             *(f"{comps[n]['score']:.6g}" if n in comps else "" for n in names),
             *(f"{comps[n]['percentile']:.6g}" if n in comps else "" for n in names),
         ])
@@ -611,8 +654,9 @@ def _component_line(name: str, c: Mapping[str, Any], names: Sequence[str]) -> li
         for e in d.get("events", []):
             if e["kind"] == "missing":
                 a, b = e["seen_in"]
+                at = f" at confidence >= {e['min_confidence']:g}" if "min_confidence" in e else ""
                 lines.append(f"  flicker: box of {_class(e['class_id'], names)} seen in frames {a} and {b}, "
-                             f"missing in {e['missing_in']} (imputed box {e['imputed_xyxy']})")
+                             f"missing in {e['missing_in']}{at} (imputed box {e['imputed_xyxy']})")
             else:
                 a, b = e["absent_in"]
                 lines.append(f"  flicker: box of {_class(e['class_id'], names)} seen only in frame "
@@ -651,6 +695,9 @@ def _why_not_selected(store: Store, key: str) -> str:
     named = [it for it in store.items() if key in (it.id, it.uri, it.name)]
     if not named:
         return "no image of this workspace has that id, path or file name"
+    if len(named) > 1:
+        shown = ", ".join(it.uri for it in named[:3]) + (" ..." if len(named) > 3 else "")
+        return f"{len(named)} images of this workspace are named so ({shown}); give the item id or the path"
     it = named[0]
     if store.label_versions(it.id):
         return f"{it.uri} is labeled; selections pick from the unlabeled images"
@@ -669,8 +716,10 @@ def explain(store: Store, item_id: str, *, selection_id: str | None = None) -> s
     cfg = sel.config
     lines = [
         f"{item_id} ({store.get_item(item_id).uri}): rank {w['rank'] + 1} of {len(sel.item_ids)} in selection {sel.id}",
-        f"  model version {sel.model_version}, strategy {sel.strategy}, seed {sel.seed}, "
-        f"{cfg.get('normalisation', 'percentile')} normalisation",
+        f"  model version {sel.model_version}"
+        + (f" (embeddings from {cfg['embeddings_model_version']})"
+           if cfg.get("embeddings_model_version") not in (None, sel.model_version) else "")
+        + f", strategy {sel.strategy}, seed {sel.seed}, {cfg.get('normalisation', 'percentile')} normalisation",
     ]
     lines.extend("  " + line for line in why_lines(
         w, names, alpha=cfg.get("alpha"), file_names=item_names(store, w.get("suppressed_duplicates", ()))

@@ -131,6 +131,12 @@ def simulate(
     for seed in seeds:
         test_ids = _test_split(items, truth_ws, test_fraction, seed)
         test_boxes = sum(len(truth[i]) for i in test_ids)
+        from .split import FEW_TEST_BOXES
+
+        thin = (f": under {FEW_TEST_BOXES} boxes, its mAP is noisy and the strategies' curves may cross by chance "
+                "(a larger --test-fraction, or a dataset with a test/ folder, steadies it)") if test_boxes < FEW_TEST_BOXES else ""
+        say(f"seed {seed}: every strategy is scored on the same test split of {len(test_ids)} images, "
+            f"{test_boxes} boxes{thin}")
         candidates = [it.id for it in items if it.id not in test_ids]
         if initial > len(candidates):
             raise InputError(

@@ -63,19 +63,22 @@ def assign_splits(
         if it.split is None:
             groups[key].append(it.id)
         elif it.video_id is not None:
-            # a video already split keeps its side: test stays test, train/val stay out of test
+            # a video already split keeps its side towards test: test stays test, train/val stay out of it
             prev = group_split.get(key)
             group_split[key] = "test" if "test" in (prev, it.split) else (prev or it.split)
     assignments: dict[str, str] = {}
     fresh = []
+    kept_from_test: set[str] = set()  # videos on the train/val side: their new frames never go to test
     for key in sorted(groups):
         side = group_split.get(key)
         if side == "test":
             assignments.update(dict.fromkeys(groups[key], "test"))
-        elif side is not None:
-            assignments.update(dict.fromkeys(groups[key], side))
         else:
+            # new frames of a video in train or val are dealt afresh between the two: a video
+            # once dealt to val must not keep every later label of it out of training
             fresh.append(key)
+            if side is not None:
+                kept_from_test.add(key)
     rng = np.random.default_rng(seed)
     order = [fresh[i] for i in rng.permutation(len(fresh))]
     n_items = sum(len(groups[k]) for k in order)
@@ -84,17 +87,18 @@ def assign_splits(
     counts = {"train": 0, "val": 0, "test": 0}
     for key in order:
         size = len(groups[key])
-        if counts["test"] < want_test:
+        if counts["test"] < want_test and key not in kept_from_test:
             side = "test"
-        elif counts["val"] < want_val:
-            side = "val"
+        elif counts["val"] < want_val and counts["val"] + size <= want_val + max(1, want_val // 2):
+            side = "val"  # a video's frames go to val only where they do not swamp it (they would never train)
         else:
             side = "train"
         counts[side] += size
         assignments.update(dict.fromkeys(groups[key], side))
-    if not test_exists and test > 0 and counts["test"] == 0 and len(order) >= 3:
+    fresh_only = [k for k in order if k not in kept_from_test]
+    if not test_exists and test > 0 and counts["test"] == 0 and len(fresh_only) >= 3:
         # too few items for the fraction to round to one: still make a test split of one group
-        key = order[-1]
+        key = fresh_only[-1]
         assignments.update(dict.fromkeys(groups[key], "test"))
     if not dry_run:
         if redo:

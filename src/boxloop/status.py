@@ -67,6 +67,16 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     }
 
 
+# what each item state means, where a count of it is shown (status, the report): "pool" alone
+# reads as every unlabeled image, though the pre-labeled ones are in the pool too
+STATE_HELP = {
+    "pool": "not labeled, no prediction yet",
+    "prelabeled": "not labeled, predicted (still in the pool)",
+    "in_review": "out for labeling (select leaves them out)",
+    "labeled": "drawn or checked by a person",
+}
+
+
 def training_runs(ws: Workspace) -> dict[str, str]:
     """Run folders no model version names (newest first): "training now" where a process
     holds the run's lock, else "cut off"."""
@@ -84,6 +94,7 @@ def next_step(ws: Workspace, st: dict[str, Any]) -> str:
     from .ledger import unfinished_round
 
     states = st["by_state"]
+    budget = ws.config.select.budget
     if not st["items"]:
         return "boxloop add labels PATH --format yolo (the images you have labeled), boxloop add images PATH (the rest)"
     if not states["labeled"]:
@@ -95,11 +106,15 @@ def next_step(ws: Workspace, st: dict[str, Any]) -> str:
     unfinished = unfinished_round(ws.store)
     if unfinished is not None:
         return f"boxloop round (round {unfinished} is unfinished: it resumes where it stopped)"
+    cut = [name for name, state in training_runs(ws).items() if state == "cut off"]
+    if cut:
+        return (f"boxloop train with the options run {cut[0]} was started with (runs/{cut[0]}/run_inputs.json) goes on "
+                f"from its last saved epoch; or boxloop round --budget {budget} (which trains anew)")
     if st.get("out_for_review"):
         return (f"{st['out_for_review']} labeled image(s) are out for review in Label Studio: boxloop pull brings "
                 "the corrections back (then boxloop round trains on them)")
     if not st["model_versions"]:
-        return "boxloop round --budget 50: train, evaluate, pre-label the pool and pick what to label"
+        return f"boxloop round --budget {budget}: train, evaluate, pre-label the pool and pick what to label"
     if states["pool"] or states["prelabeled"]:
-        return "boxloop round --budget 50: train on the labels so far and pick the next batch"
+        return f"boxloop round --budget {budget}: train on the labels so far and pick the next batch"
     return "every image is labeled: boxloop add images PATH for more, boxloop report for what the labels bought"

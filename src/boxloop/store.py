@@ -477,7 +477,8 @@ class Store:
         back corrected). The same file met again outside its sequence (its labels imported,
         its folder added as plain images, a zip from an annotation tool) is that frame, not a
         new item. Several frames with the same bytes (a still scene) are told apart by file
-        name (an export names a frame by its own name, or by that name and its id)."""
+        name (an export names a frame by its video's name and its own, ``clipA_frame_000010``,
+        or by its own name, or by that and its id)."""
         row = self.conn.execute(
             f"SELECT {_ITEM_COLUMNS} FROM items i JOIN item_sources s ON s.item_id = i.id "
             "WHERE i.sha256 = ? AND s.path = ? AND i.video_id IS NOT NULL LIMIT 1",
@@ -491,8 +492,40 @@ class Store:
         if len(frames) <= 1:
             return frames[0] if frames else None
         stem = PurePosixPath(path.replace("\\", "/").split("?", 1)[0]).stem
-        named = [f for f in frames if stem.endswith(f.id[:8]) or PurePosixPath(f.uri).stem == stem]
+        videos = self.video_names()
+
+        def sent_as(f: Item) -> set[str]:
+            own = PurePosixPath(f.uri).stem
+            return {own, f"{PurePosixPath(videos.get(str(f.video_id), '')).stem}_{own}"}
+
+        named = [f for f in frames if stem.endswith(f.id[:8]) or stem in sent_as(f)]
         return (named or frames)[0]
+
+    def video_names(self) -> dict[str, str]:
+        """video id → the name a person knows the video by: its file's name (``clipA.mp4``,
+        from the path its frames were decoded from), or the folder of a frame sequence."""
+        rows = self.conn.execute(
+            "SELECT i.video_id, MIN(s.path) FROM items i JOIN item_sources s ON s.item_id = i.id "
+            "WHERE i.video_id IS NOT NULL GROUP BY i.video_id"
+        )
+        out = {}
+        for video_id, path in rows:
+            where = str(path).replace("\\", "/")
+            if "#frame=" in where:
+                out[str(video_id)] = PurePosixPath(where.split("#frame=", 1)[0]).name
+            else:
+                out[str(video_id)] = PurePosixPath(where).parent.name or str(video_id)
+        return out
+
+    def display_names(self, items: Iterable[Item]) -> dict[str, str]:
+        """item id → how to name it to a person: a video frame as ``clipA.mp4 frame 10`` (every
+        video's frames are ``frame_000010.jpg``), any other image by its file name."""
+        items = list(items)
+        videos = self.video_names() if any(it.video_id for it in items) else {}
+        return {
+            it.id: f"{videos[it.video_id]} frame {it.frame_index}" if it.video_id in videos else it.name
+            for it in items
+        }
 
     def sources(self, item_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(

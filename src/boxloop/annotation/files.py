@@ -143,17 +143,24 @@ def batches_out(store: Store) -> dict[str, int]:
     return out
 
 
-def release(store: Store, batch: str | None = None) -> int:
+def release(store: Store, batch: str | None = None) -> tuple[str | None, int]:
     """Put the images of exported batches out for labeling back in the pool (those of the
     batch named ``batch``, or of every one): their tasks become :data:`OFFERED`, so labels
     brought back for them later still count what was done with the pre-labels. Returns the
-    number of images released."""
+    batch's name as recorded (a name given without its ``.zip`` finds it) and the number of
+    images released."""
     out = batches_out(store)
+    if batch is not None and batch not in out and f"{batch}.zip" in out:
+        batch = f"{batch}.zip"  # named as the folder it was written from
     if batch is not None and batch not in out:
         known = ", ".join(f"{name} ({n})" for name, n in out.items()) or "none"
+        offered = {t["project"] for t in store.tasks(TOOL, status=OFFERED)}
+        if batch in offered or f"{batch}.zip" in offered:
+            raise InputError(f"{batch!r} is not out for labeling: its images are in the pool already "
+                             f"(released, or never a batch); out now: {known}")
         raise InputError(f"no exported batch named {batch!r} is out for labeling; out now: {known}")
     tasks = [t for t in store.tasks(TOOL, status=OUT) if batch is None or t["project"] == batch]
     with store.transaction():
         for t in tasks:
             store.update_task(TOOL, t["project"], t["item_id"], status=OFFERED)
-    return len(tasks)
+    return batch, len(tasks)

@@ -72,7 +72,11 @@ _flags_show_no_type()
 class BoxloopTyper(typer.Typer):
     """A Typer whose commands turn a BoxloopError into one red line and exit code 1."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def command(
+        self, *args: Any, on_interrupt: str = "re-run the same command to finish the job", **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A command; ``on_interrupt`` is what Ctrl-C tells the user to run to go on."""
+
         def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(f)
             def run(*a: Any, **k: Any) -> Any:
@@ -82,7 +86,7 @@ class BoxloopTyper(typer.Typer):
                     err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
                     raise typer.Exit(1) from None
                 except KeyboardInterrupt:
-                    err_console.print("interrupted; re-run the same command to finish the job")
+                    err_console.print(f"interrupted; {on_interrupt}")
                     raise typer.Exit(130) from None
 
             options = dict(kwargs)

@@ -317,7 +317,12 @@ def export_cmd(
 
         console.print(f"[yellow]{escape(gone_note(done.gone))}[/yellow]")
     if done.prelabel_conf is not None:
-        console.print(f"pre-labels: the boxes at confidence >= {done.prelabel_conf:g}")
+        console.print(f"pre-labels: the boxes of model version {escape(str(done.model_version))} at confidence "
+                      f">= {done.prelabel_conf:g}")
+        newer = _newer_trained(ws, done.model_version)
+        if newer:
+            console.print(f"[yellow]note:[/yellow] model version {escape(newer)} is newer but has not predicted these "
+                          f"images: boxloop predict, then export again, for its pre-labels")
     if done.prelabeled and done.batch:
         console.print(f"{done.prelabeled} image(s) are out for labeling: `boxloop select` leaves them out "
                       "until they come back")
@@ -340,7 +345,7 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop status
     """
-    from ..status import disk_usage, next_step, training_runs, workspace_status
+    from ..status import STATE_HELP, disk_usage, next_step, training_runs, workspace_status
 
     ws = open_workspace(workspace)
     st = workspace_status(ws)
@@ -348,10 +353,11 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     t = Table(title="items by state")
     t.add_column("state")
     t.add_column("images", justify="right")
+    t.add_column("meaning")
     for state, n in st["by_state"].items():
-        t.add_row(state, str(n))
+        t.add_row(state, str(n), STATE_HELP.get(state, ""))
     if st["out_for_review"]:
-        t.add_row("labeled, out for review", str(st["out_for_review"]))
+        t.add_row("labeled, out for review", str(st["out_for_review"]), "labels sent to be checked")
     console.print(t)
     t = Table(title="labeled items by split")
     t.add_column("split")
@@ -363,6 +369,9 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     if st["acceptance"]:
         rows = [("-" if rnd is None else str(rnd), a) for rnd, a in st["acceptance"].items()]
         console.print(acceptance_table("pre-label acceptance per round", rows))
+    videos = _videos_line(ws)
+    if videos:
+        console.print(videos)
     if st["model_versions"]:
         console.print("model versions: " + ", ".join(st["model_versions"]))
     runs = training_runs(ws)  # the disk and the runs only here: the report does not show them
@@ -379,6 +388,37 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
     tail = " (boxloop prune shows what can go)" if disk.get("runs") or disk.get("shrunk") or disk.get("tiles") else ""
     console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in disk.items() if n) + tail)
     console.print(f"next: {escape(next_step(ws, st))}")
+
+
+def _videos_line(ws: Workspace, shown: int = 8) -> str | None:
+    """The videos (and frame sequences) the workspace holds, with their frames and the folder
+    under frames/ they were decoded into."""
+    names = ws.store.video_names()
+    if not names:
+        return None
+    frames: dict[str, int] = {}
+    folder: dict[str, str] = {}  # where a video's frames were decoded to
+    decoded = ws.root / "frames"
+    for it in ws.store.items():
+        if it.video_id:
+            frames[it.video_id] = frames.get(it.video_id, 0) + 1
+            parent = Path(it.uri).parent
+            if parent.parent == decoded:
+                folder.setdefault(it.video_id, f", frames/{parent.name}/")
+    parts = [f"{escape(names[v])} ({frames.get(v, 0)} frames{folder.get(v, '')})" for v in sorted(names, key=names.get)]
+    more = f" and {len(parts) - shown} more" if len(parts) > shown else ""
+    return f"videos: {', '.join(parts[:shown])}{more}"
+
+
+def _newer_trained(ws: Workspace, version: str | None) -> str | None:
+    """The newest trained model version made after ``version``, if any."""
+    versions = ws.store.model_versions()
+    made = {str(v["id"]): v["created_at"] for v in versions}
+    trained = [v for v in versions if v["path"] and str(v["id"]) != version]
+    if version is None or version not in made or not trained:
+        return None
+    newest = max(trained, key=lambda v: v["created_at"])
+    return str(newest["id"]) if newest["created_at"] > made[version] else None
 
 
 def _print_boxes_per_class(counts: dict[str, int]) -> None:

@@ -37,7 +37,7 @@ from .model import (
 from .select import AggregationOpt, ModelVersionOpt
 
 
-@app.command("embed")
+@app.command("embed", on_interrupt="what was embedded is kept: `boxloop embed --missing` (with the same options) goes on where it stopped")
 def embed_cmd(
     model: ModelOpt = None,
     scope: Annotated[

@@ -102,6 +102,7 @@ def round_cmd(
 
             for title in projects_to_pull(ws):
                 console.print(f"before the round, from Label Studio: {escape(pull(ws, project=title).summary())}")
+    _earlier_batch(ws, push, wait=wait, poll=poll)
     for i in range(rounds if wait else 1):
         plan = RoundPlan(
             budget=ws.config.select.budget if budget is None else budget, strategy=strategy, seed=seed + i,
@@ -125,11 +126,55 @@ def _say_ratios(needed: dict[str, float | None]) -> None:
             console.print(f"{strategy}: {n / base:.2f}x the labels random needed")
 
 
+def _earlier_batch(ws: Any, push: str, *, wait: bool, poll: float) -> None:
+    """Before a new round: a batch an earlier round (or `export --selection`) sent out that is
+    not back would leave the round with no new labels to train on. With --wait, wait for it
+    first (pulling it from Label Studio, or until `add labels` brings the zip back); else say so."""
+    import time
+
+    from ..annotation.files import batches_out
+    from ..ledger import unfinished_round
+
+    if unfinished_round(ws.store) is not None:
+        return  # resuming a round: its own batch is waited for by its pull step
+
+    def out(pulled: bool = True) -> int:
+        if push == "labelstudio":
+            from ..annotation.labelstudio import pull
+
+            if not pulled:
+                pull(ws)
+            return sum(1 for t in ws.store.tasks("labelstudio", status="open") if not t["meta"].get("review"))
+        return sum(batches_out(ws.store).values())
+
+    left = out() if push in ("labelstudio", "files") else 0  # round_cmd pulled Label Studio just before
+    if not left:
+        return
+    where = (", ".join(batches_out(ws.store)) if push == "files" else "Label Studio")
+    if not wait:
+        console.print(f"[yellow]note:[/yellow] {left} image(s) of an earlier batch are not back yet ({escape(where)}): "
+                      "this round trains on the labels it has; bring them back first (boxloop add labels ZIP, or pull), "
+                      "or give them up (boxloop release)")
+        return
+    how = ("bring it back corrected with `boxloop add labels ZIP` from another shell, or give it up with "
+           "`boxloop release`" if push == "files" else "label it in Label Studio")
+    console.print(f"waiting first for the {left} image(s) of the earlier batch ({escape(where)}): {how}; "
+                  "Ctrl-C stops, and the same command goes on")
+    while left:
+        time.sleep(poll)
+        now = out(pulled=False)
+        if now != left:
+            console.print(f"{now} image(s) of the earlier batch not back yet")
+        left = now
+
+
 def _say_where_the_batch_went(pushed: dict[str, Any] | None, *, waited: bool) -> None:
     """Where the round's push step (its ledger result) sent the batch, and how its labels come back."""
     if not pushed:
         return
-    if "path" in pushed:
+    if "path" in pushed and waited:
+        console.print(f"its batch went out as {escape(pushed['path'])} and came back")
+    elif "path" in pushed:
         imputed = (f", {pushed['imputed']} box(es) the model lost on video frames drawn in (imputed.csv)"
                    if pushed.get("imputed") else "")
         console.print(f"batch to label: [bold]{escape(pushed['path'])}[/bold] ({pushed.get('pushed', '?')} images, "
@@ -176,7 +221,7 @@ def release_cmd(
         return
     if batch is not None and all_batches:
         raise InputError("give a batch name or --all, not both")
-    n = release(ws.store, batch)
+    batch, n = release(ws.store, batch)
     console.print(f"{n} image(s) back in the pool" + (f" from {escape(batch)}" if batch else "")
                   + "; labels brought back for them later still count")
 
@@ -226,7 +271,8 @@ def simulate_cmd(
     strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies; random is the baseline.")] = "random,least_confidence",
     initial: Annotated[int, typer.Option("--initial", help="Labeled images to start from.")] = 50,
     budget: Annotated[int, typer.Option("--budget", help="Images labeled per round.")] = 50,
-    rounds: Annotated[int, typer.Option("--rounds", help="Rounds per strategy and seed.")] = 5,
+    rounds: Annotated[int, typer.Option("--rounds", help="Batches of --budget each strategy labels after the initial set "
+                                        "(it trains rounds + 1 models: on the initial set, then after each batch).")] = 5,
     seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1).")] = 3,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the simulation workspaces and CSVs.")] = Path("simulation"),
     aggregation: AggregationOpt = None,
@@ -240,6 +286,11 @@ def simulate_cmd(
     full_epochs: Annotated[int | None, typer.Option(
         "--full-epochs", help="Epochs for the full-data reference (default: --epochs); more when rounds warm-start.",
     )] = None,
+    test_fraction: Annotated[float, typer.Option(
+        "--test-fraction", min=0.01, max=0.9,
+        help="Share of the dataset drawn (seeded) as the test split every strategy is scored on, where the dataset "
+        "has no test/ folder of its own.",
+    )] = 0.2,
 ) -> None:
     """Hide the labels of a labeled dataset and let an oracle reveal them round by round.
 
@@ -256,10 +307,13 @@ def simulate_cmd(
 
     strategy_list = [s.strip() for s in strategies.split(",") if s.strip()]
     train = _train_options(model, epochs, imgsz, batch, device, steps, tile)
+    later = "round 2" if rounds == 1 else f"rounds 2 to {rounds + 1} each"
+    console.print(f"each strategy and seed: round 1 trains on the {initial} initial labels, {later} after a batch "
+                  f"of {budget}")
     full_train = None if full_epochs is None else _train_options(model, full_epochs, imgsz, batch, device, tile=tile)
     result = simulate(
         dataset, strategies=strategy_list, initial=initial, budget=budget, rounds=rounds, seeds=range(seeds), out=out,
-        train=train, full_data_train=full_train,
+        train=train, full_data_train=full_train, test_fraction=test_fraction,
         aggregation=aggregation, say=lambda m: console.print(f"[dim]{m}[/dim]"),
     )
     untrained = any(v < MIN_REFERENCE_MAP for v in result.full_map50_95.values())

@@ -167,7 +167,8 @@ def after_training(ws: Workspace) -> str:
             "then boxloop evaluate")
 
 
-@app.command("predict")
+@app.command("predict", on_interrupt="what was predicted is kept: `boxloop predict --missing` (with the same "
+             "options) goes on where it stopped")
 def predict_cmd(
     model: ModelOpt = None,
     conf: Annotated[float | None, typer.Option("--conf", help="Keep boxes down to this confidence (default 0.01).")] = None,

@@ -95,13 +95,14 @@ def select_cmd(
     table.add_column("image", overflow="fold")
     table.add_column("score", justify="right")
     table.add_column("mostly", overflow="fold")
+    shown = ws.store.display_names(ws.store.items(sel.item_ids))  # a video frame by its video's name
     for rank, item_id in enumerate(sel.item_ids, 1):
         comps = sel.why[item_id].get("components", {})
         lead = max(comps.items(), key=lambda kv: kv[1]["weight"] * kv[1]["percentile"], default=None)
         reason = f"{lead[0]} {lead[1]['score']:.3g}" if lead else sel.why[item_id].get("selector", "")
         if sel.why[item_id].get("selector") == "uniform":
             reason = f"uniform sample ({reason}: no evidence to rank)"
-        image = escape(ws.store.get_item(item_id).name)
+        image = escape(shown[item_id])
         table.add_row(str(rank), escape(item_id), image, f"{sel.scores[item_id]:.3f}", escape(reason))
     console.print(table)
     for note in report.notes:

@@ -8,15 +8,22 @@ import base64
 import io
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..types import Detections, Item, Selection
 from .svg import PALETTE
 
-__all__ = ["card", "format_value", "thumbnail_data_uri", "why_html"]
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = [
+    "ItemState", "batch_summary", "card", "format_value", "selection_states", "thumbnail_data_uri", "why_html",
+]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +141,106 @@ def _boxes_svg(item: Item, detections: Detections | None, classes: Sequence[str]
     return "".join(parts), len(detections)
 
 
+@dataclass(frozen=True)
+class ItemState:
+    """What became of one picked image, now: ``key`` one of ``labeled`` (labeled since it was
+    picked), ``labeled_before``, ``out`` (out for labeling), ``skipped``, ``released`` (back in
+    the pool: its batch was released, or its pre-labels only offered), ``pool`` (in the pool,
+    no task out for it); ``text`` says it on the card, ``detail`` in its hover text."""
+
+    key: str
+    text: str
+    detail: str = ""
+
+
+def _when(t: float | None) -> str:
+    return "" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def _where(tool: str, project: str) -> str:
+    if tool == "labelstudio":
+        return f"in Label Studio (project {project})"
+    if tool == "files":
+        return f"in the exported batch {project}"
+    return f"in {tool} ({project})"
+
+
+def selection_states(store: Store, ids: Sequence[str], *, selected_at: float | None) -> dict[str, ItemState]:
+    """The state now of each of ``ids`` (items of a selection made at ``selected_at``, a
+    time.time(); None when unknown), as the store tells it: human labels first, then the
+    item's annotation tasks (``open``: out for labeling; ``skipped``; ``offered``: back in the
+    pool), else in the pool with nothing out."""
+    from ..annotation.files import TOOL as FILES
+    from ..annotation.labelstudio import TOOL as LABELSTUDIO
+
+    states: dict[str, ItemState] = {}
+    for item_id in ids:
+        versions = store.label_versions(item_id)
+        if versions:
+            after = [v for v in versions if selected_at is None or v["created_at"] >= selected_at]
+            if after:
+                first = after[0]
+                rnd = f", round {first['round']}" if first.get("round") else ""
+                states[item_id] = ItemState(
+                    "labeled", f"labeled since {_when(first['created_at'])}",
+                    f"came back labeled ({first['source']}{rnd}); {len(versions)} label version(s)",
+                )
+            else:
+                states[item_id] = ItemState(
+                    "labeled_before", "labeled (before it was picked)",
+                    f"labeled {_when(versions[-1]['created_at'])}, before this selection was made",
+                )
+            continue
+        tasks = [t for tool in (FILES, LABELSTUDIO) for t in store.tasks(tool, item_id=item_id)]
+        tasks = [t for t in tasks if not t["meta"].get("review")]
+        by_status: dict[str, dict[str, Any]] = {}
+        for t in sorted(tasks, key=lambda t: t["pushed_at"]):
+            by_status[t["status"]] = t  # the newest of each status
+        if "open" in by_status:
+            t = by_status["open"]
+            states[item_id] = ItemState(
+                "out", "out for labeling", f"{_where(t['tool'], t['project'])} since {_when(t['pushed_at'])}",
+            )
+        elif "skipped" in by_status:
+            t = by_status["skipped"]
+            states[item_id] = ItemState(
+                "skipped", "skipped by the annotator", f"skipped {_where(t['tool'], t['project'])}; no labels",
+            )
+        elif "offered" in by_status:
+            t = by_status["offered"]
+            states[item_id] = ItemState(
+                "released", "back in the pool",
+                f"not out for labeling: {_where(t['tool'], t['project'])} was released (boxloop release) or "
+                "only offered pre-labels; select may pick it again",
+            )
+        else:
+            states[item_id] = ItemState(
+                "pool", "in the pool, not out for labeling",
+                "no labels, and no task out in an annotation tool for it",
+            )
+    return states
+
+
+def batch_summary(states: Mapping[str, ItemState], total: int) -> tuple[str, bool]:
+    """What became of a selection of ``total`` items, in words (``5 of 5 came back labeled``),
+    and whether it is still the batch to label (nothing of it labeled, skipped or released)."""
+    counts: dict[str, int] = {}
+    for st in states.values():
+        counts[st.key] = counts.get(st.key, 0) + 1
+    words = {
+        "labeled": "came back labeled", "labeled_before": "were labeled before it was picked",
+        "out": "out for labeling", "skipped": "skipped by the annotator",
+        "released": "back in the pool (released)",
+        "pool": "in the pool, not out for labeling",
+    }
+    parts = [f"{counts[k]} of {total} {w}" for k, w in words.items() if counts.get(k)]
+    gone = total - sum(counts.values())
+    if gone:
+        parts.append(f"{gone} of {total} no longer in the workspace")
+    current = not any(counts.get(k) for k in ("labeled", "labeled_before", "skipped", "released"))
+    return " · ".join(parts), current
+
+
 def card(
     item: Item,
     *,
@@ -142,9 +249,10 @@ def card(
     detections: Detections | None,
     classes: Sequence[str],
     file_names: Mapping[str, str] | None = None,
+    state: ItemState | None = None,
 ) -> str:
-    """One gallery card: thumbnail with boxes, name, selection score and the why
-    (``file_names``: file names of the items a why names)."""
+    """One gallery card: thumbnail with boxes, name, selection score, the image's state now
+    (``state``) and the why (``file_names``: file names of the items a why names)."""
     score = selection.scores.get(item.id)
     score_txt = "—" if score is None else f"{float(score):.3f}"
     try:
@@ -160,11 +268,15 @@ def card(
             f'<div class="thumb" style="aspect-ratio: {ratio}">'
             f'<img src="{src}" alt="{escape(item.name)}" loading="eager">{boxes}</div>'
         )
+    badge = "" if state is None else (
+        f'<div class="state state-{escape(state.key)}" title="{escape(state.detail)}">{escape(state.text)}</div>'
+    )
+    state_attr = "" if state is None else f' data-state="{escape(state.key)}"'
     return (
-        f'<figure class="card" data-item="{escape(item.id)}">{picture}'
+        f'<figure class="card" data-item="{escape(item.id)}"{state_attr}>{picture}'
         f'<figcaption><div class="card-head"><span class="rank">#{rank}</span> '
         f'<span class="name" title="{escape(item.uri)}">{escape(item.name)}</span>'
-        f'<span class="score" title="selection score">{score_txt}</span></div>'
+        f'<span class="score" title="selection score">{score_txt}</span></div>{badge}'
         f'<div class="small muted">{item.width}×{item.height} · {n_boxes} predicted box'
         f'{"" if n_boxes == 1 else "es"} ≥ {MIN_CONFIDENCE}</div>'
         f"{why_html(selection.why.get(item.id, {}), classes, alpha=selection.config.get('alpha'), file_names=file_names)}"

@@ -14,7 +14,7 @@ from typing import Any
 from ..annotation.acceptance import saved_per_image, threshold_text
 from ..atomic import write_text_atomic
 from ..errors import ConfigError, InputError
-from ..status import next_step
+from ..status import STATE_HELP, next_step
 from ..types import RoundRecord, Selection
 from ..workspace import Workspace
 from .simulation import (
@@ -35,12 +35,6 @@ GALLERY_LIMIT = 48
 ACCEPTANCE = (
     ("accepted", "#009E73"), ("adjusted", "#E69F00"), ("deleted", "#D55E00"), ("added", "#0072B2"),
 )
-STATE_HELP = {
-    "pool": "not labeled, no prediction yet",
-    "prelabeled": "not labeled, predicted by a model",
-    "in_review": "sent to an annotation tool",
-    "labeled": "drawn or checked by a person",
-}
 SECTIONS = (
     ("rounds", "Rounds"), ("curves", "mAP vs labels"), ("per-class", "Per-class AP"),
     ("acceptance", "Pre-label acceptance"), ("gallery", "Selection"), ("embeddings", "Embedding map"),
@@ -129,7 +123,13 @@ nav a { text-decoration:none; color:var(--accent); background:var(--card); borde
 table { border-collapse:collapse; width:100%; font-size:13.5px; font-variant-numeric:tabular-nums; }
 th, td { padding:6px 9px; border-bottom:1px solid var(--line); text-align:right; white-space:nowrap; }
 th { background:#f0f3f7; font-weight:600; color:#3e4c59; white-space:normal; vertical-align:bottom; }
-td.steps { white-space:normal; min-width:200px; }
+table.rounds th, table.rounds td { padding:6px 7px; }
+table.rounds td.model { white-space:normal; overflow-wrap:anywhere; max-width:14em; }
+table.rounds tbody tr:nth-child(even) { background:none; }
+table.rounds tbody.round:nth-of-type(even) { background:#fafbfc; }
+table.rounds tbody.with-steps tr[data-round] td { border-bottom:none; padding-bottom:1px; }
+table.rounds td.steps { white-space:normal; text-align:left; padding-top:0; }
+table.rounds td.steps .step { white-space:nowrap; }
 th:first-child, td:first-child, td.text, th.text { text-align:left; }
 tbody tr:nth-child(even) { background:#fafbfc; }
 .table-wrap { overflow-x:auto; }
@@ -144,6 +144,12 @@ tbody tr:nth-child(even) { background:#fafbfc; }
 .thumb .box-label { font-weight:600; fill:#fff; }
 .thumb svg.boxes .tag { opacity:.85; }
 ul.suspects { margin:.4em 0 0; padding-left:1.1em; }
+p.batch-state { margin:0 0 12px; }
+.card .state { display:inline-block; margin:4px 0 2px; padding:0 7px; border-radius:4px; font-size:12px; font-weight:600; }
+.state-labeled, .state-labeled_before { background:#dff3ea; color:#0a6b48; }
+.state-out { background:#e1eef8; color:#0a4f7f; }
+.state-released, .state-skipped { background:#eceff3; color:#4a5866; }
+.state-pool { background:#fdebd3; color:#8a4b00; }
 .thumb.missing { aspect-ratio:4/3; color:#ddd; display:flex; flex-direction:column; align-items:center;
   justify-content:center; text-align:center; padding:10px; word-break:break-all; }
 figcaption { padding:8px 10px 10px; font-size:13px; }
@@ -156,6 +162,12 @@ dl.why dt { color:var(--muted); } dl.why dd { margin:0; font-variant-numeric:tab
 ul.why.words { margin:6px 0 0; padding-left:16px; font-size:12.5px; word-break:break-word; }
 ul.why.words li { margin:2px 0; }
 footer { color:var(--muted); font-size:12px; text-align:center; margin-top:24px; }
+@media print {
+  body { background:#fff; } main { max-width:none; padding:0; }
+  section, header.top { padding:12px 14px; break-inside:auto; }
+  table.rounds, table.rounds td.steps { font-size:10px; } table.rounds th, table.rounds td { padding:3px 3px; }
+  .table-wrap { overflow:visible; }
+}
 """ + CHART_CSS
 
 
@@ -259,9 +271,9 @@ def _rounds_section(records: Sequence[RoundRecord]) -> str:
     head = (
         "<tr><th>round</th><th>labeled images</th><th>boxes</th><th class=\"text\">model version</th>"
         "<th>mAP50</th><th>mAP50-95</th><th>Δ mAP50-95</th><th>accepted</th><th>adjusted</th>"
-        "<th>deleted</th><th>added</th><th>kept as is</th><th>saved s/image</th><th>at conf</th>"
-        "<th class=\"text\">seconds per step</th></tr>"
+        "<th>deleted</th><th>added</th><th>kept as is</th><th>saved s/image</th><th>at conf</th></tr>"
     )
+    columns = head.count("<th")  # the steps line spans them all
     rows = []
     prev: float | None = None
     for r in records:
@@ -278,17 +290,25 @@ def _rounds_section(records: Sequence[RoundRecord]) -> str:
         kept = f"{(acc['accepted'] or 0) / reviewed:.0%}" if reviewed else ""
         per_image = saved_per_image(r.acceptance)
         saved = "" if per_image is None else f"{per_image:+.1f}"
-        steps = " · ".join(f"{escape(k)} {_seconds(v)}" for k, v in r.seconds.items())
-        total = f" <span class=\"muted\">(total {_seconds(sum(r.seconds.values()))})</span>" if r.seconds else ""
+        # The seconds of each step go on a line of their own under the round's numbers, across
+        # the whole table: as a 15th column they pushed the table past its card (a scrollbar
+        # at a 1400-px window, cut off when printed).
+        steps = " · ".join(f'<span class="step">{escape(k)} {_seconds(v)}</span>' for k, v in r.seconds.items())
+        total = f" · <span class=\"step\">total {_seconds(sum(r.seconds.values()))}</span>" if r.seconds else ""
+        steps_row = (
+            f'<tr class="steps-row" data-steps-of="{r.round}"><td class="text small muted steps" colspan="{columns}">'
+            f"seconds per step: {steps}{total}</td></tr>" if r.seconds else ""
+        )
         rows.append(
+            f'<tbody class="round{" with-steps" if steps_row else ""}">'
             f'<tr data-round="{r.round}"><td>{r.round}</td><td>{r.labeled_images}</td><td>{r.labeled_boxes}</td>'
-            f'<td class="text">{escape(r.model_version or "—")}</td><td>{_num(r.map50)}</td>'
+            f'<td class="text model">{escape(r.model_version or "—")}</td><td>{_num(r.map50)}</td>'
             f"<td>{_num(r.map50_95)}</td><td>{delta}</td>"
             + "".join(f"<td>{'' if acc[k] is None else acc[k]}</td>" for k, _ in ACCEPTANCE)
-            + f"<td>{kept}</td><td>{saved}</td><td>{escape(threshold_text(r.acceptance))}</td>"
-            + f'<td class="text small steps">{steps}{total}</td></tr>'
+            + f"<td>{kept}</td><td>{saved}</td><td>{escape(threshold_text(r.acceptance))}</td></tr>"
+            + steps_row + "</tbody>"
         )
-    table = f'<div class="table-wrap"><table class="rounds"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    table = f'<div class="table-wrap"><table class="rounds"><thead>{head}</thead>{"".join(rows)}</table></div>'
     return _section(
         "rounds", "Rounds", table,
         note=("round 0 is what was done before the first <code>boxloop round</code>; " if records[0].round == 0 else "")
@@ -296,7 +316,7 @@ def _rounds_section(records: Sequence[RoundRecord]) -> str:
         "moved, deleted, and the boxes they added; “kept as is” = accepted ÷ (accepted + adjusted + deleted); "
         "“saved s/image”: the seconds of drawing the pre-labels saved an image that came back (7 s to draw a box, "
         "1 s to keep one, 3 s to fix one, 1.5 s to delete one; negative: they cost time), "
-        "“at conf”: the confidence threshold they were cut at.",
+        "“at conf”: the confidence threshold they were cut at; under each round, the seconds each of its steps took.",
     )
 
 
@@ -380,14 +400,25 @@ def _per_class_section(records: Sequence[RoundRecord], ws: Workspace) -> str:
     latest = next((r for r in reversed(records) if r.per_class_ap), None)
     if latest is None:
         return _section("per-class", "Per-class AP", _empty("no per-class AP yet", "boxloop round"))
-    rows = []
+    # Chart the classes the test split can measure (boxes in it, or an AP); the others, most of
+    # a large class list in a small project, are one line under the chart, not a bar of n/a each.
+    in_test = _test_split_classes(ws)
+    rows, absent = [], []
     for name, ap in latest.per_class_ap.items():
         value = None if ap is None else float(ap)
-        rows.append((str(name), value if value is None or math.isfinite(value) else None))
+        value = value if value is None or math.isfinite(value) else None
+        if value is None and str(name) not in in_test:
+            absent.append(str(name))
+        else:
+            rows.append((str(name), value))
     svg = hbar_chart(rows, title=f"AP50-95 per class, round {latest.round}", max_value=1.0)
+    if not rows:
+        svg = '<p class="empty">no class of the test split has an AP yet</p>'
+    if absent:
+        svg += _folded_classes(absent)
     note = (
-        f"round {latest.round}, model {escape(latest.model_version or '—')}, AP50-95 on the test split; "
-        "n/a = no such class in the test split."
+        f"round {latest.round}, model {escape(latest.model_version or '—')}, AP50-95 on the test split"
+        + ("; n/a = boxes in the test split, no AP." if any(v is None for _, v in rows) else ".")
     )
     evaluation = ws.store.evaluation(latest.model_version, "test") if latest.model_version else None
     sizes = (evaluation or {}).get("by_size") or {}
@@ -406,6 +437,33 @@ def _per_class_section(records: Sequence[RoundRecord], ws: Workspace) -> str:
         if advice:
             note += " " + escape(advice) + "."
     return _section("per-class", "Per-class AP", svg, note=note)
+
+
+FOLDED_NAMES = 12
+
+
+def _test_split_classes(ws: Workspace) -> set[str]:
+    """Names of the classes with at least one labeled box in the test split."""
+    store = ws.store
+    classes = store.classes()
+    ids = [it.id for it in store.items(split="test")]
+    present: set[str] = set()
+    for d in store.latest_labels(ids).values():
+        for cid in {int(c) for c in d.class_id}:
+            present.add(classes[cid] if 0 <= cid < len(classes) else str(cid))
+    return present
+
+
+def _folded_classes(names: Sequence[str]) -> str:
+    """One line for the classes left out of the chart: the first few by name, the rest counted
+    (every name in its hover text)."""
+    shown = ", ".join(escape(n) for n in names[:FOLDED_NAMES])
+    more = f" … and {len(names) - FOLDED_NAMES} more" if len(names) > FOLDED_NAMES else ""
+    word = "class" if len(names) == 1 else "classes"
+    return (
+        f'<p class="folded-classes small muted" title="{escape(", ".join(names))}">'
+        f"{len(names)} {word} not in the test split (no box there, no AP): {shown}{more}</p>"
+    )
 
 
 def _acceptance_section(records: Sequence[RoundRecord]) -> str:
@@ -440,28 +498,45 @@ def _items_present(store: Any, ids: Sequence[str], section: str) -> list[Any]:
         return store.items([i for i in ids if i in known])  # type: ignore[no-any-return]
 
 
+def _selected_at(ws: Workspace, selection_id: str) -> float | None:
+    """When a selection was made (time.time()), or None."""
+    row = ws.store.conn.execute("SELECT created_at FROM selections WHERE id=?", (selection_id,)).fetchone()
+    return None if row is None else float(row[0])
+
+
 def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
     from ..selection import item_names
-    from .gallery import card
+    from .gallery import batch_summary, card, selection_states
 
     if selection is None or not selection.item_ids:
         return _section("gallery", "Current selection", _empty("no selection yet", "boxloop select --budget N"))
     store = ws.store
-    items = _items_present(store, selection.item_ids[:GALLERY_LIMIT], "gallery")
+    present = _items_present(store, selection.item_ids, "gallery")
+    items = present[:GALLERY_LIMIT]
+    # What became of the batch since it was picked: the newest selection may be labeled,
+    # released or out for labeling by now, and each card says which.
+    states = selection_states(store, [it.id for it in present], selected_at=_selected_at(ws, selection.id))
+    summary, current = batch_summary(states, len(selection.item_ids))
     predictions = store.predictions(selection.model_version, [it.id for it in items]) if selection.model_version else {}
     classes = store.classes()
     names = item_names(store, (d for it in items for d in selection.why.get(it.id, {}).get("suppressed_duplicates", ())))
     cards = [
-        card(it, rank=k + 1, selection=selection, detections=predictions.get(it.id), classes=classes, file_names=names)
+        card(it, rank=k + 1, selection=selection, detections=predictions.get(it.id), classes=classes, file_names=names,
+             state=states.get(it.id))
         for k, it in enumerate(items)
     ]
     shown = f"the first {len(items)} of {len(selection.item_ids)}" if len(selection.item_ids) > len(items) else f"all {len(items)}"
     note = (
         f"selection <code>{escape(selection.id)}</code> · strategy <code>{escape(selection.strategy)}</code> · "
         f"model <code>{escape(selection.model_version or '—')}</code> · seed {escape(str(selection.seed))} · "
-        f"showing {shown}, highest priority first, with predicted boxes of confidence ≥ 0.25 and why each was picked."
+        f"showing {shown}, highest priority first, with predicted boxes of confidence ≥ 0.25, why each was picked "
+        "and what became of it."
     )
-    return _section("gallery", "Current selection", f'<div class="gallery">{"".join(cards)}</div>', note=note)
+    left = any(st.key in ("out", "pool") for st in states.values())
+    tail = "" if left else ' <span class="muted">Nothing of it is left to label: the next batch comes from <code>boxloop select --budget N</code> (or <code>boxloop round</code>).</span>'
+    head = f'<p class="batch-state"><b>{escape(summary)}</b>{tail}</p>'
+    title = "Current selection" if current else "Latest selection"
+    return _section("gallery", title, f'{head}<div class="gallery">{"".join(cards)}</div>', note=note)
 
 
 def _audit_section(ws: Workspace, audited: Sequence[tuple[str, float, list[dict[str, str]]]], path: Path) -> str:

@@ -14,6 +14,7 @@ from html import escape
 
 __all__ = [
     "CHART_CSS",
+    "MARKERS",
     "PALETTE",
     "ScatterPoint",
     "Series",
@@ -36,10 +37,12 @@ CHART_CSS = """
 svg.chart { width:100%; height:auto; display:block; max-width:900px; }
 svg.chart .grid { stroke:#edf0f4; } svg.chart .axis { stroke:#9aa5b1; }
 svg.chart .tick, svg.chart .legend, svg.chart .bar-value, svg.chart .bar-label { font-size:12px; fill:#3e4c59; }
+svg.chart .legend-note { font-size:10.5px; fill:#66788a; font-style:italic; }
 svg.chart .axis-title { font-size:12.5px; fill:#66788a; }
 svg.chart .line { fill:none; stroke-width:2.4; stroke-linejoin:round; }
 svg.chart .band { opacity:.16; stroke:none; }
 svg.chart .marker { stroke:#fff; stroke-width:1.2; }
+svg.chart .marker.hollow, svg.chart .legend-marker.hollow { stroke-width:1.8; }
 svg.chart .dot { stroke:#fff; stroke-width:.6; opacity:.85; }
 svg.chart .guide { stroke:#8a4b00; stroke-width:1.2; stroke-dasharray:3 3; }
 svg.chart .guide-label { font-size:11px; fill:#8a4b00; }
@@ -146,19 +149,92 @@ def _axes(
     return parts
 
 
-def _legend(entries: Sequence[tuple[str, str, bool]], *, x: float, y: float) -> list[str]:
-    """A column of (name, colour, dashed) swatches; long names are cut, the full one hovers."""
+def _legend(
+    entries: Sequence[tuple[str, str, bool]], *, x: float, y: float,
+    markers: Sequence[str | None] = (), dashes: Sequence[str | None] = (), notes: Sequence[str] = (),
+) -> list[str]:
+    """A column of (name, colour, dashed) swatches; long names are cut, the full one hovers.
+    ``markers`` puts each entry's marker shape on its swatch, ``dashes`` a dash pattern of
+    its own, ``notes`` a small line under it (e.g. which series it hides or is hidden by)."""
     parts = []
+    yy = y
     for i, (name, color, dashed) in enumerate(entries):
-        yy = y + i * 20
-        dash = ' stroke-dasharray="5 3"' if dashed else ""
+        pattern = dashes[i] if i < len(dashes) and dashes[i] else ("5 3" if dashed else None)
+        dash = f' stroke-dasharray="{pattern}"' if pattern else ""
         short = name if len(name) <= 20 else name[:19] + "…"
+        shape = markers[i] if i < len(markers) else None
+        mark = ""
+        if shape:  # on the swatch, with no white edge (that reads as a gap in a solid line)
+            hollow = bool(notes[i] if i < len(notes) else "")
+            mark = _marker(shape, x + 11, yy, color, hollow=hollow).replace('class="marker', 'class="legend-marker', 1)
+        note = notes[i] if i < len(notes) else ""
+        tip = f"{name} ({note})" if note else name
         parts.append(
-            f'<g class="legend-entry"><title>{escape(name)}</title>'
+            f'<g class="legend-entry"><title>{escape(tip)}</title>'
             f'<line x1="{_f(x)}" x2="{_f(x + 22)}" y1="{_f(yy)}" y2="{_f(yy)}" stroke="{color}" stroke-width="3"{dash}/>'
-            f'<text class="legend" x="{_f(x + 28)}" y="{_f(yy + 4)}">{escape(short)}</text></g>'
+            f'{mark}<text class="legend" x="{_f(x + 28)}" y="{_f(yy + 4)}">{escape(short)}</text>'
+            + (f'<text class="legend-note" x="{_f(x + 28)}" y="{_f(yy + 17)}">{escape(_cut(note, 24))}</text>' if note else "")
+            + "</g>"
         )
+        yy += 34 if note else 20
     return parts
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# Marker shapes, one per series of a line chart, so that curves drawn over one another stay
+# told apart: a diamond over a circle leaves the circle showing between its corners, etc.
+MARKERS = ("circle", "diamond", "square", "triangle", "triangle-down")
+
+
+def _marker(
+    shape: str, cx: float, cy: float, color: str, *, r: float = 3.5, title: str = "", hollow: bool = False,
+) -> str:
+    """One marker of ``shape`` (:data:`MARKERS`) centred on (cx, cy), about ``r`` in radius;
+    ``hollow``: an outline a bit larger, so a marker beneath it shows through."""
+    tip = f"<title>{escape(title)}</title>" if title else ""
+    if hollow:
+        r *= 1.5
+        paint = f'fill="none" style="stroke:{color}"'
+        cls = "marker hollow"
+    else:
+        paint = f'fill="{color}"'
+        cls = "marker"
+    if shape == "circle":
+        return (f'<circle class="{cls}" data-shape="circle" cx="{_f(cx)}" cy="{_f(cy)}" r="{_f(r)}" '
+                f"{paint}>{tip}</circle>")
+    if shape == "diamond":
+        d = r * 1.3
+        path = f"M{_f(cx)} {_f(cy - d)}L{_f(cx + d)} {_f(cy)}L{_f(cx)} {_f(cy + d)}L{_f(cx - d)} {_f(cy)}Z"
+    elif shape == "square":
+        a = r * 0.8
+        path = f"M{_f(cx - a)} {_f(cy - a)}H{_f(cx + a)}V{_f(cy + a)}H{_f(cx - a)}Z"
+    else:  # a triangle, pointing up or down
+        d = r * 1.3 * (-1 if shape == "triangle-down" else 1)
+        path = (f"M{_f(cx)} {_f(cy - d)}L{_f(cx + abs(d) * 0.95)} {_f(cy + d * 0.6)}"
+                f"L{_f(cx - abs(d) * 0.95)} {_f(cy + d * 0.6)}Z")
+    return f'<path class="{cls}" data-shape="{shape}" d="{path}" {paint}>{tip}</path>'
+
+
+def _overlaps(series: Sequence[Series], sy: object, *, px: float = 1.5) -> list[tuple[int, bool] | None]:
+    """For each series, the earlier one it is drawn over where every point of the two lies
+    within ``px`` pixels (same x, nearly the same y), and whether their values are the same
+    as shown (to 3 decimals); None where it hides no earlier series."""
+    out: list[tuple[int, bool] | None] = []
+    for j, s in enumerate(series):
+        found = None
+        for i in range(j):
+            t = series[i]
+            if list(t.xs) != list(s.xs):
+                continue
+            if all(abs(sy(a) - sy(b)) <= px for a, b in zip(t.ys, s.ys, strict=True)):  # type: ignore[operator]
+                same = all(round(float(a), 3) == round(float(b), 3) for a, b in zip(t.ys, s.ys, strict=True))
+                found = (i, same)
+                break
+        out.append(found)
+    return out
 
 
 def line_chart(
@@ -209,19 +285,34 @@ def line_chart(
                 f'<polygon class="band" points="{" ".join(upper + lower)}" fill="{s.color}">'
                 f"<title>{escape(s.name)}: mean ± std</title></polygon>"
             )
-    for s in series:
+    # A series drawn over an earlier one with the same values would hide it whole: it is drawn
+    # dashed (the one beneath shows in the gaps) and the legend says which it covers; each
+    # series has a marker shape of its own, so the points of both stay visible too.
+    overlaps = _overlaps(series, sy)
+    shapes = [MARKERS[k % len(MARKERS)] for k in range(len(series))]
+    dashes: list[str | None] = []
+    notes: list[str] = []
+    for s, over in zip(series, overlaps, strict=True):
+        if over is None:
+            dashes.append("6 4" if s.dashed else None)
+            notes.append("")
+        else:
+            dashes.append("2 5" if s.dashed else "7 6")
+            below = series[over[0]].name
+            notes.append(f"same values as {below}" if over[1] else f"overlaps {below}")
+    for k, s in enumerate(series):
         pts = " ".join(f"{_f(sx(x))},{_f(sy(y))}" for x, y in zip(s.xs, s.ys, strict=True))
-        dash = ' stroke-dasharray="6 4"' if s.dashed else ""
-        parts.append(f'<polyline class="line" points="{pts}" stroke="{s.color}"{dash}/>')
+        dash = f' stroke-dasharray="{dashes[k]}"' if dashes[k] else ""
+        over_attr = f' data-overlaps="{escape(series[overlaps[k][0]].name)}"' if overlaps[k] else ""  # type: ignore[index]
+        parts.append(f'<polyline class="line" points="{pts}" stroke="{s.color}"{dash}{over_attr}/>')
         for i, (x, y) in enumerate(zip(s.xs, s.ys, strict=True)):
             band = ""
             if s.lo is not None and s.hi is not None:
                 band = f" ± {(s.hi[i] - s.lo[i]) / 2:.3f}"
-            parts.append(
-                f'<circle class="marker" cx="{_f(sx(x))}" cy="{_f(sy(y))}" r="3.5" fill="{s.color}">'
-                f"<title>{escape(s.name)}: {x:g} → {y:.3f}{band}</title></circle>"
-            )
-    parts += _legend([(s.name, s.color, s.dashed) for s in series], x=_W - _RIGHT + 18, y=_TOP + 10)
+            parts.append(_marker(shapes[k], sx(x), sy(y), s.color, title=f"{s.name}: {x:g} → {y:.3f}{band}",
+                                 hollow=overlaps[k] is not None))
+    parts += _legend([(s.name, s.color, s.dashed) for s in series], x=_W - _RIGHT + 18, y=_TOP + 10,
+                     markers=shapes, dashes=dashes, notes=notes)
     parts.append("</svg>")
     return "".join(parts)
 

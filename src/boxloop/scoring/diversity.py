@@ -99,13 +99,14 @@ def nearest_cosine(queries: np.ndarray, references: np.ndarray) -> tuple[np.ndar
 def _novelty_inputs(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
     if pool.embeddings is None:
         raise InputError(
-            "novelty needs image embeddings of the pool; run `boxloop predict` with a backend "
-            "that returns embeddings (ultralytics, onnx export by boxloop)"
+            "novelty needs image embeddings of the pool; run `boxloop embed` (the newest trained "
+            "model embeds every image; `--model` for another)"
         )
     if pool.labeled_embeddings is None or not len(pool.labeled_embeddings):
+        version = f" --model {pool.embeddings_version}" if pool.embeddings_version else ""
         raise InputError(
-            "novelty needs embeddings of labeled images too; run `boxloop predict` on the "
-            "labeled items as well"
+            "novelty needs embeddings of labeled images too; run "
+            f"`boxloop embed --scope labeled{version}`"
         )
     return pool.embeddings, pool.labeled_embeddings
 

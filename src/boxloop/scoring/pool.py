@@ -130,7 +130,9 @@ class Pool:
     ``labeled_class_counts`` (C,) for novelty, rarity and k-center seeding,
     ``labeled_box_counts`` (boxes per labeled training image) for missed, ``sequence`` for
     flicker, ``flipped`` (predictions on the horizontally flipped images, in the flipped
-    image's pixels) and ``widths`` for consistency.
+    image's pixels) and ``widths`` for consistency. ``embeddings_version``: the model version
+    whose embeddings these are (not always the one whose predictions are scored: imported
+    predictions come without embeddings, and a trained model's stand in for them).
     """
 
     ids: tuple[str, ...]
@@ -143,6 +145,7 @@ class Pool:
     widths: np.ndarray | None = None
     labeled_ids: tuple[str, ...] = field(default=())
     labeled_box_counts: np.ndarray | None = None
+    embeddings_version: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -246,6 +249,7 @@ class Pool:
             labeled_class_counts=first.labeled_class_counts,
             labeled_ids=first.labeled_ids,
             labeled_box_counts=first.labeled_box_counts,
+            embeddings_version=first.embeddings_version,
             sequence=sequence,
             flipped=flipped,
             widths=cat("widths"),

@@ -191,6 +191,7 @@ def explain_flicker(pool: Pool, index: int, options: ScoreOptions) -> dict[str, 
             "seen_in": [fi[0], fi[2]],
             "missing_in": fi[1],
             "imputed_xyxy": [round(float(v), 1) for v in result.imputed_xyxy[row]],
+            "min_confidence": float(options.min_confidence),  # "missing": no such box at or above it
         })
     for row in np.flatnonzero(result.appear_frame == j):
         events.append({

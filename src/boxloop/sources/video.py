@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .images import file_sha256
+from .images import IMAGE_SUFFIXES, file_sha256
 
 __all__ = ["VIDEO_SUFFIXES", "VideoInfo", "check_sampling", "probe_video", "sample_frames", "video_id"]
 
@@ -51,6 +51,24 @@ def _check_file(path: Path) -> None:
         raise InputError(f"{path}: empty file (0 bytes)")
 
 
+def _refuse_still(path: Path) -> None:
+    """An InputError for a still image given as a video (a decoder would take it for a
+    one-frame video, a frame that duplicates the image `boxloop add images` indexes): a file
+    named as an image, or one Pillow reads as a picture of one frame."""
+    from PIL import Image, UnidentifiedImageError
+
+    still = path.suffix.lower() in IMAGE_SUFFIXES
+    if not still:
+        try:
+            with Image.open(path) as im:
+                # Pillow names an MPEG-1 stream by its sequence header alone: that one is a video
+                still = im.format != "MPEG" and int(getattr(im, "n_frames", 1) or 1) <= 1
+        except (UnidentifiedImageError, OSError, ValueError):
+            still = False  # not a picture Pillow knows: the video decoder judges it
+    if still:
+        raise InputError(f"{path}: is an image, not a video: use `boxloop add images`")
+
+
 def video_id(path: Path) -> str:
     """A stable id for a video: the first 16 hex digits of the sha256 of its bytes."""
     path = Path(path)
@@ -73,9 +91,11 @@ def _open_av(path: Path) -> tuple[Any, Any]:
 
 
 def probe_video(path: Path) -> VideoInfo:
-    """Size, frame count, rate and duration from the container, without decoding frames."""
+    """Size, frame count, rate and duration from the container, without decoding frames.
+    A still image is an InputError (it is no video, though a decoder reads it as one frame)."""
     path = Path(path)
     _check_file(path)
+    _refuse_still(path)
     try:
         import av  # noqa: F401
     except ImportError:
