@@ -370,6 +370,13 @@ def test_per_class_ap_charts_the_classes_of_the_test_split_and_folds_the_rest(tm
     assert "n/a = boxes in the test split, no AP" in section
     height = int(re.search(r'viewBox="0 0 \d+ (\d+)"', chart).group(1))  # type: ignore[union-attr]
     assert height < 300  # 10 rows, not 80
+    # the header's boxes per class: a chip for each class with boxes, the 70 others in one line
+    header = re.search(r'<header class="top">(.*?)</header>', html, re.S).group(1)  # type: ignore[union-attr]
+    from boxloop.status import workspace_status
+
+    boxed = [c for c, n in workspace_status(ws)["boxes_per_class"].items() if n]
+    assert header.count('class="chip"') == len(boxed) and len(boxed) < 80
+    assert f"{80 - len(boxed)} classes with no box yet: " in header and " more</span>" in header
 
 
 def test_line_chart_series_with_equal_values_stay_told_apart() -> None:

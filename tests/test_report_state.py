@@ -100,3 +100,28 @@ def test_a_batch_partly_back_says_so_card_by_card(tmp_path: Path) -> None:
     assert partly.heading == "Latest selection"
     assert partly.summary == "2 of 4 came back labeled · 2 of 4 out for labeling"
     assert [partly.states[i] for i in picked] == ["labeled", "labeled", "out", "out"]
+
+
+def test_frames_are_named_by_their_video_and_a_frame_labeled_since_is_no_longer_marked_picked(tmp_path: Path) -> None:
+    """Every video has a frame_000000.jpg: a card names a frame by its sequence and number. The
+    embedding map marks only the picks still to label: one labeled since is a labeled point."""
+    import numpy as np
+
+    ws = Workspace.init(tmp_path / "ws", classes=["cat", "dog"])
+    for seq in ("cam-a", "cam-b"):
+        for i in range(2):
+            write_image(tmp_path / seq / f"f{i}.jpg", size=(120, 80), seed=10 * len(seq) + i + (seq == "cam-b") * 5)
+    add_images(ws, [tmp_path / "cam-a", tmp_path / "cam-b"], sequence=True)
+    frames = {f"{Path(it.uri).parent.name}/{Path(it.uri).stem}": it.id for it in ws.store.items()}
+    ws.store.put_predictions("mv1", {i: Detections([[10, 10, 50, 50]], [0], [0.4]) for i in frames.values()})
+    ws.store.put_embeddings("mv1", {i: np.eye(4, dtype=np.float32)[k] for k, i in enumerate(frames.values())})
+    ws.close()
+    _run(ws, "select", "--budget", "4", "--strategy", "least_confidence", "--no-diverse", "--seed", "0")
+    with Workspace.open(ws.root) as again:
+        again.store.add_label(frames["cam-b/f1"], Detections([[10, 10, 50, 50]], [1]), source="test")
+        page = render_report(again)
+    gallery = re.search(r'<section id="gallery">(.*?)</section>', page, re.S).group(1)  # type: ignore[union-attr]
+    names = sorted(unescape(n) for n in re.findall(r'<span class="name"[^>]*>([^<]*)</span>', gallery))
+    assert names == ["cam-a frame 0", "cam-a frame 1", "cam-b frame 0", "cam-b frame 1"]
+    embedding = re.search(r'<section id="embeddings">(.*?)</section>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert embedding.count("· selected ·") == 3 and "cam-b frame 1 · labeled" in unescape(embedding)

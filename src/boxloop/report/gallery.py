@@ -250,9 +250,12 @@ def card(
     classes: Sequence[str],
     file_names: Mapping[str, str] | None = None,
     state: ItemState | None = None,
+    name: str | None = None,
 ) -> str:
-    """One gallery card: thumbnail with boxes, name, selection score, the image's state now
+    """One gallery card: thumbnail with boxes, name (``name``: how to call the image, a video
+    frame by its video's; else its file name), selection score, the image's state now
     (``state``) and the why (``file_names``: file names of the items a why names)."""
+    shown = name or item.name
     score = selection.scores.get(item.id)
     score_txt = "—" if score is None else f"{float(score):.3f}"
     try:
@@ -266,7 +269,7 @@ def card(
         ratio = f"{max(1, item.width)} / {max(1, item.height)}"
         picture = (
             f'<div class="thumb" style="aspect-ratio: {ratio}">'
-            f'<img src="{src}" alt="{escape(item.name)}" loading="eager">{boxes}</div>'
+            f'<img src="{src}" alt="{escape(shown)}" loading="eager">{boxes}</div>'
         )
     badge = "" if state is None else (
         f'<div class="state state-{escape(state.key)}" title="{escape(state.detail)}">{escape(state.text)}</div>'
@@ -275,7 +278,7 @@ def card(
     return (
         f'<figure class="card" data-item="{escape(item.id)}"{state_attr}>{picture}'
         f'<figcaption><div class="card-head"><span class="rank">#{rank}</span> '
-        f'<span class="name" title="{escape(item.uri)}">{escape(item.name)}</span>'
+        f'<span class="name" title="{escape(item.uri)}">{escape(shown)}</span>'
         f'<span class="score" title="selection score">{score_txt}</span></div>{badge}'
         f'<div class="small muted">{item.width}×{item.height} · {n_boxes} predicted box'
         f'{"" if n_boxes == 1 else "es"} ≥ {MIN_CONFIDENCE}</div>'

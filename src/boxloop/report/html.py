@@ -239,8 +239,13 @@ def _header(name: str, ws: Workspace, status: dict[str, Any]) -> str:
     chips = "".join(
         f'<span class="chip"><span class="swatch" style="background:{PALETTE[i % len(PALETTE)]}"></span>'
         f"{escape(c)}<b>{n}</b></span>"
-        for i, (c, n) in enumerate(boxes.items())
+        for i, (c, n) in enumerate(boxes.items()) if n
     )
+    none = [c for c, n in boxes.items() if not n]  # many classes (a COCO project) mostly have none yet
+    if none:
+        named = ", ".join(none[:8]) + (f", ... and {len(none) - 8} more" if len(none) > 8 else "")
+        chips += (f'<span class="muted small" title="{escape(", ".join(none))}">'
+                  f"{len(none)} class{'es' if len(none) > 1 else ''} with no box yet: {escape(named)}</span>")
     versions = status["model_versions"]
     model = f"newest model <code>{escape(versions[-1])}</code> · " if versions else ""
     upcoming = (f'<p class="small">next: <code>{escape(next_step(ws, status))}</code></p>'
@@ -520,9 +525,10 @@ def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
     predictions = store.predictions(selection.model_version, [it.id for it in items]) if selection.model_version else {}
     classes = store.classes()
     names = item_names(store, (d for it in items for d in selection.why.get(it.id, {}).get("suppressed_duplicates", ())))
+    called = store.display_names(items)  # a video frame by its video's name, not frame_000010.jpg
     cards = [
         card(it, rank=k + 1, selection=selection, detections=predictions.get(it.id), classes=classes, file_names=names,
-             state=states.get(it.id))
+             state=states.get(it.id), name=called[it.id])
         for k, it in enumerate(items)
     ]
     shown = f"the first {len(items)} of {len(selection.item_ids)}" if len(selection.item_ids) > len(items) else f"all {len(items)}"
@@ -582,8 +588,12 @@ def _embedding_section(ws: Workspace, selection: Selection | None) -> str:
         )
     items = {it.id: it for it in store.items()}
     labeled = {it.id for it in store.items(state="labeled")}
-    selected = {} if selection is None else {i: float(selection.scores.get(i, 0.0)) for i in selection.item_ids}
-    names = {i: items[i].name if i in items else i for i in ids}
+    # the selection's images still to label; those labeled since are labeled points now
+    selected = {} if selection is None else {
+        i: float(selection.scores.get(i, 0.0)) for i in selection.item_ids if i not in labeled
+    }
+    shown_names = store.display_names(items.values())  # a video frame by its video's name
+    names = {i: shown_names.get(i, i) for i in ids}
     svg, shown = embedding_map(
         ids, vectors, labeled=labeled, selected=selected, names=names,
         title=f"Embeddings of model {version}, PCA to 2-D",
