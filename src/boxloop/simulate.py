@@ -272,19 +272,27 @@ def _write_outputs(
     boxes = labels_to_reach(rows, targets, count="labeled_boxes") if full else {}
     best = best_models(rows, full)
     needed_best = labels_to_reach(rows, {s: 0.9 * v for s, v in best.items()}) if full else {}
+    # one number a cell (a spreadsheet reads it): the mean over seeds, then each seed's
+    seeds = sorted(set(full) | set(best))
+    by_seed = {f"{name}_seed{seed}": values.get(seed) for name, values in (("full_data_map50_95", full),
+                                                                            ("best_map50_95", best)) for seed in seeds}
     summary = _write_csv(
         out / "simulation_summary.csv",
         ("strategy", "labels_to_90pct_full_map50_95", "boxes_to_90pct_full_map50_95", "full_data_map50_95",
-         "labels_to_90pct_best_map50_95", "best_map50_95"),
+         "labels_to_90pct_best_map50_95", "best_map50_95", *by_seed),
         [{"strategy": s, "labels_to_90pct_full_map50_95": n, "boxes_to_90pct_full_map50_95": boxes.get(s),
-          "full_data_map50_95": json.dumps(full), "labels_to_90pct_best_map50_95": needed_best.get(s),
-          "best_map50_95": json.dumps(best)} for s, n in needed.items()],
+          "full_data_map50_95": _mean(full), "labels_to_90pct_best_map50_95": needed_best.get(s),
+          "best_map50_95": _mean(best), **by_seed} for s, n in needed.items()],
     )
     plots = write_plots(csv_path, full_map50_95=sum(full.values()) / len(full) if full else None) if rows else []
     return SimulationResult(
         csv_path, summary, dict(full), needed, tuple(plots),
         (*reference_untrained(full, best), *reference_below(rows, full, alike=alike)), boxes, best, needed_best,
     )
+
+
+def _mean(values: Mapping[int, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None
 
 
 def best_models(rows: Sequence[Mapping[str, Any]], full: Mapping[int, float]) -> dict[int, float]:
