@@ -63,6 +63,9 @@ def test_corrected_prelabeled_zip_counts_accepted_adjusted_deleted_added(tmp_pat
     per_round = ws.store.acceptance_by_round()
     assert per_round[0]["items"] == 3 and per_round[0]["accepted"] == 2
     assert per_round[0]["prelabel_conf_min"] == per_round[0]["prelabel_conf_max"] == 0.25  # as the export cut them
+    from boxloop import ledger
+
+    assert ledger.history(ws.store)[0].prelabel_models == {"mv1": 3}  # whose pre-labels came back
     assert ws.store.count_by_state() == {"pool": 0, "prelabeled": 0, "in_review": 0, "labeled": 3}
     assert not ws.store.tasks("files", status=NOT_BACK)  # both exports' tasks are closed
     labels = ws.store.latest_labels()

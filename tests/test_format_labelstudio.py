@@ -266,6 +266,7 @@ def test_sum_acceptance_and_store_totals_per_round():
     store.put_acceptance("files", "p", "i0", rows[0], annotation="c", seconds_saved=16.0, round=1, prelabel_conf=0.3)
     store.put_acceptance("files", "p", "i1", rows[1], annotation="c", seconds_saved=-1.5, round=1, prelabel_conf=0.15)
     again = store.acceptance_by_round()[1]
+    assert store.acceptance_models() == {1: {"": 2}, 2: {"": 1}}  # no model version recorded here
     assert (again["prelabel_conf_min"], again["prelabel_conf_max"]) == (0.15, 0.3)
     assert threshold_text(again) == "0.15-0.3" and saved_per_image(again) == pytest.approx((16 - 1.5) / 2)
     assert acceptance_words(again) == (

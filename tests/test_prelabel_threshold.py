@@ -183,4 +183,5 @@ def test_the_oracle_counts_acceptance_of_the_prelabels_push_would_show(tmp_path:
         (row,) = csv.DictReader(f)
     per_image = expected["seconds_saved"] / expected["items"]
     assert row["prelabel_conf"] == f"{chosen:g}" and float(row["saved_s_per_image"]) == pytest.approx(per_image, abs=0.01)
+    assert row["prelabel_models"] == rec.model_version and flat(f"whose pre-labels they were: round 1: {rec.model_version}") in shown
     assert flat(f"{per_image:+.1f}│{chosen:g}│") in shown

@@ -91,7 +91,7 @@ def test_round_waits_for_label_studio_then_trains_on_the_labels(tmp_path, ls_med
     assert "round 1: model m001, 14 labeled images" in said
     assert "round 2: model m002, 17 labeled images (+3), mAP50" in said  # trained on round 1's batch
     assert "since round 1)" in said  # and says what the batch bought
-    assert f"batch in Label Studio project '{title}'" in said and "3 new task(s)" in said
+    assert f"its batch went to Label Studio project '{title}'" in said and "(3 new task(s)), was labeled and pulled" in said
     assert "when they are labeled, the next boxloop round" not in said  # --wait pulled them itself
 
     with Workspace.open(ws.root) as done:

@@ -334,3 +334,23 @@ def test_nothing_to_select_says_where_the_unlabeled_items_are(tmp_path) -> None:
     export_dataset(ws, what="prelabeled", zip=True, out=tmp_path / "out.zip", batch=True)
     with pytest.raises(NothingToSelect, match=r"3 are in review, sent out to be labeled \(`boxloop pull`"):
         select(ws.store, budget=2, strategy="least_confidence", model_version="fake")
+
+
+def test_nothing_to_select_when_the_newest_model_has_not_predicted_the_pool_says_predict() -> None:
+    """A model `boxloop serve` trained predicted only the test split: the pool is not empty,
+    its images carry an older model's predictions; the error says to predict, not to add images."""
+    from boxloop.errors import NothingToSelect
+
+    s = Store.memory()
+    s.set_classes(CLASSES)
+    for k in ("a", "b", "t"):
+        s.add_item(Item(k, f"/{k}.jpg", 10, 10, f"sha-{k}"))
+    s.add_label("t", Detections(np.array([[0, 0, 5, 5]], np.float32), np.array([0])), source="test")
+    s.set_split({"t": "test"})
+    s.put_predictions("v1", {k: pred([[1, 1, 5, 5]], [0], [0.4]) for k in ("a", "b")})
+    s.put_predictions("v2", {"t": pred([[1, 1, 5, 5]], [0], [0.9])})
+    with pytest.raises(NothingToSelect) as e:
+        select(s, budget=1, strategy="least_confidence", model_version="v2")
+    said = str(e.value)
+    assert "2 have predictions from other model versions only: `boxloop predict` (model v2)" in said
+    assert "the pool is empty" not in said

@@ -421,3 +421,16 @@ def test_the_command_fails_clearly_when_label_studio_refuses_the_registration(tm
     assert proc.returncode == 1, out
     assert "no Label Studio project titled 'no-such-project-anywhere'" in out and ls_server.token not in out
     assert "Traceback" not in out
+
+
+def test_a_wrong_token_fails_before_the_server_says_it_listens(tmp_path, ls_server):
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": "0" * 40, "BOXLOOP_WORKSPACE": str(ws.root), "YOLO_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from boxloop.cli import main; main()", "serve", "--url", ls_server.url,
+         "--port", str(free_port()), "--connect", "anything"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "401" in out and "ML backend on" not in out and "Traceback" not in out

@@ -12,6 +12,7 @@ import io
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "finish_step",
     "finished_rounds",
     "history",
+    "models_text",
     "open_round",
     "reopen_round",
     "selected",
@@ -46,7 +48,8 @@ __all__ = [
 
 HISTORY_COLUMNS = (
     "round", "labeled_images", "labeled_boxes", "model_version", "map50", "map50_95",
-    "accepted", "adjusted", "deleted", "added", "saved_s_per_image", "prelabel_conf", "per_class_ap", "seconds",
+    "accepted", "adjusted", "deleted", "added", "saved_s_per_image", "prelabel_conf", "prelabel_models",
+    "per_class_ap", "seconds",
 )
 
 
@@ -169,7 +172,10 @@ def history(store: Store) -> list[RoundRecord]:
     Round 0, when there is one, is the work done before the first `boxloop round`
     (:func:`before_the_rounds`)."""
     recorded = store.acceptance_by_round()
+    models = store.acceptance_models()
     first = before_the_rounds(store, recorded)
+    if first is not None and 0 in models:
+        first = replace(first, prelabel_models=models[0])
     out = [] if first is None else [first]
     for row in store.conn.execute("SELECT round FROM rounds ORDER BY round").fetchall():
         steps = step_results(store, row["round"])
@@ -187,6 +193,11 @@ def history(store: Store) -> list[RoundRecord]:
                 per_class_ap=ev.get("per_class_ap", {}),
                 acceptance=recorded.get(int(row["round"])) or pulled.get("acceptance", {}),
                 seconds={k: round(v["seconds"], 2) for k, v in steps.items() if v["seconds"] is not None},
+                # whose pre-labels came back: as recorded, else (an oracle's round) the round's own model's
+                prelabel_models=models.get(int(row["round"])) or (
+                    {str(train.get("model_version")): int(pulled["acceptance"].get("items", 0))}
+                    if pulled.get("acceptance") and train.get("model_version") else {}
+                ),
             )
         )
     return out
@@ -228,6 +239,14 @@ def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, f
     )
 
 
+def models_text(models: Mapping[str, int]) -> str:
+    """Whose pre-labels a round's batches held: ``m002`` alone, or ``m001 (2), ext-1 (5)``."""
+    named = {(mv or "unknown"): n for mv, n in models.items()}
+    if len(named) == 1:
+        return next(iter(named))
+    return ", ".join(f"{mv} ({n})" for mv, n in named.items())
+
+
 def write_history_csv(ws: Workspace) -> Path:
     """Write ``runs/history.csv`` (atomically) and return its path."""
     buf = io.StringIO(newline="")
@@ -240,6 +259,7 @@ def write_history_csv(ws: Workspace) -> Path:
             "" if r.map50_95 is None else f"{r.map50_95:.4f}",
             *(r.acceptance.get(k, "") for k in ACCEPTANCE_KEYS),
             "" if (per := saved_per_image(r.acceptance)) is None else f"{per:.2f}", threshold_text(r.acceptance),
+            models_text(r.prelabel_models),
             json.dumps(dict(r.per_class_ap)), json.dumps(dict(r.seconds)),
         ])
     return write_text_atomic(ws.runs_dir / "history.csv", buf.getvalue())

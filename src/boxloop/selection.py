@@ -235,6 +235,10 @@ def _nothing_to_select(store: Store, model_version: str, *, tests: int, waiting:
         why.append(f"{skipped} were skipped by the annotator")
     if tests:
         why.append(f"{tests} belong to the frozen test split")
+    others = len(store.items(state="prelabeled")) - len(store.items(state="prelabeled", model_version=model_version))
+    if others:  # a newer model (one `boxloop serve` trained, say) has not predicted the pool yet
+        why.append(f"{others} have predictions from other model versions only: `boxloop predict` (model "
+                   f"{model_version}), or `boxloop select --model-version OLDER`")
     return (
         f"nothing to select: no unlabeled item has predictions from model version {model_version!r}"
         + (f"; of the unlabeled: {'; '.join(why)}" if why else "; the pool is empty (`boxloop add images PATH`)")

@@ -907,6 +907,17 @@ class Store:
                                        prelabel_conf_max=float(r["prelabel_conf_max"]))
         return out
 
+    def acceptance_models(self) -> dict[int | None, dict[str, int]]:
+        """Per round: whose pre-labels the batches that came back held (model version → images;
+        "" where unknown), so a round's acceptance can be tied to the models it judges."""
+        out: dict[int | None, dict[str, int]] = {}
+        rows = self.conn.execute(
+            "SELECT round, COALESCE(model_version, '') mv, COUNT(*) n FROM acceptance GROUP BY round, mv ORDER BY round, mv"
+        )
+        for r in rows:
+            out.setdefault(r["round"], {})[str(r["mv"])] = int(r["n"])
+        return out
+
     # -- imputed boxes (model assertions) ---------------------------------------------------
     def put_imputed(self, model_version: str, imputed: Mapping[str, Detections]) -> None:
         """Store the boxes a model assertion imputes per item (replacing earlier ones of the

@@ -173,3 +173,4 @@ class RoundRecord:
     per_class_ap: Mapping[str, float] = field(default_factory=dict)
     acceptance: Mapping[str, int] = field(default_factory=dict)
     seconds: Mapping[str, float] = field(default_factory=dict)
+    prelabel_models: Mapping[str, int] = field(default_factory=dict)  # whose pre-labels came back: version → images

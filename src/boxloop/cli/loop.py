@@ -181,9 +181,13 @@ def _say_where_the_batch_went(pushed: dict[str, Any] | None, *, waited: bool) ->
                       f"pre-labeled{imputed}); correct it in any tool, then: boxloop add labels ZIP (the tool's "
                       "export as it is, or a folder)")
     elif "project_title" in pushed:
-        console.print(f"batch in Label Studio project {escape(repr(pushed['project_title']))} (id {pushed.get('project_id')}) "
-                      f"at {escape(str(pushed.get('url')))}: {pushed.get('created', 0)} new task(s)"
-                      + ("" if waited else "; when they are labeled, the next boxloop round pulls them first"))
+        where = (f"Label Studio project {escape(repr(pushed['project_title']))} (id {pushed.get('project_id')}) "
+                 f"at {escape(str(pushed.get('url')))}")
+        if waited:
+            console.print(f"its batch went to {where} ({pushed.get('created', 0)} new task(s)), was labeled and pulled")
+        else:
+            console.print(f"batch in {where}: {pushed.get('created', 0)} new task(s); when they are labeled, the next "
+                          "boxloop round pulls them first")
 
 
 @app.command("release")
@@ -232,7 +236,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop history
     """
-    from ..ledger import history, unfinished_round, where_it_stopped, write_history_csv
+    from ..ledger import history, models_text, unfinished_round, where_it_stopped, write_history_csv
 
     ws = open_workspace(workspace)
     records = history(ws.store)
@@ -252,6 +256,9 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
     back = [(str(r.round), r.acceptance) for r in records if r.acceptance]
     if back:
         console.print(acceptance_table("pre-labels of the batches that came back", back))
+        whose = [f"round {r.round}: {models_text(r.prelabel_models)}" for r in records if r.acceptance and r.prelabel_models]
+        if whose:
+            console.print("whose pre-labels they were: " + escape("; ".join(whose)))
     if records[0].round == 0:
         console.print(
             "round 0: before the first `boxloop round`: the newest model evaluated on the test split then, "

@@ -88,6 +88,10 @@ def serve_cmd(
     if not os.environ.get("BOXLOOP_LOG"):
         logging.getLogger("boxloop.server").setLevel(logging.INFO)
 
+    if connect:  # a wrong token or a server that is down fails here, before the model loads and it says it listens
+        from ..annotation.labelstudio import connect as check_label_studio
+
+        check_label_studio(ws, url=ls_url, token=token)
     service = Service(ws, url=ls_url, token=token)
     try:
         version = service.load_model()
