@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import json
 import os
 import re
 import secrets
@@ -314,6 +315,9 @@ def test_label_studio_gets_predictions_and_retrains_the_model_as_people_annotate
         time.sleep(1)
     last = status["job"]["last"]
     assert last["state"] == "done", f"{last['error']}\n{backend.log_tail()}"
+    # the job's process told the server how far it was, last the evaluation after its epochs
+    (written,) = (Path(served["ws_root"]) / "runs" / "serve").glob("job-*.progress.json")
+    assert json.loads(written.read_text())["step"] == "evaluating"
     assert last["pid"] != backend.proc.pid and not alive(last["pid"])
     result = last["result"]
     assert result["model_version"] == "m002" and result["warm_start_from"] == "m001"

@@ -738,3 +738,20 @@ def test_a_large_heic_of_the_workspace_is_decoded_once_then_read_from_its_kept_c
     finally:
         h.runner.release.set()
         h.service.close()
+
+
+def test_a_running_jobs_status_shows_the_step_and_epoch_its_process_wrote(tmp_path):
+    """The training runs in a process of its own: it writes its step (and epoch) to a file the
+    server's /status reads, so a person sees more than "running" for minutes."""
+    from boxloop.server.training import _progress_writer
+
+    job = Job(1, ["3 new annotation(s)"], progress_file=str(tmp_path / "job.progress.json"))
+    assert "progress" not in job.as_dict() and job.as_dict()["elapsed_seconds"] >= 0  # nothing written yet
+    write = _progress_writer(job.progress_file)
+    assert write is not None
+    write({"step": "training", "epoch": 3, "epochs": 30})
+    shown = job.as_dict()
+    assert shown["progress"]["step"] == "training" and (shown["progress"]["epoch"], shown["progress"]["epochs"]) == (3, 30)
+    assert "progress_file" not in shown
+    job.finished_at, job.state = job.started_at + 5, "done"
+    assert "progress" not in job.as_dict() and job.as_dict()["seconds"] == 5

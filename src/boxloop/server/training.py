@@ -14,6 +14,7 @@ never on its command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -47,11 +48,17 @@ class Job:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     pid: int | None = None
+    progress_file: str | None = None  # where the job's process writes how far its training is
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("progress_file")
         if self.finished_at is not None:
             d["seconds"] = round(self.finished_at - self.started_at, 2)
+        elif self.progress_file:  # running: the step it is at (pulling, training epoch e of n), as written last
+            with contextlib.suppress(OSError, json.JSONDecodeError):  # not written yet
+                d["progress"] = json.loads(Path(self.progress_file).read_text(encoding="utf-8"))
+            d["elapsed_seconds"] = round(time.time() - self.started_at, 1)
         return d
 
 
@@ -197,9 +204,11 @@ class SubprocessJob:
         out.mkdir(parents=True, exist_ok=True)
         result_path = out / f"job-{int(time.time())}-{job.number}.json"
         log_path = result_path.with_suffix(".log")
+        job.progress_file = str(result_path.with_suffix(".progress.json"))
         cmd = [
             self.python, "-m", "boxloop.server.training", "--workspace", str(self.workspace),
             "--project", str(project), "--url", self.url, "--result", str(result_path),
+            "--progress", job.progress_file,
         ]
         env = {**os.environ, TOKEN_ENV: token, "YOLO_OFFLINE": os.environ.get("YOLO_OFFLINE", "1")}
         with self._lock:
@@ -243,8 +252,12 @@ class SubprocessJob:
 
 
 # -- the job ------------------------------------------------------------------------------
-def run_job(ws: Any, *, project: int, url: str, token: str) -> dict[str, Any]:
-    """Adopt, pull, split, train, evaluate; returns what the server shows in /status."""
+def run_job(
+    ws: Any, *, project: int, url: str, token: str, progress: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Adopt, pull, split, train, evaluate; returns what the server shows in /status.
+    ``progress`` is told each step as it begins, and each training epoch."""
+    said = progress or (lambda _: None)
     from ..annotation.labelstudio import pull
     from ..loop import round_lock
     from ..modeling import evaluate_model, train
@@ -255,6 +268,7 @@ def run_job(ws: Any, *, project: int, url: str, token: str) -> dict[str, Any]:
     cfg = ws.config.serve
     result: dict[str, Any] = {"project": project}
     with round_lock(ws):
+        said({"step": "pulling the annotations"})
         fetcher = ImageFetcher(
             FetchPolicy(url, parse_allowed(cfg.allowed_storage), cfg.max_image_bytes, cfg.fetch_timeout),
             token=lambda: token,
@@ -278,7 +292,10 @@ def run_job(ws: Any, *, project: int, url: str, token: str) -> dict[str, Any]:
             if trained and Path(trained[-1]["path"]).is_file():
                 model = trained[-1]["path"]
                 result["warm_start_from"] = trained[-1]["id"]
-        outcome = train(ws, model=model, allow_missing_classes=True)
+        said({"step": "training"})
+        outcome = train(ws, model=model, allow_missing_classes=True,
+                        on_epoch=lambda e, n: said({"step": "training", "epoch": e, "epochs": n}))
+        said({"step": "evaluating"})
         result.update(
             model_version=outcome.version, weights=str(outcome.weights), train_images=outcome.train_images,
             val_images=outcome.val_images, metrics=outcome.metrics,
@@ -299,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", required=True, type=int)
     parser.add_argument("--url", required=True)
     parser.add_argument("--result", required=True)
+    parser.add_argument("--progress", help="a JSON file rewritten with the step (and epoch) the job is at")
     args = parser.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_VERBOSE", "False")
@@ -309,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         with Workspace.open(args.workspace) as ws:
-            out = {"ok": True, **run_job(ws, project=args.project, url=args.url, token=token)}
+            out = {"ok": True, **run_job(ws, project=args.project, url=args.url, token=token,
+                                         progress=_progress_writer(args.progress))}
     except BoxloopError as e:
         out = {"ok": False, "error": str(e).replace(token, "***") if token else str(e)}
     except KeyboardInterrupt:
@@ -319,6 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(out, default=str), encoding="utf-8")
     os.replace(tmp, args.result)
     return 0 if out["ok"] else 1
+
+
+def _progress_writer(path: str | None) -> Callable[[dict[str, Any]], None] | None:
+    """Writes the job's step to ``path`` (aside, then renamed: the server never reads half a file)."""
+    if not path:
+        return None
+    from ..atomic import write_text_atomic
+
+    def write(step: dict[str, Any]) -> None:
+        write_text_atomic(Path(path), json.dumps({**step, "at": round(time.time(), 1)}))
+
+    return write
 
 
 def _interrupted(_signum: int, _frame: Any) -> None:
