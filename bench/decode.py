@@ -56,7 +56,7 @@ def main() -> None:
 
     from boxloop.backends.ultralytics import load_backend, rect_shape, use_all_cores
     from boxloop.evaluate import coco_metrics
-    from boxloop.formats.yolo import parse_yolo_labels
+    from boxloop.formats.yolo import read_yolo_labels
     from boxloop.synth import generate_images, train_quick_model
 
     with tempfile.TemporaryDirectory(prefix="boxloop-bench-decode-") as tmp:
@@ -72,8 +72,8 @@ def main() -> None:
             weights = train_quick_model(tmp_path / "train", tmp_path / "run", imgsz=args.imgsz, epochs=args.epochs)
         use_all_cores()
         backend = load_backend(weights, imgsz=rect_shape(args.imgsz, width, height))
-        gt = {f.stem: parse_yolo_labels((data / "labels" / f"{f.stem}.txt").read_text(), width=width, height=height,
-                                        n_classes=len(backend.classes), source=f.name)[0] for f in files}
+        gt = {f.stem: read_yolo_labels((data / "labels" / f"{f.stem}.txt").read_text(), width=width, height=height,
+                                       n_classes=len(backend.classes), source=f.name).labels for f in files}
         _run(backend, files[:4], (width, height), reduced=True)  # warm-up
         print(f"{args.n} JPEGs {width}x{height}, network input {backend.imgsz[0]}x{backend.imgsz[1]}, "
               f"{os.cpu_count()} CPU cores")

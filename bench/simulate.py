@@ -803,9 +803,9 @@ def _showing(dataset: Path, classes: frozenset[int]) -> set[str]:
 
 def _label_boxes(label: Path):  # type: ignore[no-untyped-def]
     """The boxes a YOLO label file holds (Detections, in normalized coordinates)."""
-    from boxloop.formats.yolo import parse_yolo_labels
+    from boxloop.formats.yolo import read_yolo_labels
 
-    return parse_yolo_labels(label.read_text(), width=1, height=1, source=str(label))[0]
+    return read_yolo_labels(label.read_text(), width=1, height=1, source=str(label)).labels
 
 
 def _classes_in(label: Path) -> set[int]:

@@ -1087,7 +1087,7 @@ def _project_ids(names: Sequence[str], ws: Workspace, class_map: Mapping[str, st
 def _read_yolo_predictions(
     ws: Workspace, root: Path, class_map: Mapping[str, str], problems: Problems
 ) -> dict[str, Detections]:
-    from .formats.yolo import CLASS_FILES, parse_class_names, parse_yolo_labels
+    from .formats.yolo import CLASS_FILES, parse_class_names, read_yolo_labels
 
     files = [root] if root.is_file() else sorted(root.rglob("*.txt"))
     class_file = next((root / n for n in CLASS_FILES if root.is_dir() and (root / n).is_file()), None)
@@ -1103,11 +1103,12 @@ def _read_yolo_predictions(
             problems.add(f, problem)
             continue
         item = ws.store.get_item(item_id)  # type: ignore[arg-type]
-        d, probs = parse_yolo_labels(
+        read = read_yolo_labels(
             f.read_text(encoding="utf-8-sig"), width=item.width, height=item.height,
             n_classes=len(names), source=str(f), with_confidence=True,
         )
-        problems.extend(probs)
+        d = read.labels
+        problems.extend(read.every_problem)
         ids = to_project[d.class_id]
         kept = ids >= 0  # boxes of classes the project does not have are left out
         out[item.id] = Detections(d.xyxy[kept], ids[kept], None if d.confidence is None else d.confidence[kept])

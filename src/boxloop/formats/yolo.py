@@ -18,7 +18,6 @@ __all__ = [
     "YoloLabels",
     "format_yolo_labels",
     "parse_class_names",
-    "parse_yolo_labels",
     "read_yolo_labels",
     "yolo_data_yaml",
 ]
@@ -41,33 +40,12 @@ class YoloLabels:
     dropped: Problems
     clipped: list[int]
 
-
-def parse_yolo_labels(
-    text: str,
-    *,
-    width: int,
-    height: int,
-    n_classes: int | None = None,
-    source: str = "<labels>",
-    with_confidence: bool = False,
-) -> tuple[Detections, Problems]:
-    """Parse YOLO label text into pixel boxes; bad lines become Problems, good lines are kept.
-
-    Lines are ``class cx cy w h`` (``... conf`` with ``with_confidence``), or a polygon
-    ``class x1 y1 x2 y2 x3 y3 ...`` which becomes its bounding box. Class ids are the file's
-    own; map them to project ids by name afterwards. A box reaching past the image is clipped
-    to it (:func:`read_yolo_labels` says which).
-
-    >>> d, p = parse_yolo_labels("0 0.5 0.5 0.2 0.4", width=100, height=50)
-    >>> d.xyxy.tolist(), len(p)
-    ([[40.0, 15.0, 60.0, 35.0]], 0)
-    """
-    read = read_yolo_labels(
-        text, width=width, height=height, n_classes=n_classes, source=source, with_confidence=with_confidence
-    )
-    problems = Problems()
-    problems.extend(sorted([*read.problems, *read.dropped], key=lambda p: p.line or 0))
-    return read.labels, problems
+    @property
+    def every_problem(self) -> Problems:
+        """The problems and the dropped boxes, in line order."""
+        out = Problems()
+        out.extend(sorted([*self.problems, *self.dropped], key=lambda p: p.line or 0))
+        return out
 
 
 def read_yolo_labels(
@@ -79,8 +57,17 @@ def read_yolo_labels(
     source: str = "<labels>",
     with_confidence: bool = False,
 ) -> YoloLabels:
-    """:func:`parse_yolo_labels`, telling apart the lines that make the file unusable from the
-    boxes left out for lying outside the image, and naming the boxes clipped to it.
+    """Parse YOLO label text into pixel boxes; bad lines become Problems, good lines are kept.
+
+    Lines are ``class cx cy w h`` (``... conf`` with ``with_confidence``), or a polygon
+    ``class x1 y1 x2 y2 x3 y3 ...`` which becomes its bounding box. Class ids are the file's
+    own; map them to project ids by name afterwards. The lines that make the file unusable
+    (``problems``) are told apart from boxes left out for lying outside the image
+    (``dropped``); a box reaching past the image is clipped to it (``clipped`` names its line).
+
+    >>> d = read_yolo_labels("0 0.5 0.5 0.2 0.4", width=100, height=50)
+    >>> d.labels.xyxy.tolist(), len(d.every_problem)
+    ([[40.0, 15.0, 60.0, 35.0]], 0)
 
     >>> r = read_yolo_labels("0 0.95 0.5 0.2 0.2", width=100, height=50, source="a.txt")
     >>> r.labels.xyxy.tolist(), r.clipped, len(r.problems)
