@@ -27,6 +27,7 @@ from boxloop.formats.labelstudio import (
     parse_label_config,
     parse_labelstudio_export,
     parse_regions,
+    why_text,
 )
 from boxloop.store import Store
 from boxloop.types import Detections
@@ -149,6 +150,48 @@ def test_build_task_predictions_round_trip_through_parse():
     xyxy, names, drawn = parse_regions(pred["result"], where="t", problems=Problems())
     np.testing.assert_allclose(xyxy, rec.xyxy, atol=1e-3)
     assert names == rec.class_names and drawn == (640, 480)
+
+
+# what `select` saves for a pick: the components, the selector, the near-duplicates it beat
+SELECT_WHY = {
+    "rank": 4, "score": 0.4722, "selector": "diverse", "suppressed_duplicates": ["a1b2c3"], "suppressed_count": 1,
+    "components": {
+        "least_confidence": {"weight": 1.0, "score": 0.472, "percentile": 0.95, "details": {
+            "top_box": {"class_id": 2, "confidence": 0.53, "uncertainty": 0.47}, "boxes": 3, "aggregation": "max"}},
+        "class_rarity": {"weight": 0.5, "score": 0.8, "percentile": 0.6, "details": {
+            "class_id": 0, "confidence": 0.61, "labeled_boxes": 3, "labeled_total": 120}},
+    },
+}
+
+
+def test_why_text_says_in_words_what_put_the_image_in_the_batch():
+    names = ["person", "car", "wine glass"]
+    text = why_text(SELECT_WHY, score=0.4722, rank=4, names=names, alpha=0.5, file_names={"a1b2c3": "p7.jpg"})
+    lines = text.splitlines()
+    assert lines[0] == ("#5, score 0.4722 = 1 x 0.95 (least_confidence's rank in the pool) + 0.5 x 0.60 "
+                        "(class_rarity's rank in the pool); each scorer's own value:")
+    assert lines[1] == ("least_confidence 0.472 (weight 1, beats 95% of the pool): most doubtful box is wine glass "
+                        "at confidence 0.53 (uncertainty 0.47; 3 box(es), aggregation max)")
+    assert lines[2] == ("class_rarity 0.8 (weight 0.5, beats 60% of the pool): person at confidence 0.61 has 3 of "
+                        "120 labeled boxes")
+    assert lines[3].startswith("picked by ranked batch-mode diversity (alpha 0.5)")
+    assert lines[4] == "1 near-duplicate(s) left out in its favour: p7.jpg"
+    # no repr of boxloop's own dicts, no class ids, the place in the batch once (one-based)
+    for internal in ("{", "}", "[", "]", "': ", "class_id", "class 2", "class 0", "rank 4", "selector", "components"):
+        assert internal not in text, internal
+
+
+def test_why_text_of_plain_numbers_and_of_nothing():
+    assert why_text({"least_confidence": 0.87, "rank": 0, "note": {"x": 1}}, score=0.9, rank=0) == (
+        "#1, score 0.900; least_confidence 0.870")
+    assert why_text(None, score=0.25, rank=2) == "#3, score 0.250"
+    assert why_text(None) == ""
+    # components saved without their rank in the pool: each scorer's score, never the dict
+    assert why_text({"components": {"entropy": {"score": 0.5}}, "selector": "top_k"}, score=0.5, rank=1) == (
+        "#2, score 0.500; entropy 0.500")
+    # a class id the workspace does not have (any more) keeps its number
+    why = {**SELECT_WHY, "components": {"least_confidence": SELECT_WHY["components"]["least_confidence"]}}
+    assert "most doubtful box is class 2 at confidence" in why_text(why, rank=0, names=["person"])
 
 
 def test_image_with_no_detections_gets_an_empty_prediction_not_a_fake_box():

@@ -38,7 +38,7 @@ from ..formats.labelstudio import (
 )
 from ..sources.images import JPEG_SUFFIXES, suffix_of
 from ..store import Store
-from ..types import Detections, Item
+from ..types import Detections, Item, Selection
 from ..workspace import Workspace
 from .acceptance import acceptance, seconds_saved, sum_acceptance
 
@@ -52,11 +52,15 @@ __all__ = [
     "PushReport",
     "api_client",
     "call_api",
+    "check_title",
     "connect",
+    "default_project_title",
     "find_project",
     "image_urls",
     "import_tasks",
+    "labeling_projects",
     "list_tasks",
+    "note_missing_classes",
     "open_project",
     "plain_json",
     "predictions_meta",
@@ -77,10 +81,12 @@ log = logging.getLogger(__name__)
 TOOL = "labelstudio"
 META_URL = "labelstudio.url"
 META_PROJECT = "labelstudio.project"
+OFFERED = "offered"  # a task whose image is in the pool (skipped, with [labelstudio] skipped = "pool")
 REVIEW_KEY = "boxloop_review"  # task data of a review task: the label version under review
 META_UPLOAD = "labelstudio.upload"  # .<project id>.<item id> → the uploaded file's /data/upload/... reference
 STORAGES = ("local-files", "upload", "cloud")
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+TITLE_MIN, TITLE_MAX = 3, 50  # the lengths of a project title Label Studio takes
 _BATCH = 500
 # pictures Label Studio takes as uploads; a browser shows those, AVIF and JPEGs named .jfif
 # too, but neither TIFF, a phone's HEIC nor JPEG 2000 (Safari aside)
@@ -103,10 +109,15 @@ class PushReport:
     below_threshold: int = 0
     not_in_config: int = 0
     prelabel_conf: float | None = None  # the threshold the pre-labels were cut at
+    labeled_already: int = 0  # images of the selection labeled since it was made: left out
+    default_project: str | None = None  # set when this push went elsewhere: the project plain push/pull/round use
     problems: Problems = field(default_factory=Problems)
 
     def summary(self) -> str:
         parts = [f"{self.created} new task(s)", f"{self.reused} already there"]
+        if self.labeled_already:
+            parts.append(f"{self.labeled_already} image(s) of the selection left out: labeled already "
+                         "(pulled or added since it was made)")
         if self.predictions_added:
             parts.append(f"new pre-labels added to {self.predictions_added} existing task(s)")
         at = f" at confidence >= {self.prelabel_conf:g}" if self.prelabel_conf is not None else ""
@@ -115,10 +126,14 @@ class PushReport:
             parts.append(f"{self.below_threshold} box(es) under the pre-label threshold left out")
         if self.not_in_config:
             parts.append(f"{self.not_in_config} box(es) of classes the project does not label left out")
-        return (
-            f"Label Studio project {self.project_title!r} (id {self.project_id}) at {self.url}: "
-            + ", ".join(parts)
-        )
+        text = f"Label Studio project {self.project_title!r} (id {self.project_id}) at {self.url}: " + ", ".join(parts)
+        if self.default_project is not None:
+            text += (
+                f"\nthe default project stays {self.default_project!r}: plain push and round send batches there "
+                f"([labelstudio] project in boxloop.toml changes it); a plain pull reads {self.project_title!r} "
+                "too while it has tasks open"
+            )
+        return text
 
 
 @dataclass
@@ -138,8 +153,12 @@ class PullReport:
     confirmed: int = 0  # review tasks submitted as they were
     acceptance: dict[str, float] = field(default_factory=dict)
     problems: Problems = field(default_factory=Problems)
+    project_title: str = ""
+    parts: list[PullReport] = field(default_factory=list)  # a plain pull of several projects: one each
 
     def summary(self) -> str:
+        if self.parts:
+            return "\n".join(p.summary() for p in self.parts)
         parts = [f"{self.labeled} newly labeled", f"{self.updated} updated", f"{self.unchanged} unchanged",
                  f"{self.open} still open"]
         if self.corrected or self.confirmed:
@@ -150,7 +169,8 @@ class PullReport:
             parts.append(f"{self.back_to_pool} back to the pool")
         if self.reopened:
             parts.append(f"{self.reopened} reopened (annotation deleted)")
-        text = f"pulled from project {self.project_id} at {self.url}: " + ", ".join(parts)
+        title = f" ({self.project_title!r})" if self.project_title else ""
+        text = f"pulled from project {self.project_id}{title} at {self.url}: " + ", ".join(parts)
         a = self.acceptance
         if a.get("items"):
             text += (
@@ -162,13 +182,15 @@ class PullReport:
 
 
 # -- connection --------------------------------------------------------------------------
-def resolve_token(token: str | None = None) -> str:
-    """The API token: ``token`` or the ``LABEL_STUDIO_API_KEY`` environment variable."""
+def resolve_token(token: str | None = None, *, option: str | None = None) -> str:
+    """The API token: ``token`` or the ``LABEL_STUDIO_API_KEY`` environment variable.
+    ``option``: the command-line option the command at hand takes a token with (``--token``),
+    named in the error; None where the command has none (serve, round)."""
     token = token or os.environ.get(TOKEN_ENV, "")
     if not token.strip():
         raise SyncError(
-            f"no Label Studio API token: set {TOKEN_ENV} (Account & Settings > Legacy Token "
-            "in Label Studio); push, pull and serve also take --token"
+            f"no Label Studio API token: set {TOKEN_ENV}" + (f" (or give {option})" if option else "")
+            + " to the token under Account & Settings > Legacy Token in Label Studio"
         )
     return token.strip()
 
@@ -214,7 +236,7 @@ def call_api(url: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: An
         if status == 401:
             raise SyncError(
                 f"Label Studio at {url} refused the API token (401 Unauthorized) while trying to {what}. "
-                f"Set {TOKEN_ENV} (or --token) to the token shown under Account & Settings; boxloop "
+                f"Use the token shown under Account & Settings > Legacy Token (in {TOKEN_ENV}); boxloop "
                 "sends it as a legacy token ('Authorization: Token ...'), so legacy tokens must be "
                 "enabled for the organisation (LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)."
             ) from None
@@ -266,7 +288,33 @@ def connect(ws: Workspace, *, url: str, token: str | None = None) -> dict[str, s
 
 # -- projects ----------------------------------------------------------------------------
 def project_title(ws: Workspace, project: str | None) -> str:
-    return project or ws.config.labelstudio.project or ws.store.get_meta(META_PROJECT) or ws.config.name
+    """The project a push or pull goes to: ``project``, else the default one: ``[labelstudio]
+    project``, else the one a plain push went to, else one named after the workspace."""
+    return project or default_project_title(ws)
+
+
+def default_project_title(ws: Workspace) -> str:
+    """The project plain `push`, `pull` and `round` use: ``[labelstudio] project``, else the
+    one a plain push went to (an explicit ``--project`` never replaces it), else the workspace's
+    name, made a title Label Studio takes (``ws (boxloop)`` for a name under 3 characters)."""
+    title = ws.config.labelstudio.project or ws.store.get_meta(META_PROJECT)
+    if title:
+        return title
+    name = " ".join(ws.config.name.split()) or "boxloop"
+    if len(name) < TITLE_MIN:
+        return f"{name} (boxloop)"
+    return name[:TITLE_MAX].rstrip()
+
+
+def check_title(title: str) -> str:
+    """``title`` when Label Studio takes it as a project title (3 to 50 characters), else a
+    one-line InputError, so a push never meets the server's raw 400."""
+    if not TITLE_MIN <= len(title) <= TITLE_MAX:
+        raise InputError(
+            f"{title!r} cannot be a Label Studio project title: Label Studio takes {TITLE_MIN} to {TITLE_MAX} "
+            f"characters, and it has {len(title)}; choose another title"
+        )
+    return title
 
 
 def find_project(
@@ -274,6 +322,8 @@ def find_project(
 ) -> dict[str, Any]:
     """The project titled ``title`` (or with that id); created with ``create_with`` as its
     labeling config when missing and ``create_with`` is given."""
+    if create_with is not None and not title.isdigit():
+        check_title(title)  # before any call: a title Label Studio refuses is never there
     if title.isdigit():
         try:
             return plain_json(call_api(url, f"read project {title}", client.projects.get, id=int(title)))
@@ -296,6 +346,7 @@ def find_project(
             f"no Label Studio project titled {title!r} at {url}; push to it first, or name another: --project "
             "(push, pull) or [labelstudio] project in boxloop.toml"
         )
+    check_title(title)
     log.info("creating Label Studio project %r at %s", title, url)
     return plain_json(
         call_api(
@@ -308,6 +359,24 @@ def find_project(
             "Sort by prediction score to label in the order that teaches the model most.",
         )
     )
+
+
+def note_missing_classes(
+    problems: Problems, *, title: str, project_id: int, lc: LabelConfig, classes: Sequence[str]
+) -> list[str]:
+    """Name the workspace classes the project's labeling config has no label for (a problem,
+    not an error: a project may be meant for some classes only); returns them."""
+    missing = [c for c in classes if c not in lc.labels]
+    if missing:
+        shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        problems.add(
+            f"Label Studio project {title!r} (id {project_id})",
+            f"its labeling config has no label for {len(missing)} of the workspace's {len(classes)} classes: "
+            f"{shown}. Nobody can draw such a box there, so the labels pulled from it never hold one and "
+            "training takes those objects for background. Meant for the other classes only? Then nothing is "
+            "wrong; else add them as labels in the project's Settings > Labeling Interface",
+        )
+    return missing
 
 
 def project_config(project: Mapping[str, Any], classes: Sequence[str], url: str) -> LabelConfig:
@@ -685,7 +754,9 @@ def push(
 ) -> PushReport:
     """Send a selection to Label Studio as tasks pre-labeled by the selection's model version,
     each with its why and the selection score as the prediction score. Pushing again adds no
-    task twice; a newer model version adds its predictions to the tasks already there."""
+    task twice; a newer model version adds its predictions to the tasks already there. Images
+    labeled since the selection was made are left out (counted); a push to the default project
+    remembers it, an explicit ``project`` leaves the default as it was."""
     cfg = ws.config.labelstudio
     store = ws.store
     sel = store.selection(selection)
@@ -695,24 +766,41 @@ def push(
         raise InputError(f"the pre-label threshold must be within 0..1, got {conf}")
     if not sel.item_ids:
         raise InputError(f"selection {sel.id!r} is empty: nothing to push")
-    items = store.items(sel.item_ids)
+    # an image labeled since (pulled, reviewed or added) needs no task: sent again, a person
+    # would label it twice and its acceptance would count twice
+    labeled = [i for i in sel.item_ids if store.label_version(i) is not None]
+    if len(labeled) == len(sel.item_ids):
+        raise InputError(
+            f"selection {sel.id!r} is labeled already: its {len(labeled)} image(s) have labels (pulled or added "
+            "since it was made), so there is nothing to push; run `boxloop select` for a new batch"
+        )
+    todo = [i for i in sel.item_ids if i not in set(labeled)]
+    ranks = {item_id: k for k, item_id in enumerate(sel.item_ids)}  # the place in the batch, labeled ones too
+    items = store.items(todo)
     classes = store.classes()
-    preds = store.predictions(mv, sel.item_ids) if mv else {}
+    preds = store.predictions(mv, todo) if mv else {}
     imputed: Mapping[str, Detections] = {}
     if with_imputed and mv:
-        imputed = store.imputed(mv, sel.item_ids)
+        imputed = store.imputed(mv, todo)
     storage = storage or cfg.storage
     urls, dirs = image_urls(items, storage=storage, document_root=document_root or cfg.document_root or None)
 
+    default = default_project_title(ws)
     lp = open_project(ws, title=project_title(ws, project), url=url, token=token, classes=classes, create=True)
     url, client, pid, lc, allowed = lp.url, lp.client, lp.id, lp.lc, lp.allowed
-    store.set_meta(META_PROJECT, lp.title)
-    report = PushReport(url=url, project_id=pid, project_title=lp.title, prelabel_conf=conf)
+    report = PushReport(url=url, project_id=pid, project_title=lp.title, prelabel_conf=conf,
+                        labeled_already=len(labeled))
+    if project is None or project == default or lp.title == default:
+        store.set_meta(META_PROJECT, lp.title)
+    else:  # a one-off push elsewhere: plain push, pull and round keep to the default project
+        report.default_project = default
+    note_missing_classes(report.problems, title=lp.title, project_id=pid, lc=lc, classes=classes)
     remote = tasks_by_item(lp)
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(pid))}
     urls = task_images(ws, lp, items, urls, dirs, remote=remote, storage=storage, problems=report.problems)
+    whys = _whys(store, sel, [it.id for it in items if it.id not in remote], classes)
     new_tasks: list[dict[str, Any]] = []
-    for rank, it in enumerate(items):
+    for it in items:
         boxes, notes = _prelabels(it, preds, imputed, conf=conf, allowed=allowed, report=report)
         score = float(sel.scores.get(it.id, 0.0))
         rt = remote.get(it.id)
@@ -738,9 +826,8 @@ def push(
         )
         task = build_task(
             rec, model_version=mv, score=score, image_key=lc.image_key, from_name=lc.from_name,
-            to_name=lc.to_name, notes=notes,
-            why=why_text(sel.why.get(it.id), score=score, rank=rank),
-            data={ITEM_KEY: it.id, "boxloop_rank": rank + 1, "boxloop_selection": sel.id},
+            to_name=lc.to_name, notes=notes, why=whys[it.id],
+            data={ITEM_KEY: it.id, "boxloop_rank": ranks[it.id] + 1, "boxloop_selection": sel.id},
         )
         if not mv:
             task.pop("predictions", None)
@@ -754,7 +841,7 @@ def push(
     remote = tasks_by_item(lp)
     by_id = {it.id: it for it in items}
     with store.transaction():
-        for rank, it in enumerate(items):
+        for it in items:
             rt = remote.get(it.id)
             if rt is None:
                 if it.id in urls:
@@ -763,7 +850,7 @@ def push(
             old = ours.get(it.id)
             meta = dict(old["meta"]) if old else {}
             meta.update(
-                selection=sel.id, rank=rank + 1, score=float(sel.scores.get(it.id, 0.0)), image=urls[it.id],
+                selection=sel.id, rank=ranks[it.id] + 1, score=float(sel.scores.get(it.id, 0.0)), image=urls[it.id],
                 model_version=mv or meta.get("model_version"),
                 predictions=predictions_meta(rt, by_id[it.id], lc, classes),
             )
@@ -775,6 +862,20 @@ def push(
                 store.put_task(TOOL, str(pid), it.id, str(rt["id"]), status="open", meta=meta)
     log.info("%s", report.summary())
     return report
+
+
+def _whys(store: Store, sel: Selection, item_ids: Sequence[str], classes: Sequence[str]) -> dict[str, str]:
+    """The why shown beside each image: its place in the batch and what put it there, in words."""
+    from ..selection import item_names
+
+    ranks = {item_id: k for k, item_id in enumerate(sel.item_ids)}
+    dups = [d for i in item_ids for d in (sel.why.get(i) or {}).get("suppressed_duplicates", ())]
+    file_names = item_names(store, dups)
+    return {
+        i: why_text(sel.why.get(i), score=float(sel.scores.get(i, 0.0)), rank=ranks[i], names=classes,
+                    alpha=sel.config.get("alpha"), file_names=file_names)
+        for i in item_ids
+    }
 
 
 # -- pull --------------------------------------------------------------------------------
@@ -809,23 +910,127 @@ def pull(
     """Bring submitted annotations back as new human label versions (newest annotation per
     task), with the round they were labeled in and the pre-label acceptance of each item.
 
+    ``project``: that project alone. Without it: the default project (when a plain push went
+    there or it is set) and every other project boxloop has tasks open or offered in (a
+    one-off ``push --project``), one report adding them up, with a part per project; with no
+    default project, every project boxloop has tasks in. The review project is pulled on its
+    own (``review.projects_to_pull``).
+
     Each task is stored in one transaction: a killed pull, run again, finishes the job with
-    no label version lost or repeated. Skipped tasks go back to the pool or stay skipped
-    (``[labelstudio] skipped``); a deleted annotation reopens its task (its labels stay)."""
+    no label version lost or repeated. Skipped tasks go back to the pool (kept, offered: an
+    annotation made later still comes back) or stay skipped (``[labelstudio] skipped``); a
+    deleted annotation reopens its task (its labels stay)."""
     store = ws.store
     skipped = skipped or ws.config.labelstudio.skipped
     if skipped not in ("pool", "skipped"):
         raise InputError(f"[labelstudio] skipped must be 'pool' or 'skipped', got {skipped!r}")
     url = resolve_url(ws, url)
     client = api_client(url, resolve_token(token))
-    proj = find_project(client, url, project_title(ws, project), create_with=None)
+
+    def one(proj: dict[str, Any]) -> PullReport:
+        return _pull_project(ws, client, url, proj, skipped=skipped, add_classes=add_classes, progress=progress)
+
+    if project is not None:
+        return one(find_project(client, url, project, create_with=None))
+    has_default = bool(store.get_meta(META_PROJECT) or ws.config.labelstudio.project)
+    # with no default project, the projects one-off pushes went to, done ones too (an annotation
+    # updated there comes back), rather than a default project nobody made
+    others = labeling_projects(store, out_only=has_default)
+    parts: list[PullReport] = []
+    if has_default or not others:
+        parts.append(one(find_project(client, url, default_project_title(ws), create_with=None)))
+    for pid in others:
+        if any(str(r.project_id) == pid for r in parts):
+            continue
+        try:
+            proj = plain_json(call_api(url, f"read project {pid}", client.projects.get, id=int(pid)))
+        except SyncError as e:
+            if " 404 " not in str(e):
+                raise
+            parts.append(_project_gone(ws, url, pid))
+            continue
+        parts.append(one(proj))
+    if len(parts) == 1:
+        return parts[0]
+    total = PullReport(url=url, project_id=parts[0].project_id, project_title=parts[0].project_title, parts=parts)
+    for r in parts:
+        for k in ("labeled", "updated", "unchanged", "open", "skipped", "back_to_pool", "reopened", "corrected",
+                  "confirmed"):
+            setattr(total, k, getattr(total, k) + getattr(r, k))
+        total.problems.extend(r.problems)
+    total.acceptance = sum_acceptance(r.acceptance for r in parts if r.acceptance.get("items"))
+    return total
+
+
+def labeling_projects(store: Store, *, out_only: bool = True) -> list[str]:
+    """The projects (ids) boxloop has labeling tasks open or offered in (with ``out_only``;
+    else any task Label Studio still holds), oldest first: what a plain pull reads besides
+    the default project."""
+    rows = store.tasks(TOOL, status=("open", OFFERED) if out_only else None)
+    return list(dict.fromkeys(str(r["project"]) for r in rows
+                              if not r["meta"].get("review") and not r["meta"].get("deleted_in_labelstudio")))
+
+
+def _project_gone(ws: Workspace, url: str, pid: str) -> PullReport:
+    """A project deleted in Label Studio: its tasks are gone with it (as each deleted task)."""
+    report = PullReport(url=url, project_id=int(pid))
+    for row in ws.store.tasks(TOOL, pid):
+        _task_deleted(ws.store, pid, row, report, project_gone=True)
+    return report
+
+
+def _task_deleted(store: Store, pid: str, row: Mapping[str, Any], report: PullReport, *, project_gone: bool = False) -> None:
+    """A task deleted in Label Studio (its project too, with ``project_gone``), said once: an
+    open one's image keeps its labels where it has some, else it is back in the pool; a done
+    one's labels stay (the task is kept, marked, for the record); an offered one is forgotten
+    (its image is in the pool already)."""
+    item_id, status, meta = row["item_id"], row["status"], dict(row["meta"])
+    where = meta.get("image") or store.get_item(item_id).uri
+    what = f"task {row['task_id']} was deleted in Label Studio" + (f" with its project {pid}" if project_gone else "")
+    if meta.get("review"):
+        store.delete_task(TOOL, pid, item_id)
+        if status == "open":
+            report.problems.add(where, f"review {what}; the labels stay as they were")
+        return
+    if status == "offered":
+        store.delete_task(TOOL, pid, item_id)
+        return
+    if status == "done":
+        if not meta.get("deleted_in_labelstudio"):
+            store.update_task(TOOL, pid, item_id, meta={**meta, "deleted_in_labelstudio": True})
+            report.problems.add(where, f"{what}; the image keeps its labels (version {store.label_version(item_id)})")
+        return
+    if status != "open":  # skipped: kept out of selections as before
+        return
+    store.delete_task(TOOL, pid, item_id)
+    version = store.label_version(item_id)
+    if version is not None:  # labeled elsewhere (another project, an import) or in an earlier round
+        report.problems.add(where, f"{what}; the image keeps its labels (version {version})")
+    else:
+        report.back_to_pool += 1
+        report.problems.add(where, f"{what}; the image is back in the pool")
+
+
+def _pull_project(
+    ws: Workspace,
+    client: Any,
+    url: str,
+    proj: Mapping[str, Any],
+    *,
+    skipped: str,
+    add_classes: bool,
+    progress: Callable[[int], None] | None,
+) -> PullReport:
+    """:func:`pull` of one project."""
+    store = ws.store
     pid = int(proj["id"])
-    report = PullReport(url=url, project_id=pid)
+    report = PullReport(url=url, project_id=pid, project_title=str(proj.get("title") or ""))
     if add_classes:
         names = parse_label_config(proj.get("label_config") or "").labels
         store.add_classes(n for n in names if n not in store.classes())
     classes = store.classes()
     lc = project_config(proj, classes, url)
+    note_missing_classes(report.problems, title=report.project_title, project_id=pid, lc=lc, classes=classes)
 
     remote = list_tasks(client, url, pid)
     remote_by_id = {str(t["id"]): t for t in remote}
@@ -853,16 +1058,8 @@ def pull(
         where = f"task {task_id} ({meta.get('image') or item.uri})"
         review = bool(meta.get("review"))
         rt = remote_by_id.get(task_id)
-        if rt is None and review:
-            store.delete_task(TOOL, str(pid), item_id)
-            if row["status"] == "open":
-                report.problems.add(where, "the review task was deleted in Label Studio; the labels stay as they were")
-            continue
         if rt is None:
-            if row["status"] == "open":
-                store.delete_task(TOOL, str(pid), item_id)
-                report.back_to_pool += 1
-                report.problems.add(where, "the task was deleted in Label Studio; the image is back in the pool")
+            _task_deleted(store, str(pid), row, report)
             continue
         # one call per annotated task: the task list shows an annotator only their own annotations
         anns: list[dict[str, Any]] = []
@@ -873,12 +1070,14 @@ def pull(
         if ann is None:
             if row["status"] == "skipped":
                 report.skipped += 1
+            elif row["status"] == OFFERED:
+                pass  # skipped and back in the pool, said when it happened; an annotation made later comes back
             elif int(rt.get("cancelled_annotations") or 0) > 0 and row["status"] == "open":
                 if skipped == "skipped" or review:  # a skipped review leaves the labels as they are
                     store.update_task(TOOL, str(pid), item_id, status="skipped", meta={**meta, "skipped": True})
                     report.skipped += 1
-                else:
-                    store.delete_task(TOOL, str(pid), item_id)
+                else:  # kept, offered: the image is in the pool, and the task is not adopted and sent back again
+                    store.update_task(TOOL, str(pid), item_id, status=OFFERED, meta={**meta, "skipped": True})
                     report.back_to_pool += 1
             elif row["status"] == "done":
                 store.update_task(

@@ -28,10 +28,13 @@ from .labelstudio import (
     ITEM_KEY,
     META_PROJECT,
     REVIEW_KEY,
+    TITLE_MAX,
     TOOL,
     call_api,
     image_urls,
     import_tasks,
+    labeling_projects,
+    note_missing_classes,
     open_project,
     project_title,
     task_images,
@@ -78,17 +81,21 @@ class ReviewReport:
 def review_project_title(ws: Workspace, project: str | None = None) -> str:
     """The review project: ``project``, else the one reviews went to, else the labeling
     project's title followed by " review"."""
-    return project or ws.store.get_meta(META_REVIEW_PROJECT) or f"{project_title(ws, None)} review"
+    if project or ws.store.get_meta(META_REVIEW_PROJECT):
+        return project or str(ws.store.get_meta(META_REVIEW_PROJECT))
+    suffix = " review"
+    return project_title(ws, None)[: TITLE_MAX - len(suffix)].rstrip() + suffix  # a title Label Studio takes
 
 
 def projects_to_pull(ws: Workspace) -> list[str | None]:
-    """What a plain `boxloop pull` reads: the labeling project (None: the default title)
-    unless only reviews were ever pushed (no push named one), then the review project when
-    there is one."""
+    """What a plain `boxloop pull` reads: the labeling projects (None: the default one and
+    every other project boxloop has labeling tasks open in, see ``labelstudio.pull``) unless
+    only reviews were ever pushed, then the review project when there is one."""
     review = ws.store.get_meta(META_REVIEW_PROJECT)
     if not review:
         return [None]
-    return ([None] if ws.store.get_meta(META_PROJECT) else []) + [review]
+    labeling = ws.store.get_meta(META_PROJECT) or labeling_projects(ws.store, out_only=False)
+    return ([None] if labeling else []) + [review]
 
 
 def _note(s: Suspect, classes: Sequence[str]) -> str:
@@ -160,6 +167,7 @@ def push_review(
     )
     store.set_meta(META_REVIEW_PROJECT, lp.title)
     out = ReviewReport(url=lp.url, project_id=lp.id, project_title=lp.title)
+    note_missing_classes(out.problems, title=lp.title, project_id=lp.id, lc=lp.lc, classes=classes)
     remote = tasks_by_item(lp)
     ours = {t["item_id"]: t for t in store.tasks(TOOL, str(lp.id))}
     picked: list[tuple[int, str, float, list[Suspect]]] = []  # (audit rank, item, score, suspects)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ._app import (
     BoxloopTyper,
@@ -34,8 +35,13 @@ UrlOpt = Annotated[
 ]
 ProjectOpt = Annotated[
     str | None,
-    typer.Option("--project", help="Label Studio project title or id (default: \\[labelstudio] project, else the workspace name).",
-                 show_default=False),
+    typer.Option("--project", help="Label Studio project title or id, for this push only (default: \\[labelstudio] project, "
+                 "else the project a plain push went to, else the workspace name).", show_default=False),
+]
+PullProjectOpt = Annotated[
+    str | None,
+    typer.Option("--project", help="Label Studio project title or id to pull alone (default: the default project, every "
+                 "other project with tasks open, and the review project).", show_default=False),
 ]
 
 
@@ -49,10 +55,10 @@ def connect_cmd(
 
     Example: LABEL_STUDIO_API_KEY=... boxloop labelstudio connect --url http://127.0.0.1:8080
     """
-    from ..annotation.labelstudio import connect
+    from ..annotation.labelstudio import connect, resolve_token
 
     ws = open_workspace(workspace)
-    info = connect(ws, url=url, token=token)
+    info = connect(ws, url=url, token=resolve_token(token, option="--token"))
     console.print(f"connected to Label Studio {info['version']} at {info['url']} as {info['user']}")
 
 
@@ -76,22 +82,25 @@ def push_cmd(
     """Send the selected images to Label Studio, pre-labeled, in active-learning order.
 
     Sort the Data Manager by prediction score to label the most useful images first.
-    Pushing again adds no duplicate task; a newer model version adds its pre-labels.
+    Pushing again adds no duplicate task; a newer model version adds its pre-labels; images
+    labeled since the selection was made stay out. --project sends this batch elsewhere and
+    leaves the default project as it is.
 
     Example: boxloop push --selection latest --project lcd-round-1
     """
-    from ..annotation.labelstudio import push
+    from ..annotation.labelstudio import push, resolve_token
 
     ws = open_workspace(workspace)
+    token = resolve_token(token, option="--token")
     report = push(ws, selection=selection, project=project, url=url, token=token,
                   with_imputed=with_imputed, prelabel_conf=min_confidence)
-    console.print(report.summary())
+    console.print(escape(report.summary()))
     report_problems(report.problems, strict=False, title="note(s)")
 
 
 @app.command("pull")
 def pull_cmd(
-    project: ProjectOpt = None,
+    project: PullProjectOpt = None,
     add_classes: Annotated[
         bool, typer.Option("--add-classes", help="Add label names the project uses but boxloop lacks as new classes.")
     ] = False,
@@ -102,16 +111,18 @@ def pull_cmd(
 ) -> None:
     """Bring the corrected boxes back from Label Studio as new human label versions.
 
-    Safe to interrupt and run again. Shows how many pre-labels were accepted, adjusted,
+    Reads the default project, every other project boxloop has tasks open in, and the review
+    project. Safe to interrupt and run again. Shows how many pre-labels were accepted, adjusted,
     deleted, and how many boxes were added by hand.
 
     Example: boxloop pull
     """
-    from ..annotation.labelstudio import pull
+    from ..annotation.labelstudio import pull, resolve_token
     from ..annotation.review import projects_to_pull
     from ..errors import Problems
 
     ws = open_workspace(workspace)
+    token = resolve_token(token, option="--token")
     reports = []
     for title in [project] if project else projects_to_pull(ws):
         if progress_disabled():
@@ -119,7 +130,7 @@ def pull_cmd(
         else:
             with console.status("pulling from Label Studio"):
                 reports.append(pull(ws, project=title, url=url, token=token, add_classes=add_classes))
-        console.print(reports[-1].summary())
+        console.print(escape(reports[-1].summary()))
     if any(r.labeled or r.updated for r in reports):
         console.print(
             "next: boxloop audit (the model that pre-labeled them finds likely mistakes among them), "

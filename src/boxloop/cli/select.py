@@ -179,6 +179,10 @@ def audit_cmd(
     from ..modeling import check_numbers
 
     check_numbers(epochs=epochs, imgsz=imgsz)
+    if push == "labelstudio":  # before the audit's work: a missing token says this command takes --token
+        from ..annotation.labelstudio import resolve_token
+
+        token = resolve_token(token, option="--token")
     ws = open_workspace(workspace)
     if folds is not None:
         train = {k: v for k, v in {"model": model, "epochs": epochs, "imgsz": imgsz}.items() if v is not None}

@@ -11,6 +11,7 @@ with a warning.
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -147,16 +148,52 @@ def box_regions(
     return out
 
 
-def why_text(why: Mapping[str, Any] | None, *, score: float | None = None, rank: int | None = None) -> str:
-    """One line a person can read: the selection score, the rank and each component score."""
-    parts = []
-    if rank is not None:
-        parts.append(f"#{rank + 1}")
-    if score is not None:
-        parts.append(f"score {score:.3f}")
-    for k, v in (why or {}).items():
-        parts.append(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}")
-    return ", ".join(parts)
+# what a selection's why holds for boxloop itself, never shown as it is
+_WHY_INTERNAL = frozenset({"rank", "score", "components", "selector", "suppressed_duplicates", "suppressed_count"})
+
+
+def why_text(
+    why: Mapping[str, Any] | None,
+    *,
+    score: float | None = None,
+    rank: int | None = None,
+    names: Sequence[str] = (),
+    alpha: Any = None,
+    file_names: Mapping[str, str] | None = None,
+) -> str:
+    """Why boxloop picked an image, in words for the person labeling it: its place in the
+    batch (``rank`` counts from 0; shown from 1) and its score, then what each scorer saw and
+    how the selector took it, as ``select --explain`` says it, classes by name (``names``).
+    ``alpha`` and ``file_names`` as :func:`boxloop.selection.why_lines` takes them."""
+    from ..selection import why_lines  # the scorers' words live with the selection
+
+    why = dict(why or {})
+    if score is None and isinstance(why.get("score"), (int, float)):
+        score = float(why["score"])
+    head = ", ".join(([f"#{rank + 1}"] if rank is not None else []) + ([f"score {score:.3f}"] if score is not None else []))
+    comps = why.get("components")
+    if isinstance(comps, Mapping) and comps and all(
+        isinstance(c, Mapping) and {"weight", "score", "percentile"} <= c.keys() for c in comps.values()
+    ):
+        lines = why_lines({**why, "score": why.get("score", score or 0.0)}, names, alpha=alpha, file_names=file_names)
+        lines = [_class_by_name(line, names) for line in lines]
+        if lines and lines[0].startswith("score "):  # the score once, with its terms
+            return "\n".join([f"#{rank + 1}, {lines[0]}" if rank is not None else lines[0], *lines[1:]])
+        return "\n".join(([head] if head else []) + lines)
+    # a why of plain numbers (a selection made by hand, or by an older boxloop): each by its name
+    parts = comps if isinstance(comps, Mapping) else {}
+    plain = {**{n: c.get("score") for n, c in parts.items() if isinstance(c, Mapping)}, **why}
+    shown = [f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in plain.items()
+             if k not in _WHY_INTERNAL and isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+    return "; ".join(([head] if head else []) + shown)
+
+
+def _class_by_name(line: str, names: Sequence[str]) -> str:
+    """``class 40 (wine glass)`` as ``wine glass``: an annotator knows the classes by name."""
+    for cid in sorted({int(m) for m in re.findall(r"\bclass (\d+) \(", line)}, reverse=True):
+        if cid < len(names):
+            line = line.replace(f"class {cid} ({names[cid]})", str(names[cid]))
+    return line
 
 
 def build_task(

@@ -206,6 +206,13 @@ def selection_states(store: Store, ids: Sequence[str], *, selected_at: float | N
             states[item_id] = ItemState(
                 "skipped", "skipped by the annotator", f"skipped {_where(t['tool'], t['project'])}; no labels",
             )
+        elif "offered" in by_status and by_status["offered"]["meta"].get("skipped"):
+            t = by_status["offered"]
+            states[item_id] = ItemState(
+                "released", "back in the pool",
+                f"skipped in {_where(t['tool'], t['project'])}, and back in the pool ([labelstudio] skipped = "
+                '"pool"); select may pick it again',
+            )
         elif "offered" in by_status:
             t = by_status["offered"]
             states[item_id] = ItemState(
