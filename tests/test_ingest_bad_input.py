@@ -49,7 +49,7 @@ GOOD = "0 0.5 0.5 0.2 0.2\n"
         ("7 0.5 0.5 0.2 0.2\n", 1, "class id 7 is beyond the 2 class names"),
         ("0 0.5 0.5 0 0.2\n", 1, "zero or negative size"),
     ],
-    ids=["fields", "non-number", "coords", "class-id", "zero-size"],  # a box reaching past the image: test_dogfood_ingest
+    ids=["fields", "non-number", "coords", "class-id", "zero-size"],  # a box reaching past the image: test_ingest_edges
 )
 def test_bad_label_line_is_reported_with_path_and_line_and_the_rest_imported(
     ws: Workspace, tmp_path: Path, text: str, line: int, reason: str
