@@ -261,7 +261,7 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
             console.print("whose pre-labels they were: " + escape("; ".join(whose)))
     if records[0].round == 0:
         console.print(
-            "round 0: before the first `boxloop round`: the newest model evaluated on the test split then, "
+            "round 0: before the first `boxloop round`: the newest model trained then (its mAP where it was evaluated), "
             "the labels it had, and the batches that came back corrected"
         )
     if all(r.round == 0 for r in records):
