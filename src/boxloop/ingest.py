@@ -238,26 +238,26 @@ def _unpacked(ws: Workspace, path: str | Path, report: IngestReport) -> str | Pa
         return path
     archive = absolute_path(path)
     try:
-        folder, note = _unpack(ws, archive)
+        folder, note, pictures = _unpack(ws, archive)
     except InputError as e:
         report.problems.add(path, str(e).removeprefix(f"{archive}: "))
         return None
-    if not _holds_images(folder):
+    if not pictures:
         report.problems.add(archive, _no_images("this zip"))
         return None
     report.notes.append(note)
     return folder
 
 
-def _unpack(ws: Workspace, archive: Path, *, matched: str = "in this workspace") -> tuple[Path, str]:
-    """The folder under imports/ a zip is unpacked into (once), and a note saying so: where
-    its images are read, or, for labels without images, where the images they label are
-    found (``matched``)."""
+def _unpack(ws: Workspace, archive: Path, *, matched: str = "in this workspace") -> tuple[Path, str, bool]:
+    """The folder under imports/ a zip is unpacked into (once), a note saying so (where its
+    images are read, or, for labels without images, where the images they label are found:
+    ``matched``), and whether it holds images."""
     folder = unpack_zip(archive, ws.root / "imports")
     said = f"unpacked {archive.name} into {folder}"
     if _holds_images(folder):
-        return folder, f"{said} (its images are read from there)"
-    return folder, f"{said} (it holds labels, no images: they label the images of their names {matched})"
+        return folder, f"{said} (its images are read from there)", True
+    return folder, f"{said} (it holds labels, no images: they label the images of their names {matched})", False
 
 
 def _holds_images(folder: Path) -> bool:
@@ -354,8 +354,7 @@ def add_video(
     info = probe_video(path)  # a still image, or bytes no decoder reads, fail here: before any folder
     out = ws.frames_dir / vid
     made = not out.exists()
-    before = {int(r[0]) for r in ws.store.conn.execute(  # frames an earlier sampling added (indexed by video)
-        "SELECT frame_index FROM items WHERE video_id=? AND frame_index IS NOT NULL", (vid,))}
+    before = ws.store.frame_indices(vid)  # frames an earlier sampling added
     report = IngestReport()
     decoded = 0
 
@@ -486,7 +485,7 @@ def add_labels(
     folder: Path | None = None  # where the label files are: an unpacked zip, or a folder given
     if isinstance(where, Path) and is_zip(where):  # an annotation tool's export, or a corrected boxloop zip
         matched = f"under {images} or in this workspace" if images and format != "yolo" else "in this workspace"
-        unpacked, note = _unpack(ws, where, matched=matched)
+        unpacked, note, _ = _unpack(ws, where, matched=matched)
         folder = unpacked
     elif isinstance(where, Path) and where.is_dir():
         folder = where

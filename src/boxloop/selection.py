@@ -635,22 +635,25 @@ def write_selection_csv(store: Store, selection: Selection, path: str | os.PathL
 
 
 # -- the why, in words ------------------------------------------------------------------------
-def _class(cid: int, names: Sequence[str]) -> str:
-    return f"class {cid} ({names[cid]})" if 0 <= cid < len(names) else f"class {cid}"
+def _class(cid: int, names: Sequence[str], ids: bool = True) -> str:
+    """``class 40 (wine glass)``, or with ``ids`` off ``wine glass`` (an annotator knows classes by name)."""
+    if not 0 <= cid < len(names):
+        return f"class {cid}"
+    return f"class {cid} ({names[cid]})" if ids else str(names[cid])
 
 
-def _component_line(name: str, c: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+def _component_line(name: str, c: Mapping[str, Any], names: Sequence[str], ids: bool = True) -> list[str]:
     d = c.get("details", {})
     head = f"{name} {c['score']:.4g} (weight {c['weight']:g}, beats {100 * c['percentile']:.0f}% of the pool)"
     if name in ("least_confidence", "margin", "entropy") and "top_box" in d:
         b = d["top_box"]
-        return [f"{head}: most doubtful box is {_class(b['class_id'], names)} at confidence "
+        return [f"{head}: most doubtful box is {_class(b['class_id'], names, ids)} at confidence "
                 f"{b['confidence']:.2f} (uncertainty {b['uncertainty']:.2f}; {d['boxes']} box(es), "
                 f"aggregation {d['aggregation']})"]
     if name in ("least_confidence", "margin", "entropy"):
         return [f"{head}: no box at or above confidence {d.get('band', ['?'])[0]} (counts as one weak box)"]
     if name == "uncertain_count":
-        classes = ", ".join(_class(x, names) for x in d.get("classes", []))
+        classes = ", ".join(_class(x, names, ids) for x in d.get("classes", []))
         lo, hi = d.get("band", ["?", "?"])
         return [f"{head}: {d.get('boxes', 0)} box(es) with confidence in [{lo}, {hi})" + (f": {classes}" if classes else "")]
     if name == "flicker":
@@ -659,18 +662,18 @@ def _component_line(name: str, c: Mapping[str, Any], names: Sequence[str]) -> li
             if e["kind"] == "missing":
                 a, b = e["seen_in"]
                 at = f" at confidence >= {e['min_confidence']:g}" if "min_confidence" in e else ""
-                lines.append(f"  flicker: box of {_class(e['class_id'], names)} seen in frames {a} and {b}, "
+                lines.append(f"  flicker: box of {_class(e['class_id'], names, ids)} seen in frames {a} and {b}, "
                              f"missing in {e['missing_in']}{at} (imputed box {e['imputed_xyxy']})")
             else:
                 a, b = e["absent_in"]
-                lines.append(f"  flicker: box of {_class(e['class_id'], names)} seen only in frame "
+                lines.append(f"  flicker: box of {_class(e['class_id'], names, ids)} seen only in frame "
                              f"{e['seen_in']}, not in {a} or {b} (confidence {e['confidence']:.2f})")
         return lines
     if name == "consistency" and d:
         return [f"{head}: {d['unmatched']} box(es) without a partner and {d['class_changes']} class "
                 f"change(s) between the image and its mirror image ({d['matches']} match(es))"]
     if name == "class_rarity" and "class_id" in d:
-        return [f"{head}: {_class(d['class_id'], names)} at confidence {d['confidence']:.2f} has "
+        return [f"{head}: {_class(d['class_id'], names, ids)} at confidence {d['confidence']:.2f} has "
                 f"{d['labeled_boxes']} of {d['labeled_total']} labeled boxes"]
     if name == "novelty" and d:
         return [f"{head}: cosine distance {d['distance']:.3f} to the nearest labeled image {d['nearest_labeled']}"]
@@ -738,18 +741,20 @@ def item_names(store: Store, ids: Iterable[str]) -> dict[str, str]:
 
 
 def why_lines(
-    why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None, file_names: Mapping[str, str] | None = None
+    why: Mapping[str, Any], names: Sequence[str], *, alpha: Any = None, file_names: Mapping[str, str] | None = None,
+    class_ids: bool = True,
 ) -> list[str]:
     """One pick's why (as ``select`` saved it) in words: its score's terms, each scorer's
-    reason, how the selector took it. Shared by ``select --explain`` and the report's gallery.
-    ``file_names`` shows the near-duplicates it left out by file name (else by id)."""
+    reason, how the selector took it. Shared by ``select --explain``, the report's gallery and
+    the Label Studio task (``class_ids`` off: classes by name alone). ``file_names`` shows the
+    near-duplicates it left out by file name (else by id)."""
     lines = []
     comps = why.get("components", {})
     if comps:
         terms = " + ".join(f"{c['weight']:g} x {c['percentile']:.2f} ({n}'s rank in the pool)" for n, c in comps.items())
         lines.append(f"score {why['score']:.4g} = {terms}; each scorer's own value:")
         for name, c in comps.items():
-            lines.extend(_component_line(name, c, names))
+            lines.extend(_component_line(name, c, names, class_ids))
     if why.get("selector") == "diverse":
         lines.append(f"picked by ranked batch-mode diversity (alpha {alpha}): "
                      "high score, far from labeled images and earlier picks")

@@ -24,6 +24,9 @@ from .types import SPLITS, Detections, Item, Selection
 __all__ = ["ITEM_STATES", "Store", "decode_detections", "encode_detections"]
 
 ITEM_STATES = ("pool", "prelabeled", "in_review", "labeled")
+# a task whose item stays in the pool, though pre-labels went out with it: a zip nobody was
+# asked to label whole, a batch given back (`boxloop release`), a task skipped in Label Studio
+OFFERED = "offered"
 
 # Append-only: a new feature adds a new entry, existing entries never change.
 # Statements are split on ";", so comments inside must not contain one.
@@ -501,21 +504,27 @@ class Store:
         named = [f for f in frames if stem.endswith(f.id[:8]) or stem in sent_as(f)]
         return (named or frames)[0]
 
-    def video_names(self) -> dict[str, str]:
-        """video id → the name a person knows the video by: its file's name (``clipA.mp4``,
-        from the path its frames were decoded from), or the folder of a frame sequence."""
+    def videos(self) -> dict[str, dict[str, Any]]:
+        """video id → ``name`` (what a person knows the video by: its file's name, from the
+        path its frames were decoded from, or the folder of a frame sequence), ``frames`` (how
+        many the workspace holds) and ``uri`` (one frame's, where they were written)."""
         rows = self.conn.execute(
-            "SELECT i.video_id, MIN(s.path) FROM items i JOIN item_sources s ON s.item_id = i.id "
-            "WHERE i.video_id IS NOT NULL GROUP BY i.video_id"
+            "SELECT i.video_id, MIN(s.path), COUNT(DISTINCT i.id), MIN(i.uri) FROM items i "
+            "JOIN item_sources s ON s.item_id = i.id WHERE i.video_id IS NOT NULL GROUP BY i.video_id"
         )
-        out = {}
-        for video_id, path in rows:
+        out: dict[str, dict[str, Any]] = {}
+        for video_id, path, frames, uri in rows:
             where = str(path).replace("\\", "/")
             if "#frame=" in where:
-                out[str(video_id)] = PurePosixPath(where.split("#frame=", 1)[0]).name
+                name = PurePosixPath(where.split("#frame=", 1)[0]).name
             else:
-                out[str(video_id)] = PurePosixPath(where).parent.name or str(video_id)
+                name = PurePosixPath(where).parent.name or str(video_id)
+            out[str(video_id)] = {"name": name, "frames": int(frames), "uri": str(uri)}
         return out
+
+    def video_names(self) -> dict[str, str]:
+        """video id → the name a person knows the video by (:meth:`videos`)."""
+        return {v: d["name"] for v, d in self.videos().items()}
 
     def display_names(self, items: Iterable[Item]) -> dict[str, str]:
         """item id → how to name it to a person: a video frame as ``clipA.mp4 frame 10`` (every
@@ -748,6 +757,16 @@ class Store:
                     for rank, item_id in enumerate(selection.item_ids)
                 ],
             )
+
+    def selection_made_at(self, selection_id: str) -> float | None:
+        """When a saved selection was made (time.time()), or None for an unknown one."""
+        row = self.conn.execute("SELECT created_at FROM selections WHERE id=?", (selection_id,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def frame_indices(self, video_id: str) -> set[int]:
+        """The frame numbers of a video the workspace holds."""
+        return {int(r[0]) for r in self.conn.execute(
+            "SELECT frame_index FROM items WHERE video_id=? AND frame_index IS NOT NULL", (video_id,))}
 
     def selection(self, selection_id: str | None = None) -> Selection:
         """A saved selection; the newest one when ``selection_id`` is None or "latest"."""

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from ..errors import InputError
-from ..store import Store
+from ..store import OFFERED, Store
 from ..types import Detections
 from .acceptance import acceptance, seconds_saved
 from .labelstudio import uploaded_names
@@ -28,7 +28,6 @@ __all__ = [
 
 TOOL = "files"
 OUT = "open"  # a batch out for labeling: held out of selections until it comes back
-OFFERED = "offered"  # pre-labels handed out with no batch asked for: the images stay in the pool
 NOT_BACK = (OUT, OFFERED)
 
 

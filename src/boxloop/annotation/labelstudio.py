@@ -37,7 +37,7 @@ from ..formats.labelstudio import (
     why_text,
 )
 from ..sources.images import JPEG_SUFFIXES, suffix_of
-from ..store import Store
+from ..store import OFFERED, Store
 from ..types import Detections, Item, Selection
 from ..workspace import Workspace
 from .acceptance import acceptance, seconds_saved, sum_acceptance
@@ -81,7 +81,6 @@ log = logging.getLogger(__name__)
 TOOL = "labelstudio"
 META_URL = "labelstudio.url"
 META_PROJECT = "labelstudio.project"
-OFFERED = "offered"  # a task whose image is in the pool (skipped, with [labelstudio] skipped = "pool")
 REVIEW_KEY = "boxloop_review"  # task data of a review task: the label version under review
 META_UPLOAD = "labelstudio.upload"  # .<project id>.<item id> → the uploaded file's /data/upload/... reference
 STORAGES = ("local-files", "upload", "cloud")

@@ -393,19 +393,17 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
 def _videos_line(ws: Workspace, shown: int = 8) -> str | None:
     """The videos (and frame sequences) the workspace holds, with their frames and the folder
     under frames/ they were decoded into."""
-    names = ws.store.video_names()
-    if not names:
+    videos = ws.store.videos()
+    if not videos:
         return None
-    frames: dict[str, int] = {}
-    folder: dict[str, str] = {}  # where a video's frames were decoded to
     decoded = ws.root / "frames"
-    for it in ws.store.items():
-        if it.video_id:
-            frames[it.video_id] = frames.get(it.video_id, 0) + 1
-            parent = Path(it.uri).parent
-            if parent.parent == decoded:
-                folder.setdefault(it.video_id, f", frames/{parent.name}/")
-    parts = [f"{escape(names[v])} ({frames.get(v, 0)} frames{folder.get(v, '')})" for v in sorted(names, key=names.get)]
+
+    def said(v: dict) -> str:
+        parent = Path(v["uri"]).parent
+        where = f", frames/{parent.name}/" if parent.parent == decoded else ""
+        return f"{escape(v['name'])} ({v['frames']} frames{where})"
+
+    parts = [said(v) for v in sorted(videos.values(), key=lambda v: v["name"])]
     more = f" and {len(parts) - shown} more" if len(parts) > shown else ""
     return f"videos: {', '.join(parts[:shown])}{more}"
 

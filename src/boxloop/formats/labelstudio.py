@@ -11,7 +11,6 @@ with a warning.
 from __future__ import annotations
 
 import math
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -175,8 +174,8 @@ def why_text(
     if isinstance(comps, Mapping) and comps and all(
         isinstance(c, Mapping) and {"weight", "score", "percentile"} <= c.keys() for c in comps.values()
     ):
-        lines = why_lines({**why, "score": why.get("score", score or 0.0)}, names, alpha=alpha, file_names=file_names)
-        lines = [_class_by_name(line, names) for line in lines]
+        lines = why_lines({**why, "score": why.get("score", score or 0.0)}, names, alpha=alpha, file_names=file_names,
+                          class_ids=False)
         if lines and lines[0].startswith("score "):  # the score once, with its terms
             return "\n".join([f"#{rank + 1}, {lines[0]}" if rank is not None else lines[0], *lines[1:]])
         return "\n".join(([head] if head else []) + lines)
@@ -186,14 +185,6 @@ def why_text(
     shown = [f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in plain.items()
              if k not in _WHY_INTERNAL and isinstance(v, (int, float, str)) and not isinstance(v, bool)]
     return "; ".join(([head] if head else []) + shown)
-
-
-def _class_by_name(line: str, names: Sequence[str]) -> str:
-    """``class 40 (wine glass)`` as ``wine glass``: an annotator knows the classes by name."""
-    for cid in sorted({int(m) for m in re.findall(r"\bclass (\d+) \(", line)}, reverse=True):
-        if cid < len(names):
-            line = line.replace(f"class {cid} ({names[cid]})", str(names[cid]))
-    return line
 
 
 def build_task(

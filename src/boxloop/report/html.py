@@ -503,12 +503,6 @@ def _items_present(store: Any, ids: Sequence[str], section: str) -> list[Any]:
         return store.items([i for i in ids if i in known])  # type: ignore[no-any-return]
 
 
-def _selected_at(ws: Workspace, selection_id: str) -> float | None:
-    """When a selection was made (time.time()), or None."""
-    row = ws.store.conn.execute("SELECT created_at FROM selections WHERE id=?", (selection_id,)).fetchone()
-    return None if row is None else float(row[0])
-
-
 def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
     from ..selection import item_names
     from .gallery import batch_summary, card, selection_states
@@ -520,7 +514,7 @@ def _gallery_section(ws: Workspace, selection: Selection | None) -> str:
     items = present[:GALLERY_LIMIT]
     # What became of the batch since it was picked: the newest selection may be labeled,
     # released or out for labeling by now, and each card says which.
-    states = selection_states(store, [it.id for it in present], selected_at=_selected_at(ws, selection.id))
+    states = selection_states(store, [it.id for it in present], selected_at=store.selection_made_at(selection.id))
     summary, current = batch_summary(states, len(selection.item_ids))
     predictions = store.predictions(selection.model_version, [it.id for it in items]) if selection.model_version else {}
     classes = store.classes()
