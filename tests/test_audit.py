@@ -272,6 +272,17 @@ def test_out_of_fold_audit_judges_every_label_by_a_model_that_never_saw_it(tmp_p
     out = flat(result.output)
     assert flat("fold 2 of 2: training on") in out and flat("audited 12 labeled image(s) against 2 held-out yolov8n models") in out
     assert flat("the model finds nothing like") in out and flat("too weak yet") in out  # one epoch from scratch
+    # asked to send its list for re-checking, such a model sends nothing (every image would go) unless forced;
+    # the held-out models are reused (the labels stayed)
+    exports = ws.root / "exports"
+    before = sorted(exports.iterdir()) if exports.is_dir() else []
+    args = ["audit", "--folds", "2", "--epochs", "1", "--imgsz", "64", "--conf", "0.01", "--top", "3", "--zip", "-w", str(ws.root)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and flat("nothing exported or pushed: this model is too weak") in flat(result.output)
+    assert (sorted(exports.iterdir()) if exports.is_dir() else []) == before
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert len(sorted(exports.iterdir())) == len(before) + 1 and flat("to re-check:") in flat(result.output)
 
 
 def test_a_held_out_model_cut_off_goes_on_from_its_last_epoch(tmp_path: Path) -> None:

@@ -158,8 +158,8 @@ def test_a_missing_bucket_object_and_a_broken_image_are_problems_naming_the_uri(
     missing_bucket = store.uri("pool/", bucket="no-such-bucket")
     result = cli(ws, "add", "images", missing_bucket, store.uri("nothing-here/"),
                  store.uri("broken/bad.png"), store.uri("pool/cam1/frame_000.png"))
-    assert result.exit_code == 0, result.output
-    assert "1 new image(s)" in result.output
+    assert result.exit_code == 1, result.output  # paths that name nothing fail the command once the others are in
+    assert "1 new image(s)" in result.output and "the other paths given were read" in " ".join(result.output.split())
     text = " ".join(result.output.split())
     assert f"{missing_bucket}: no such" in text
     assert f"{store.uri('nothing-here/')}: no such object, prefix or matching glob" in text

@@ -214,8 +214,8 @@ def test_a_missing_bucket_and_a_missing_object_are_problems_naming_the_uri(s3, c
     ws = Workspace.init(tmp_path / "ws", CLASSES)
     result = cli(ws, "add", "images", "s3://no-such-bucket/pool/", f"s3://{BUCKET}/nothing-here/",
                  f"s3://{BUCKET}/broken/bad.png", f"s3://{BUCKET}/pool/cam1/frame_000.png")
-    assert result.exit_code == 0, result.output
-    assert "1 new image(s)" in result.output
+    assert result.exit_code == 1, result.output  # paths that name nothing fail the command once the others are in
+    assert "1 new image(s)" in result.output and "the other paths given were read" in " ".join(result.output.split())
     text = " ".join(result.output.split())
     assert "s3://no-such-bucket/pool/: no such bucket" in text
     assert f"s3://{BUCKET}/nothing-here/: no such object, prefix or matching glob" in text
@@ -332,7 +332,7 @@ def test_images_at_https_urls_are_added_and_decoded(tmp_path: Path, cache_dir: P
         wait_until_it_answers(base + "/a.png", proc, "http.server", timeout=30)
         ws = Workspace.init(tmp_path / "ws", CLASSES)
         result = cli(ws, "add", "images", f"{base}/a.png", f"{base}/missing.png")
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 1, result.output  # a URL that names nothing fails the command, the other is in
         assert "1 new image(s)" in result.output
         assert f"{base}/missing.png: no such object" in " ".join(result.output.split())
         (item,) = ws.store.items()

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -21,6 +22,7 @@ from boxloop.loop import Oracle, RoundPlan, round_lock, run_round
 from boxloop.selection import load_pool
 from boxloop.simulate import labels_to_reach, run_folder, simulate
 from boxloop.synth import CLASSES, generate_images
+from boxloop.types import Detections
 from boxloop.workspace import Workspace
 
 
@@ -475,6 +477,28 @@ def test_work_done_before_the_first_round_is_round_0_of_the_ledger(tmp_path: Pat
     ws.store.add_model_version("fake-later", backend="fake", classes=ws.classes)  # made after round 1 began
     evaluate_model(ws, model="fake-later", backend=backend)
     assert [r.model_version for r in ledger.history(ws.store)] == ["fake-by-hand", "fake-r1"]
+    assert ledger.models_outside_rounds(ws.store) == []  # weights of no file: imported predictions, no model
+
+    # `boxloop serve` retrains (or `boxloop train` by hand) after round 1: not a round, listed apart with its labels
+    picked = ws.store.items(split="train")[0].id  # a person adds a box on a labeled image
+    old = ws.store.latest_labels([picked])[picked]
+    ws.store.add_label(picked, Detections(np.vstack([old.xyxy, [[1, 1, 9, 9]]]).astype(np.float32),
+                                          np.append(old.class_id, 0)), source="person")
+    ws.store.add_model_version("m-served", backend="fake", classes=ws.classes, path=str(tmp_path / "served.pt"),
+                               meta={"seconds": 12.0})
+    _, served = evaluate_model(ws, model="m-served", backend=backend)
+    [outside] = ledger.models_outside_rounds(ws.store)
+    assert (outside.round, outside.model_version, outside.labeled_images) == (1, "m-served", 54)
+    assert outside.labeled_boxes == rec.labeled_boxes + 1
+    assert outside.map50_95 == served["map50_95"] and outside.seconds == {"train": 12.0}
+    assert [r.model_version for r in ledger.history(ws.store)] == ["fake-by-hand", "fake-r1"]
+    shown = CliRunner().invoke(app, ["-w", str(ws.root), "history"], terminal_width=200).output
+    assert flat("models trained outside the rounds (`boxloop serve`, `boxloop train`)") in flat(shown)
+    row = next(line for line in shown.splitlines() if "m-served" in line)
+    assert row.split("│")[1:-1] and [c.strip() for c in row.split("│")[1:4]] == ["1", "54", str(outside.labeled_boxes)]
+    page = render_report(ws)
+    assert "Models trained outside the rounds" in page
+    assert f'<tr data-model="m-served"><td>1</td><td>54</td><td>{outside.labeled_boxes}</td>' in page
 
 
 def test_round_0_is_the_model_trained_by_hand_even_when_it_was_not_evaluated(tmp_path: Path, digits: Path) -> None:

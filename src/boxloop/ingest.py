@@ -297,11 +297,8 @@ def _expand_reporting(paths: Sequence[str | Path], report: IngestReport) -> list
         try:
             files.extend(expand_paths([p], IMAGE_SUFFIXES | VIDEO_SUFFIXES, not_read=not_read))
         except InputError as e:
-            reason = str(e).removeprefix(f"{p}: ")
-            if is_remote(str(p)):  # a URI that lists nothing stays a problem: it may be credentials, the network
-                report.problems.add(p, reason)
-            else:
-                _not_found(report, p, reason)
+            # a URI that lists nothing (no such bucket or prefix, no credentials, no network) names nothing to read
+            _not_found(report, p, str(e).removeprefix(f"{p}: "))
             continue
         if len(files) + len(not_read) == before and not is_remote(str(p)) and Path(p).is_dir():
             report.problems.add(absolute_path(p), _no_images())

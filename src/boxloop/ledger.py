@@ -35,6 +35,7 @@ __all__ = [
     "finish_step",
     "finished_rounds",
     "history",
+    "models_outside_rounds",
     "models_text",
     "open_round",
     "reopen_round",
@@ -237,6 +238,44 @@ def before_the_rounds(store: Store, recorded: Mapping[int | None, Mapping[str, f
         acceptance=acceptance,
         seconds={} if trained is None else {"train": float(trained)},
     )
+
+
+def models_outside_rounds(store: Store) -> list[RoundRecord]:
+    """Models made after the first `boxloop round` began that no round trained: `boxloop serve`
+    retraining as people annotate in Label Studio, or `boxloop train` by hand between rounds.
+    Each record's ``round`` is the round it followed; its labels are those there were when it
+    was made, its mAP the test split's where it was evaluated. Oldest first."""
+    starts = [(int(r[0]), float(r[1])) for r in store.conn.execute("SELECT round, started_at FROM rounds ORDER BY round")]
+    if not starts:
+        return []
+    by_rounds = {
+        str(step_results(store, rnd).get("train", {}).get("result", {}).get("model_version")) for rnd, _ in starts
+    }
+    rows = store.conn.execute(
+        "SELECT m.id, m.created_at, m.meta, e.metrics FROM model_versions m "
+        "LEFT JOIN evaluations e ON e.model_version = m.id AND e.split = 'test' "
+        "WHERE m.created_at >= ? AND m.path IS NOT NULL ORDER BY m.created_at, m.id",
+        (starts[0][1],),
+    ).fetchall()
+    out = []
+    for row in rows:
+        if str(row["id"]) in by_rounds:
+            continue
+        made = float(row["created_at"])
+        labels = store.latest_labels(as_of=made)
+        metrics = json.loads(row["metrics"]) if row["metrics"] else {}
+        trained = json.loads(row["meta"] or "{}").get("seconds")
+        out.append(RoundRecord(
+            round=max(rnd for rnd, started in starts if started <= made),
+            labeled_images=len(labels),
+            labeled_boxes=int(sum(len(d) for d in labels.values())),
+            model_version=str(row["id"]),
+            map50=metrics.get("map50"),
+            map50_95=metrics.get("map50_95"),
+            per_class_ap=metrics.get("per_class_ap", {}),
+            seconds={} if trained is None else {"train": float(trained)},
+        ))
+    return out
 
 
 def models_text(models: Mapping[str, int]) -> str:

@@ -50,7 +50,9 @@ def flowing(doc: str) -> str:
 
 def _flags_show_no_type() -> None:
     """Typer 0.2x shows an on/off flag's type in help as ``<bool>``, which reads as if it took
-    a value (``--zip true`` is refused): a flag shows none."""
+    a value (``--zip true`` is refused): a flag shows none. A number with bounds shows as
+    ``<int range> [x>=32]``, which widens the type column until option names are cut at 80
+    columns: it shows ``<int>``, and its help text says the bounds."""
     from typer.core import TyperOption
 
     shown = getattr(TyperOption, "display_type_rich", None)
@@ -60,10 +62,13 @@ def _flags_show_no_type() -> None:
     def display_type_rich(self: Any, ctx: Any) -> str | None:
         if getattr(self, "is_flag", False) and self.metavar is None:
             return None
-        return shown(self, ctx)
+        text = shown(self, ctx)
+        return text.replace(" range>", ">") if isinstance(text, str) else text
 
     display_type_rich.boxloop = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if hasattr(TyperOption, "_get_number_range_help_str"):
+        TyperOption._get_number_range_help_str = lambda self: None  # type: ignore[method-assign]
 
 
 _flags_show_no_type()

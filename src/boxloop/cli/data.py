@@ -268,7 +268,7 @@ def export_cmd(
         "--with-imputed/--without-imputed",
         help="Pre-draw the boxes flicker scoring imputed on video frames (the model lost them there; listed in imputed.csv).",
     )] = True,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: exports/FORMAT-WHAT-TIME).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: a folder in exports/ named by format, what and time).")] = None,
     model_version: Annotated[
         str | None,
         typer.Option("--model-version", help="Predictions to use for prelabels (default: the selection's model, else the newest)."),

@@ -14,7 +14,7 @@ from ._app import app, console
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the generated data and the workspace.")] = Path("demo-out"),
     generate_only: Annotated[bool, typer.Option("--generate-only", help="Only generate the LCD-digit dataset.")] = False,
-    labeled: Annotated[int, typer.Option("--labeled", min=5, help="Images a person has already drawn (the seed set; train, val and test each take some).")] = 60,
+    labeled: Annotated[int, typer.Option("--labeled", min=5, help="Images a person has already drawn, at least 5 (the seed set; train, val and test each take some).")] = 60,
     pool: Annotated[int, typer.Option("--pool", help="Unlabeled images to choose from.")] = 240,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 0,
     rounds: Annotated[int, typer.Option("--rounds", help="Active-learning rounds (an oracle labels each batch); 0 = stop after export.")] = 2,

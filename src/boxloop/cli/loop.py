@@ -46,8 +46,8 @@ StepsOpt = Annotated[int | None, typer.Option(
 ImgszOpt = Annotated[int | None, typer.Option("--imgsz", help="Training and inference image size.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch", help="Training batch size.")]
 TileOpt = Annotated[int | None, typer.Option(
-    "--tile", min=32, help="Train on TILE x TILE crops at full resolution and predict by tiles: small objects in "
-    "large pictures (default: boxloop.toml \\[train] tile).",
+    "--tile", min=32, help="Train on TILE x TILE crops (at least 32) at full resolution and predict by tiles: small "
+    "objects in large pictures (default: boxloop.toml \\[train] tile).",
 )]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 ...")]
 
@@ -55,11 +55,11 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, 0, 0,1 ...
 @app.command("round")
 def round_cmd(
     budget: Annotated[int | None, typer.Option("--budget", help="Images to select for labeling (default: boxloop.toml).")] = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", help='Strategy or preset, e.g. "least_confidence:1,flicker:2".')] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help='Strategy or preset, e.g. least_confidence, or a weighted mix: "least_confidence:1, flicker:2".')] = None,
     push: Annotated[str, typer.Option("--push", help="Where the selection goes: labelstudio, files (a pre-labeled zip) or none.")] = "none",
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the batch to be labeled (polling pull), then go on.")] = False,
     rounds: Annotated[int, typer.Option("--rounds", help="With --wait: how many rounds to run.")] = 1,
-    poll: Annotated[float, typer.Option("--poll", min=0.1, help="With --wait: seconds between pulls.")] = 10.0,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, help="With --wait: seconds between pulls (at least 0.1).")] = 10.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the selection.")] = 0,
     aggregation: AggregationOpt = None,
     model: ModelOpt = None,
@@ -236,23 +236,27 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop history
     """
-    from ..ledger import history, models_text, unfinished_round, where_it_stopped, write_history_csv
+    from ..ledger import (
+        history,
+        models_outside_rounds,
+        models_text,
+        unfinished_round,
+        where_it_stopped,
+        write_history_csv,
+    )
 
     ws = open_workspace(workspace)
     records = history(ws.store)
     if not records:
         console.print("no rounds yet: run `boxloop round` (or `boxloop train` and `boxloop evaluate`)")
         return
-    t = Table(title="rounds")
-    for col in ("round", "labeled\nimages", "boxes", "model", "mAP50", "mAP50-95", "seconds"):
-        t.add_column(col, justify="right", no_wrap=col != "model")
-    for r in records:
-        t.add_row(
-            str(r.round), str(r.labeled_images), str(r.labeled_boxes), r.model_version or "-",
-            "-" if r.map50 is None else f"{r.map50:.3f}", "-" if r.map50_95 is None else f"{r.map50_95:.3f}",
-            f"{sum(r.seconds.values()):.0f}",
-        )
-    console.print(t)
+    console.print(_ledger_table("rounds", "round", records))
+    outside = models_outside_rounds(ws.store)
+    if outside:
+        console.print(_ledger_table("models trained outside the rounds (`boxloop serve`, `boxloop train`)",
+                                    "after\nround", outside))
+        if any(r.map50 is None for r in outside):
+            console.print("a model with no mAP was not evaluated: `boxloop evaluate --model VERSION`")
     back = [(str(r.round), r.acceptance) for r in records if r.acceptance]
     if back:
         console.print(acceptance_table("pre-labels of the batches that came back", back))
@@ -270,6 +274,20 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
     if unfinished is not None:
         console.print(f"[yellow]{escape(where_it_stopped(ws.store, unfinished))}[/yellow]")
     console.print(f"csv: {write_history_csv(ws)}")
+
+
+def _ledger_table(title: str, first: str, records: list[Any]) -> Table:
+    """Rounds (or models) with their labels, model, mAP and seconds, one row each."""
+    t = Table(title=title)
+    for col in (first, "labeled\nimages", "boxes", "model", "mAP50", "mAP50-95", "seconds"):
+        t.add_column(col, justify="right", no_wrap=col != "model")
+    for r in records:
+        t.add_row(
+            str(r.round), str(r.labeled_images), str(r.labeled_boxes), escape(r.model_version or "-"),
+            "-" if r.map50 is None else f"{r.map50:.3f}", "-" if r.map50_95 is None else f"{r.map50_95:.3f}",
+            f"{sum(r.seconds.values()):.0f}",
+        )
+    return t
 
 
 @app.command("simulate")
@@ -295,7 +313,7 @@ def simulate_cmd(
     )] = None,
     test_fraction: Annotated[float, typer.Option(
         "--test-fraction", min=0.01, max=0.9,
-        help="Share of the dataset drawn (seeded) as the test split every strategy is scored on, where the dataset "
+        help="Share of the dataset (0.01 to 0.9) drawn, seeded, as the test split every strategy is scored on, where the dataset "
         "has no test/ folder of its own.",
     )] = 0.2,
 ) -> None:

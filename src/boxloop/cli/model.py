@@ -90,7 +90,7 @@ def train_cmd(
     )] = None,
     tile: Annotated[int | None, typer.Option(
         "--tile", min=32,
-        help="Train on TILE x TILE crops at full resolution, and predict window by window: for objects a few "
+        help="Train on TILE x TILE crops (at least 32) at full resolution, and predict window by window: for objects a few "
         "dozen pixels wide in large pictures (default: \\[train] tile, 0 = whole pictures).",
     )] = None,
     batch: Annotated[int | None, typer.Option(

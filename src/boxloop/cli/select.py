@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import BoxloopError
 from ..scoring import SCORERS, SELECTORS, ScoreOptions
 from ..scoring.pool import AGGREGATIONS
 from ._app import WorkspaceOpt, app, console, open_workspace, progress_bar, report_problems
@@ -153,6 +154,10 @@ def audit_cmd(
         typer.Option("--project", help="With --push labelstudio: the review project's title (default: the labeling "
                      "project's, then \" review\").", show_default=False),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="--zip/--push even when the model is too weak to judge (it finds nothing "
+                           "like most labels): every image would be sent.")
+    ] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     workspace: WorkspaceOpt = None,
@@ -233,6 +238,11 @@ def audit_cmd(
     console.print(table)
     if out is not None:
         console.print(f"suspects: [bold]{escape(str(write_audit_csv(ws, report, out)))}[/bold]")
+    if report.too_weak() and (zip_ or push) and not force:
+        raise BoxloopError(
+            "nothing exported or pushed: this model is too weak to judge the labels, so a reviewer would re-check "
+            "objects it merely cannot see yet; train it longer or on more labels, or add --force to send them anyway"
+        )
     if zip_:
         from ..export import export
 

@@ -62,7 +62,7 @@ def render_report(ws: Workspace, *, simulation_csv: Path | None = None, audit_cs
     """The report page as one HTML string; ``audit_csv`` (``boxloop audit --out``) adds the
     likely label mistakes."""
     from ..audit import read_audit_csv
-    from ..ledger import history
+    from ..ledger import history, models_outside_rounds
     from ..status import workspace_status
     from .simulation import read_simulation
 
@@ -79,7 +79,7 @@ def render_report(ws: Workspace, *, simulation_csv: Path | None = None, audit_cs
         records = history(ws.store)
         selection = _latest_selection(ws)
         body.append(_nav(with_audit=audited is not None))
-        body.append(_rounds_section(records))
+        body.append(_rounds_section(records, models_outside_rounds(ws.store)))
         body.append(_curves_section(records, simulation))
         body.append(_per_class_section(records, ws))
         body.append(_acceptance_section(records))
@@ -270,9 +270,25 @@ def _next_steps() -> str:
     )
 
 
-def _rounds_section(records: Sequence[RoundRecord]) -> str:
+def _rounds_section(records: Sequence[RoundRecord], outside: Sequence[RoundRecord] = ()) -> str:
     if not records:
         return _section("rounds", "Rounds", _empty("no rounds yet", "boxloop round"))
+    besides = ""
+    if outside:
+        besides = (
+            "<h3>Models trained outside the rounds (<code>boxloop serve</code>, <code>boxloop train</code>)</h3>"
+            '<div class="table-wrap"><table class="outside"><thead><tr><th>after round</th><th>labeled images</th>'
+            '<th>boxes</th><th class="text">model version</th><th>mAP50</th><th>mAP50-95</th><th>train s</th>'
+            "</tr></thead><tbody>"
+            + "".join(
+                f'<tr data-model="{escape(r.model_version or "")}"><td>{r.round}</td><td>{r.labeled_images}</td>'
+                f'<td>{r.labeled_boxes}</td><td class="text model">{escape(r.model_version or "—")}</td>'
+                f"<td>{_num(r.map50)}</td><td>{_num(r.map50_95)}</td>"
+                f"<td>{_seconds(r.seconds['train']) if 'train' in r.seconds else ''}</td></tr>"
+                for r in outside
+            )
+            + "</tbody></table></div>"
+        )
     head = (
         "<tr><th>round</th><th>labeled images</th><th>boxes</th><th class=\"text\">model version</th>"
         "<th>mAP50</th><th>mAP50-95</th><th>Δ mAP50-95</th><th>accepted</th><th>adjusted</th>"
@@ -313,7 +329,7 @@ def _rounds_section(records: Sequence[RoundRecord]) -> str:
             + f"<td>{kept}</td><td>{saved}</td><td>{escape(threshold_text(r.acceptance))}</td></tr>"
             + steps_row + "</tbody>"
         )
-    table = f'<div class="table-wrap"><table class="rounds"><thead>{head}</thead>{"".join(rows)}</table></div>'
+    table = f'<div class="table-wrap"><table class="rounds"><thead>{head}</thead>{"".join(rows)}</table></div>' + besides
     return _section(
         "rounds", "Rounds", table,
         note=("round 0 is what was done before the first <code>boxloop round</code>; " if records[0].round == 0 else "")
