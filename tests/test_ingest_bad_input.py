@@ -45,7 +45,7 @@ GOOD = "0 0.5 0.5 0.2 0.2\n"
     [
         ("0 0.5 0.5 0.2\n", 1, "expected 5 (class cx cy w h) fields, got 4"),
         ("1 0.1 0.1 0.1 0.1\n0 0.5 abc 0.2 0.2\n", 2, "not a number"),
-        ("0 1.5 0.5 0.2 0.2\n", 1, "coordinates outside [0, 1]"),
+        ("0 3.5 0.5 0.2 0.2\n", 1, "coordinates far outside [0, 1] (not divided by the image's size?)"),
         ("7 0.5 0.5 0.2 0.2\n", 1, "class id 7 is beyond the 2 class names"),
         ("0 0.5 0.5 0 0.2\n", 1, "zero or negative size"),
     ],

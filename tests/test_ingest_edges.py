@@ -78,16 +78,38 @@ def test_a_yolo_box_with_no_area_inside_the_image_is_dropped_and_the_rest_kept(w
     assert any(f"({txt}:3)" in n for n in report.notes)
 
 
-def test_coordinates_outside_0_1_still_skip_the_file(ws: Workspace, tmp_path: Path) -> None:
-    """A centre or size outside [0, 1] is not normalised (Ultralytics refuses the file too):
-    the whole file waits to be fixed, as before."""
+def test_coordinates_far_outside_0_1_skip_the_file(ws: Workspace, tmp_path: Path) -> None:
+    """Coordinates far outside [0, 1] are pixels, not normalised: every box of the file is
+    wrong, so the whole file waits to be fixed."""
     src = yolo_folder(tmp_path / "src", {"px": "0 320 240 50 60\n" + GOOD})
     report = add_labels(ws, src, format="yolo")
     assert [str(p) for p in report.problems] == [
-        f"{src / 'labels' / 'px.txt'}:1: coordinates outside [0, 1] in '0 320 240 50 60'",
+        f"{src / 'labels' / 'px.txt'}:1: coordinates far outside [0, 1] (not divided by the image's size?) in "
+        "'0 320 240 50 60'",
         f"{src / 'labels' / 'px.txt'}: label file skipped (its image stays unlabeled) until fixed",
     ]
     assert ws.store.latest_labels() == {}
+
+
+def test_a_centre_just_past_the_edge_is_clipped_or_left_out_and_the_rest_kept(ws: Workspace, tmp_path: Path) -> None:
+    """A centre a little outside [0, 1]: a box reaching into the image is clipped to it; one
+    with nothing inside is left out; the file's other boxes are its image's labels either way
+    (once, one such line skipped the whole file and its good boxes)."""
+    src = yolo_folder(tmp_path / "src", {
+        "reach": "0 1.02 0.5 0.1 0.1\n1 0.3 0.3 0.1 0.1\n",  # x 0.97..1.07: clipped to 0.97..1
+        "gone": "0 1.5 0.5 0.1 0.1\n1 0.3 0.3 0.1 0.1\n",  # x 1.45..1.55: nothing inside
+    })
+    report = add_labels(ws, src, format="yolo")
+    gone = src / "labels" / "gone.txt"
+    assert [str(p) for p in report.problems] == [
+        f"{gone}:1: box has no area inside the image in '0 1.5 0.5 0.1 0.1'; left out, the file's other boxes kept"
+    ]
+    assert any(f"({src / 'labels' / 'reach.txt'}:1)" in n for n in report.notes)
+    labels = {Path(it.uri).stem: ws.store.latest_labels([it.id])[it.id] for it in ws.store.items()}
+    assert labels["gone"].class_id.tolist() == [1]
+    assert labels["reach"].class_id.tolist() == [0, 1]
+    w = ws.store.items()[0].width
+    np.testing.assert_allclose(labels["reach"].xyxy[0, [0, 2]], [0.97 * w, w], atol=1e-3)
 
 
 def test_coco_voc_cvat_boxes_reaching_past_the_image_are_clipped_and_noted(ws: Workspace, tmp_path: Path) -> None:
@@ -333,3 +355,57 @@ def test_a_labels_only_zip_is_not_said_to_hold_images(ws: Workspace, tmp_path: P
     pictures = add_images(ws, [archive])  # given as the pool, a zip with no picture in it is said
     (problem,) = pictures.problems
     assert problem.path == str(archive) and problem.reason.startswith("no images found in this zip (looked for ")
+
+
+def test_an_image_with_an_unreadable_annotation_waits_in_the_pool_in_every_format(ws: Workspace, tmp_path: Path) -> None:
+    """COCO, VOC and CVAT as YOLO: an image one of whose annotations cannot be read (unknown
+    category, not four numbers, zero size, no label) keeps no labels until fixed and waits in
+    the pool; once, its readable boxes were stored (all unreadable: labeled empty, trained as
+    background). Boxes left out for lying outside the image leave the rest standing."""
+    imgs = tmp_path / "imgs"
+    for seed, name in enumerate(("ok", "half", "none", "outside")):
+        write_image(imgs / f"{name}.jpg", size=(100, 50), seed=seed)
+    box = {"category_id": 1, "bbox": [10, 10, 20, 20]}
+    coco = {"images": [{"id": i, "file_name": f"{n}.jpg", "width": 100, "height": 50}
+                       for i, n in enumerate(("ok", "half", "none", "outside"))],
+            "categories": [{"id": 1, "name": "cat"}],
+            "annotations": [{"id": 1, "image_id": 0, **box},
+                            {"id": 2, "image_id": 1, **box}, {"id": 3, "image_id": 1, "category_id": 99, "bbox": [1, 1, 5, 5]},
+                            {"id": 4, "image_id": 2, "category_id": 1, "bbox": [10, 10, -3, 4]},
+                            {"id": 5, "image_id": 3, **box}, {"id": 6, "image_id": 3, "category_id": 1, "bbox": [300, 10, 5, 5]},
+                            {"id": 7, "image_id": 0, "category_id": 1, "bbox": [50, 10, 20, 20], "iscrowd": 1}]}
+    path = imgs / "coco.json"
+    path.write_text(json.dumps(coco))
+    report = add_labels(ws, path, format="coco")
+    by_name = {Path(it.uri).stem: it.id for it in ws.store.items()}
+    assert sorted(by_name) == ["half", "none", "ok", "outside"]  # every image in: the two with bad annotations in the pool
+    labels = ws.store.latest_labels()
+    assert {n for n, i in by_name.items() if i in labels} == {"ok", "outside"}
+    assert len(labels[by_name["outside"]]) == 1
+    said = [str(p) for p in report.problems]
+    assert any("half.jpg" in m and "labels skipped (its image stays unlabeled) until the 1 annotation(s)" in m for m in said)
+    assert any("none.jpg" in m and "labels skipped" in m for m in said)
+    assert any("1 crowd region(s) (iscrowd: 1) left out of the boxes" in n for n in report.notes)
+
+    voc = tmp_path / "voc"
+    write_image(voc / "v.jpg", size=(100, 50), seed=9)
+    (voc / "v.xml").write_text(
+        "<annotation><filename>v.jpg</filename><size><width>100</width><height>50</height></size>"
+        "<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object>"
+        "<object><name>cat</name><bndbox><xmin>40</xmin><ymin>1</ymin><xmax>10</xmax><ymax>20</ymax></bndbox></object>"
+        "</annotation>"
+    )
+    report = add_labels(ws, voc, format="voc")
+    (v,) = [it for it in ws.store.items() if Path(it.uri).name == "v.jpg"]
+    assert v.id not in ws.store.latest_labels() and any("labels skipped" in str(p) for p in report.problems)
+
+    cvat = tmp_path / "cvat"
+    write_image(cvat / "c.jpg", size=(100, 50), seed=11)
+    (cvat / "annotations.xml").write_text(
+        '<annotations><image id="0" name="c.jpg" width="100" height="50">'
+        '<box label="cat" xtl="1" ytl="1" xbr="20" ybr="20"/><box label="" xtl="30" ytl="1" xbr="40" ybr="20"/>'
+        "</image></annotations>"
+    )
+    report = add_labels(ws, cvat / "annotations.xml", format="cvat", images=cvat)
+    (c,) = [it for it in ws.store.items() if Path(it.uri).name == "c.jpg"]
+    assert c.id not in ws.store.latest_labels() and any("labels skipped" in str(p) for p in report.problems)

@@ -386,12 +386,16 @@ def export_dataset(
     if what not in EXPORT_WHAT:
         raise InputError(f"unknown --what {what!r}; known: {', '.join(EXPORT_WHAT)}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest = Path(out) if out else ws.exports_dir / f"{format}-{what}-{stamp}"
-    if zip and dest.suffix == ".zip":
-        dest = dest.with_suffix("")
-    if what == "labeled":
-        assign_splits(ws.store, val=0.2, test=0.0)
+    dest = _checked_out(ws, Path(out), zip=zip) if out else ws.exports_dir / f"{format}-{what}-{stamp}"
+    archive = dest.with_suffix(".zip") if zip and dest.suffix != ".zip" else dest
+    if zip:  # the folder zipped is built aside, never at the zip's name less .zip (a folder of that name stays)
+        dest = archive.with_name(f".{archive.stem}.{os.getpid()}.{time.time_ns()}.build")
     chosen = _choose(ws, what, model_version, conf, ids, with_imputed=with_imputed)
+    if what == "labeled":
+        # images with no split yet go to train/val folders as a split would deal them, but the store
+        # keeps none of it: an export only looks, and a test split is still to be made (`boxloop split`)
+        dealt = assign_splits(ws.store, val=0.2, test=0.0, dry_run=True).assignments
+        chosen = replace(chosen, items=[it if it.split else replace(it, split=dealt.get(it.id)) for it in chosen.items])
     run = _model_run(ws, chosen.model_version or model_version) if with_model else []
     if format == "yolo":
         _write_yolo(ws, dest, chosen, what=what, link=False, zipped=zip)
@@ -405,17 +409,18 @@ def export_dataset(
             shutil.copy2(f, dest / "model" / f.name)
     prelabeled = 0
     if what in ("prelabeled", "all"):
-        prelabeled = _record_prelabels(ws, dest.name if not zip else dest.with_suffix(".zip").name, chosen, batch=batch)
+        prelabeled = _record_prelabels(ws, archive.name, chosen, batch=batch)
     done = Exported(
         dest, sum(len(d) for d in chosen.imputed.values()), chosen.prelabel_conf, prelabeled, batch, chosen.gone,
         chosen.model_version if prelabeled else None,
     )
     if not zip:
+        (dest / EXPORT_MARK).write_text(json.dumps({"workspace": str(ws.root), "format": format, "what": what}) + "\n")
         return done
-    archive = dest.with_suffix(".zip")
     tmp = temporary_beside(archive)  # not mkstemp: the zip is for others to read (0600 is not)
     try:
         with zipfile.ZipFile(tmp, "x", zipfile.ZIP_DEFLATED) as z:
+            z.comment = ZIP_COMMENT
             for f in sorted(dest.rglob("*")):
                 if f.is_file():
                     z.write(f, f.relative_to(dest).as_posix())
@@ -423,8 +428,61 @@ def export_dataset(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    shutil.rmtree(dest, ignore_errors=True)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
     return replace(done, path=archive)
+
+
+EXPORT_MARK = ".boxloop-export"  # in an exported folder: `export --out` may replace it
+ZIP_COMMENT = b"boxloop export"  # an exported zip's comment: `export --out` may replace it
+
+
+def _checked_out(ws: Workspace, out: Path, *, zip: bool) -> Path:
+    """``--out`` made absolute, where an export may be written: a new path, or an earlier
+    boxloop export (replaced); never a folder or file of anything else (a dataset the images
+    were added from, the workspace or a folder holding it), nor one holding a workspace image."""
+    dest = Path(os.path.abspath(out.expanduser()))
+    target = dest if not zip or dest.suffix == ".zip" else dest.with_suffix(".zip")
+    here = Path(os.path.abspath(ws.root))
+    if here == target or target in here.parents:
+        raise InputError(f"--out {out}: that is {'the workspace' if here == target else 'a folder holding the workspace'}; "
+                         "an export replaces what is there: give a new folder (default: under exports/)")
+    for parent in [target, *target.parents]:
+        if parent.exists() and not parent.is_dir() and parent != target:
+            raise InputError(f"--out {out}: {parent} is a file, not a folder")
+    if not target.exists() and not target.is_symlink():
+        return dest
+    if zip:
+        ours = False
+        if target.is_file():
+            try:
+                with zipfile.ZipFile(target) as z:
+                    ours = z.comment == ZIP_COMMENT
+            except (OSError, zipfile.BadZipFile):
+                ours = False
+        if not ours:
+            raise InputError(f"--out {out}: {target} exists and is not a zip boxloop exported; it is left as it is: "
+                             "give a new name (an earlier export's zip is replaced)")
+        return dest
+    if not target.is_dir() or target.is_symlink():
+        raise InputError(f"--out {out}: {target} exists and is not a folder; give a new folder")
+    if any(target.iterdir()) and not (target / EXPORT_MARK).is_file():
+        raise InputError(f"--out {out}: {target} exists and holds files of its own (not an earlier boxloop export, "
+                         "which would be replaced); it is left as it is: give a new or empty folder")
+    inside = next((it.uri for it in ws.store.items() if _under(it.uri, target)), None)
+    if inside is not None:
+        raise InputError(f"--out {out}: the workspace's image {inside} is in it, and an export replaces the folder; "
+                         "give another folder")
+    return dest
+
+
+def _under(uri: str, folder: Path) -> bool:
+    """Whether a local picture ``uri`` lies in ``folder``."""
+    from .sources.remote import is_remote
+
+    if is_remote(uri):
+        return False
+    return folder in Path(os.path.abspath(uri)).parents
 
 
 def _noting_imputed(rec: ImageLabels, imputed: Detections | None) -> ImageLabels:

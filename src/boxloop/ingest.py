@@ -1198,6 +1198,7 @@ def _add_records(
     finder = _ImageFinder(ws, roots, sent)
     sent_out = _SentOut(ws, sent)
     resolved: list[tuple[Item, Path | str | None, ImageLabels]] = []
+    unlabeled: list[tuple[Item, Path | str]] = []  # images whose labels wait to be fixed: in the pool meanwhile
     for rec in records:
         where = f"{format}:{rec.file_name}" if rec.line is None else f"{format}:{rec.file_name} (line {rec.line})"
         pushed = _known(ws, rec.extra.get("item_id"))  # a task `boxloop push` made names its item
@@ -1221,6 +1222,14 @@ def _add_records(
                 rec.line,
             )
             continue
+        if rec.extra.get("unreadable"):  # partial labels are never stored: the image would train without those objects
+            report.problems.add(
+                where, f"labels skipped (its image stays unlabeled) until the {rec.extra['unreadable']} annotation(s) "
+                "that could not be read are fixed", rec.line,
+            )
+            if file is not None:
+                unlabeled.append((item, file))
+            continue
         if rec.width is None or rec.height is None:  # a file that gives no image size: its boxes met the image here
             rec = _inside_image(rec, item, where, report)
         copy = sent_out.original(file, item) if file is not None else None
@@ -1232,12 +1241,18 @@ def _add_records(
             item = copy[0]
         resolved.append((item, file, rec))
         report.clipped.extend(rec.extra.get("clipped", ()))
+    crowds = sum(len(rec.extra.get("crowd_xyxy", ())) for _, _, rec in resolved)
+    if crowds:
+        report.notes.append(f"{crowds} crowd region(s) (iscrowd: 1) left out of the boxes: a detector is not taught "
+                            "to box a crowd as one object")
     sent_out.say(report)
     mapping = _map_names(
         ws, (n for _, _, r in resolved for n in r.class_names), add_classes=add_classes, source=source
     )
     rnd = current_round(ws)
     with ws.store.transaction():
+        for item, file in unlabeled:
+            _record(ws, item, file, report)
         for item, file, rec in resolved:
             if file is not None:
                 stored = _record(ws, item, file, report)

@@ -8,7 +8,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -34,6 +34,7 @@ class SplitReport:
     totals: dict[str, int]
     test_frozen: bool
     warning: str | None = None
+    assignments: dict[str, str] = field(default_factory=dict)  # item id → the split it got (or would get)
 
 
 def assign_splits(
@@ -111,7 +112,7 @@ def assign_splits(
         totals = {s: len(store.items(split=s)) + (assigned[s] if dry_run else 0) for s in ("train", "val", "test")}
     made = [] if test_exists else [i for i, side in assignments.items() if side == "test"]
     warning = thin_test_warning(store, made, test=test, dry_run=dry_run) if made else None
-    return SplitReport(assigned, totals, test_frozen=test_exists, warning=warning)
+    return SplitReport(assigned, totals, test_frozen=test_exists, warning=warning, assignments=assignments)
 
 
 def _may_redo(store: Store) -> None:

@@ -87,7 +87,9 @@ def parse_coco(
     obj: Mapping[str, Any], *, source: str
 ) -> tuple[list[ImageLabels], list[str], Problems]:
     """COCO JSON → one record per image (an image with no annotations is labeled empty), the
-    category names ordered by category id, and the Problems of skipped records.
+    category names ordered by category id, and the Problems of skipped records. A record
+    whose image has annotations that could not be read carries their number in
+    ``extra["unreadable"]``: its boxes are not all its objects.
 
     A file with no ``annotations`` list is refused (InputError): that is an image list, and
     reading it as "every image labeled empty" would lose the pool. When any annotation has a
@@ -169,6 +171,7 @@ def parse_coco(
     scores: dict[Any, list[float]] = {iid: [] for iid in image_order}
     crowd: dict[Any, list[tuple[list[float], str]]] = {}
     clipped: dict[Any, list[str]] = {}
+    unreadable: dict[Any, int] = {}  # image id → its annotations that could not be read: its labels would lack them
     for i, ann in enumerate(annotations):
         if not isinstance(ann, Mapping):
             problems.add(source, f"annotations[{i}]: expected an object, got {ann!r}")
@@ -180,10 +183,12 @@ def parse_coco(
             continue
         if not _hashable_id(cid) or cid not in names_by_id:
             problems.add(source, f"{where}: refers to unknown category_id {cid!r}")
+            unreadable[iid] = unreadable.get(iid, 0) + 1
             continue
         xywh, reason = _xywh(ann.get("bbox"))
         if xywh is None:
             problems.add(source, f"{where}: {reason}")
+            unreadable[iid] = unreadable.get(iid, 0) + 1
             continue
         x, y, w, h = xywh
         _, width, height = image_info[iid]
@@ -203,6 +208,7 @@ def parse_coco(
                     source,
                     f"{where}: score must be a finite number in a file of predictions, got {ann.get('score')!r}",
                 )
+                unreadable[iid] = unreadable.get(iid, 0) + 1
                 continue
             scores[iid].append(score)
         boxes[iid].append(xyxy)
@@ -223,6 +229,8 @@ def parse_coco(
             extra["crowd_class_names"] = tuple(n for _, n in crowd[iid])
         if iid in clipped:
             extra["clipped"] = clipped[iid]
+        if iid in unreadable:
+            extra["unreadable"] = unreadable[iid]
         records.append(
             ImageLabels(
                 file_name=file_name,

@@ -71,34 +71,41 @@ def _unrotated(x1: float, y1: float, x2: float, y2: float, degrees: float) -> li
 
 def _checked_box(
     box: ET.Element, name: str, width: int, height: int, declared: Sequence[str] | None, source: str,
-    bline: int | None, problems: Problems,
+    bline: int | None, problems: Problems, unreadable: list[int] | None = None,
 ) -> tuple[list[float], str, bool] | None:
     """A ``<box>`` of an image (or a video frame) ``name`` as pixel xyxy clipped to the image,
     its label, and whether it reached past the image (clipped, as Ultralytics clips it); or
     None with the Problem said: no label, a label not declared, coordinates that are not
     numbers, of zero size or wholly outside the image. A rotated box becomes its bounding box
-    (a Problem says so)."""
+    (a Problem says so). A box that cannot be read (not one left out for lying outside the
+    image) adds one to ``unreadable[0]``."""
+    unread = unreadable if unreadable is not None else [0]
     label = (box.get("label") or "").strip()
     if not label:
         problems.add(source, f"<box> in {name} has no label", bline)
+        unread[0] += 1
         return None
     if declared is not None and label not in declared:
         problems.add(source, f"<box> in {name}: label {label!r} is not among the labels in <meta> {declared}", bline)
+        unread[0] += 1
         return None
     raw = [box.get(k) for k in ("xtl", "ytl", "xbr", "ybr")]
     values = [v for v in map(_number, raw) if v is not None]
     if len(values) != 4:
         problems.add(source, f"<box> in {name}: xtl, ytl, xbr, ybr must be numbers, got {raw}", bline)
+        unread[0] += 1
         return None
     x1, y1, x2, y2 = values
     if x2 <= x1 or y2 <= y1:
         problems.add(
             source, f"<box> in {name}: zero or negative size (xtl={x1:g}, ytl={y1:g}, xbr={x2:g}, ybr={y2:g})", bline
         )
+        unread[0] += 1
         return None
     rotation = _number(box.get("rotation", "0"))
     if rotation is None:
         problems.add(source, f"<box> in {name}: rotation {box.get('rotation')!r} is not a number", bline)
+        unread[0] += 1
         return None
     rotated = rotation % 180 != 0
     corners = _unrotated(x1, y1, x2, y2, rotation) if rotated else [x1, y1, x2, y2]
@@ -163,8 +170,9 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
         names: list[str] = []
         occluded: list[bool] = []
         clipped: list[str] = []
+        unreadable = [0]
         for box in img.findall("box"):
-            checked = _checked_box(box, name, width, height, declared, source, line_of(box), problems)
+            checked = _checked_box(box, name, width, height, declared, source, line_of(box), problems, unreadable)
             if checked is None:
                 continue
             xyxy, label, past = checked
@@ -184,6 +192,8 @@ def parse_cvat_images(text: str, *, source: str) -> tuple[list[ImageLabels], lis
         extra: dict[str, Any] = {"image_id": img.get("id"), "occluded": occluded}
         if clipped:
             extra["clipped"] = clipped
+        if unreadable[0]:
+            extra["unreadable"] = unreadable[0]
         if img.get("subset"):
             extra["subset"] = img.get("subset")
         records.append(

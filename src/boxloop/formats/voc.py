@@ -126,15 +126,18 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
     difficult: list[bool] = []
     truncated: list[bool] = []
     clipped: list[str] = []
+    unreadable = 0  # objects that could not be read: the record's boxes are not all the image's objects
     for n, obj in enumerate(root.findall("object"), start=1):
         line = line_of(obj)
         name = _text(obj, "name")
         if name is None:
             problems.add(source, f"<object> #{n} has no <name>", line)
+            unreadable += 1
             continue
         bndbox = obj.find("bndbox")
         if bndbox is None:
             problems.add(source, f"<object> #{n} ({name}) has no <bndbox>", line)
+            unreadable += 1
             continue
         raw = [_text(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
         values = [v for v in map(_coord, raw) if v is not None]
@@ -145,6 +148,7 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
             problems.add(
                 source, f"<object> #{n} ({name}): <bndbox> needs four numbers, got {shown}", line
             )
+            unreadable += 1
             continue
         xmin, ymin, xmax, ymax = values
         x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
@@ -154,6 +158,7 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
                 f"<object> #{n} ({name}): box has zero or negative size (xmin={xmin:g}, xmax={xmax:g}, ymin={ymin:g}, ymax={ymax:g})",
                 line,
             )
+            unreadable += 1
             continue
         if width is not None and height is not None:
             inside, past = clip_box((x1, y1, x2, y2), width, height)
@@ -180,7 +185,8 @@ def parse_voc(text: str, *, source: str) -> tuple[ImageLabels, Problems]:
         xyxy=np.asarray(boxes, np.float64).reshape(-1, 4),
         class_names=tuple(names),
         line=line_of(root),
-        extra={"difficult": difficult, "truncated": truncated, **({"clipped": clipped} if clipped else {})},
+        extra={"difficult": difficult, "truncated": truncated, **({"clipped": clipped} if clipped else {}),
+               **({"unreadable": unreadable} if unreadable else {})},
     )
     return record, problems
 

@@ -108,8 +108,9 @@ def _parse_line(
     line: str, lineno: int, n_classes: int | None, source: str, with_confidence: bool, problems: Problems
 ) -> tuple[int, float | None, tuple[float, float, float, float]] | None:
     """One label line → (class id, confidence, its box as normalised xyxy, not yet clipped),
-    or None with its Problem said. Coordinates must lie in [0, 1] (as Ultralytics requires); a box's extent may
-    reach past the image."""
+    or None with its Problem said. Coordinates are normalised: one a little outside [0, 1] (a centre just past
+    the edge) gives a box the caller clips or, with no area inside the image, leaves out; one far outside
+    (beyond [-1, 2]: pixels, most likely) makes the file unusable."""
     fields = line.split()
     n = len(fields)
     is_polygon = not with_confidence and n >= 7 and (n - 1) % 2 == 0
@@ -137,8 +138,8 @@ def _parse_line(
     if conf is not None and not 0.0 <= conf <= 1.0:
         problems.add(source, f"confidence {conf} outside [0, 1]", lineno)
         return None
-    if any(v < -_EPS or v > 1 + _EPS for v in values):
-        problems.add(source, f"coordinates outside [0, 1] in {line!r}", lineno)
+    if any(v < -1.0 or v > 2.0 for v in values):  # pixels, most likely: every box of the file would be wrong
+        problems.add(source, f"coordinates far outside [0, 1] (not divided by the image's size?) in {line!r}", lineno)
         return None
     if is_polygon:
         xs, ys = values[0::2], values[1::2]
