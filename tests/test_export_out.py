@@ -53,7 +53,7 @@ def test_an_export_leaves_a_folder_of_anything_else_as_it_is(labeled: tuple[Work
     code, out = export(ws, "--out", str(tmp_path / "afile" / "x"))
     assert code == 1 and flat("is a file, not a folder") in out
     code, out = export(ws, "--out", str(tmp_path / "afile"))
-    assert code == 1 and flat("exists and is not a folder") in out and (tmp_path / "afile").read_text() == "x"
+    assert code == 1 and flat("afile is a file; give a folder") in out and (tmp_path / "afile").read_text() == "x"
 
     # a new folder, then the same again: an earlier export is replaced
     code, out = export(ws, "--out", str(tmp_path / "out"))
@@ -106,3 +106,19 @@ def test_an_export_before_any_split_keeps_no_split(labeled: tuple[Workspace, Pat
     result = runner.invoke(app, ["-w", str(ws.root), "split", "--val", "0.2", "--test", "0.2"])
     assert result.exit_code == 0, result.output
     assert len(ws.store.items(split="test")) == 2
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(labeled: tuple[Workspace, Path], tmp_path: Path) -> None:
+    """--out under a file, or in a folder no file can be made in (/proc, even for root): one
+    line naming it, exit 1, and nothing done (select once saved its selection, then failed
+    with a traceback)."""
+    ws, _ = labeled
+    (tmp_path / "afile").write_text("x")
+    for args in (["score", "--out", str(tmp_path / "afile" / "s.csv")], ["select", "--budget", "2", "--out", "/proc/x.csv"],
+                 ["report", "--out", "/proc/r.html"], ["export-model", "--out", str(tmp_path / "afile" / "m.onnx")],
+                 ["audit", "--out", str(tmp_path / "afile" / "a.csv")]):
+        result = runner.invoke(app, ["-w", str(ws.root), *args], terminal_width=200)
+        out = flat(result.output)
+        assert result.exit_code == 1 and "Traceback" not in out, (args, result.output)
+        assert flat("is a file, not a folder") in out or flat("this user cannot write in /proc") in out, (args, out)
+    assert ws.store.conn.execute("SELECT COUNT(*) FROM selections").fetchone()[0] == 0

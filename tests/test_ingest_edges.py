@@ -409,3 +409,36 @@ def test_an_image_with_an_unreadable_annotation_waits_in_the_pool_in_every_forma
     report = add_labels(ws, cvat / "annotations.xml", format="cvat", images=cvat)
     (c,) = [it for it in ws.store.items() if Path(it.uri).name == "c.jpg"]
     assert c.id not in ws.store.latest_labels() and any("labels skipped" in str(p) for p in report.problems)
+
+
+def test_an_older_version_brought_back_from_another_file_does_not_undo_a_correction(ws: Workspace, tmp_path: Path) -> None:
+    """A setup script's `add labels` run again (or an old export added back) after a
+    correction came from another file: the correction stands, and a note says so; the
+    corrected file changed back, or any new content, is a new version as before."""
+    src = yolo_folder(tmp_path / "src", {"a": GOOD, "b": GOOD})
+    add_labels(ws, src, format="yolo")
+    fix = yolo_folder(tmp_path / "fix", {"a": GOOD + "0 0.2 0.2 0.1 0.1\n"})
+    corrected = add_labels(ws, fix, format="yolo")
+    assert corrected.labeled == 1
+    a_id = next(it.id for it in ws.store.items() if Path(it.uri).name == "a.jpg")
+    again = add_labels(ws, src, format="yolo")
+    assert (again.labeled, again.unchanged_labels, len(again.stale)) == (0, 1, 1)
+    assert len(ws.store.latest_labels([a_id])[a_id]) == 2 and ws.store.label_version(a_id) == 2
+    assert "older than the newest (kept the newest)" in again.summary()
+    assert any(n.startswith("1 label file(s) hold an older version") and "version 1 of 2" in n for n in again.notes)
+    (fix / "labels" / "a.txt").write_text(GOOD)  # the correcting file itself changed back: taken
+    assert add_labels(ws, fix, format="yolo").labeled == 1 and ws.store.label_version(a_id) == 3
+
+
+def test_one_picture_under_two_names_labeled_otherwise_keeps_the_first_and_says_so(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"one": GOOD, "two": "0 0.3 0.3 0.1 0.1\n"})
+    (src / "images" / "two.jpg").write_bytes((src / "images" / "one.jpg").read_bytes())
+    report = add_labels(ws, src, format="yolo")
+    assert [str(p) for p in report.problems] == [
+        f"{src / 'labels' / 'two.txt'}: labels the same picture as {src / 'labels' / 'one.txt'} (the same bytes) "
+        "otherwise; left out, the first file's labels stand"
+    ]
+    (labels,) = ws.store.latest_labels().values()
+    assert labels.class_id.tolist() == [1]
+    again = add_labels(ws, src, format="yolo")  # run again: nothing added, the same problem
+    assert (again.labeled, again.unchanged_labels, len(again.problems)) == (0, 1, 1)

@@ -73,13 +73,30 @@ class IngestReport:
     as_drawn: int = 0  # images whose pre-labels came back with no box moved, deleted or added
     clipped: list[str] = field(default_factory=list)  # where each box that reached past its image is (file:line)
     not_found: list[str] = field(default_factory=list)  # paths given that name nothing to read (also problems)
+    # label files holding an older version of their image than its newest, from another file: (file, version, newest)
+    stale: list[tuple[str, int, int]] = field(default_factory=list)
+    labeled_from: dict[str, tuple[str, Detections]] = field(default_factory=dict, repr=False)  # item → this import's first
+
+    def stale_note(self) -> str | None:
+        """What became of label files that would have put back an older version."""
+        if not self.stale:
+            return None
+        path, old, newest = self.stale[0]
+        more = f" and {len(self.stale) - 1} more" if len(self.stale) > 1 else ""
+        return (
+            f"{len(self.stale)} label file(s) hold an older version of their image's labels than its newest, which "
+            f"came from another file since (corrected, most likely): the newer ones stand ({path}: version {old} of "
+            f"{newest}{more}); to put an old one back, change it (add labels takes a changed file)"
+        )
 
     def summary(self) -> str:
         parts = [f"{self.added} new image(s)", f"{self.known} already known"]
-        if self.labeled or self.unchanged_labels:
+        if self.labeled or self.unchanged_labels or self.stale:
             parts.append(f"{self.labeled} label version(s) added")
             if self.unchanged_labels:
                 parts.append(f"{self.unchanged_labels} unchanged")
+            if self.stale:
+                parts.append(f"{len(self.stale)} older than the newest (kept the newest)")
         if self.acceptance:
             parts.append(
                 f"pre-labels: {in_words(self.acceptance)}"
@@ -518,6 +535,9 @@ def add_labels(
         _add_records(ws, records, roots, report, format=format, source=where, add_classes=add_classes, splits=splits,
                      progress=progress)
     _say_clipped(report)
+    stale = report.stale_note()
+    if stale:
+        report.notes.append(stale)
     if unpacked is not None:
         report.notes.append(note)
     return report
@@ -972,6 +992,23 @@ class _SentOut:
 
 
 def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, rnd: int, report: IngestReport) -> None:
+    """A new label version of ``item_id`` from ``source`` (``format:file``), unless it changes
+    nothing, another file of this import labeled the same picture otherwise (the first stands;
+    a problem), or it is an older version come back from another file than the newest's (a
+    setup script run again, an old export: the newer, corrected labels stand; a note)."""
+    first = report.labeled_from.get(item_id)
+    if first is not None and first[0] != source:
+        if not first[1].equals(labels, atol=1e-3):
+            report.problems.add(
+                source.split(":", 1)[-1], f"labels the same picture as {first[0].split(':', 1)[-1]} (the same bytes) "
+                "otherwise; left out, the first file's labels stand"
+            )
+        return
+    report.labeled_from[item_id] = (source, labels)
+    stale = ws.store.older_label_version(item_id, labels, source=source)
+    if stale is not None:
+        report.stale.append((source.split(":", 1)[-1], *stale))
+        return
     if ws.store.add_label(item_id, labels, source=source, round=rnd) is None:
         report.unchanged_labels += 1
         return

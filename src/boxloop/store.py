@@ -579,6 +579,23 @@ class Store:
             )
         return version
 
+    def older_label_version(self, item_id: str, labels: Detections, *, source: str) -> tuple[int, int] | None:
+        """(the version, the newest version) when ``labels`` equal an older label version of
+        the item than its newest, and the newest came from another source than ``source``:
+        putting them back would undo a later correction. None otherwise (new labels, the
+        newest's, or the newest's own file changed back)."""
+        rows = self.conn.execute(
+            "SELECT version, source, boxes FROM labels WHERE item_id=? ORDER BY version DESC", (item_id,)
+        ).fetchall()
+        if len(rows) < 2 or rows[0]["source"] == source:
+            return None
+        if decode_detections(rows[0]["boxes"]).equals(labels, atol=1e-3):
+            return None
+        for row in rows[1:]:
+            if decode_detections(row["boxes"]).equals(labels, atol=1e-3):
+                return int(row["version"]), int(rows[0]["version"])
+        return None
+
     def latest_labels(self, ids: Iterable[str] | None = None, *, as_of: float | None = None) -> dict[str, Detections]:
         """The newest human label version of each labeled item (or of ``ids`` that have one);
         with ``as_of`` (a time.time()), the newest one made by then."""

@@ -143,6 +143,38 @@ def _main(workspace: WorkspaceOpt = None) -> None:
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) if any input had a problem.")]
 
 
+def check_out(path: Path | None, *, option: str = "--out", folder: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written: one under a file, an
+    existing folder where a file goes (or a file where a folder goes), or a folder this user
+    may not write in. ``folder``: the path is a folder to make."""
+    from ..errors import InputError
+
+    if path is None:
+        return
+    target = Path(os.path.abspath(path.expanduser()))
+    if target.exists() and target.is_dir() != folder:
+        raise InputError(f"{option} {path}: {target} is a {'folder' if target.is_dir() else 'file'}; give a "
+                         f"{'folder' if folder else 'file name'}")
+    above = target.parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        raise InputError(f"{option} {path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK | os.X_OK) or not _accepts_files(above):
+        raise InputError(f"{option} {path}: this user cannot write in {above}")
+
+
+def _accepts_files(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` (root may write everywhere, but not in /proc)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def open_workspace(path: Path | None) -> Workspace:
     """The workspace named by the command's -w, else the global -w, else found from cwd."""
     return find_workspace(path or _global["workspace"])

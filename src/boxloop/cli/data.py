@@ -19,6 +19,7 @@ from ._app import (
     acceptance_table,
     add_app,
     app,
+    check_out,
     console,
     open_workspace,
     progress_bar,
@@ -290,6 +291,7 @@ def export_cmd(
     from ..sources import absolute_path
     from ..sources.remote import is_remote
 
+    check_out(out if out is None or not zip or out.suffix == ".zip" else out.with_suffix(".zip"), folder=not zip)
     ws = open_workspace(workspace)
     ids = None
     if selection is not None:

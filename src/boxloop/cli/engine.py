@@ -16,6 +16,7 @@ from ._app import (
     StrictOpt,
     WorkspaceOpt,
     app,
+    check_out,
     console,
     open_workspace,
     progress_bar,
@@ -105,6 +106,7 @@ def score_cmd(
     from ..scoring import ScoreOptions
     from ..selection import score, write_scores_csv
 
+    check_out(out)
     ws = open_workspace(workspace)
     cfg = ws.config.select
     text = strategy or cfg.strategy

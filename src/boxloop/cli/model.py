@@ -18,6 +18,7 @@ from ._app import (
     add_app,
     app,
     check_epochs_or_steps,
+    check_out,
     console,
     open_workspace,
     progress_bar,
@@ -355,6 +356,7 @@ def export_model_cmd(
     """
     from ..modeling import export_model
 
+    check_out(out)
     ws = open_workspace(workspace)
     path = export_model(ws, model=model, format=format, imgsz=imgsz, out=out)
     console.print(f"wrote {path}")

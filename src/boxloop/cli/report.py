@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import WorkspaceOpt, app, console, open_workspace
+from ._app import WorkspaceOpt, app, check_out, console, open_workspace
 
 
 @app.command("report")
@@ -35,6 +35,7 @@ def report(
     """
     from ..report import build_report
 
+    check_out(out)
     ws = open_workspace(workspace)
     path = build_report(
         ws, out=out.absolute() if out is not None else None, simulation_csv=simulation, audit_csv=audit,

@@ -12,7 +12,15 @@ from rich.table import Table
 from ..errors import BoxloopError
 from ..scoring import SCORERS, SELECTORS, ScoreOptions
 from ..scoring.pool import AGGREGATIONS
-from ._app import WorkspaceOpt, app, console, open_workspace, progress_bar, report_problems
+from ._app import (
+    WorkspaceOpt,
+    app,
+    check_out,
+    console,
+    open_workspace,
+    progress_bar,
+    report_problems,
+)
 from .labelstudio import TokenOpt, UrlOpt
 
 ModelVersionOpt = Annotated[
@@ -65,6 +73,7 @@ def select_cmd(
     """
     from ..selection import explain, select, write_selection_csv
 
+    check_out(out)  # before the selection is saved
     ws = open_workspace(workspace)
     if explain_id is not None:
         console.print(explain(ws.store, explain_id, selection_id=selection_id), markup=False, highlight=False)
@@ -188,6 +197,7 @@ def audit_cmd(
         from ..annotation.labelstudio import resolve_token
 
         token = resolve_token(token, option="--token")
+    check_out(out)
     ws = open_workspace(workspace)
     if folds is not None:
         train = {k: v for k, v in {"model": model, "epochs": epochs, "imgsz": imgsz}.items() if v is not None}
