@@ -168,7 +168,7 @@ def test_no_predictions_says_which_command_to_run():
 
 
 def test_unknown_model_version_lists_the_known_ones(store):
-    with pytest.raises(InputError, match=r"no predictions from model version 'v9'; run `boxloop predict --model-version v9` first; model versions with predictions: v1"):
+    with pytest.raises(InputError, match=r"no predictions from model version 'v9'; run `boxloop predict --model v9` first; model versions with predictions: v1"):
         select(store, budget=1, strategy="least_confidence", model_version="v9")
 
 
@@ -354,3 +354,33 @@ def test_nothing_to_select_when_the_newest_model_has_not_predicted_the_pool_says
     said = str(e.value)
     assert "2 have predictions from other model versions only: `boxloop predict` (model v2)" in said
     assert "the pool is empty" not in said
+
+
+def test_a_newer_version_that_predicted_a_few_images_does_not_shrink_the_pool(store):
+    """`predict --model other.pt --items ID` (a quick look at one image) made that file the
+    newest predictions: select then picked from that one image alone, calling it the pool.
+    The newest predictions covering the pool are scored, and the choice is said."""
+    import time
+
+    time.sleep(0.01)
+    store.put_predictions("quick-look", {"still-b": pred([[10, 10, 50, 50]], [0], [0.5])})
+    report = select(store, budget=3, strategy="least_confidence", diverse=False)
+    assert report.selection.model_version == "v1" and len(report.selection.item_ids) == 3
+    assert any(n.startswith("scoring v1's predictions (9 of the 9 pool images): the newer quick-look's cover 1") for n in report.notes)
+    # asked for by name, that version scores its own images, and says the others have none of its predictions
+    alone = select(store, budget=3, strategy="least_confidence", diverse=False, model_version="quick-look")
+    assert list(alone.selection.item_ids) == ["still-b"]
+    assert any("8 unlabeled item(s) have predictions of other versions, none of quick-look's" in n for n in alone.notes)
+    # a model trained since that predicted nothing yet is named
+    store.add_model_version("m007", backend="fake", classes=CLASSES, path="/runs/m007/best.pt")
+    again = select(store, budget=1, strategy="least_confidence", diverse=False)
+    assert any(n.startswith("the newest model, m007, has not predicted the pool: scoring v1's") for n in again.notes)
+
+
+def test_a_selector_named_in_the_strategy_stands_over_the_default_diversity(store):
+    """`select -s "entropy:1,top_k"` with [select] diverse = true (the default): once silently
+    the diverse selector; k_center was honoured."""
+    add_embeddings(store, ALL)
+    assert select(store, budget=2, strategy="least_confidence", diverse=None, seed=0).selection.strategy.endswith(",diverse")
+    named = select(store, budget=2, strategy="least_confidence:1,top_k", diverse=None, seed=0)
+    assert named.selection.strategy == "least_confidence:1"  # top_k, the plain ranking: no ",diverse"

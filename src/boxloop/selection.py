@@ -19,6 +19,7 @@ import numpy as np
 from .errors import InputError, NothingToSelect
 from .scoring import (
     SCORERS,
+    SELECTORS,
     FrameSequence,
     PackedBoxes,
     Pool,
@@ -73,21 +74,40 @@ class SelectionReport:
     imputed: Mapping[str, Detections] = field(default_factory=dict)
 
 
-def _default_version(store: Store, model_version: str | None) -> str:
+def _default_version(store: Store, model_version: str | None) -> tuple[str, list[str]]:
+    """Whose predictions to score, and notes on the choice. By default the newest predictions
+    that cover the pool (as much of it as any version's): a newer version that predicted only
+    a few images (a quick check of some file) does not shrink the pool to them, and a newer
+    model that predicted nothing yet is named, with how to use it."""
     versions = [v for v in store.predicted_versions() if not v.endswith(FLIP_SUFFIX)]
-    if model_version is None:
-        if not versions:
-            from .modeling import way_to_predictions
+    if model_version is not None:
+        if model_version not in versions:
+            known = f"; model versions with predictions: {', '.join(versions)}" if versions else ""
+            raise InputError(
+                f"no predictions from model version {model_version!r}; run "
+                f"`boxloop predict --model {model_version}` first{known}"
+            )
+        return model_version, []
+    if not versions:
+        from .modeling import way_to_predictions
 
-            raise InputError(f"no predictions yet; {way_to_predictions(store)} before selecting")
-        return versions[0]
-    if model_version not in versions:
-        known = f"; model versions with predictions: {', '.join(versions)}" if versions else ""
-        raise InputError(
-            f"no predictions from model version {model_version!r}; run "
-            f"`boxloop predict --model-version {model_version}` first{known}"
+        raise InputError(f"no predictions yet; {way_to_predictions(store)} before selecting")
+    size, covered = store.pool_coverage()
+    most = max((covered.get(v, 0) for v in versions), default=0)
+    chosen = next(v for v in versions if covered.get(v, 0) == most)  # newest first
+    notes = []
+    if chosen != versions[0]:
+        notes.append(
+            f"scoring {chosen}'s predictions ({most} of the {size} pool images): the newer {versions[0]}'s cover "
+            f"{covered.get(versions[0], 0)} (`boxloop predict --model {versions[0]}` predicts the rest; "
+            f"--model-version {versions[0]} scores those alone)"
         )
-    return model_version
+    models = [v for v in store.model_versions() if v.get("path")]  # oldest first
+    newest = str(models[-1]["id"]) if models else None
+    if newest is not None and newest != chosen and not covered.get(newest):
+        notes.append(f"the newest model, {newest}, has not predicted the pool: scoring {chosen}'s predictions "
+                     f"(`boxloop predict` first to score {newest}'s)")
+    return chosen, notes
 
 
 def load_pool(
@@ -111,6 +131,10 @@ def load_pool(
     waiting = len(store.items(state="pool"))
     if waiting:
         notes.append(f"{waiting} unlabeled item(s) have no predictions yet; run `boxloop predict` to include them")
+    others = len(store.items(state="prelabeled")) - len(candidates)  # predicted, but by other versions only
+    if others > 0:
+        notes.append(f"{others} unlabeled item(s) have predictions of other versions, none of {model_version}'s; "
+                     f"`boxloop predict --model {model_version} --missing` includes them")
     if not items:
         raise NothingToSelect(_nothing_to_select(store, model_version, tests=tests, waiting=waiting,
                                                  skipped=sum(1 for it in candidates if it.id in excluded)))
@@ -326,6 +350,11 @@ def _pick(
     return top_k(combined, k), {}, dedup
 
 
+def _names_a_selector(strategy: str) -> bool:
+    """Whether a strategy string names its selector (``"entropy,top_k"``)."""
+    return any(t.partition(":")[0].strip() in SELECTORS for t in str(strategy).split(","))
+
+
 def select(
     store: Store,
     *,
@@ -352,13 +381,14 @@ def select(
         raise InputError(f"dedup threshold must lie in (0, 1], got {dedup_threshold}")
     options = options or ScoreOptions()
     parsed = parse_strategy(strategy, diverse=bool(diverse))
-    version = _default_version(store, model_version)
+    version, chosen = _default_version(store, model_version)
     pool, notes = load_pool(store, version, need=_needs(parsed, diverse), exclude=exclude)
+    notes[:0] = chosen
     baseline = parsed.is_random_baseline
     if baseline:
         notes.append("random: a uniform sample (no diversity, no duplicate suppression), the baseline")
-    elif diverse is None and parsed.selector == "top_k" and pool.embeddings is not None:
-        parsed = Strategy(parsed.components, "diverse")
+    elif diverse is None and parsed.selector == "top_k" and not _names_a_selector(strategy) and pool.embeddings is not None:
+        parsed = Strategy(parsed.components, "diverse")  # diversity by default; a selector named stands
     elif diverse is None and pool.embeddings is None:
         notes.append(
             f"no embeddings for this model version ({version}), nor from another for the whole pool: "
@@ -571,9 +601,10 @@ def score(
     if not parsed.components:
         raise InputError(f"strategy {strategy!r} names no scorer; a selector alone gives no scores")
     eng = get_engine(engine, address=ray_address) if isinstance(engine, str) else engine
-    version = _default_version(store, model_version)
+    version, chosen = _default_version(store, model_version)
     plain = Strategy(parsed.components, "top_k")
     pool, notes = load_pool(store, version, need=_needs(plain, False), exclude=exclude)
+    notes[:0] = chosen
     t0 = time.perf_counter()
     rng = np.random.default_rng(secrets.randbits(32) if seed is None else int(seed))
     raw = score_components(pool, plain, options=options, rng=rng, engine=eng)

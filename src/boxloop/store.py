@@ -671,6 +671,20 @@ class Store:
         )
         return [r[0] for r in rows]
 
+    def pool_coverage(self) -> tuple[int, dict[str, int]]:
+        """(the selectable pool's size, model version → how many of it that version predicted):
+        the pool is the unlabeled items out of the test split and not out for labeling."""
+        pool = (
+            "FROM items i WHERE (i.split IS NULL OR i.split != 'test') AND "
+            f"{self._state_sql('unlabeled', None)} AND NOT ({self._state_sql('in_review', None)})"
+        )
+        size = int(self.conn.execute(f"SELECT COUNT(*) {pool}").fetchone()[0])
+        rows = self.conn.execute(
+            f"SELECT p.model_version, COUNT(*) FROM predictions p WHERE p.item_id IN (SELECT i.id {pool}) "
+            "GROUP BY p.model_version"
+        )
+        return size, {r[0]: int(r[1]) for r in rows}
+
     def put_embeddings(self, model_version: str, embeddings: Mapping[str, np.ndarray]) -> None:
         with self.transaction() as c:
             c.executemany(
