@@ -344,6 +344,37 @@ class Store:
         )
         return {r[0]: r[1] for r in rows}
 
+    def relocate(self, old_root: str, new_root: str) -> int:
+        """Rewrite every stored path under ``old_root`` to the same path under ``new_root`` (a
+        workspace moved or copied); returns how many were rewritten."""
+        old, new = old_root.rstrip("/") + "/", new_root.rstrip("/") + "/"
+        n = len(old)
+        moved = 0
+        with self.transaction() as c:
+            for table, column in (("items", "uri"), ("item_sources", "path"), ("model_versions", "path")):
+                moved += c.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                    (new, n + 1, n, old),
+                ).rowcount
+            for row in c.execute("SELECT id, meta FROM model_versions").fetchall():
+                meta = json.loads(row["meta"] or "{}")
+                run_dir = meta.get("run_dir")
+                if isinstance(run_dir, str) and run_dir.startswith(old):
+                    meta["run_dir"] = new + run_dir[n:]
+                    c.execute("UPDATE model_versions SET meta = ? WHERE id = ?", (json.dumps(meta), row["id"]))
+        return moved
+
+    def former_root(self) -> str | None:
+        """Where a workspace whose store does not say was, from its trained models' weights
+        (``<root>/runs/<version>/...``): the one folder they lie under; None when no model
+        was trained here, or they disagree."""
+        roots = set()
+        for row in self.conn.execute("SELECT id, path FROM model_versions WHERE path IS NOT NULL"):
+            marker = f"/runs/{row['id']}/"
+            if marker in str(row["path"]):
+                roots.add(str(row["path"]).split(marker, 1)[0])
+        return roots.pop() if len(roots) == 1 else None
+
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

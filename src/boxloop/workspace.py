@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from .config import Config, default_toml, load_config
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, StoreError
 from .sources import absolute_path
 from .store import Store
 
@@ -17,6 +19,8 @@ __all__ = ["CONFIG_NAME", "STORE_NAME", "Workspace", "find_workspace"]
 
 CONFIG_NAME = "boxloop.toml"
 STORE_NAME = "boxloop.db"
+ROOT_KEY = "workspace_root"  # where the workspace was when its paths were last written
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,7 +68,27 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
-        return Store.open(self.root / STORE_NAME)
+        store = Store.open(self.root / STORE_NAME)
+        self._follow_a_move(store)
+        return store
+
+    def _follow_a_move(self, store: Store) -> None:
+        """A workspace moved or copied elsewhere: the paths it keeps of its own files (pictures
+        unpacked under imports/, video frames, Label Studio media, model weights) and of files
+        inside its folder name the old place. Rewrite them to this one, once."""
+        here = str(self.root)
+        was = store.get_meta(ROOT_KEY)
+        if was is None:
+            was = store.former_root()  # a store from before the key
+        if was is not None and was != here:
+            moved = store.relocate(was, here)
+            if moved:
+                log.warning("the workspace was at %s: %d path(s) of its own files now point here (%s)", was, moved, here)
+        if was != here:
+            try:
+                store.set_meta(ROOT_KEY, here)
+            except (sqlite3.Error, StoreError):  # a workspace on a read-only disk is still read
+                log.debug("could not record the workspace's place in %s", here)
 
     @property
     def classes(self) -> list[str]:
