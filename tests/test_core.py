@@ -155,6 +155,14 @@ def test_config_unknown_key_and_env_override(tmp_path: Path) -> None:
         load_config(tmp_path / "bad.toml", env={})
     with pytest.raises(ConfigError, match="not a boxloop workspace|no boxloop workspace"):
         find_workspace(tmp_path / "elsewhere")
+    # a variable naming no setting is an error too (it was ignored: a CI job trained 30 epochs, not 1)
+    with pytest.raises(ConfigError, match=r"^environment variable BOXLOOP_TRAIN_EPOCH names no setting of \[train\]; "
+                       r"known: BOXLOOP_TRAIN_MODEL, BOXLOOP_TRAIN_EPOCHS"):
+        load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRAIN_EPOCH": "1"})
+    with pytest.raises(ConfigError, match=r"^environment variable BOXLOOP_TRIAN_EPOCHS names no setting: "
+                       r"BOXLOOP_<SECTION>_<KEY> with a section of TRAIN, "):
+        load_config(ws.root / "boxloop.toml", env={"BOXLOOP_TRIAN_EPOCHS": "1"})
+    assert load_config(ws.root / "boxloop.toml", env={"BOXLOOP_LOG": "INFO", "BOXLOOP_WORKSPACE": "x"}).train.epochs == 30
 
 
 def test_config_select_aggregation_defaults_to_max_and_names_the_known_ones(tmp_path: Path) -> None:

@@ -434,3 +434,23 @@ def test_an_image_past_pillows_pixel_limit_is_a_problem_not_a_crash(
     with pytest.raises(InputError, match="ortho.png: too large to decode safely"):
         load_image(src / "ortho.png")
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_piped_output_keeps_each_problem_on_one_line(ws: Workspace, tmp_path: Path) -> None:
+    """`boxloop add labels ... 2>&1 | grep ...`: a problem is one `path:line: reason` line (the
+    console once wrapped at 80 columns whenever it was not a terminal, splitting the path)."""
+    import os
+    import subprocess
+    import sys
+
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "src"
+    src = yolo_folder(deep, {"bad": "0 0.5 0.5 0.2\n", "good": GOOD})
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from boxloop.cli import main; main()", "-w", str(ws.root), "add", "labels", str(src)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    bad = src / "labels" / "bad.txt"
+    assert any(line.strip() == f"{bad}:1: expected 5 (class cx cy w h) fields, got 4" for line in lines), lines

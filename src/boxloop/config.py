@@ -180,6 +180,29 @@ def _section(cls: type, raw: Mapping[str, Any], where: str, env: Mapping[str, st
         raise ConfigError(f"{where.rsplit(' [', 1)[0]}: {e}{source}") from e
 
 
+# BOXLOOP_ variables that are no setting of boxloop.toml
+OTHER_VARIABLES = ("BOXLOOP_WORKSPACE", "BOXLOOP_LOG", "BOXLOOP_NO_PROGRESS", "BOXLOOP_CACHE_DIR", "BOXLOOP_CACHE_SIZE",
+                   "BOXLOOP_BASIC_AUTH")
+
+
+def _check_environment(env: Mapping[str, str]) -> None:
+    """A BOXLOOP_ variable that names no setting is an error, as a typo in boxloop.toml is
+    (``BOXLOOP_TRAIN_EPOCH=1`` once trained the file's 30 epochs without a word)."""
+    for key in sorted(k for k in env if k.startswith("BOXLOOP_") and k not in OTHER_VARIABLES):
+        section = next((name for name in _SECTIONS if key.startswith(f"BOXLOOP_{name.upper()}_")), None)
+        if section is None:
+            raise ConfigError(
+                f"environment variable {key} names no setting: BOXLOOP_<SECTION>_<KEY> with a section of "
+                f"{', '.join(s.upper() for s in _SECTIONS)}; or one of {', '.join(OTHER_VARIABLES)}"
+            )
+        names = [f.name for f in dataclasses.fields(_SECTIONS[section])]
+        if key.removeprefix(f"BOXLOOP_{section.upper()}_").lower() not in names:
+            raise ConfigError(
+                f"environment variable {key} names no setting of [{section}]; known: "
+                + ", ".join(f"BOXLOOP_{section.upper()}_{n.upper()}" for n in names)
+            )
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read a boxloop.toml; unknown sections or keys are errors naming them."""
     path = Path(path)
@@ -196,6 +219,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(
             f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: project, {', '.join(_SECTIONS)}"
         )
+    _check_environment(env)
     sections = {
         name: _section(cls, raw.get(name, {}), f"{path} [{name}]", env)
         for name, cls in _SECTIONS.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +20,18 @@ from rich.table import Table
 from ..errors import BoxloopError, Problems
 from ..workspace import Workspace, find_workspace
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(*, stderr: bool = False) -> Console:
+    """A console that wraps at the terminal's width; piped or redirected (a log, `grep`), it
+    wraps nothing, so a `path:line: reason` or a table row stays one line (COLUMNS still sets
+    a width)."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty()) and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=UNWRAPPED if piped else None)
+
+
+UNWRAPPED = 1000  # columns of a console writing to a pipe or a file
+console = _console()
+err_console = _console(stderr=True)
 
 __all__ = [
     "StrictOpt",
