@@ -20,6 +20,7 @@ from rich.table import Table
 from ..errors import BoxloopError, Problems
 from ..workspace import Workspace, find_workspace
 
+
 def _console(*, stderr: bool = False) -> Console:
     """A console that wraps at the terminal's width; piped or redirected (a log, `grep`), it
     wraps nothing, so a `path:line: reason` or a table row stays one line (COLUMNS still sets
