@@ -134,8 +134,13 @@ def test_a_round_with_nothing_left_to_select_ends_instead_of_sticking(tmp_path: 
 
 def test_a_second_round_on_the_same_workspace_is_refused(tmp_path: Path, digits: Path) -> None:
     ws = make_ws(tmp_path, digits)
-    with round_lock(ws), pytest.raises(InputError, match="a round is already running"):
+    with round_lock(ws), pytest.raises(InputError, match=r"a round \(boxloop round\) is already running on .* \(pid \d+\)"):
         run_round(ws, RoundPlan(budget=1, backend=FakeBackend(CLASSES)))
+    # `boxloop train` beside a round (or another train) is refused as well, naming what runs
+    with round_lock(ws, doing="a training (boxloop train)"):
+        result = CliRunner().invoke(app, ["-w", str(ws.root), "train", "--epochs", "1"])
+        assert result.exit_code == 1
+        assert flat(f"a training (boxloop train) is already running on {ws.root} (pid {os.getpid()})") in flat(result.output)
 
 
 def test_oracle_rounds_label_the_selection_and_count_acceptance(tmp_path: Path, digits: Path) -> None:

@@ -161,21 +161,23 @@ class RoundPlan:
 
 
 @contextmanager
-def round_lock(ws: Workspace) -> Iterator[None]:
-    """Hold the workspace's round lock; a second round on the same workspace gets a clear error."""
+def round_lock(ws: Workspace, doing: str = "a round (boxloop round)") -> Iterator[None]:
+    """Hold the workspace's lock for work that trains (a round, `boxloop train`, serve's
+    retraining): a second one on the same workspace gets a clear error naming the first."""
     path = ws.root / ".round.lock"
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "another process"
+            pid, _, what = f.read().strip().partition("\t")
             raise InputError(
-                f"a round is already running on {ws.root} (pid {holder}); wait for it or stop it first"
+                f"{what or 'a round'} is already running on {ws.root} (pid {pid or 'of another process'}); "
+                "wait for it or stop it first"
             ) from None
         f.seek(0)
         f.truncate()
-        f.write(str(os.getpid()))
+        f.write(f"{os.getpid()}\t{doing}")
         f.flush()
         try:
             yield

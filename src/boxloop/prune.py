@@ -16,6 +16,8 @@ weights.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,23 @@ class Prunable:
     bytes: int
 
 
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.(tmp|build)$")  # atomic.temporary_beside, export's zip build
+
+
+def _left_by_a_dead_process(name: str) -> bool:
+    """Whether ``name`` is a temporary file or folder (``.NAME.<pid>.<hex>.tmp``) whose writer
+    is gone: a command killed (kill -9) before it renamed it into place."""
+    found = _TEMPORARY.match(name)
+    if found is None:
+        return False
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
+
 def _size(path: Path) -> int:
     return bytes_under(path) if path.is_dir() else path.stat().st_size
 
@@ -63,6 +82,13 @@ def prunable(ws: Workspace, *, shrunk: bool = False) -> list[Prunable]:
         if state == "cut off":
             run = ws.runs_dir / name
             out.append(Prunable(run, "a run cut off (it can no longer be resumed once removed)", _size(run)))
+        elif state == "nothing saved":
+            run = ws.runs_dir / name
+            out.append(Prunable(run, "a run stopped before it saved an epoch (nothing to resume)", _size(run)))
+    for folder in (ws.root / "exports", ws.root / "imports"):
+        for left in sorted(folder.glob(".*")) if folder.is_dir() else []:
+            if _left_by_a_dead_process(left.name):
+                out.append(Prunable(left, "left half-written by a command killed while writing it", _size(left)))
     held = ws.runs_dir / HELD_OUT_DIR
     if held.is_dir():
         for fold in sorted(p for p in held.iterdir() if p.is_dir()):

@@ -79,14 +79,18 @@ STATE_HELP = {
 
 def training_runs(ws: Workspace) -> dict[str, str]:
     """Run folders no model version names (newest first): "training now" where a process
-    holds the run's lock, else "cut off"."""
+    holds the run's lock, "cut off" where it saved an epoch to go on from, else "nothing
+    saved" (killed before its first epoch ended: nothing to resume)."""
     from .runs import training_now, unfinished_runs
 
     registered = {v["id"] for v in ws.store.model_versions()}
-    return {
-        name: "training now" if training_now(ws.runs_dir / name) else "cut off"
-        for name in unfinished_runs(ws.runs_dir, registered=registered)
-    }
+
+    def state(run: Path) -> str:
+        if training_now(run):
+            return "training now"
+        return "cut off" if (run / "weights" / "last.pt").is_file() else "nothing saved"
+
+    return {name: state(ws.runs_dir / name) for name in unfinished_runs(ws.runs_dir, registered=registered)}
 
 
 def next_step(ws: Workspace, st: dict[str, Any]) -> str:

@@ -347,6 +347,7 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
 
     Example: boxloop status
     """
+    from ..ledger import unfinished_round, where_it_stopped
     from ..status import STATE_HELP, disk_usage, next_step, training_runs, workspace_status
 
     ws = open_workspace(workspace)
@@ -386,6 +387,13 @@ def status_cmd(workspace: WorkspaceOpt = None) -> None:
             f"training runs cut off: {', '.join(cut)} (boxloop train with the same labels and "
             "settings goes on with one; boxloop prune drops them)"
         )
+    empty = [name for name, state in runs.items() if state == "nothing saved"]
+    if empty:
+        console.print(f"training runs stopped before saving an epoch: {', '.join(empty)} (nothing to go on from; "
+                      "boxloop prune drops them)")
+    unfinished = unfinished_round(ws.store)
+    if unfinished is not None:
+        console.print(f"[yellow]{escape(where_it_stopped(ws.store, unfinished))}[/yellow]")
     disk = disk_usage(ws)
     tail = " (boxloop prune shows what can go)" if disk.get("runs") or disk.get("shrunk") or disk.get("tiles") else ""
     console.print("disk: " + ", ".join(f"{name} {_size(n)}" for name, n in disk.items() if n) + tail)

@@ -119,7 +119,9 @@ def train_cmd(
     ws = open_workspace(workspace)
     by_steps = steps is not None or (epochs is None and ws.config.train.steps > 0)
     total = None if by_steps else (ws.config.train.epochs if epochs is None else epochs)
-    with epochs_shown(total) as on_epoch:
+    from ..loop import round_lock
+
+    with round_lock(ws, doing="a training (boxloop train)"), epochs_shown(total) as on_epoch:
         outcome = train(
             ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
             allow_missing_classes=allow_missing_classes, on_epoch=on_epoch, tile=tile,

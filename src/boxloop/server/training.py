@@ -267,7 +267,7 @@ def run_job(
 
     cfg = ws.config.serve
     result: dict[str, Any] = {"project": project}
-    with round_lock(ws):
+    with round_lock(ws, doing="a retraining of boxloop serve"):
         said({"step": "pulling the annotations"})
         fetcher = ImageFetcher(
             FetchPolicy(url, parse_allowed(cfg.allowed_storage), cfg.max_image_bytes, cfg.fetch_timeout),
