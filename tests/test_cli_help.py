@@ -86,3 +86,23 @@ def test_help_at_80_columns_cuts_no_option_name_or_word(path: list[str], command
     names = {opt for param in command.params for opt in getattr(param, "opts", []) if opt.startswith("--")}
     for name in names - {"--install-completion", "--show-completion"}:
         assert name in result.output, f"--help of {' '.join(path)} at 80 columns does not show {name} whole"
+
+
+def test_ctrl_c_however_early_ends_with_one_line_and_no_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C while the command's modules still load (the first half second) once printed a
+    40-line traceback; now, whenever it lands, a line and exit code 130 (or the command ends)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    exe = shutil.which("boxloop", path=os.path.dirname(__import__("sys").executable))  # the venv's command
+    assert exe is not None
+    for delay in (0.05, 0.15, 0.3, 0.6):
+        proc = subprocess.Popen([exe, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in out + err, (delay, err)
+        assert proc.returncode in (0, 130), (delay, proc.returncode, err)
