@@ -454,3 +454,14 @@ def test_piped_output_keeps_each_problem_on_one_line(ws: Workspace, tmp_path: Pa
     lines = (done.stdout + done.stderr).splitlines()
     bad = src / "labels" / "bad.txt"
     assert any(line.strip() == f"{bad}:1: expected 5 (class cx cy w h) fields, got 4" for line in lines), lines
+
+
+def test_a_broken_link_in_a_folder_is_a_problem_naming_it(ws: Workspace, tmp_path: Path) -> None:
+    """A link whose target is gone, in a folder of images: named (once skipped without a word,
+    so --strict passed)."""
+    folder = tmp_path / "imgs"
+    write_image(folder / "ok.jpg", size=(64, 48), seed=1)
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere" / "x.jpg")
+    report = add_images(ws, [folder])
+    assert report.added == 1
+    assert [str(p) for p in report.problems] == [f"{folder / 'gone.jpg'}: a link to {tmp_path / 'nowhere' / 'x.jpg'}, which is not there"]

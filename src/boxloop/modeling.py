@@ -1109,6 +1109,9 @@ def _read_yolo_predictions(
         )
         d = read.labels
         problems.extend(read.every_problem)
+        if read.problems:  # a line that cannot be read may be a box: this image's predictions would lack it
+            problems.add(f, "predictions skipped (this image keeps none of this version's) until the file is fixed")
+            continue
         ids = to_project[d.class_id]
         kept = ids >= 0  # boxes of classes the project does not have are left out
         out[item.id] = Detections(d.xyxy[kept], ids[kept], None if d.confidence is None else d.confidence[kept])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import importlib.util
+import os
 import re
 import threading
 import warnings
@@ -154,7 +155,8 @@ def expand_paths(
             continue
         p = Path(p)
         if p.is_dir():
-            listed = [f for f in p.rglob("*") if not hidden(f.relative_to(p)) and f.is_file()]
+            # a broken link is listed: reading it names it (it was skipped without a word)
+            listed = [f for f in p.rglob("*") if not hidden(f.relative_to(p)) and (f.is_file() or _broken_link(f))]
         elif p.is_file():
             listed = [p]
         else:
@@ -183,11 +185,17 @@ def read_image_info(path: str | Path, sha256: str | None = None) -> ImageInfo:
     if is_remote(str(path)):
         return image_info_from_bytes(str(path), fetch(str(path)), sha256)
     path = Path(path)
+    if _broken_link(path):
+        raise InputError(f"{path}: a link to {os.readlink(path)}, which is not there")
     try:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror}") from e
     return image_info_from_bytes(path, data, sha256)
+
+
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def image_info_from_bytes(path: Path | str, data: bytes, sha256: str | None = None) -> ImageInfo:
