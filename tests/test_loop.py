@@ -501,6 +501,15 @@ def test_work_done_before_the_first_round_is_round_0_of_the_ledger(tmp_path: Pat
     assert flat("models trained outside the rounds (`boxloop serve`, `boxloop train`)") in flat(shown)
     row = next(line for line in shown.splitlines() if "m-served" in line)
     assert row.split("│")[1:-1] and [c.strip() for c in row.split("│")[1:4]] == ["1", "54", str(outside.labeled_boxes)]
+    lines = CliRunner().invoke(app, ["-w", str(ws.root), "history", "--csv"]).output.splitlines()
+    assert lines[0].startswith("round,labeled_images,labeled_boxes,model_version,map50,map50_95")
+    assert [line.split(",")[:2] for line in lines[1:]] == [["0", "24"], ["1", "54"]]
+    import json
+
+    status = json.loads(CliRunner().invoke(app, ["-w", str(ws.root), "status", "--json"]).output)
+    assert status["by_state"]["labeled"] == 54 and status["unfinished_round"] is None
+    assert {"id": "m-served", "map50": served["map50"], "map50_95": served["map50_95"]} in status["model_versions"]
+    assert status["next"].startswith("every image is labeled") or status["next"].startswith("boxloop round")
     page = render_report(ws)
     assert "Models trained outside the rounds" in page
     assert f'<tr data-model="m-served"><td>1</td><td>54</td><td>{outside.labeled_boxes}</td>' in page

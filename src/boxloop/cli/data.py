@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -341,17 +343,37 @@ def export_cmd(
 
 
 @app.command("status")
-def status_cmd(workspace: WorkspaceOpt = None) -> None:
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as one JSON object, for scripts and CI.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
     """Items by state and split, boxes per class, model versions, training runs cut off, and
     the disk each of the workspace's folders takes.
 
     Example: boxloop status
+    Example: boxloop status --json | jq .by_state.pool
     """
     from ..ledger import unfinished_round, where_it_stopped
     from ..status import STATE_HELP, disk_usage, next_step, training_runs, workspace_status
 
     ws = open_workspace(workspace)
     st = workspace_status(ws)
+    if as_json:
+        unfinished = unfinished_round(ws.store)
+        doc = {
+            "workspace": str(ws.root), **{k: v for k, v in st.items() if k not in ("model_versions", "acceptance")},
+            "model_versions": [
+                {"id": v, **{k: (ws.store.evaluation(v) or {}).get(k) for k in ("map50", "map50_95")}}
+                for v in st["model_versions"]
+            ],
+            "acceptance": {("none" if rnd is None else str(rnd)): a for rnd, a in st["acceptance"].items()},
+            "training_runs": training_runs(ws),
+            "unfinished_round": None if unfinished is None else where_it_stopped(ws.store, unfinished),
+            "disk_bytes": disk_usage(ws),
+            "next": next_step(ws, st),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
     console.print(f"[bold]{ws.root}[/bold]: {st['items']} images, round {st['round']}")
     t = Table(title="items by state")
     t.add_column("state")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,10 +232,14 @@ def release_cmd(
 
 
 @app.command("history")
-def history_cmd(workspace: WorkspaceOpt = None) -> None:
+def history_cmd(
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print runs/history.csv (one row a round) instead of tables.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
     """The round ledger: labels, model, mAP and pre-label acceptance per round.
 
     Example: boxloop history
+    Example: boxloop history --csv | cut -d, -f1,6
     """
     from ..ledger import (
         history,
@@ -246,6 +251,9 @@ def history_cmd(workspace: WorkspaceOpt = None) -> None:
     )
 
     ws = open_workspace(workspace)
+    if as_csv:
+        sys.stdout.write(write_history_csv(ws).read_text(encoding="utf-8"))
+        return
     records = history(ws.store)
     if not records:
         console.print("no rounds yet: run `boxloop round` (or `boxloop train` and `boxloop evaluate`)")
