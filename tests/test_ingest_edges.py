@@ -307,8 +307,7 @@ def test_init_on_a_workspace_with_other_classes_says_how_they_differ_briefly(tmp
     assert "classes can only be added" in result.output and "class79" not in said
     result = runner.invoke(app, ["init", str(ws), "--classes", ",".join(names[:3])])
     assert result.exit_code == 1
-    assert flat("the 3 given differ from class 3 on: the workspace's go on with class3, class4, class5, ... "
-                "(77 in all)") in flat(result.output)
+    assert flat("the 3 given are its first 3, and it has class3, class4, class5, ... (77 in all) besides") in flat(result.output)
     result = runner.invoke(app, ["init", str(ws), "--classes", ",".join([*names, "extra"])])
     assert result.exit_code == 0 and flat("added 1 class(es) after its 80: extra.") in flat(result.output)
     assert Workspace.open(ws).classes[-1] == "extra"
@@ -442,3 +441,12 @@ def test_one_picture_under_two_names_labeled_otherwise_keeps_the_first_and_says_
     assert labels.class_id.tolist() == [1]
     again = add_labels(ws, src, format="yolo")  # run again: nothing added, the same problem
     assert (again.labeled, again.unchanged_labels, len(again.problems)) == (0, 1, 1)
+
+
+def test_a_bad_label_file_for_a_labeled_image_says_it_keeps_its_labels(ws: Workspace, tmp_path: Path) -> None:
+    src = yolo_folder(tmp_path / "src", {"a": GOOD})
+    add_labels(ws, src, format="yolo")
+    (src / "labels" / "a.txt").write_text(GOOD + "0 0.5 0.5 0.2\n")
+    report = add_labels(ws, src, format="yolo")
+    assert f"{src / 'labels' / 'a.txt'}: label file skipped (its image keeps its labels of version 1) until fixed" in [
+        str(p) for p in report.problems]

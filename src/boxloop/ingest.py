@@ -38,6 +38,7 @@ from .sources.images import (
 from .sources.remote import is_remote, list_folder
 from .sources.video import VIDEO_SUFFIXES
 from .split import SPLIT_CHOICES, SplitRequest, split_named
+from .store import Store
 from .types import Detections, Item
 from .workspace import Workspace
 
@@ -711,16 +712,21 @@ def _label_text(txt: Path | str, report: IngestReport) -> str | None:
         return None
 
 
-def _yolo_labels(text: str, txt: Path | str, item: Item, n_classes: int, report: IngestReport) -> Detections | None:
+def _yolo_labels(
+    text: str, txt: Path | str, item: Item, n_classes: int, report: IngestReport, store: Store | None = None
+) -> Detections | None:
     """A YOLO label file's boxes in ``item``'s pixels (boxes reaching past the image clipped
-    to it, those with nothing inside it left out), or None (its problems reported)."""
+    to it, those with nothing inside it left out), or None (its problems reported; ``store``
+    says whether the image keeps labels it had)."""
     read = read_yolo_labels(text, width=item.width, height=item.height, n_classes=n_classes, source=str(txt))
     report.problems.extend(read.dropped)  # no object lost: the rest of the file stands
     if read.problems:
         # partial labels would teach the model that a missed object is background:
         # the image stays in the pool until its label file is fixed
         report.problems.extend(read.problems)
-        report.problems.add(txt, "label file skipped (its image stays unlabeled) until fixed")
+        had = store.label_version(item.id) if store is not None else None
+        keeps = "its image stays unlabeled" if had is None else f"its image keeps its labels of version {had}"
+        report.problems.add(txt, f"label file skipped ({keeps}) until fixed")
         return None
     report.clipped.extend(f"{txt}:{line}" for line in read.clipped)
     return read.labels
@@ -882,7 +888,7 @@ def _add_yolo(
         labels = None
         if txt is not None:
             text = _label_text(txt, report)
-            labels = None if text is None else _yolo_labels(text, txt, item, len(file_names), report)
+            labels = None if text is None else _yolo_labels(text, txt, item, len(file_names), report, ws.store)
         if copy is not None:  # an annotation tool's copy: its boxes, in its pixels, moved to the original's
             if labels is not None:
                 xyxy, keep = sent_out.boxes(labels.xyxy, copy, txt, report)  # type: ignore[arg-type]
@@ -891,7 +897,7 @@ def _add_yolo(
         parsed.append((item, img, txt, labels))
     sent_out.say(report)
     for item, txt, text in _labels_without_images(ws, orphans, has_images=bool(pairs), sent=sent, report=report):
-        parsed.append((item, None, txt, _yolo_labels(text, txt, item, len(file_names), report)))
+        parsed.append((item, None, txt, _yolo_labels(text, txt, item, len(file_names), report, ws.store)))
     unlabeled = sum(1 for _, _, txt, _ in parsed if txt is None)
     if unlabeled:
         report.notes.append(

@@ -93,6 +93,8 @@ def _init_again(directory: Path, names: list[str]) -> None:
 def _class_difference(have: list[str], given: list[str]) -> str:
     """How the classes given differ from a workspace's, in a few words."""
     i = next((k for k, (a, b) in enumerate(zip(have, given)) if a != b), min(len(have), len(given)))
+    if i == len(given) < len(have):  # a beginning of the workspace's classes
+        return f"the {len(given)} given are its first {len(given)}, and it has {_some(have[i:], 3)} besides"
     said = f"the {len(given)} given differ" + (f" from class {i} on" if i else "")
     if i < len(have) and i < len(given):
         return f"{said}: {have[i]!r} in the workspace, {given[i]!r} given"
