@@ -272,6 +272,7 @@ def test_out_of_fold_audit_judges_every_label_by_a_model_that_never_saw_it(tmp_p
     out = flat(result.output)
     assert flat("fold 2 of 2: training on") in out and flat("audited 12 labeled image(s) against 2 held-out yolov8n models") in out
     assert flat("the model finds nothing like") in out and flat("too weak yet") in out  # one epoch from scratch
+    assert flat("next: see them with --out audit.csv, then boxloop report --audit audit.csv") in out
     # asked to send its list for re-checking, such a model sends nothing (every image would go) unless forced;
     # the held-out models are reused (the labels stayed)
     exports = ws.root / "exports"
@@ -279,6 +280,7 @@ def test_out_of_fold_audit_judges_every_label_by_a_model_that_never_saw_it(tmp_p
     args = ["audit", "--folds", "2", "--epochs", "1", "--imgsz", "64", "--conf", "0.01", "--top", "3", "--zip", "-w", str(ws.root)]
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and flat("nothing exported or pushed: this model is too weak") in flat(result.output)
+    assert flat("trained already on these labels and settings: reused runs/audit-folds/fold-1-of-2") in flat(result.output)
     assert (sorted(exports.iterdir()) if exports.is_dir() else []) == before
     result = runner.invoke(app, [*args, "--force"])
     assert result.exit_code == 0, result.output

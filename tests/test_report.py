@@ -265,6 +265,11 @@ def test_report_shows_an_audit_on_its_images(full_ws: Workspace, tmp_path: Path,
     (tmp_path / "bad.csv").write_text("rank,item_id\n1,a\n")
     with pytest.raises(InputError, match=r"bad\.csv: not an audit CSV"):
         build_report(full_ws, audit_csv=tmp_path / "bad.csv")
+    # an audit of another workspace names none of this one's images (it drew an empty section, exit 0)
+    other = csv_path.read_text().replace(",b,", ",elsewhere-1,").replace(",a,", ",elsewhere-2,")
+    (tmp_path / "other.csv").write_text(other)
+    with pytest.raises(InputError, match=r"other\.csv: names no image of this workspace"):
+        build_report(full_ws, audit_csv=tmp_path / "other.csv")
 
 
 def _rounds_ws(root: Path, *, classes: list[str], rounds: int = 4) -> Workspace:

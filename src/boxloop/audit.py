@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,10 +341,11 @@ def audit_out_of_fold(
             continue
         if say:
             say(f"fold {k + 1} of {folds}: training on {len(labels) - len(held)} labeled image(s), auditing {len(held)}")
-        weights = train_held_out(
-            ws, ws.runs_dir / HELD_OUT_DIR / f"fold-{k + 1}-of-{folds}", exclude=set(held), on_epoch=on_epoch,
-            **train_options,
-        )
+        started = time.time()
+        run_dir = ws.runs_dir / HELD_OUT_DIR / f"fold-{k + 1}-of-{folds}"
+        weights = train_held_out(ws, run_dir, exclude=set(held), on_epoch=on_epoch, **train_options)
+        if say and weights.stat().st_mtime < started:
+            say(f"  trained already on these labels and settings: reused {run_dir.relative_to(ws.root)}")
         preds, problems = predict_with_weights(ws, weights, [items[i] for i in held], imgsz=imgsz, tile=tile,
                                                progress=progress)
         for problem in problems:

@@ -489,6 +489,16 @@ class Store:
     def _quote(s: str) -> str:
         return "'" + s.replace("'", "''") + "'"
 
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` that name an item of this store."""
+        want = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        for k in range(0, len(want), 500):
+            part = want[k:k + 500]
+            rows = self.conn.execute(f"SELECT id FROM items WHERE id IN ({','.join('?' * len(part))})", part)
+            found.update(r[0] for r in rows)
+        return found
+
     def count_items(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 

@@ -276,7 +276,7 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: a folder in exports/ named by format, what and time).")] = None,
     model_version: Annotated[
         str | None,
-        typer.Option("--model-version", help="Predictions to use for prelabels (default: the selection's model, else the newest)."),
+        typer.Option("--model-version", "-m", help="Predictions to use for prelabels (default: the selection's model, else the newest)."),
     ] = None,
     conf: Annotated[float | None, typer.Option(
         "--conf", help='Lowest confidence of a predicted box in a prelabeled export (default: \\[labelstudio] prelabel_conf; "auto": the threshold `evaluate` found saves the most drawing, else 0.25).',
@@ -304,6 +304,9 @@ def export_cmd(
         model_version = model_version or sel.model_version
         console.print(f"selection {escape(sel.id)}: {len(ids)} image(s)")
     if under is not None:
+        if not is_remote(under) and not Path(under).expanduser().is_dir():
+            raise InputError(f"--from {under}: not a folder; --from takes the folder (or bucket prefix) the images "
+                             "were added from (for some images alone: boxloop select, then --selection)")
         prefix = under if is_remote(under) else str(absolute_path(under))
         prefix = prefix.rstrip("/") + "/"
         found = [it.id for it in ws.store.items()  # (uris stored before paths were normalized may hold "..")

@@ -248,6 +248,10 @@ def audit_cmd(
     console.print(table)
     if out is not None:
         console.print(f"suspects: [bold]{escape(str(write_audit_csv(ws, report, out)))}[/bold]")
+    if not zip_ and not push:
+        seen = f"boxloop report --audit {escape(str(out))} (each drawn)" if out is not None else "--out audit.csv, then boxloop report --audit audit.csv (each drawn)"
+        console.print(f"next: see them with {seen}; re-check them with --zip (any tool; boxloop add labels brings the "
+                      "fixes back) or --push labelstudio (then boxloop pull)")
     if report.too_weak() and (zip_ or push) and not force:
         raise BoxloopError(
             "nothing exported or pushed: this model is too weak to judge the labels, so a reviewer would re-check "

@@ -68,6 +68,8 @@ def render_report(ws: Workspace, *, simulation_csv: Path | None = None, audit_cs
 
     simulation = read_simulation(simulation_csv) if simulation_csv is not None else None
     audited = read_audit_csv(audit_csv) if audit_csv is not None else None
+    if audited and not ws.store.known_ids(i for i, _, _ in audited):
+        raise InputError(f"{audit_csv}: names no image of this workspace (written by `boxloop audit` in another one?)")
     status = workspace_status(ws)
     name = _project_name(ws)
     body = [_header(name, ws, status)]
