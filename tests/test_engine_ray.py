@@ -163,6 +163,10 @@ def test_score_through_engine_ray_equals_the_local_engine(cluster, project: dict
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True) and len(set(scores)) > 1
     assert {"least_confidence", "novelty_percentile", "uri"} <= set(rows[0])
+    # the table names each image as select does, and says what the score is
+    top = Path(rows[0]["uri"]).name
+    assert any(line.split("│")[2].strip() == top for line in a.output.splitlines() if line.count("│") > 3 and "1 │" in line)
+    assert "score: each scorer's rank in the pool" in " ".join(a.output.split())
 
 
 def _actor_pids() -> list[int]:

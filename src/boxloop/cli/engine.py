@@ -117,21 +117,27 @@ def score_cmd(
         ws.store, strategy=text, model_version=model_version, options=ScoreOptions(aggregation=aggregation or cfg.aggregation),
         seed=seed, exclude=exclude, engine=engine, ray_address=ray_address,
     )
-    uris = {it.id: it.uri for it in ws.store.items(ids=list(report.ids))}
+    items = ws.store.items(ids=list(report.ids))
+    uris = {it.id: it.uri for it in items}
     dest = out or ws.exports_dir / f"scores-{report.model_version}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     path = write_scores_csv(report, dest, uris=uris)
     names = list(report.raw)
+    shown = ws.store.display_names(items)  # a video frame by its video's name
     table = Table(title=f"top {min(top, len(report.ids))} of {len(report.ids)} by {escape(report.strategy)}")
     table.add_column("#", justify="right")
-    table.add_column("item")
+    table.add_column("image")
     table.add_column("score", justify="right")
     for n in names:
         table.add_column(n, justify="right")
     for rank, i in enumerate(report.ranking()[: max(top, 0)], 1):
         table.add_row(
-            str(rank), escape(report.ids[i]), f"{report.combined[i]:.3f}", *(f"{report.raw[n][i]:.3g}" for n in names)
+            str(rank), escape(shown.get(report.ids[i], report.ids[i])), f"{report.combined[i]:.3f}",
+            *(f"{report.raw[n][i]:.3g}" for n in names),
         )
     console.print(table)
+    if len(names) > 1:
+        console.print("score: each scorer's rank in the pool (0-1, the share of the pool it beats) times its weight, "
+                      f"added up; the columns after it: each scorer's own value ({', '.join(map(escape, names))})")
     for note in report.notes:
         console.print(f"note: {escape(note)}")
     console.print(f"scored {len(report.ids)} item(s) on {report.engine} in {report.seconds:.2f} s; wrote {path}")
