@@ -263,11 +263,40 @@ def test_split_warns_when_the_test_split_it_freezes_is_tiny(tmp_path: Path) -> N
     assert redone.exit_code == 0, redone.output
     assert len(ws.store.items(split="test")) == 18 and "alreadyexisted" not in flat(redone.output)
     assert len(ws.store.items(split="train")) == 22
-    # once a model exists, the splits are what it was trained and measured on: no redo
+    # weights brought from a file, or another detector's predictions, learned from none of these images: redo stands
+    ws.store.add_model_version("best-8bb57484", backend="ultralytics", classes=ws.classes, path="/x/best.pt",
+                               meta={"source": "file"})
+    ws.store.add_model_version("ext-1", backend="import:yolo", classes=ws.classes)
+    assert cli(ws, "split", "--val", "0", "--test", "0.45", "--redo").exit_code == 0
+    # once a model was trained here, the splits are what it was trained and measured on: no redo
     ws.store.add_model_version("m001", backend="fake", classes=ws.classes)
     refused = cli(ws, "split", "--test", "0.5", "--redo")
-    assert refused.exit_code == 1 and "thesplitscannotbemadeagain:modelversion(s)m001exist" in flat(refused.output)
+    assert refused.exit_code == 1
+    assert flat("the splits cannot be made again: model version(s) m001 trained on the current train split and "
+                "measured on the current test split") in flat(refused.output)
     assert len(ws.store.items(split="test")) == 18
+
+
+def test_the_first_training_deals_a_test_split_and_split_says_why_it_makes_none(tmp_path: Path) -> None:
+    """`train` before any `split` put every label in train/val, so no test split could ever be
+    drawn from them and `split --test` said nothing of why: the first training deals the test
+    split as `round` does; with every image dealt (here by hand), split says why it makes none."""
+    ws = labeled_workspace(tmp_path, 20, ["cat", "dog"], boxes=2)
+    ws.store.set_split({it.id: "train" for it in ws.store.items()})
+    said = flat(cli(ws, "split", "--test", "0.2").output)
+    assert flat("no test split made: every labeled image is in train/val already; boxloop split --test 0.2 --redo "
+                "deals every labeled image afresh") in said
+    ws.store.add_model_version("m001", backend="fake", classes=ws.classes)
+    said = flat(cli(ws, "split", "--test", "0.2").output)
+    assert flat("no test split made: every labeled image is in train/val already, and model version(s) m001 trained "
+                "on them; the next labels you add make one") in said
+
+    fresh = labeled_workspace(tmp_path / "fresh", 20, ["cat", "dog"], boxes=2)
+    result = cli(fresh, "train", "--model", "yolov8n.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4",
+                 "--allow-missing-classes")
+    assert result.exit_code == 0, result.output
+    assert flat("no split yet: dealt train 14, val 4, test 2 (the test split is frozen") in flat(result.output)
+    assert len(fresh.store.items(split="test")) == 2
 
 
 def test_split_does_not_warn_about_a_test_split_big_enough(tmp_path: Path) -> None:

@@ -115,15 +115,26 @@ def assign_splits(
     return SplitReport(assigned, totals, test_frozen=test_exists, warning=warning, assignments=assignments)
 
 
+def trained_here(store: Store) -> list[str]:
+    """Model versions trained on this workspace's train split (not weights brought from a
+    file, nor another detector's imported predictions: they learned from none of its images)."""
+    return [
+        str(v["id"]) for v in store.model_versions()
+        if (v.get("meta") or {}).get("source") != "file" and not str(v.get("backend") or "").startswith("import")
+    ]
+
+
 def _may_redo(store: Store) -> None:
-    """Refuse to deal the splits afresh once a model version exists."""
-    versions = [str(v["id"]) for v in store.model_versions()]
+    """Refuse to deal the splits afresh once a model was trained on them."""
+    versions = trained_here(store)
     if versions:
         shown = ", ".join(versions[:3]) + (" ..." if len(versions) > 3 else "")
+        measured = " and measured on the current test split" if store.items(split="test") else ""
         raise InputError(
-            f"the splits cannot be made again: model version(s) {shown} exist, trained on the current train "
-            "split and measured on the current test split; a new split would score them on images they learned "
-            "from. For a bigger test split, start a new workspace (boxloop init) and add the labels again"
+            f"the splits cannot be made again: model version(s) {shown} trained on the current train "
+            f"split{measured}; a new split would score them on images they learned from. Labels added from now "
+            "on are dealt as they come (a test split, while there is none, comes from them); for a bigger test "
+            "split now, start a new workspace (boxloop init) and add the labels again"
         )
 
 

@@ -240,6 +240,15 @@ def split_cmd(
     if report.test_frozen and not redo:
         went = "would go" if dry_run else "went"
         console.print(f"the test split already existed and was kept (frozen); new labels {went} to train/val")
+    elif test > 0 and not report.totals["test"] and not report.assigned["test"]:
+        from ..split import trained_here
+
+        why = ("every labeled image is in train/val already"
+               + (f", and model version(s) {', '.join(trained_here(ws.store)[:3])} trained on them"
+                  if trained_here(ws.store) else ""))
+        way = ("the next labels you add make one (boxloop split --test again after add labels)" if trained_here(ws.store)
+               else "boxloop split --test 0.2 --redo deals every labeled image afresh")
+        console.print(f"[yellow]no test split made:[/yellow] {escape(why)}; {escape(way)}")
     if report.warning:
         console.print(f"[yellow]warning:[/yellow] {escape(report.warning)}")
     if dry_run:

@@ -120,12 +120,23 @@ def train_cmd(
     by_steps = steps is not None or (epochs is None and ws.config.train.steps > 0)
     total = None if by_steps else (ws.config.train.epochs if epochs is None else epochs)
     from ..loop import round_lock
+    from ..split import assign_splits
 
-    with round_lock(ws, doing="a training (boxloop train)"), epochs_shown(total) as on_epoch:
-        outcome = train(
-            ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
-            allow_missing_classes=allow_missing_classes, on_epoch=on_epoch, tile=tile,
-        )
+    with round_lock(ws, doing="a training (boxloop train)"):
+        labeled = ws.store.items(state="labeled")
+        if labeled and not any(it.split for it in labeled):
+            # the first training deals the splits: the test split too, as `boxloop round` does, or none could
+            # ever be drawn from these labels (the model learns from every one of them)
+            dealt = assign_splits(ws.store, val=0.2, test=0.1)
+            console.print(f"no split yet: dealt train {dealt.totals['train']}, val {dealt.totals['val']}, test "
+                          f"{dealt.totals['test']} (the test split is frozen: boxloop evaluate measures on it)")
+            if dealt.warning:
+                console.print(f"[yellow]warning:[/yellow] {escape(dealt.warning)}")
+        with epochs_shown(total) as on_epoch:
+            outcome = train(
+                ws, model=model, epochs=epochs, steps=steps, imgsz=imgsz, batch=batch, device=device,
+                allow_missing_classes=allow_missing_classes, on_epoch=on_epoch, tile=tile,
+            )
     unit = "tiles" if (tile if tile is not None else ws.config.train.tile) else "images"
     console.print(
         f"model version [bold]{outcome.version}[/bold]: {outcome.train_images} train / "
