@@ -481,3 +481,14 @@ def test_an_interrupted_training_goes_on_from_its_last_epoch_when_run_again(tmp_
     add_labels(ws, extra, format="yolo", split="train")
     fresh = modeling.train(ws, on_epoch=None, **settings)
     assert fresh.version == "m003" and "resumed_after_epoch" not in ws.store.model_version("m003")["meta"]
+
+
+def test_predict_that_reads_no_image_fails(project: dict, tmp_path: Path) -> None:
+    """Every picture unreadable (an endpoint down, a disk unmounted): exit 1 with the reason,
+    not "0 image(s) predicted" and exit 0 as if the batch had some bad images."""
+    ws: Workspace = project["ws"]
+    broken = next(it for it in ws.store.items() if it.id == "broken0000000000")
+    result = cli(ws, "predict", "--items", broken.id, "--imgsz", "128")
+    assert result.exit_code == 1, result.output
+    said = flat(result.output)
+    assert flat(broken.uri) in said and flat("none of the 1 image(s) could be read: nothing predicted") in said

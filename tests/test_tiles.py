@@ -194,3 +194,26 @@ def test_train_tile_in_boxloop_toml_makes_held_out_models_of_tiles_too(tmp_path:
     toml.write_text(toml.read_text().replace("\ntile = 160 ", "\ntile = 8 "))
     with pytest.raises(ConfigError, match="tile must be 0"):
         Workspace.open(ws.root).config  # noqa: B018
+
+
+def test_a_tile_no_smaller_than_any_picture_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tile 1024 on pictures of 320x240: they train whole, enlarged (2.5x slower), said before training."""
+    from boxloop import modeling
+    from boxloop.backends import ultralytics
+
+    make_yolo_dataset(tmp_path / "data", n_train=2, n_val=1, n_test=0, seed=3, size=(320, 240))
+    ws = Workspace.init(tmp_path / "ws", classes=CLASSES)
+    fill_workspace(ws, tmp_path / "data", splits=("train", "val"))
+
+    def stop(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ultralytics, "train_yolo", stop)
+    with caplog.at_level("WARNING", logger="boxloop.modeling"), pytest.raises(KeyboardInterrupt):
+        modeling.train(ws, model="yolov8n.yaml", epochs=1, tile=1024, allow_missing_classes=True)
+    assert "tile 1024 is no smaller than any picture (the largest is 320x240): they train whole, enlarged to 1024" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="boxloop.modeling"), pytest.raises(KeyboardInterrupt):
+        modeling.train(ws, model="yolov8n.yaml", epochs=1, tile=160, allow_missing_classes=True)
+    assert "no smaller than any picture" not in caplog.text

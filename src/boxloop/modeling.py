@@ -283,6 +283,15 @@ def _plan_run(
     from .export import write_yolo_dataset
     from .runs import run_fingerprint
 
+    if tile:
+        labeled = ws.store.items(ids=list(ids)) if ids is not None else ws.store.items(state="labeled")
+        largest = max(labeled, key=lambda it: max(it.width, it.height), default=None)
+        if largest is not None and max(largest.width, largest.height) <= tile:
+            log.warning(
+                "tile %d is no smaller than any picture (the largest is %dx%d): they train whole, enlarged to %d; tiles "
+                "are for pictures several times the tile (without --tile, --imgsz sets the size)",
+                tile, largest.width, largest.height, imgsz,
+            )
     data_yaml = write_yolo_dataset(
         ws, run_dir / "dataset", what="labeled", link=True, splits=("train", "val"), ids=ids,
         readable=readable_suffixes(), shrink_to=None if tile else imgsz, tile=tile,

@@ -519,9 +519,10 @@ def prune_cmd(
 
 
 def _size(n: int) -> str:
+    """Bytes in the units `du -h` and file managers of this kind show: KiB, MiB, GiB (1024s)."""
     value = float(n)
-    for unit in ("B", "KB", "MB"):
+    for unit in ("B", "KiB", "MiB"):
         if value < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} GB"
+    return f"{value:.1f} GiB"

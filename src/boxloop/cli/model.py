@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import InputError
 from ..workspace import Workspace
 from ._app import (
     StrictOpt,
@@ -243,7 +244,11 @@ def predict_cmd(
             )
         console.print(flipped.summary())
         report.problems.extend(flipped.problems)
-    report_problems(report.problems, strict=strict)
+    nothing_read = total > report.skipped and report.items == 0 and len(report.problems) > 0
+    report_problems(report.problems, strict=strict and not nothing_read)
+    if nothing_read:  # an endpoint down, a folder unmounted: a failure, not a batch with some bad images
+        raise InputError(f"none of the {total - report.skipped} image(s) could be read: nothing predicted "
+                         "(the problems above say why); once they can, boxloop predict --missing")
 
 
 @app.command("evaluate")
