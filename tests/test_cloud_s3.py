@@ -467,3 +467,29 @@ def test_push_with_cloud_storage_label_studio_presigns_the_bucket_images(
     got = ws.store.latest_labels([it.id])[it.id]
     np.testing.assert_allclose(got.xyxy, [[0.25 * it.width, 0.5 * it.height, 0.75 * it.width, 0.75 * it.height]], atol=0.01)
     assert got.class_id.tolist() == [2]
+
+
+def test_an_object_changed_in_the_bucket_is_left_out_of_an_export_not_failing_it(
+    s3, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One object overwritten with another picture after it was added: its labels were drawn on
+    the picture it was. An export leaves it out, named (it once failed whole, every time)."""
+    from boxloop.types import Detections
+
+    client = s3["client"]
+    rng = np.random.default_rng(11)
+    for i in range(3):
+        client.put_object(Bucket=BUCKET, Key=f"changing/{i}.png", Body=png_bytes(rng))
+    ws = Workspace.init(tmp_path / "ws", CLASSES)
+    assert cli(ws, "add", "images", f"s3://{BUCKET}/changing/").exit_code == 0
+    for it in ws.store.items():
+        ws.store.add_label(it.id, Detections(np.array([[1, 1, 9, 9]], np.float32), np.array([0])), source="test")
+    client.put_object(Bucket=BUCKET, Key="changing/1.png", Body=png_bytes(rng))
+    monkeypatch.setenv("BOXLOOP_CACHE_DIR", str(tmp_path / "empty-cache"))  # another machine: nothing cached
+    _forget_s3_clients()
+    result = cli(ws, "export", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"1 image(s) in a bucket left out: they cannot be read as they were added: s3://{BUCKET}/changing/1.png: " \
+           "the object changed after it was added" in said
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 2

@@ -350,6 +350,33 @@ class Exported:
     batch: bool = False
     gone: tuple[str, ...] = ()  # pictures left out: their file is gone
     model_version: str | None = None  # whose boxes the pre-labels are
+    unreadable: tuple[str, ...] = ()  # pictures in a bucket left out, each "uri: why" (changed, unreachable)
+
+
+def _readable_in_buckets(chosen: _Chosen) -> tuple[_Chosen, tuple[str, ...]]:
+    """``chosen`` without the pictures in a bucket that cannot be read as they were added (the
+    object changed or went, the endpoint is down), and those, each "uri: why". Read once now
+    (into the image cache the export then reads from): one such picture once failed the whole
+    export."""
+    from .sources.remote import fetch, is_remote
+
+    bad: list[str] = []
+    for it in chosen.items:
+        if is_remote(it.uri):
+            try:
+                fetch(it.uri, sha256=it.sha256)
+            except InputError as e:
+                bad.append(str(e))
+    if not bad:
+        return chosen, ()
+    left = {msg.split(": ", 1)[0] for msg in bad}
+    return replace(chosen, items=[it for it in chosen.items if it.uri not in left]), tuple(bad)
+
+
+def unreadable_note(unreadable: Sequence[str]) -> str:
+    """``2 image(s) in a bucket left out: they cannot be read as they were added (...)``."""
+    more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+    return f"{len(unreadable)} image(s) in a bucket left out: they cannot be read as they were added: {unreadable[0]}{more}"
 
 
 def export(ws: Workspace, **kwargs: Any) -> Path:
@@ -391,6 +418,9 @@ def export_dataset(
     if zip:  # the folder zipped is built aside, never at the zip's name less .zip (a folder of that name stays)
         dest = archive.with_name(f".{archive.stem}.{os.getpid()}.{time.time_ns()}.build")
     chosen = _choose(ws, what, model_version, conf, ids, with_imputed=with_imputed)
+    chosen, unreadable = _readable_in_buckets(chosen)
+    if not chosen.items:
+        raise InputError(f"nothing to export: {unreadable_note(unreadable)}")
     if what == "labeled":
         # images with no split yet go to train/val folders as a split would deal them, but the store
         # keeps none of it: an export only looks, and a test split is still to be made (`boxloop split`)
@@ -412,7 +442,7 @@ def export_dataset(
         prelabeled = _record_prelabels(ws, archive.name, chosen, batch=batch)
     done = Exported(
         dest, sum(len(d) for d in chosen.imputed.values()), chosen.prelabel_conf, prelabeled, batch, chosen.gone,
-        chosen.model_version if prelabeled else None,
+        chosen.model_version if prelabeled else None, unreadable,
     )
     if not zip:
         (dest / EXPORT_MARK).write_text(json.dumps({"workspace": str(ws.root), "format": format, "what": what}) + "\n")

@@ -330,6 +330,10 @@ def export_cmd(
                           ids=ids, with_model=with_model, with_imputed=with_imputed, batch=selection is not None)
     path = done.path
     console.print(f"exported to [bold]{path}[/bold]")
+    if done.unreadable:
+        from ..export import unreadable_note
+
+        console.print(f"[yellow]{escape(unreadable_note(done.unreadable))}[/yellow]")
     if done.gone:
         from ..export import gone_note
 

@@ -356,8 +356,9 @@ def fetch(uri: str, *, sha256: str | None = None) -> bytes:
     actual = hashlib.sha256(data).hexdigest()
     if sha256 and actual != sha256:
         raise InputError(
-            f"{uri}: the object changed after it was added (content hash {actual[:12]}, "
-            f"expected {sha256[:12]}); add it again with `boxloop add images`"
+            f"{uri}: the object changed after it was added (content hash {actual[:12]}, expected {sha256[:12]}): "
+            "its labels were drawn on the picture it was; put that back (a new picture there: `boxloop add images` "
+            "adds it as a new image)"
         )
     if cache is not None:
         cache.put(actual, data)
