@@ -150,6 +150,20 @@ def test_the_audit_cli_lists_writes_the_csv_and_the_zip_to_recheck(planted, tmp_
         images = [n for n in z.namelist() if n.startswith("images/") and not n.endswith("/")]
         labels_ = [n for n in z.namelist() if n.startswith("labels/") and n.endswith(".txt")]
     assert len(images) == 4 and len(labels_) == 4
+    # the zip comes back as it went (each re-checked, kept): the next audit passes them over (on a copy of the
+    # workspace: the module's other tests audit these labels afresh)
+    import shutil
+
+    copy = Workspace.open(shutil.copytree(ws.root, tmp_path / "copy"))
+    back = runner.invoke(app, ["add", "labels", str(copy.root / "exports" / zips[-1].name), "-w", str(copy.root)])
+    assert back.exit_code == 0, back.output
+    assert flat("4 re-checked and kept as they were (audits pass them over)") in flat(back.output)
+    again = runner.invoke(app, ["audit", "--model", str(weights), "--conf", "0.3", "--top", "4", "-w", str(copy.root)])
+    assert again.exit_code == 0, again.output
+    assert flat("4 image(s) a person re-checked at their current labels and kept were passed over") in flat(again.output)
+    listed = {line.split("│")[2].strip() for line in again.output.splitlines() if line.count("│") > 4}
+    planted_names = {Path(it.uri).name for it in copy.store.items(list(mistakes))}
+    assert listed and not planted_names & listed, (listed, planted_names)
 
 
 def test_labels_the_model_trained_on_are_left_out_until_they_change(tmp_path: Path, tmp_path_factory) -> None:
@@ -213,6 +227,9 @@ def test_audit_push_labelstudio_then_pull_brings_the_review_back(planted, ls_ser
     assert flat("next: boxloop round (trains on the corrected labels") in flat(pulled.output)
     fixed = ws.store.label_versions(first["data"][ITEM_KEY])
     assert len(fixed) == n_versions + 1 and fixed[-1]["labels"].equals(before[1:], atol=0.05)
+    # the confirmed one is passed over by the next audit (its labels as the reviewer kept them)
+    report = audit(ws, model=str(weights), imgsz=128, conf=0.3)
+    assert report.checked == 1 and second["data"][ITEM_KEY] not in {i for i, _, _ in report.images}
 
 
 def _linked_items(ws: Workspace, dataset: Path) -> set[str]:

@@ -45,6 +45,7 @@ import numpy as np
 
 from .errors import InputError
 from .evaluate import box_iou
+from .store import Store
 from .types import Detections
 from .workspace import Workspace
 
@@ -203,6 +204,7 @@ class AuditReport:
     trained_on: int = 0  # labeled items left out: the model trained on their labels
     boxes: int = 0  # labels judged
     images: list[tuple[str, float, list[Suspect]]] = field(default_factory=list)
+    checked: int = 0  # images with suspects a person re-checked at these labels and kept: passed over
 
     def too_weak(self) -> bool:
         """Whether the model finds nothing like most labels: it cannot tell mistakes yet."""
@@ -274,6 +276,20 @@ def audit(
             log.warning("%s", problem)
         preds = store.predictions(resolved.version, audited)
     _judge(report, labels, preds, audited, conf=conf, loose_iou=loose_iou)
+    return _pass_over_checked(store, report)
+
+
+def _pass_over_checked(store: Store, report: AuditReport) -> AuditReport:
+    """The report without the images a person re-checked at their current labels and kept (a
+    review confirmed, a re-check zip brought back unchanged): listed again, every audit by the
+    same model would put what the person chose to keep back at the top."""
+    checked = store.checked_versions()
+    if not checked:
+        return report
+    current = {i: store.label_version(i) for i, _, _ in report.images if i in checked}
+    kept = [entry for entry in report.images if not (entry[0] in current and current[entry[0]] == checked[entry[0]])]
+    report.checked = len(report.images) - len(kept)
+    report.images = kept
     return report
 
 
@@ -351,7 +367,7 @@ def audit_out_of_fold(
         for problem in problems:
             log.warning("%s", problem)
         _judge(report, labels, preds, held, conf=conf, loose_iou=loose_iou)
-    return report
+    return _pass_over_checked(store, report)
 
 
 def write_audit_csv(ws: Workspace, report: AuditReport, path: str | Path) -> Path:

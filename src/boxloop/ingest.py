@@ -74,6 +74,7 @@ class IngestReport:
     as_drawn: int = 0  # images whose pre-labels came back with no box moved, deleted or added
     clipped: list[str] = field(default_factory=list)  # where each box that reached past its image is (file:line)
     not_found: list[str] = field(default_factory=list)  # paths given that name nothing to read (also problems)
+    checked: int = 0  # images sent to be re-checked whose labels came back as they were: confirmed
     # label files holding an older version of their image than its newest, from another file: (file, version, newest)
     stale: list[tuple[str, int, int]] = field(default_factory=list)
     labeled_from: dict[str, tuple[str, Detections]] = field(default_factory=dict, repr=False)  # item → this import's first
@@ -98,6 +99,8 @@ class IngestReport:
                 parts.append(f"{self.unchanged_labels} unchanged")
             if self.stale:
                 parts.append(f"{len(self.stale)} older than the newest (kept the newest)")
+            if self.checked:
+                parts.append(f"{self.checked} re-checked and kept as they were (audits pass them over)")
         if self.acceptance:
             parts.append(
                 f"pre-labels: {in_words(self.acceptance)}"
@@ -1017,6 +1020,8 @@ def _store_label(ws: Workspace, item_id: str, labels: Detections, source: str, r
         return
     if ws.store.add_label(item_id, labels, source=source, round=rnd) is None:
         report.unchanged_labels += 1
+        if ws.store.checked_unchanged(item_id):  # sent to be re-checked (an audit's zip), kept as they were
+            report.checked += 1
         return
     report.labeled += 1
     counts = settle_prelabels(ws.store, item_id, labels, source=source, round=rnd)

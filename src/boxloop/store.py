@@ -28,6 +28,9 @@ ITEM_STATES = ("pool", "prelabeled", "in_review", "labeled")
 # asked to label whole, a batch given back (`boxloop release`), a task skipped in Label Studio
 OFFERED = "offered"
 
+CHECKED = "checked:"  # meta key prefix: item → the label version a person re-checked and kept
+TO_CHECK = "to-check:"  # meta key prefix: item → the label version sent out to be re-checked
+
 # Append-only: a new feature adds a new entry, existing entries never change.
 # Statements are split on ";", so comments inside must not contain one.
 MIGRATIONS: list[str] = [
@@ -374,6 +377,33 @@ class Store:
             if marker in str(row["path"]):
                 roots.add(str(row["path"]).split(marker, 1)[0])
         return roots.pop() if len(roots) == 1 else None
+
+    def mark_checked(self, item_id: str, version: int) -> None:
+        """A person re-checked an image's labels at ``version`` and kept them (a review confirmed,
+        a re-check zip brought back unchanged): an audit passes the image over until they change."""
+        self.set_meta(f"{CHECKED}{item_id}", str(int(version)))
+
+    def sent_to_check(self, item_ids: Iterable[str]) -> None:
+        """Images sent out to have their labels re-checked (an audit's zip): labels coming back
+        unchanged mark them checked (:meth:`checked_unchanged`)."""
+        for item_id in item_ids:
+            version = self.label_version(item_id)
+            if version is not None:
+                self.set_meta(f"{TO_CHECK}{item_id}", str(version))
+
+    def checked_unchanged(self, item_id: str) -> bool:
+        """Labels of ``item_id`` came back unchanged: if it was sent to be re-checked at its
+        newest version, it is checked now (True)."""
+        sent = self.get_meta(f"{TO_CHECK}{item_id}")
+        version = self.label_version(item_id)
+        if sent is None or version is None or int(sent) != version:
+            return False
+        self.mark_checked(item_id, version)
+        return True
+
+    def checked_versions(self) -> dict[str, int]:
+        """Item → the label version a person re-checked and kept (:meth:`mark_checked`)."""
+        return {k.removeprefix(CHECKED): int(v) for k, v in self.meta_items(CHECKED).items()}
 
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as c:

@@ -1129,6 +1129,7 @@ def _pull_project(
                 )
             if version is None:
                 report.confirmed += 1
+                store.mark_checked(item_id, store.label_version(item_id) or 0)
             else:
                 report.corrected += 1
             if progress:

@@ -227,6 +227,8 @@ def audit_cmd(
     console.print(
         f"audited {report.audited} labeled image(s) against [bold]{report.model_version}[/bold]{left_out}"
     )
+    if report.checked:
+        console.print(f"{report.checked} image(s) a person re-checked at their current labels and kept were passed over")
     if not report.images:
         console.print("no disagreement at this --conf: the labels agree with the model")
         return
@@ -260,7 +262,9 @@ def audit_cmd(
     if zip_:
         from ..export import export
 
-        path = export(ws, what="labeled", zip=True, ids=[i for i, _, _ in report.images[:top]])
+        sent = [i for i, _, _ in report.images[:top]]
+        path = export(ws, what="labeled", zip=True, ids=sent)
+        ws.store.sent_to_check(sent)  # coming back unchanged, they count as re-checked
         console.print(
             f"to re-check: [bold]{escape(str(path))}[/bold]; bring the corrections back with "
             "`boxloop add labels ZIP` (a new label version; the old one is kept)"
