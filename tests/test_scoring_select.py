@@ -76,6 +76,16 @@ def test_percentile_normalisation_keeps_zero_at_zero_and_ignores_scale():
     np.testing.assert_allclose(normalise(np.array([2.0, 4.0, 3.0]), "minmax"), [0, 1, 0.5])
 
 
+def test_a_saturated_scorer_ranks_its_tied_top_high():
+    """consistency gave 139 of 240 images its top value, each once normalised to the share of
+    the pool strictly below them (0.42): mixed with another scorer, its most telling images
+    counted for less than half. Ties share the middle of their ranks; the lowest stays 0."""
+    scores = np.array([1.0] * 139 + [0.5] * 61 + [0.0] * 40)
+    p = normalise(scores)
+    assert p[0] == (101 + 138 / 2) / 239 and p[-1] == 0.0
+    assert p[139] == (40 + 60 / 2) / 239
+
+
 def test_weighted_combination_lets_the_heavier_scorer_win():
     lc = np.array([0.9, 0.1, 0.5])
     fl = np.array([0.0, 2.0, 0.0])

@@ -384,3 +384,13 @@ def test_a_selector_named_in_the_strategy_stands_over_the_default_diversity(stor
     assert select(store, budget=2, strategy="least_confidence", diverse=None, seed=0).selection.strategy.endswith(",diverse")
     named = select(store, budget=2, strategy="least_confidence:1,top_k", diverse=None, seed=0)
     assert named.selection.strategy == "least_confidence:1"  # top_k, the plain ranking: no ",diverse"
+
+
+def test_a_scorer_that_gives_most_of_the_pool_its_top_value_is_noted():
+    """consistency saturating (139 of 240 images at 1) said nothing: now select and score say
+    the scorer cannot rank those images."""
+    from boxloop.selection import _saturated
+
+    notes = _saturated({"consistency": np.array([1.0] * 139 + [0.2] * 101), "least_confidence": np.linspace(0, 1, 240)})
+    assert notes == ["consistency gives 139 of the 240 pool images its highest value (1): it cannot rank them against "
+                     "each other"]

@@ -350,6 +350,19 @@ def _pick(
     return top_k(combined, k), {}, dedup
 
 
+def _saturated(raw: Mapping[str, np.ndarray]) -> list[str]:
+    """A note for each scorer that gives most of the pool its top value: it cannot rank them."""
+    notes = []
+    for name, values in raw.items():
+        v = np.asarray(values, np.float64)
+        if len(v) >= 10 and v.max() > v.min():
+            top = int(np.sum(v == v.max()))
+            if top > len(v) / 2:
+                notes.append(f"{name} gives {top} of the {len(v)} pool images its highest value ({v.max():.3g}): it "
+                             "cannot rank them against each other")
+    return notes
+
+
 def _names_a_selector(strategy: str) -> bool:
     """Whether a strategy string names its selector (``"entropy,top_k"``)."""
     return any(t.partition(":")[0].strip() in SELECTORS for t in str(strategy).split(","))
@@ -399,6 +412,7 @@ def select(
     t0 = time.perf_counter()
 
     scores = score_pool(pool, parsed, options=options, rng=rng)
+    notes.extend(_saturated(scores.raw))
     if parsed.components:
         combined, parts = combine(scores.raw, parsed.weights, normalisation=normalisation)
     else:
@@ -608,6 +622,7 @@ def score(
     t0 = time.perf_counter()
     rng = np.random.default_rng(secrets.randbits(32) if seed is None else int(seed))
     raw = score_components(pool, plain, options=options, rng=rng, engine=eng)
+    notes.extend(_saturated(raw))
     combined, parts = combine(raw, plain.weights, normalisation=normalisation)
     seconds = time.perf_counter() - t0
     log.info("scored %d items with %s on %s in %.2f s", len(pool), plain, eng.name, seconds)

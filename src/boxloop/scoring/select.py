@@ -39,8 +39,10 @@ _ROWS_PER_BLOCK = 16384
 
 
 def normalise(scores: np.ndarray, method: str = "percentile") -> np.ndarray:
-    """Scores → [0, 1]. "percentile": fraction of the other items with a strictly lower
-    score (ties share the lower value, the lowest score maps to 0); "minmax": linear."""
+    """Scores → [0, 1]. "percentile": fraction of the other items with a lower score, ties
+    sharing the middle of their ranks, save the lowest score's, which maps to 0 (an image
+    a scorer finds nothing in adds nothing; a scorer that saturates, giving many images its
+    top value, still ranks them high, not at the bottom of their tie); "minmax": linear."""
     s = np.asarray(scores, np.float64)
     if np.isnan(s).any():
         raise ValueError("scores contain NaN")
@@ -48,7 +50,10 @@ def normalise(scores: np.ndarray, method: str = "percentile") -> np.ndarray:
     if method == "percentile":
         if n < 2:
             return np.zeros(n)
-        return np.searchsorted(np.sort(s), s, side="left") / (n - 1)
+        ordered = np.sort(s)
+        below = np.searchsorted(ordered, s, side="left")
+        ties = np.searchsorted(ordered, s, side="right") - below - 1
+        return np.where(s == ordered[0], 0.0, (below + ties / 2) / (n - 1))
     if method == "minmax":
         if n == 0:
             return s
