@@ -105,7 +105,7 @@ def test_evaluate_on_the_test_split_is_stored_per_version(project: dict, tmp_pat
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     version = payload["model_version"]
-    assert version.startswith("best-")
+    assert version.startswith(f"{weights.parent.parent.name}-")  # a run's weights/best.pt: named by its run
     stored = ws.store.evaluation(version, "test")
     assert stored is not None and stored["map50"] == pytest.approx(payload["map50"])
     assert stored["images"] == len(project["splits"]["test"])
@@ -123,13 +123,33 @@ def test_export_model_then_predict_with_the_onnx_runtime(project: dict) -> None:
     ws: Workspace = project["ws"]
     result = cli(ws, "export-model", "--model", "m001", "--format", "onnx", "--imgsz", "128")
     assert result.exit_code == 0, result.output
-    onnx_file = ws.runs_dir / "m001" / "weights" / "best-128.onnx"
-    assert onnx_file.is_file()
+    onnx_file = ws.runs_dir / "m001" / "weights" / "best-96x128.onnx"  # the pool's 160x120 pictures, long side 128
+    assert onnx_file.is_file() and flat(str(onnx_file)) in flat(result.output)
     torch_preds = ws.store.predictions("m001")
     result = cli(ws, "predict", "--model", "m001", "--runtime", "onnx", "--imgsz", "128")
     assert result.exit_code == 0, result.output
+    assert flat(f"(ONNX Runtime: {onnx_file})") in flat(result.output)  # which file ran is said
     onnx_preds = ws.store.predictions("m001")
     assert {k: len(v) for k, v in onnx_preds.items()} == {k: len(v) for k, v in torch_preds.items()}
+
+
+def test_onnx_of_weights_from_elsewhere_is_written_in_the_workspace(project: dict, tmp_path_factory, tmp_path: Path) -> None:
+    """`predict --model their.pt --runtime onnx` exported the ONNX beside the user's weights (in
+    their data folder, or another workspace's runs/): it goes under this workspace's runs/onnx/."""
+    import shutil
+
+    ws: Workspace = project["ws"]
+    weights, _ = trained_tiny_model(tmp_path_factory)
+    theirs = tmp_path / "handed-over" / "lcd.pt"
+    theirs.parent.mkdir()
+    shutil.copy(weights, theirs)
+    item = project["pool"][0]
+    result = cli(ws, "predict", "--model", str(theirs), "--runtime", "onnx", "--items", item, "--imgsz", "128")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in theirs.parent.iterdir()) == ["lcd.pt"]
+    made = list((ws.runs_dir / "onnx").rglob("*.onnx"))
+    assert len(made) == 1 and made[0].parent.name.startswith("lcd-")
+    assert flat(f"(ONNX Runtime: {made[0]})") in flat(result.output)
 
 
 def test_bad_format_for_export_is_refused(project: dict) -> None:

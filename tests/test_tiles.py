@@ -161,6 +161,20 @@ def test_train_with_tiles_writes_a_view_of_tiles_and_the_version_predicts_by_til
     emb_ids, embs = ws.store.embeddings(version["id"])
     assert len(emb_ids) == 6 and embs.shape[0] == 6  # one per picture, not per tile
 
+    # handed over (its .pt, or the ONNX export-model writes), the model still predicts by tiles: the ONNX file and
+    # the run folder beside the .pt say so (a copy once predicted whole pictures without a word)
+    import shutil
+
+    onnx_file = modeling.export_model(ws, model=version["id"])
+    elsewhere = tmp_path / "colleague"
+    elsewhere.mkdir()
+    shutil.copy(onnx_file, elsewhere / "tiles.onnx")
+    handed = modeling.resolve_model(ws, elsewhere / "tiles.onnx")
+    assert handed.meta["tile"] == 160 and handed.meta["imgsz"] == 160
+    assert isinstance(modeling.load_model_backend(ws, handed), TiledBackend)
+    pt = modeling.resolve_model(ws, ws.runs_dir / version["id"] / "weights" / "last.pt")
+    assert pt.meta["tile"] == 160 and pt.version.startswith(f"{version['id']}_last-")
+
     again = modeling.train(ws, epochs=1, batch=4, extra=TRAIN_ARGS, tile=160)  # the tiles are kept, not cut again
     assert again.train_images == len(tiles)
     listed = runner.invoke(app, ["prune", "--shrunk", "-w", str(ws.root)])

@@ -104,10 +104,39 @@ class ResolvedModel:
 
 
 def _file_version(path: Path) -> str:
+    """A weights file's version: its name (a run's ``weights/best.pt`` by its run folder, as
+    every Ultralytics run names its weights best.pt) and the start of its content hash."""
     from .sources.images import file_sha256
 
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem) or "model"
+    stem = path.stem
+    if path.parent.name == "weights" and path.parent.parent.name and (stem in ("best", "last") or stem.startswith("epoch")):
+        stem = path.parent.parent.name if stem == "best" else f"{path.parent.parent.name}_{stem}"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "model"
     return f"{stem}-{file_sha256(path)[:8]}"
+
+
+def weights_tile(path: Path) -> int | None:
+    """The tile a weights file was trained on, where it says: an ONNX file boxloop exported
+    (its metadata), or a .pt in the run folder boxloop trained it in (``run_inputs.json``)."""
+    from .runs import INPUTS_FILE
+
+    if path.suffix.lower() == ".onnx":
+        try:
+            import onnx
+
+            props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        except Exception as e:  # the loader names a bad file when it loads it for real
+            log.debug("%s: no metadata: %s", path, e)
+            return None
+        return int(props["tile"]) if props.get("tile", "").isdigit() else None
+    inputs = path.parent.parent / INPUTS_FILE if path.parent.name == "weights" else None
+    if inputs is None or not inputs.is_file():
+        return None
+    try:
+        tile = json.loads(inputs.read_text(encoding="utf-8")).get("settings", {}).get("tile")
+    except (OSError, ValueError):
+        return None
+    return int(tile) if isinstance(tile, int) and tile > 0 else None
 
 
 def way_to_a_model(store: Store) -> str:
@@ -153,9 +182,12 @@ def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedMod
         return ResolvedModel(version, path, ws.classes, backend, dict(known[version]["meta"] or {}))
     from .backends.ultralytics import trained_imgsz
 
-    # it predicts at the size it was trained at (read once, here), unless told otherwise
-    size = trained_imgsz(path)
-    meta: dict[str, Any] = {"source": "file", **({"imgsz": size} if size else {})}
+    # it predicts at the size it was trained at (read once, here), unless told otherwise; a model
+    # trained on tiles predicts by tiles (an ONNX file boxloop exported says so, a .pt its run's inputs)
+    size, tile = trained_imgsz(path), weights_tile(path)
+    if tile and size is None and backend == "onnx":
+        size = tile
+    meta: dict[str, Any] = {"source": "file", **({"imgsz": size} if size else {}), **({"tile": tile} if tile else {})}
     store.add_model_version(version, backend=backend, classes=ws.classes, path=str(path), meta=meta)
     return ResolvedModel(version, path, ws.classes, backend, meta)
 
@@ -657,6 +689,7 @@ class PredictReport:
     kept: str = "all"
     skipped: int = 0  # already done by this model version (``missing``)
     input_side: int | None = None  # the network input's long side (imgsz)
+    onnx: str | None = None  # the ONNX file that ran, where ONNX Runtime ran it
 
     def summary(self) -> str:
         rate = self.items / self.seconds if self.seconds > 0 else 0.0
@@ -666,6 +699,8 @@ class PredictReport:
             text = f"{self.items} image(s) predicted with {self.version}: {self.boxes} box(es), {rate:.1f} images/s"
         if self.engine != "local":
             text += f" on {self.engine}"
+        if self.onnx:
+            text += f" (ONNX Runtime: {self.onnx})"
         if self.skipped:
             text += f", {self.skipped} already done"
         if self.problems:
@@ -741,10 +776,14 @@ def load_model_backend(
     if resolved.path is None:
         raise InputError(f"model version {resolved.version} has no weights (its predictions were imported)")
     cfg = ws.config.predict
+    path = absolute_path(resolved.path)
+    # the ONNX export of weights brought from elsewhere goes in this workspace, not beside them
+    onnx_dir = None if ws.runs_dir in path.parents else ws.runs_dir / "onnx" / resolved.version
     return load_backend(
-        resolved.path, classes=ws.classes, runtime=runtime or cfg.runtime, device=device or ws.config.train.device,
+        path, classes=ws.classes, runtime=runtime or cfg.runtime, device=device or ws.config.train.device,
         imgsz=imgsz, class_map=class_map, batch=cfg.batch if batch is None else batch,
         tile=int(resolved.meta.get("tile") or 0) or None,  # trained on tiles: predicts by tiles
+        onnx_dir=onnx_dir,
     )
 
 
@@ -828,8 +867,10 @@ def predict(
     # the long side a picture has at the network input (object sizes are measured there); a model
     # predicting by tiles sees the picture's own pixels
     size = None if getattr(backend, "tile", None) else getattr(backend, "imgsz", None)
+    inner = getattr(backend, "inner", backend)  # a tiled backend's own
     report = PredictReport(
-        version, engine=eng.name, kept=keep, input_side=int(max(size)) if isinstance(size, (tuple, list)) else None
+        version, engine=eng.name, kept=keep, input_side=int(max(size)) if isinstance(size, (tuple, list)) else None,
+        onnx=str(inner.weights) if hasattr(inner, "session") and hasattr(inner, "weights") else None,
     )
     if missing:
         done_ids = ws.store.done_item_ids(version, what="predictions" if keep == "all" else "embeddings")
@@ -1009,7 +1050,9 @@ def export_model(
     out: Path | None = None,
 ) -> Path:
     """Export a model version's weights (ONNX, with the embedding output); returns the file.
-    ``boxloop predict --runtime onnx`` finds it beside the weights."""
+    Its input is the shape `predict` gives the workspace's pictures (the most common aspect
+    of the pool, long side ``imgsz``), so ``boxloop predict --runtime onnx`` runs this very
+    file: beside the weights, or for weights from elsewhere under runs/onnx/."""
     from .backends.onnx import export_onnx
 
     if format != "onnx":
@@ -1018,7 +1061,15 @@ def export_model(
     resolved = resolve_model(ws, model)
     if resolved.path is None or resolved.path.suffix.lower() != ".pt":
         raise InputError(f"model version {resolved.version} has no .pt weights to export")
-    return export_onnx(resolved.path, imgsz=imgsz, out=out)
+    tile = int(resolved.meta.get("tile") or 0) or None  # kept in the file: it predicts by tiles wherever it goes
+    side = int(imgsz or resolved.meta.get("imgsz") or (tile or ws.config.train.imgsz))
+    shape: int | tuple[int, int] = side
+    pool = ws.store.items(state="unlabeled") or ws.store.items()
+    if not tile and pool:  # the input `predict --runtime onnx` gives the pictures: it runs this very file
+        shape = _rect_input(pool, side)
+    path = absolute_path(resolved.path)
+    cache = None if ws.runs_dir in path.parents else ws.runs_dir / "onnx" / resolved.version
+    return export_onnx(path, imgsz=shape, out=out, tile=tile, cache_dir=cache)
 
 
 # -- predictions from other detectors -------------------------------------------------------------

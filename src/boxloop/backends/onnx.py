@@ -39,11 +39,14 @@ def onnx_path_for(weights: str | Path, imgsz: int | Sequence[int]) -> Path:
 
 
 def export_onnx(
-    weights: str | Path, *, imgsz: int | Sequence[int] | None = None, out: str | Path | None = None
+    weights: str | Path, *, imgsz: int | Sequence[int] | None = None, out: str | Path | None = None,
+    cache_dir: str | Path | None = None, tile: int | None = None,
 ) -> Path:
     """Export a .pt detector to ONNX (dynamic batch, static ``imgsz``, slimmed) with the
-    embedding as a second output and class names in the metadata. Reuses a cached export
-    newer than the weights. Needs the ``onnx`` and ``onnxslim`` packages (no auto-install)."""
+    embedding as a second output and class names in the metadata (and ``tile``: the tile it
+    was trained on, so the file predicts window by window wherever it goes). Reuses a cached
+    export newer than the weights, beside them or in ``cache_dir``. Needs the ``onnx`` and
+    ``onnxslim`` packages (no auto-install)."""
     import torch
 
     from .ultralytics import (
@@ -70,6 +73,8 @@ def export_onnx(
     if detr:  # square, as the torch backend runs it
         size = (max(size),) * 2
     dest = Path(out) if out is not None else onnx_path_for(arg, size)
+    if out is None and cache_dir is not None:
+        dest = Path(cache_dir) / dest.name
     if dest.is_file() and dest.stat().st_mtime >= Path(arg).stat().st_mtime and out is None:
         return dest
     tap = EmbeddingTap(model)  # before the head is switched to export
@@ -113,6 +118,8 @@ def export_onnx(
         }
         if detr:
             meta["fill"] = "stretch"
+        if tile:
+            meta["tile"] = str(int(tile))
         for k, v in meta.items():
             entry = m.metadata_props.add()
             entry.key, entry.value = k, v

@@ -654,10 +654,11 @@ def load_backend(
     batch: int = 8,
     threads: int | None = None,
     tile: int | None = None,
+    onnx_dir: str | Path | None = None,
 ) -> Any:
     """Load a detector once: a .pt (or model yaml) with PyTorch, or an .onnx file with ONNX
     Runtime (chosen by ``runtime="onnx"`` or the file suffix; a .pt is exported first, cached
-    beside it). ``imgsz`` is an int (square) or (h, w). ``classes`` are the project's; the weights' classes are mapped by name
+    beside it, or in ``onnx_dir``). ``imgsz`` is an int (square) or (h, w). ``classes`` are the project's; the weights' classes are mapped by name
     (and ``class_map`` old=new), a mismatch is an error listing both. ``threads``: ONNX
     Runtime's threads for this model (default: :func:`usable_cores`); torch's count is the
     process's, set apart (``torch.set_num_threads``). ``tile``: a model trained on tiles
@@ -668,7 +669,7 @@ def load_backend(
 
         inner = load_backend(
             weights_or_yaml, classes=classes, runtime=runtime, device=device, imgsz=imgsz, class_map=class_map,
-            batch=batch, threads=threads,
+            batch=batch, threads=threads, onnx_dir=onnx_dir,
         )
         return TiledBackend(inner, tile, batch=batch)
     if runtime not in ("torch", "onnx"):
@@ -682,7 +683,7 @@ def load_backend(
             arg, is_yaml = resolve_model_arg(path)
             if is_yaml:
                 raise InputError(f"{path}: an untrained model yaml cannot run with ONNX; train it first")
-            path = str(export_onnx(arg, imgsz=imgsz))
+            path = str(export_onnx(arg, imgsz=imgsz, cache_dir=onnx_dir))
         return OnnxBackend(path, classes=classes, class_map=cmap, device=device, batch=batch, threads=threads)
     return UltralyticsBackend(path, classes=classes, device=device, imgsz=imgsz, class_map=cmap)
 

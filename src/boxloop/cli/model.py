@@ -378,6 +378,13 @@ def export_model_cmd(
     ws = open_workspace(workspace)
     path = export_model(ws, model=model, format=format, imgsz=imgsz, out=out)
     console.print(f"wrote {path}")
+    from ..modeling import resolve_model, weights_tile
+
+    tile = weights_tile(path)
+    if tile:
+        console.print(f"trained on tiles of {tile}: the file says so, and predicts window by window wherever it goes")
+    console.print(f"predict with it: boxloop predict --model {escape(str(path))} (here, --runtime onnx runs it for "
+                  f"{escape(resolve_model(ws, model).version)})")
 
 
 @add_app.command("predictions")
