@@ -394,3 +394,16 @@ def test_a_scorer_that_gives_most_of_the_pool_its_top_value_is_noted():
     notes = _saturated({"consistency": np.array([1.0] * 139 + [0.2] * 101), "least_confidence": np.linspace(0, 1, 240)})
     assert notes == ["consistency gives 139 of the 240 pool images its highest value (1): it cannot rank them against "
                      "each other"]
+
+
+def test_pool_images_without_predictions_whose_file_is_gone_are_not_sent_to_predict(store, tmp_path):
+    """An image moved away after it was added gets no predictions: select's note once sent the
+    user to `boxloop predict`, which cannot help; it says the file is gone."""
+    here = tmp_path / "here.jpg"
+    here.write_bytes(b"x")
+    store.add_item(Item("here", str(here), 320, 240, "sha-here"))
+    store.add_item(Item("moved", str(tmp_path / "moved.jpg"), 320, 240, "sha-moved"))
+    report = select(store, budget=1, strategy="least_confidence", diverse=False)
+    assert "1 unlabeled item(s) have no predictions yet; run `boxloop predict` to include them" in report.notes
+    assert any(n.startswith("1 unlabeled item(s) have no predictions and their file is no longer where it was added")
+               and str(tmp_path / "moved.jpg") in n for n in report.notes)

@@ -35,6 +35,7 @@ from .scoring import (
     top_k,
 )
 from .scoring.diversity import unit_rows
+from .sources.remote import is_remote
 from .store import Store
 from .types import Detections, Selection
 
@@ -128,9 +129,15 @@ def load_pool(
     items = [it for it in candidates if it.split != "test" and it.id not in excluded]
     if tests:
         notes.append(f"{tests} unlabeled item(s) of the frozen test split are never selected")
-    waiting = len(store.items(state="pool"))
-    if waiting:
-        notes.append(f"{waiting} unlabeled item(s) have no predictions yet; run `boxloop predict` to include them")
+    unpredicted = store.items(state="pool")
+    waiting = len(unpredicted)
+    gone = [it for it in unpredicted if not is_remote(it.uri) and not os.path.exists(it.uri)]
+    if len(gone) < waiting:
+        notes.append(f"{waiting - len(gone)} unlabeled item(s) have no predictions yet; run `boxloop predict` to "
+                     "include them")
+    if gone:  # predict cannot help these
+        notes.append(f"{len(gone)} unlabeled item(s) have no predictions and their file is no longer where it was "
+                     f"added from (moved or deleted; first: {gone[0].uri}): put the files back, then `boxloop predict`")
     others = len(store.items(state="prelabeled")) - len(candidates)  # predicted, but by other versions only
     if others > 0:
         notes.append(f"{others} unlabeled item(s) have predictions of other versions, none of {model_version}'s; "
