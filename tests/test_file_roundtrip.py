@@ -125,6 +125,8 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     assert sorted(p.name for p in (tmp_path / "new-batch" / "labels").iterdir()) == ["n0.txt"]
     nowhere = runner.invoke(app, ["-w", str(ws.root), "export", "--from", str(tmp_path / "elsewhere")])
     assert nowhere.exit_code == 1 and "noimageofthisworkspacewasaddedfromunderit" in flat(nowhere.output)
+    one = runner.invoke(app, ["-w", str(ws.root), "export", "--from", str(batch / "n0.jpg")])  # a file: told to name its folder
+    assert one.exit_code == 1 and flat("a file or a pattern; --from takes the folder (or bucket prefix)") in flat(one.output)
     # the whole pool's pre-labeled zip leaves the labeled images out, though their predictions are
     # still stored: brought back unchanged, the model's boxes would replace the human labels
     whole = runner.invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "--out", str(tmp_path / "pool")])

@@ -232,6 +232,8 @@ def served(tmp_path_factory, ls_server, ls_media):
         elsewhere.close()
         backend.stop()
         assert backend.proc.poll() is not None
+        # stopped, it says Label Studio still lists it, and how it answers again
+        assert " ".join(f"still lists this ML backend ({backend.url})".split()) in " ".join(backend.log_tail(40).split())
         for pid in state["job_pids"]:
             assert not alive(pid), f"training job {pid} outlived the server"
 

@@ -313,9 +313,9 @@ def export_cmd(
         model_version = model_version or sel.model_version
         console.print(f"selection {escape(sel.id)}: {len(ids)} image(s)")
     if under is not None:
-        if not is_remote(under) and not Path(under).expanduser().is_dir():
-            raise InputError(f"--from {under}: not a folder; --from takes the folder (or bucket prefix) the images "
-                             "were added from (for some images alone: boxloop select, then --selection)")
+        if not is_remote(under) and (Path(under).expanduser().is_file() or any(c in under for c in "*?[")):
+            raise InputError(f"--from {under}: a file or a pattern; --from takes the folder (or bucket prefix) the "
+                             "images were added from (for some images alone: boxloop select, then --selection)")
         prefix = under if is_remote(under) else str(absolute_path(under))
         prefix = prefix.rstrip("/") + "/"
         found = [it.id for it in ws.store.items()  # (uris stored before paths were normalized may hold "..")

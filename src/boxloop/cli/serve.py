@@ -117,6 +117,12 @@ def serve_cmd(
         service.close()
     if failed:
         raise typer.Exit(1)
+    if connect and getattr(service, "project", None) is not None:
+        console.print(
+            f"stopped; Label Studio project {service.project} still lists this ML backend ({backend_url}): it answers "
+            f"again when `boxloop serve --connect {connect}` runs (to drop it: the project's Settings → Model)",
+            highlight=False,
+        )
 
 
 def _register_when_up(
