@@ -6,7 +6,8 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -96,9 +97,13 @@ def serve_cmd(
     try:
         version = service.load_model()
         verbose = os.environ.get("BOXLOOP_LOG", "").upper() in ("INFO", "DEBUG")
-        server = uvicorn.Server(uvicorn.Config(
+        server = _server(uvicorn.Config(
             create_app(service, basic_auth=auth), host=host, port=port, log_level="info" if verbose else "warning",
             access_log=verbose, timeout_graceful_shutdown=5, server_header=False,
+        ), stopping_note=lambda: (
+            f"stopping; Label Studio project {service.project} still lists this ML backend ({backend_url}): it answers "
+            f"again when `boxloop serve --connect {connect}` runs (to drop it: the project's Settings → Model)"
+            if connect and service.project is not None else None
         ))
         failed: list[str] = []
         if connect:
@@ -117,12 +122,23 @@ def serve_cmd(
         service.close()
     if failed:
         raise typer.Exit(1)
-    if connect and getattr(service, "project", None) is not None:
-        console.print(
-            f"stopped; Label Studio project {service.project} still lists this ML backend ({backend_url}): it answers "
-            f"again when `boxloop serve --connect {connect}` runs (to drop it: the project's Settings → Model)",
-            highlight=False,
-        )
+
+
+
+def _server(config: uvicorn.Config, stopping_note: Callable[[], str | None]) -> uvicorn.Server:
+    """uvicorn's server, saying ``stopping_note()`` when a signal stops it (uvicorn re-raises
+    SIGTERM once it has stopped, so nothing after `run` gets printed then)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                note = stopping_note()
+                if note:
+                    console.print(note, highlight=False)
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def _register_when_up(
