@@ -106,3 +106,10 @@ def test_ctrl_c_however_early_ends_with_one_line_and_no_traceback(tmp_path) -> N
         out, err = proc.communicate(timeout=60)
         assert "Traceback" not in out + err, (delay, err)
         assert proc.returncode in (0, 130), (delay, proc.returncode, err)
+
+
+def test_version() -> None:
+    from boxloop import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"boxloop {__version__}"

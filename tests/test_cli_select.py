@@ -46,6 +46,7 @@ def test_select_then_explain(ws):
     assert rows[0]["item_id"] == "cam-42" and len(rows) == 2
     assert rows[0]["uri"] == "/v/cam/42.jpg" and rows[0]["rank"] == "1" and float(rows[0]["flicker_percentile"]) > 0
     assert {"score", "picked_by", "least_confidence", "flicker"} <= set(rows[0])
+    assert "flicker" in rows[0]["why"] and "car seen in frames 41 and 43, missing in 42" in rows[0]["why"]  # in words
     assert "cam-42" in result.output and "saved selection sel-" in result.output
     assert "42.jpg" in result.output  # the image's file name beside its id
     assert "1 imputed box(es) on 1 flickering frame(s)" in result.output

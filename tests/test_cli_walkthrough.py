@@ -72,7 +72,7 @@ def test_readme_walkthrough_from_init_to_history(tmp_path: Path) -> None:
     assert row["accepted"] == ""  # nothing came back yet
 
     # the batch comes back corrected (here: as it went out, the zip as it is) and the ledger counts it for round 1
-    assert "4 image(s) came back as pre-labeled" in " ".join(run("add", "labels", str(archive)).split())
+    assert "4 image(s) came back unchanged, as pre-labeled" in " ".join(run("add", "labels", str(archive)).split())
     run("history")
     with open(ws / "runs" / "history.csv") as f:
         (row,) = csv.DictReader(f)

@@ -105,7 +105,7 @@ def test_export_of_the_latest_selection_holds_only_its_images_prelabeled(tmp_pat
     (tmp_path / "corrected" / "labels" / "p2.txt").write_text("")  # the cat was no cat
     result = runner.invoke(app, ["-w", str(ws.root), "add", "labels", str(tmp_path / "corrected")])
     assert result.exit_code == 0, result.output
-    assert ("pre-labels: 1 accepted, 0 adjusted, 1 deleted, 0 added (1 image(s) came back as pre-labeled)"
+    assert ("pre-labels: 1 accepted, 0 adjusted, 1 deleted, 0 added (1 image(s) came back unchanged, as pre-labeled)"
             in " ".join(result.output.split()))
     with Workspace.open(ws.root) as again:
         assert again.store.count_by_state() == {"pool": 0, "prelabeled": 2, "in_review": 0, "labeled": 2}

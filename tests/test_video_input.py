@@ -122,3 +122,17 @@ def test_sampling_a_clip_again_at_another_rate_says_the_frames_are_the_union(ws:
     assert report.added == 0 and report.known == 10
     assert any("was sampled before at another rate (--fps 3, every frame)" in n and "20 frames" in n
                for n in report.notes), report.notes
+
+
+def test_a_video_is_named_by_its_file_wherever_its_path_sorts(ws: Workspace, tmp_path: Path, clip: Path) -> None:
+    """A video under a path that sorts after the workspace's frames/ folder (~/videos beside a
+    workspace at ~/lcd) went by its hash in status, select, exports and the report."""
+    import shutil
+
+    later = tmp_path / "zz-videos" / "rowing.mp4"
+    later.parent.mkdir()
+    shutil.copy(clip, later)
+    add_video(ws, later, every=5)
+    assert list(ws.store.video_names().values()) == ["rowing.mp4"]
+    frame = next(it for it in ws.store.items() if it.frame_index == 5)
+    assert ws.store.display_names([frame]) == {frame.id: "rowing.mp4 frame 5"}

@@ -104,7 +104,7 @@ class IngestReport:
         if self.acceptance:
             parts.append(
                 f"pre-labels: {in_words(self.acceptance)}"
-                + (f" ({self.as_drawn} image(s) came back as pre-labeled)" if self.as_drawn else "")
+                + (f" ({self.as_drawn} image(s) came back unchanged, as pre-labeled)" if self.as_drawn else "")
             )
         if self.problems:
             parts.append(f"{len(self.problems)} problem(s)")

@@ -662,8 +662,8 @@ def write_scores_csv(report: ScoreReport, path: str | os.PathLike[str], *, uris:
 
 def write_selection_csv(store: Store, selection: Selection, path: str | os.PathLike[str]) -> Path:
     """The batch as a to-label list, in the order to label it: rank, item id, uri, image (a
-    video frame as its video's name and frame number), score,
-    how it was picked and each scorer's value and percentile; written aside and renamed."""
+    video frame as its video's name and frame number), score, how it was picked, why (each
+    scorer's reason in words) and each scorer's value and percentile; written aside and renamed."""
     import csv
     import io
 
@@ -673,14 +673,18 @@ def write_selection_csv(store: Store, selection: Selection, path: str | os.PathL
     items = store.items(selection.item_ids)
     uris = {it.id: it.uri for it in items}
     shown = store.display_names(items)  # a video frame as "clipA.mp4 frame 10"
+    classes = store.classes()
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["rank", "item_id", "uri", "image", "score", "picked_by", *names, *(f"{n}_percentile" for n in names)])
+    w.writerow(["rank", "item_id", "uri", "image", "score", "picked_by", "why", *names,
+                *(f"{n}_percentile" for n in names)])
     for rank, item_id in enumerate(selection.item_ids, 1):
         why = selection.why[item_id]
         comps = why.get("components", {})
+        words = "; ".join(line for n, c in comps.items() for line in _component_line(n, c, classes, False))
         w.writerow([
             rank, item_id, uris[item_id], shown[item_id], f"{selection.scores[item_id]:.6g}", why.get("selector", ""),
+            words,
             *(f"{comps[n]['score']:.6g}" if n in comps else "" for n in names),
             *(f"{comps[n]['percentile']:.6g}" if n in comps else "" for n in names),
         ])

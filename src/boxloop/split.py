@@ -261,7 +261,9 @@ class SplitRequest:
         if without:
             note += (f"; {len(without)} labeled image(s) had no train/val/test folder in their path "
                      "(`boxloop split` or the next round gives them one)")
-        return [note]
+        made = [i for i, side in self.wanted.items() if side == "test"] if not in_test else []
+        thin = thin_test_warning(store, made) if made else None  # the dataset's own test split, frozen now
+        return [note, *([f"warning: {thin}"] if thin else [])]
 
     def _suggestion(self, store: Store) -> list[str]:
         """A hint to keep the dataset's split, where its test folder could still be the test split."""

@@ -580,7 +580,10 @@ class Store:
         path its frames were decoded from, or the folder of a frame sequence), ``frames`` (how
         many the workspace holds) and ``uri`` (one frame's, where they were written)."""
         rows = self.conn.execute(
-            "SELECT i.video_id, MIN(s.path), COUNT(DISTINCT i.id), MIN(i.uri) FROM items i "
+            # the video file a frame was decoded from (`path#frame=N`) names it, wherever its path sorts beside
+            # the frames' own files under frames/ (a video at ~/videos beside a workspace at ~/lcd once went by a hash)
+            "SELECT i.video_id, COALESCE(MIN(CASE WHEN instr(s.path, '#frame=') > 0 THEN s.path END), MIN(s.path)), "
+            "COUNT(DISTINCT i.id), MIN(i.uri) FROM items i "
             "JOIN item_sources s ON s.item_id = i.id WHERE i.video_id IS NOT NULL GROUP BY i.video_id"
         )
         out: dict[str, dict[str, Any]] = {}

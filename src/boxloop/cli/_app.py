@@ -146,8 +146,20 @@ WorkspaceOpt = Annotated[
 _global: dict[str, Path | None] = {"workspace": None}
 
 
+def _show_version(shown: bool) -> None:
+    if shown:
+        from .. import __version__
+
+        console.print(f"boxloop {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(workspace: WorkspaceOpt = None) -> None:
+def _main(
+    workspace: WorkspaceOpt = None,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print boxloop's version and exit.")] = False,
+) -> None:
     """Active learning for object detection."""
     _global["workspace"] = workspace
 

@@ -35,9 +35,10 @@ def demo(
     out = out.absolute()
     data = out / "data"
     console.print(f"generating {labeled} labeled + {pool} pool images and a frame sequence in {data}")
-    generate_images(data / "labeled", n=labeled, seed=seed)
-    generate_images(data / "pool", n=pool, seed=seed + 1)
-    generate_sequence(data / "sequence", n_frames=30, seed=seed + 2)
+    # three streams a seed, none shared with another seed's (seed 1's labeled images were seed 0's pool)
+    generate_images(data / "labeled", n=labeled, seed=3 * seed)
+    generate_images(data / "pool", n=pool, seed=3 * seed + 1)
+    generate_sequence(data / "sequence", n_frames=30, seed=3 * seed + 2)
     if generate_only:
         console.print(f"data: [bold]{data}[/bold] (YOLO layout: images/, labels/, data.yaml)")
         return
