@@ -77,3 +77,12 @@ def test_a_store_from_before_it_kept_its_place_is_found_from_its_models(tmp_path
     shutil.move(root, moved)
     uris, weights, _ = _paths(Workspace.open(moved))
     assert all(u.startswith(f"{moved}/imports/") for u in uris) and weights.startswith(f"{moved}/runs/m001/")
+
+
+def test_the_same_workspace_reached_through_a_link_rewrites_nothing(tmp_path: Path) -> None:
+    root = _workspace_with_a_zip_and_a_model(tmp_path)
+    Workspace.open(root).store  # noqa: B018 (opened where it is)
+    link = tmp_path / "link-to-ws"
+    link.symlink_to(root)
+    uris, weights, _ = _paths(Workspace.open(link))
+    assert all(u.startswith(f"{root}/") for u in uris) and weights.startswith(f"{root}/runs/")

@@ -80,7 +80,8 @@ class Workspace:
         was = store.get_meta(ROOT_KEY)
         if was is None:
             was = store.former_root()  # a store from before the key
-        if was is not None and was != here:
+        if was is not None and was != here and os.path.realpath(was) != os.path.realpath(here):
+            # (the same folder reached by another path, through a link, keeps every stored path valid)
             moved = store.relocate(was, here)
             if moved:
                 log.warning("the workspace was at %s: %d path(s) of its own files now point here (%s)", was, moved, here)
