@@ -150,6 +150,11 @@ def test_onnx_of_weights_from_elsewhere_is_written_in_the_workspace(project: dic
     made = list((ws.runs_dir / "onnx").rglob("*.onnx"))
     assert len(made) == 1 and made[0].parent.name.startswith("lcd-")
     assert flat(f"(ONNX Runtime: {made[0]})") in flat(result.output)
+    # that look at one image with someone's file does not make it the default model (predict --missing took it)
+    from boxloop.modeling import resolve_model
+
+    own = [v["id"] for v in ws.store.model_versions() if v["path"] and v["meta"].get("source") != "file"]
+    assert resolve_model(ws).version == own[-1]
 
 
 def test_bad_format_for_export_is_refused(project: dict) -> None:

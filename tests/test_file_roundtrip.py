@@ -676,3 +676,21 @@ def test_a_prelabeled_export_names_whose_boxes_it_holds_and_a_newer_model_that_h
     said = " ".join(result.output.split())
     assert "pre-labels: the boxes of model version ext-1 at confidence >= 0.25" in said
     assert "note: model version m002 is newer but has not predicted these images: boxloop predict" in said
+
+
+def test_export_with_an_older_version_says_whether_the_newer_one_predicted_these_images(tmp_path: Path) -> None:
+    """`export -m OLD` beside a newer version that predicted the same images once said it had not
+    (it compared creation times alone), sending the user to predict again for nothing."""
+    import time
+
+    ws, ids = photos_workspace(tmp_path, 2)
+    box = {i: Detections([[10, 10, 50, 50]], [0], [0.9]) for i in ids.values()}
+    ws.store.add_model_version("mv1", backend="fake", classes=ws.classes, path=str(tmp_path / "mv1.pt"))
+    ws.store.put_predictions("mv1", box)
+    time.sleep(0.01)
+    ws.store.add_model_version("mv2", backend="fake", classes=ws.classes, path=str(tmp_path / "mv2.pt"))
+    ws.store.put_predictions("mv2", box)
+    result = CliRunner().invoke(app, ["-w", str(ws.root), "export", "--what", "prelabeled", "-m", "mv1", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "note: model version mv2 is newer and predicted these images too: -m mv2 exports its pre-labels" in " ".join(
+        result.output.split())

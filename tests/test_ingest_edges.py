@@ -479,3 +479,12 @@ def test_a_bad_label_file_for_a_labeled_image_says_it_keeps_its_labels(ws: Works
     report = add_labels(ws, src, format="yolo")
     assert f"{src / 'labels' / 'a.txt'}: label file skipped (its image keeps its labels of version 1) until fixed" in [
         str(p) for p in report.problems]
+
+
+def test_a_yolo_file_whose_every_box_lies_outside_its_image_is_skipped(ws: Workspace, tmp_path: Path) -> None:
+    """Its one box left out, the image was stored as labeled with no box (trained as background)."""
+    src = yolo_folder(tmp_path / "src", {"out": "0 -0.1 0.5 0.1 0.1\n", "ok": GOOD})
+    report = add_labels(ws, src, format="yolo")
+    txt = src / "labels" / "out.txt"
+    assert f"{txt}: label file skipped (its image stays unlabeled) until fixed" in [str(p) for p in report.problems]
+    assert len(ws.store.latest_labels()) == 1 and ws.store.count_by_state()["pool"] == 1

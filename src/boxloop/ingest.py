@@ -723,9 +723,10 @@ def _yolo_labels(
     says whether the image keeps labels it had)."""
     read = read_yolo_labels(text, width=item.width, height=item.height, n_classes=n_classes, source=str(txt))
     report.problems.extend(read.dropped)  # no object lost: the rest of the file stands
-    if read.problems:
-        # partial labels would teach the model that a missed object is background:
-        # the image stays in the pool until its label file is fixed
+    if read.problems or (read.dropped and not len(read.labels)):
+        # partial labels would teach the model that a missed object is background (and a file whose
+        # every box lies outside its image, that a picture with objects shows none): the image stays
+        # in the pool until its label file is fixed
         report.problems.extend(read.problems)
         had = store.label_version(item.id) if store is not None else None
         keeps = "its image stays unlabeled" if had is None else f"its image keeps its labels of version {had}"

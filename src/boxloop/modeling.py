@@ -156,14 +156,17 @@ def way_to_predictions(store: Store) -> str:
 
 
 def resolve_model(ws: Workspace, model: str | Path | None = None) -> ResolvedModel:
-    """A model version id (None: the newest trained one) or a weights file (.pt / .onnx),
-    which is registered as a version named after its content."""
+    """A model version id (None: the newest trained here, else the newest weights file given) or
+    a weights file (.pt / .onnx), which is registered as a version named after its content."""
     store = ws.store
     if model is None:
         versions = [v for v in store.model_versions() if v["path"]]
         if not versions:
             raise InputError(f"no trained model yet; {way_to_a_model(store)}, or pass --model PATH")
-        v = versions[-1]
+        # the newest trained here; weights passed once as a file (a quick look at a few images with
+        # someone's model) do not become the default, unless no model was trained here
+        own = [v for v in versions if (v.get("meta") or {}).get("source") != "file"]
+        v = (own or versions)[-1]
         return ResolvedModel(v["id"], Path(v["path"]), list(v["classes"]), v["backend"], dict(v["meta"] or {}))
     known = {v["id"]: v for v in store.model_versions()}
     if str(model) in known:

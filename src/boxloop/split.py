@@ -159,9 +159,9 @@ def thin_test_warning(store: Store, test_ids: list[str], *, test: float = 0.0, d
     bigger = _bigger_test(labels, boxes_wanted=FEW_TEST_BOXES, classes_short=unseen > len(labeled) / 2, above=test)
     if dry_run:
         return f"{noisy}. It is frozen once made: {bigger}, and check again with --dry-run."
-    if store.model_versions():
+    if trained_here(store):
         return (f"{noisy}. It is frozen: boxloop keeps it as it is (new labels go to train/val), and a model "
-                f"already exists, so it cannot be made again in this workspace. For a bigger one, start a new "
+                f"was trained on these splits, so it cannot be made again in this workspace. For a bigger one, start a new "
                 f"workspace (boxloop init, add the labels again) and, before splitting, {bigger}.")
     return (f"{noisy}. It is frozen from now on, but until a model is trained it can be dealt again: {bigger}, "
             "with `boxloop split --redo` (add --dry-run to see it first).")

@@ -343,8 +343,13 @@ def export_cmd(
                       f">= {done.prelabel_conf:g}")
         newer = _newer_trained(ws, done.model_version)
         if newer:
-            console.print(f"[yellow]note:[/yellow] model version {escape(newer)} is newer but has not predicted these "
-                          f"images: boxloop predict, then export again, for its pre-labels")
+            mine = set(ids) if ids is not None else ws.store.done_item_ids(str(done.model_version))
+            if mine <= ws.store.done_item_ids(newer):
+                console.print(f"note: model version {escape(newer)} is newer and predicted these images too: "
+                              f"-m {escape(newer)} exports its pre-labels")
+            else:
+                console.print(f"[yellow]note:[/yellow] model version {escape(newer)} is newer but has not predicted "
+                              "these images: boxloop predict, then export again, for its pre-labels")
     if done.prelabeled and done.batch:
         console.print(f"{done.prelabeled} image(s) are out for labeling: `boxloop select` leaves them out "
                       "until they come back")

@@ -136,7 +136,7 @@ def score_cmd(
         )
     console.print(table)
     if len(names) > 1:
-        console.print("score: each scorer's rank in the pool (0-1, the share of the pool it beats) times its weight, "
+        console.print("score: each scorer's rank in the pool (0-1, the share of the pool it beats, ties sharing the middle) times its weight, "
                       f"added up; the columns after it: each scorer's own value ({', '.join(map(escape, names))})")
     for note in report.notes:
         console.print(f"note: {escape(note)}")

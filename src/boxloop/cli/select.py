@@ -97,7 +97,7 @@ def select_cmd(
         title=f"{len(sel.item_ids)} to label",
         caption=f"strategy {escape(sel.strategy)}, selector {sel.config.get('selector')}, "
                 f"model {escape(str(sel.model_version))}, seed {sel.seed}; score: each scorer's rank in the pool "
-                "(0-1, the share of the pool it beats) times its weight, added up; mostly: the scorer that "
+                "(0-1, the share of the pool it beats, ties sharing the middle) times its weight, added up; mostly: the scorer that "
                 "counts most, with its own value",
     )
     table.add_column("#", justify="right")
