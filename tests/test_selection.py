@@ -384,6 +384,8 @@ def test_a_selector_named_in_the_strategy_stands_over_the_default_diversity(stor
     assert select(store, budget=2, strategy="least_confidence", diverse=None, seed=0).selection.strategy.endswith(",diverse")
     named = select(store, budget=2, strategy="least_confidence:1,top_k", diverse=None, seed=0)
     assert named.selection.strategy == "least_confidence:1"  # top_k, the plain ranking: no ",diverse"
+    with pytest.raises(InputError, match=r"--diverse asks for the diverse selector, but the strategy .* names top_k"):
+        select(store, budget=2, strategy="least_confidence:1,top_k", diverse=True, seed=0)
 
 
 def test_a_scorer_that_gives_most_of_the_pool_its_top_value_is_noted():

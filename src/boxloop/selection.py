@@ -401,6 +401,9 @@ def select(
         raise InputError(f"dedup threshold must lie in (0, 1], got {dedup_threshold}")
     options = options or ScoreOptions()
     parsed = parse_strategy(strategy, diverse=bool(diverse))
+    if diverse and _names_a_selector(strategy) and parsed.selector != "diverse":
+        raise InputError(f"--diverse asks for the diverse selector, but the strategy {strategy!r} names "
+                         f"{parsed.selector}: drop one")
     version, chosen = _default_version(store, model_version)
     pool, notes = load_pool(store, version, need=_needs(parsed, diverse), exclude=exclude)
     notes[:0] = chosen
