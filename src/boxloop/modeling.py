@@ -768,6 +768,13 @@ def predict_with_weights(
     return out, problems
 
 
+def _weights_and_onnx_dir(ws: Workspace, resolved: ResolvedModel) -> tuple[Path, Path | None]:
+    """A version's weights file, and where its ONNX export goes: beside weights trained here
+    (None), in this workspace's runs/onnx/ for weights brought from elsewhere (not beside them)."""
+    path = absolute_path(resolved.path)  # type: ignore[arg-type]
+    return path, None if ws.runs_dir in path.parents else ws.runs_dir / "onnx" / resolved.version
+
+
 def load_model_backend(
     ws: Workspace, resolved: ResolvedModel, *, runtime: str | None = None, device: str | None = None,
     imgsz: int | tuple[int, int] | None = None, class_map: Sequence[str] | Mapping[str, str] | None = None,
@@ -779,9 +786,7 @@ def load_model_backend(
     if resolved.path is None:
         raise InputError(f"model version {resolved.version} has no weights (its predictions were imported)")
     cfg = ws.config.predict
-    path = absolute_path(resolved.path)
-    # the ONNX export of weights brought from elsewhere goes in this workspace, not beside them
-    onnx_dir = None if ws.runs_dir in path.parents else ws.runs_dir / "onnx" / resolved.version
+    path, onnx_dir = _weights_and_onnx_dir(ws, resolved)
     return load_backend(
         path, classes=ws.classes, runtime=runtime or cfg.runtime, device=device or ws.config.train.device,
         imgsz=imgsz, class_map=class_map, batch=cfg.batch if batch is None else batch,
@@ -1070,8 +1075,7 @@ def export_model(
     pool = ws.store.items(state="unlabeled") or ws.store.items()
     if not tile and pool:  # the input `predict --runtime onnx` gives the pictures: it runs this very file
         shape = _rect_input(pool, side)
-    path = absolute_path(resolved.path)
-    cache = None if ws.runs_dir in path.parents else ws.runs_dir / "onnx" / resolved.version
+    path, cache = _weights_and_onnx_dir(ws, resolved)
     return export_onnx(path, imgsz=shape, out=out, tile=tile, cache_dir=cache)
 
 

@@ -243,10 +243,10 @@ def split_cmd(
     elif test > 0 and not report.totals["test"] and not report.assigned["test"]:
         from ..split import trained_here
 
+        trained = trained_here(ws.store)
         why = ("every labeled image is in train/val already"
-               + (f", and model version(s) {', '.join(trained_here(ws.store)[:3])} trained on them"
-                  if trained_here(ws.store) else ""))
-        way = ("the next labels you add make one (boxloop split --test again after add labels)" if trained_here(ws.store)
+               + (f", and model version(s) {', '.join(trained[:3])} trained on them" if trained else ""))
+        way = ("the next labels you add make one (boxloop split --test again after add labels)" if trained
                else "boxloop split --test 0.2 --redo deals every labeled image afresh")
         console.print(f"[yellow]no test split made:[/yellow] {escape(why)}; {escape(way)}")
     if report.warning:

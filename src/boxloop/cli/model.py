@@ -372,19 +372,18 @@ def export_model_cmd(
 
     Example: boxloop export-model --format onnx --imgsz 320
     """
-    from ..modeling import export_model
+    from ..modeling import export_model, resolve_model
 
     check_out(out)
     ws = open_workspace(workspace)
     path = export_model(ws, model=model, format=format, imgsz=imgsz, out=out)
     console.print(f"wrote {path}")
-    from ..modeling import resolve_model, weights_tile
-
-    tile = weights_tile(path)
+    resolved = resolve_model(ws, model)  # the version the export used (a file: found by its content hash)
+    tile = resolved.meta.get("tile")
     if tile:
         console.print(f"trained on tiles of {tile}: the file says so, and predicts window by window wherever it goes")
     console.print(f"predict with it: boxloop predict --model {escape(str(path))} (here, --runtime onnx runs it for "
-                  f"{escape(resolve_model(ws, model).version)})")
+                  f"{escape(resolved.version)})")
 
 
 @add_app.command("predictions")
